@@ -1,0 +1,7 @@
+"""convlstm: convolutional recurrent networks (ConvLSTM, ConvGRU) for spatiotemporal image sequences."""
+
+from convlstm.layers import ConvGRU, ConvGRUCell, ConvLSTM, ConvLSTMCell
+
+__version__ = "0.1.0"
+
+__all__ = ["ConvGRU", "ConvGRUCell", "ConvLSTM", "ConvLSTMCell", "__version__"]

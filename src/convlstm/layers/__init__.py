@@ -1,0 +1,19 @@
+"""Convolutional recurrent layers: pure torch.nn modules."""
+
+from convlstm.layers.activations import ACTIVATIONS, get_activation
+from convlstm.layers.conv_lstm import ConvGRU, ConvLSTM
+from convlstm.layers.gru_cell import ConvGRUCell
+from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
+from convlstm.layers.norm import BlockNorm
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEFAULT_FORGET_BIAS",
+    "BlockNorm",
+    "ConvGRU",
+    "ConvGRUCell",
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "get_activation",
+    "lstm_pointwise",
+]

@@ -1,0 +1,112 @@
+"""A convolution for 1, 2 or 3 spatial dimensions with exact "same" padding, also for even kernels."""
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Padding = Literal["same", "valid"]
+IntOrTuple = int | Sequence[int]
+
+_CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def check_spatial_dims(spatial_dims: int) -> int:
+    if spatial_dims not in _CONV_FUNCTIONS:
+        raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+    return spatial_dims
+
+
+def to_tuple(value: IntOrTuple, spatial_dims: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """Expands an int to one value per spatial dimension and checks each is an int >= ``minimum``."""
+    values = (value,) * spatial_dims if isinstance(value, int) else tuple(value)
+    if len(values) != spatial_dims or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be an int or {spatial_dims} ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum} in every dimension, got {value!r}")
+    return values
+
+
+def check_positive_int(value: int, name: str, *, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def same_padding(
+    size: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(before, after) padding per dimension for "same" padding: output size ceil(size / stride).
+
+    An even total is split evenly; an odd one puts the extra pixel after, as TensorFlow and Keras do.
+    """
+    pads = []
+    for n, k, s, d in zip(size, kernel_size, stride, dilation, strict=True):
+        span = d * (k - 1) + 1
+        total = max(0, (-(-n // s) - 1) * s + span - n)
+        pads.append((total // 2, total - total // 2))
+    return pads
+
+
+class PaddedConv(nn.Module):
+    """A bias-free N-d convolution whose weight can be shared by ``groups`` stacked copies of its input.
+
+    Gate biases live in the cells, not here, so that the input and recurrent convolutions stay interchangeable.
+
+    Shape:
+        input: (N, groups * in_channels, *spatial); output: (N, out_channels, *spatial_out)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Sequence[int],
+        *,
+        stride: Sequence[int],
+        dilation: Sequence[int],
+        padding: Padding,
+    ) -> None:
+        super().__init__()
+        self.spatial_dims = len(kernel_size)
+        self.kernel_size = tuple(kernel_size)
+        self.stride = tuple(stride)
+        self.dilation = tuple(dilation)
+        self.padding = padding
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel_size))
+        self._conv = _CONV_FUNCTIONS[self.spatial_dims]
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # The default of torch.nn.ConvNd: uniform with bound 1 / sqrt(fan_in).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def pads(self, size: Sequence[int]) -> list[tuple[int, int]]:
+        """(before, after) padding per spatial dimension for an input of spatial ``size``."""
+        if self.padding == "valid":
+            return [(0, 0)] * self.spatial_dims
+        return same_padding(size, self.kernel_size, self.stride, self.dilation)
+
+    def output_size(self, size: Sequence[int]) -> tuple[int, ...]:
+        """Spatial size of the output for an input of spatial ``size``."""
+        pads = self.pads(size)
+        return tuple(
+            (n + a + b - d * (k - 1) - 1) // s + 1
+            for n, (a, b), k, s, d in zip(size, pads, self.kernel_size, self.stride, self.dilation, strict=True)
+        )
+
+    def forward(
+        self, x: Tensor, bias: Tensor | None = None, *, weight: Tensor | None = None, groups: int = 1
+    ) -> Tensor:
+        pads = self.pads(x.shape[2:])
+        if all(before == after for before, after in pads):
+            conv_padding = tuple(before for before, _ in pads)
+        else:
+            # F.pad lists the last dimension first.
+            x = F.pad(x, tuple(p for pair in reversed(pads) for p in pair))
+            conv_padding = (0,) * self.spatial_dims
+        w = self.weight if weight is None else weight
+        return self._conv(x, w, bias, self.stride, conv_padding, self.dilation, groups)

@@ -1,0 +1,194 @@
+"""ConvLSTM and ConvGRU sequence layers: stacks of cells run over (B, T, C, *spatial) sequences."""
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _check_probability
+from convlstm.layers.conv import IntOrTuple, check_positive_int, check_spatial_dims
+from convlstm.layers.schedule import InputSchedule, choose_input_schedule
+
+logger = logging.getLogger(__name__)
+
+StateT = TypeVar("StateT", LSTMState, Tensor)
+CellT = TypeVar("CellT", bound=ConvRNNCellBase)
+
+
+def _per_layer(value: Any, num_layers: int, name: str) -> list[Any]:
+    """One value per layer: a scalar (or kernel tuple) is repeated, a list must have num_layers entries."""
+    if isinstance(value, list):
+        if len(value) != num_layers:
+            raise ValueError(f"{name} must have num_layers={num_layers} entries, got {len(value)}: {value!r}")
+        return value
+    if isinstance(value, tuple) and name == "hidden_channels":
+        return _per_layer(list(value), num_layers, name)
+    return [value] * num_layers
+
+
+class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
+    """A stack of convolutional recurrent layers; subclasses say which cell.
+
+    The state is a list with one entry per layer and direction, at index ``layer * num_directions + direction``
+    (as torch.nn.LSTM orders h_n), so a sequence run in chunks, each starting from the last one's state, equals
+    one call (for unidirectional layers).
+    """
+
+    cells: nn.ModuleList
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int | Sequence[int],
+        kernel_size: IntOrTuple | list[IntOrTuple],
+        num_layers: int,
+        *,
+        spatial_dims: int,
+        bidirectional: bool,
+        reverse: bool,
+        dropout: float,
+        input_schedule: InputSchedule,
+        cell_kwargs: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.num_layers = check_positive_int(num_layers, "num_layers")
+        self.spatial_dims = check_spatial_dims(spatial_dims)
+        if bidirectional and reverse:
+            raise ValueError("reverse=True cannot be combined with bidirectional=True (it already runs both ways)")
+        if input_schedule not in ("auto", "batched", "per_step"):
+            raise ValueError(f"input_schedule must be 'auto', 'batched' or 'per_step', got {input_schedule!r}")
+        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=0)
+        self.hidden_channels = [
+            check_positive_int(c, "hidden_channels") for c in _per_layer(hidden_channels, num_layers, "hidden_channels")
+        ]
+        kernels = _per_layer(kernel_size, num_layers, "kernel_size")
+        per_layer_kwargs = {name: _per_layer(v, num_layers, name) for name, v in cell_kwargs.items()}
+        self.bidirectional, self.reverse = bidirectional, reverse
+        self.num_directions = 2 if bidirectional else 1
+        self.dropout = _check_probability(dropout, "dropout")
+        self.input_schedule: InputSchedule = input_schedule
+        cells = []
+        layer_in = in_channels
+        for layer in range(num_layers):
+            kwargs = {name: values[layer] for name, values in per_layer_kwargs.items()}
+            for _ in range(self.num_directions):
+                cells.append(
+                    self._make_cell(layer_in, self.hidden_channels[layer], kernels[layer], spatial_dims, kwargs)
+                )
+            layer_in = self.hidden_channels[layer] * self.num_directions
+        self.cells = nn.ModuleList(cells)
+        self.out_channels = layer_in
+
+    def _make_cell(self, in_channels: int, hidden: int, kernel: IntOrTuple, dims: int, kwargs: dict[str, Any]) -> CellT:
+        raise NotImplementedError
+
+    @staticmethod
+    def hidden_of(state: StateT) -> Tensor:
+        raise NotImplementedError
+
+    def _check_state(self, state: list[StateT], batch: int, sizes: list[tuple[int, ...]]) -> None:
+        raise NotImplementedError
+
+    def cell(self, layer: int, direction: int = 0) -> CellT:
+        """The cell of ``layer`` (0 is the bottom) and ``direction`` (1 is the backward one when bidirectional)."""
+        return self.cells[layer * self.num_directions + direction]  # type: ignore[return-value]
+
+    def forward(self, x: Tensor, state: list[StateT] | None = None) -> tuple[Tensor, list[StateT]]:
+        """Runs the stack over a sequence.
+
+        Args:
+            x: (B, T, C_in, *spatial). A layer without input (in_channels=0) takes x of shape (B, T, 0, *spatial),
+                which only carries the number of steps and the frame size.
+            state: the initial state (see the class docstring), or None for zeros.
+
+        Returns:
+            (output, state): output (B, T, F_last * num_directions, *spatial_state) of the last layer, aligned with
+            the input frames (also for reverse=True); the state after the last step of each layer and direction.
+        """
+        outputs, final = self.forward_layers(x, state)
+        return outputs[-1], final
+
+    def forward_layers(self, x: Tensor, state: list[StateT] | None = None) -> tuple[list[Tensor], list[StateT]]:
+        """As :meth:`forward`, but returns the output sequence of every layer (bottom first)."""
+        self._check_input(x)
+        batch = x.shape[0]
+        sizes = self._state_sizes(tuple(x.shape[3:]))
+        if state is not None:
+            self._check_state(state, batch, sizes)
+        outputs: list[Tensor] = []
+        final: list[StateT] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            directional = []
+            for direction in range(self.num_directions):
+                index = layer * self.num_directions + direction
+                backwards = self.reverse or direction == 1
+                out, last = self._run_cell(
+                    self.cell(layer, direction), layer_input, None if state is None else state[index], backwards
+                )
+                directional.append(out)
+                final.append(last)
+            layer_output = directional[0] if len(directional) == 1 else torch.cat(directional, dim=2)
+            outputs.append(layer_output)
+            if layer < self.num_layers - 1 and self.dropout > 0:
+                layer_output = F.dropout(layer_output, self.dropout, self.training)
+            layer_input = layer_output
+        return outputs, final
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise ValueError(f"x must be a tensor (B, T, C, *spatial), got {type(x).__name__}")
+        expected = 3 + self.spatial_dims
+        if x.ndim != expected:
+            raise ValueError(
+                f"x must have {expected} dimensions (B, T, C={self.in_channels}, {self.spatial_dims} spatial), "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] == 0:
+            raise ValueError(f"x must have at least one time step in dim 1, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"x must have a batch of at least one sequence in dim 0, got shape {tuple(x.shape)}")
+        self.cell(0).check_input(x[:, 0], name="x[:, t]", leading="B")
+
+    def _state_sizes(self, input_size: tuple[int, ...]) -> list[tuple[int, ...]]:
+        sizes, size = [], input_size
+        for layer in range(self.num_layers):
+            size = self.cell(layer).state_size(size)
+            if min(size) <= 0:
+                raise ValueError(f"layer {layer} gets frames of size {size}: too small for its kernel and padding")
+            sizes.append(size)
+        return sizes
+
+    def _uses_batched_inputs(self, cell: CellT, x: Tensor) -> bool:
+        if self.input_schedule != "auto":
+            return self.input_schedule == "batched"
+        return choose_input_schedule(x, cell.hidden_channels) == "batched"
+
+    def _run_cell(self, cell: CellT, x: Tensor, state: StateT | None, backwards: bool) -> tuple[Tensor, StateT]:
+        """Runs one cell over all steps: x (B, T, C, *S) -> outputs (B, T, F, *S_state), last state."""
+        batch, steps = x.shape[:2]
+        frames = None if cell.input_conv is None else x
+        size = cell.state_size(x.shape[3:])
+        input_mask, recurrent_mask = cell.dropout_masks(frames, batch, size)
+        x_gates: Tensor | None = None
+        if frames is not None and self._uses_batched_inputs(cell, frames):
+            # One convolution over all B*T frames instead of T small ones; the mask is shared by all steps.
+            mask = None if input_mask is None else input_mask.unsqueeze(1).expand(-1, steps, *input_mask.shape[1:])
+            flat = cell.input_gates(frames.flatten(0, 1), None if mask is None else mask.flatten(0, 1))
+            x_gates = None if flat is None else flat.unflatten(0, (batch, steps))
+        hidden: list[Tensor] = []
+        for t in range(steps - 1, -1, -1) if backwards else range(steps):
+            if x_gates is not None:
+                step_gates: Tensor | None = x_gates[:, t]
+            else:
+                step_gates = None if frames is None else cell.input_gates(frames[:, t], input_mask)
+            state = cell.step(step_gates, state, recurrent_mask)
+            hidden.append(self.hidden_of(state))
+        if backwards:
+            hidden.reverse()
+        if state is None:
+            raise AssertionError("unreachable: at least one step ran")
+        return torch.stack(hidden, dim=1), state
