@@ -1,0 +1,152 @@
+"""What every model shares: a config dataclass that mirrors the constructor, safe saving and loading, and the
+forecaster call ``model(context, horizon, targets=None, teacher_forcing=None)``."""
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+from convlstm.utils.atomic import atomic_path, atomic_write_text
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+_FAMILIES: dict[str, type["PretrainedModel"]] = {}
+
+
+def config_from_arguments(config_class: type[Any], arguments: dict[str, Any]) -> Any:
+    """Builds ``config_class`` from a constructor's ``locals()``: the fields are exactly its keyword arguments."""
+    return config_class(**{f.name: arguments[f.name] for f in dataclasses.fields(config_class)})
+
+
+class PretrainedModel(nn.Module):
+    """A model whose constructor arguments are its config, saved as JSON beside safetensors weights (no pickle).
+
+    Subclasses set ``family`` (a unique name) and ``config_class`` (a dataclass whose fields are the constructor's
+    keyword arguments), and store ``self.config = config_from_arguments(self.config_class, locals())``.
+    """
+
+    family: ClassVar[str]
+    config_class: ClassVar[type[Any]]
+    config: Any
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        family = cls.__dict__.get("family")
+        if family is not None:
+            if family in _FAMILIES and _FAMILIES[family] is not cls:
+                raise ValueError(f"model family {family!r} is defined twice")
+            _FAMILIES[family] = cls
+
+    @classmethod
+    def from_config(cls, config: Any) -> "PretrainedModel":
+        return cls(**dataclasses.asdict(config))
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes ``config.json`` and ``model.safetensors`` into ``directory``, each atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_model(self, str(tmp))
+        config = {"family": self.family, "config": dataclasses.asdict(self.config)}
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return directory
+
+
+def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> PretrainedModel:
+    """Rebuilds a model saved with :meth:`PretrainedModel.save_pretrained`, weights included."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: expected a directory written by save_pretrained")
+    try:
+        saved = json.loads(config_path.read_text())
+        family, arguments = saved["family"], saved["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{config_path} is not a saved model config ({err})") from None
+    import convlstm.models  # noqa: F401  # registers every family
+
+    if family not in _FAMILIES:
+        raise ValueError(f"{config_path} names model family {family!r}; known: {sorted(_FAMILIES)}")
+    model_class = _FAMILIES[family]
+    field_names = {f.name for f in dataclasses.fields(model_class.config_class)}
+    if not isinstance(arguments, dict) or set(arguments) != field_names:
+        raise ValueError(f"{config_path}: config keys {sorted(arguments)} do not match {sorted(field_names)}")
+    model = model_class.from_config(model_class.config_class(**arguments))
+    try:
+        missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(device))
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise ValueError(f"{weights_path} could not be read as safetensors weights of {family}: {err}") from None
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights_path} does not fit {family}: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
+    return model.to(device)
+
+
+class Forecaster(PretrainedModel):
+    """A model that continues a sequence: ``model(context, horizon, targets=None, teacher_forcing=None)``.
+
+    Args of forward:
+        context: (B, T_in, C, H, W) observed frames.
+        horizon: number of frames to predict (default: the model's ``default_horizon``).
+        targets: (B, horizon, C, H, W) true future frames, needed only with teacher forcing.
+        teacher_forcing: bool mask (horizon,) or (B, horizon): where True, step k + 1 is fed the true frame k
+            instead of the prediction k (scheduled sampling draws this mask; models never compute a loss).
+
+    Returns:
+        predictions (B, horizon, C, H, W).
+    """
+
+    default_horizon: int = 1
+
+    def check_forecast_arguments(
+        self,
+        context: Tensor,
+        horizon: int | None,
+        targets: Tensor | None,
+        teacher_forcing: Tensor | None,
+        *,
+        channels: int,
+    ) -> tuple[int, Tensor | None]:
+        """Validates forward's arguments; returns the horizon and the teacher-forcing mask as (B, horizon) bool."""
+        if not isinstance(context, Tensor) or context.ndim != 5:
+            shape = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
+            raise ValueError(f"context must have shape (B, T_in, C={channels}, H, W), got {shape}")
+        if context.shape[2] != channels:
+            raise ValueError(f"context must have {channels} channels in dim 2, got shape {tuple(context.shape)}")
+        if context.shape[1] < 1:
+            raise ValueError(f"context must have at least one frame, got shape {tuple(context.shape)}")
+        horizon = self.default_horizon if horizon is None else horizon
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        if teacher_forcing is None:
+            return horizon, None
+        batch = context.shape[0]
+        expected = (batch, horizon, *context.shape[2:])
+        if targets is None or tuple(targets.shape) != expected:
+            got = None if targets is None else tuple(targets.shape)
+            raise ValueError(f"teacher_forcing needs targets of shape {expected}, got {got}")
+        mask = torch.as_tensor(teacher_forcing, dtype=torch.bool, device=context.device)
+        if mask.shape == (horizon,):
+            mask = mask.expand(batch, horizon)
+        if mask.shape != (batch, horizon):
+            raise ValueError(
+                f"teacher_forcing must have shape ({horizon},) or ({batch}, {horizon}), got {tuple(mask.shape)}"
+            )
+        return horizon, mask
+
+
+def next_input(prediction: Tensor, step: int, targets: Tensor | None, mask: Tensor | None) -> Tensor:
+    """The frame fed back after ``step``: the prediction, or the true frame where teacher forcing says so."""
+    if mask is None or targets is None:
+        return prediction
+    chosen = mask[:, step].view(-1, *([1] * (prediction.ndim - 1)))
+    return torch.where(chosen, targets[:, step].to(prediction.dtype), prediction)
