@@ -1,0 +1,56 @@
+"""Scores for forecasts, nowcasts, segmentations and anomaly detection; every forecast score per lead time.
+
+Predictions and targets are (B, T, C, *spatial), T being the lead time. Names say their reduction:
+``mse_per_pixel`` averages a frame's pixels, ``mse_per_frame`` sums them (OpenSTL's "MSE"), ``csi@0.5`` is the
+critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (averaged) and
+``"<name>_by_lead_time"`` (one value per lead time).
+"""
+
+from convlstm.metrics.anomaly import frame_auroc, regularity_score
+from convlstm.metrics.forecast import (
+    bce_per_sequence,
+    correlation,
+    mae_per_frame,
+    mae_per_pixel,
+    mse_per_frame,
+    mse_per_pixel,
+    psnr,
+    ssim,
+)
+from convlstm.metrics.forecast_metrics import DEFAULT_FORECAST_METRICS, FORECAST_METRICS, ForecastMetrics
+from convlstm.metrics.nowcasting import (
+    HKO_THRESHOLDS,
+    ContingencyTable,
+    balanced_mae,
+    balanced_mse,
+    balanced_weights,
+    pixel_to_rain_rate,
+    rain_rate_to_pixel,
+)
+from convlstm.metrics.segmentation import ConfusionMatrix, dice_from_confusion, iou_from_confusion
+
+__all__ = [
+    "DEFAULT_FORECAST_METRICS",
+    "FORECAST_METRICS",
+    "HKO_THRESHOLDS",
+    "ConfusionMatrix",
+    "ContingencyTable",
+    "ForecastMetrics",
+    "balanced_mae",
+    "balanced_mse",
+    "balanced_weights",
+    "bce_per_sequence",
+    "correlation",
+    "dice_from_confusion",
+    "frame_auroc",
+    "iou_from_confusion",
+    "mae_per_frame",
+    "mae_per_pixel",
+    "mse_per_frame",
+    "mse_per_pixel",
+    "pixel_to_rain_rate",
+    "psnr",
+    "rain_rate_to_pixel",
+    "regularity_score",
+    "ssim",
+]

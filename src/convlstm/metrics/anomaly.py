@@ -1,0 +1,95 @@
+"""Video anomaly detection by prediction: regularity score (Liu et al. 2018) and frame-level ROC-AUC."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import binary_auroc
+
+from convlstm.metrics._checks import check_no_nan, check_tensor
+
+__all__ = ["frame_auroc", "regularity_score"]
+
+
+def regularity_score(psnr: Tensor, video_ids: Tensor | None = None) -> Tensor:
+    """Per-video min-max normalised PSNR of predicted frames: 1 = most regular (normal), 0 = least.
+
+    S(t) = (P(t) - min P) / (max P - min P), min and max taken over the frames of the same video. A video whose
+    frames all have the same PSNR scores 1 everywhere (nothing in it stands out).
+
+    Args:
+        psnr: PSNR of each predicted frame, any shape (e.g. (T,) for one video or (N,) for several); finite.
+            Per-frame values come from ``psnr(pred, target, reduction="none")``.
+        video_ids: Integer video id of each frame, psnr's shape; None treats all frames as one video.
+
+    Returns:
+        The regularity of each frame, psnr's shape, floating.
+    """
+    check_tensor(psnr, "psnr")
+    if not psnr.is_floating_point():
+        raise ValueError(f"psnr must be a floating point tensor, got dtype {psnr.dtype}")
+    check_no_nan(psnr, "psnr")
+    if not bool(torch.isfinite(psnr).all()):
+        raise ValueError("psnr contains inf (a frame predicted exactly); cap the PSNR before normalising")
+    if psnr.numel() == 0:
+        raise ValueError("psnr is empty")
+    if video_ids is None:
+        groups = torch.zeros(psnr.numel(), dtype=torch.int64, device=psnr.device)
+    else:
+        check_tensor(video_ids, "video_ids")
+        if video_ids.shape != psnr.shape:
+            raise ValueError(f"video_ids must have psnr's shape {tuple(psnr.shape)}, got {tuple(video_ids.shape)}")
+        if video_ids.is_floating_point() or video_ids.is_complex():
+            raise ValueError(f"video_ids must be an integer tensor, got dtype {video_ids.dtype}")
+        groups = torch.unique(video_ids.flatten().to(psnr.device), return_inverse=True)[1]
+    values = psnr.flatten()
+    n_groups = int(groups.max()) + 1
+    low = values.new_full((n_groups,), torch.inf).scatter_reduce(0, groups, values, "amin")
+    high = values.new_full((n_groups,), -torch.inf).scatter_reduce(0, groups, values, "amax")
+    span = (high - low)[groups]
+    flat = torch.where(span > 0, (values - low[groups]) / torch.where(span > 0, span, 1.0), 1.0)
+    return flat.reshape(psnr.shape)
+
+
+def frame_auroc(scores: Tensor, labels: Tensor, *, higher_is_anomalous: bool = True) -> Tensor:
+    """Frame-level area under the ROC curve of anomaly scores, pooled over all frames given.
+
+    Only the order of the scores matters (ties count half), so any monotone score works: pass
+    ``1 - regularity_score(...)``, or the regularity itself with ``higher_is_anomalous=False``.
+
+    Args:
+        scores: One score per frame, any shape; flattened.
+        labels: 1/True for an anomalous frame, 0/False for a normal one, scores' shape; both kinds must occur.
+        higher_is_anomalous: Whether a larger score means more anomalous.
+
+    Returns:
+        0-d float tensor in [0, 1].
+    """
+    check_tensor(scores, "scores")
+    check_tensor(labels, "labels")
+    if scores.shape != labels.shape:
+        raise ValueError(
+            f"scores and labels must have the same shape, got scores {tuple(scores.shape)} and "
+            f"labels {tuple(labels.shape)}"
+        )
+    check_no_nan(scores, "scores")
+    if labels.is_floating_point():
+        check_no_nan(labels, "labels")
+    flat_labels = labels.flatten().to(torch.int64)
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError("labels must be binary (0/1 or bool)")
+    positives = int(flat_labels.sum())
+    if positives == 0 or positives == flat_labels.numel():
+        raise ValueError(
+            f"frame_auroc needs both normal and anomalous frames, got {positives} anomalous of {flat_labels.numel()}"
+        )
+    # A set-level score on one value per frame: the CPU is fast enough and has float64 everywhere.
+    flat_labels = flat_labels.cpu()
+    flat_scores = scores.detach().flatten().cpu()
+    if not higher_is_anomalous:
+        flat_scores = -flat_scores
+    # Dense ranks scaled into [0, 1] keep order and ties exactly; torchmetrics would squash raw scores outside
+    # [0, 1] through a sigmoid, which rounds large scores (e.g. PSNR in dB) to 1.0 and creates false ties.
+    ranks = torch.unique(flat_scores, return_inverse=True)[1].to(torch.float64)
+    ranks = ranks / max(float(ranks.max()), 1.0)
+    return binary_auroc(ranks, flat_labels)
