@@ -115,7 +115,9 @@ def test_activation_definitions() -> None:
 
 @pytest.mark.parametrize("cell_type", [ConvLSTMCell, ConvGRUCell])
 @pytest.mark.parametrize(
-    ("dims", "kernel"), [(1, 4), (2, (2, 3)), (2, 4), (3, 2), (3, (3, 2, 1))], ids=["1d-even", "2d-mixed", "2d-even", "3d", "3d-mixed"]
+    ("dims", "kernel"),
+    [(1, 4), (2, (2, 3)), (2, 4), (3, 2), (3, (3, 2, 1))],
+    ids=["1d-even", "2d-mixed", "2d-even", "3d", "3d-mixed"],
 )
 def test_same_padding_keeps_size_for_any_kernel(cell_type: type, dims: int, kernel: object) -> None:
     size = (7, 6, 5)[:dims]

@@ -24,6 +24,7 @@ def test_lstm_schedules_match_straightforward_formulation(schedule: str, peephol
     out, [(h, c)] = layer(x)
     ref_out, (ref_h, ref_c) = reference_conv_lstm(layer.cell(0), x)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(c, ref_c, atol=1e-5, rtol=1e-5)
     weights = torch.randn_like(out)
     grads = torch.autograd.grad((out * weights).sum(), [x, *layer.parameters()])
@@ -71,6 +72,8 @@ def test_chunks_equal_one_call_and_cells_agree(layer_type: type) -> None:
     first, mid = layer(x[:, :4])
     second, last = layer(x[:, 4:], mid)
     torch.testing.assert_close(torch.cat([first, second], dim=1), out, atol=1e-6, rtol=1e-5)
+    for whole, chunked in zip(state, last, strict=True):
+        torch.testing.assert_close(_hidden(whole), _hidden(chunked), atol=1e-6, rtol=1e-5)
     # the same stack run by hand, cell by cell
     h0: Any = None
     h1: Any = None
@@ -206,7 +209,9 @@ def test_every_parameter_gets_a_gradient() -> None:
 @pytest.mark.parametrize("layer_type", LAYERS)
 def test_bad_input_raises_clear_errors(layer_type: type) -> None:
     layer = layer_type(3, 4, num_layers=2)
-    with pytest.raises(ValueError, match=r"x must have 5 dimensions \(B, T, C=3, 2 spatial\), got shape \(2, 3, 8, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"x must have 5 dimensions \(B, T, C=3, 2 spatial\), got shape \(2, 3, 8, 8\)"
+    ):
         layer(torch.randn(2, 3, 8, 8))
     with pytest.raises(ValueError, match=r"x\[:, t\] must have 3 channels in dim 1, got shape \(2, 1, 8, 8\)"):
         layer(torch.randn(2, 4, 1, 8, 8))
