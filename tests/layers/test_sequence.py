@@ -13,7 +13,7 @@ def _hidden(state: Any) -> torch.Tensor:
     return state[0] if isinstance(state, tuple) else state
 
 
-@pytest.mark.parametrize("schedule", ["batched", "per_step"])
+@pytest.mark.parametrize("schedule", ["batched", "per_step", "fused"])
 @pytest.mark.parametrize("peephole", [False, True])
 def test_lstm_schedules_match_straightforward_formulation(schedule: str, peephole: bool) -> None:
     """Outputs and gradients equal the one-conv-over-cat([x, h]) loop to 1e-5 in float32."""
@@ -226,6 +226,39 @@ def test_bad_input_raises_clear_errors(layer_type: type) -> None:
         layer_type(3, 4, num_layers=0)
     with pytest.raises(ValueError, match="input_schedule must be"):
         layer_type(3, 4, input_schedule="fast")
+
+
+def test_fused_schedule_needs_matching_geometry() -> None:
+    x = torch.randn(1, 3, 2, 6, 6)
+    with pytest.raises(ValueError, match="input_schedule='fused' needs LSTM cells with stride 1"):
+        ConvLSTM(2, 3, stride=2, input_schedule="fused")(x)
+    with pytest.raises(ValueError, match="input_schedule='fused' needs"):
+        ConvGRU(2, 3, input_schedule="fused")(x)
+    with pytest.raises(ValueError, match="input_schedule='fused' needs"):
+        ConvLSTM(2, 3, input_dropout=0.1, input_schedule="fused").train()(x)
+    assert ConvLSTM(2, 3, recurrent_kernel_size=1).cell(0).can_fuse is False
+    assert ConvLSTM(2, 3, kernel_size=(3, 5)).cell(0).can_fuse is True
+
+
+def test_fused_schedule_with_norm_and_state_matches_per_step() -> None:
+    torch.manual_seed(0)
+    fused = ConvLSTM(2, 4, num_layers=2, norm="layer", peephole=True, input_schedule="fused")
+    per_step = ConvLSTM(2, 4, num_layers=2, norm="layer", peephole=True, input_schedule="per_step")
+    randomize_(fused, scale=0.3)
+    per_step.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 5, 2, 6, 7)
+    _, state = per_step(x)
+    a, _ = fused(x, state)
+    b, _ = per_step(x, state)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_schedule_choices() -> None:
+    from convlstm.layers.schedule import choose_schedule
+
+    assert choose_schedule(torch.zeros(16, 2, 1, 4, 4), can_fuse=True) == "per_step"  # CPU
+    meta16 = torch.empty(16, 2, 1, 4, 4, device="meta")
+    assert choose_schedule(meta16, can_fuse=True) == "per_step"  # not CUDA either
 
 
 def test_cells_are_the_documented_types() -> None:

@@ -185,6 +185,31 @@ class ConvRNNCellBase(nn.Module):
         source = self.bias if self.gate_norm is None else self.gate_norm.bias
         return None if source is None else source[block * f : (block + 1) * f]
 
+    @property
+    def can_fuse(self) -> bool:
+        """Whether one convolution over cat([x, h]) can replace the two (see :meth:`fused_step`)."""
+        conv, rec = self.input_conv, self.recurrent_conv
+        return (
+            self.fused_step_supported
+            and conv is not None
+            and conv.padding == "same"
+            and set(conv.stride) == {1}
+            and conv.kernel_size == rec.kernel_size
+            and conv.dilation == rec.dilation
+        )
+
+    fused_step_supported: ClassVar[bool] = False
+
+    def fused_weight(self) -> Tensor:
+        """The input and recurrent weights side by side: (G*F, C_in + F, *kernel), for one conv over cat([x, h])."""
+        if self.input_conv is None:
+            raise ValueError("a cell without input has no fused weight")
+        return torch.cat([self.input_conv.weight, self.recurrent_conv.weight], dim=1)
+
+    def fused_step(self, x: Tensor, state: Any, fused_weight: Tensor) -> Any:
+        """One step from the frame itself, with one convolution over cat([x, h]) (when :attr:`can_fuse`)."""
+        raise NotImplementedError
+
     def step(self, x_gates: Tensor | None, state: Any, recurrent_mask: Tensor | None = None) -> Any:
         """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`)."""
         raise NotImplementedError

@@ -29,8 +29,8 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
         dropout: dropout on the outputs of every layer but the last (as torch.nn.LSTM).
         input_dropout / recurrent_dropout: Keras-style dropout inside the cells, one mask per gate, fixed over the
             time steps of a call, in training mode only.
-        input_schedule: "auto" (by device and batch, see :mod:`convlstm.layers.schedule`), "batched" (one
-            input-to-state convolution over all frames) or "per_step".
+        input_schedule: "auto" (by device and batch), "batched" (one input-to-state convolution over all frames),
+            "per_step" or "fused" (one convolution over cat([x, h]) per step); see :mod:`convlstm.layers.schedule`.
         Remaining arguments are those of :class:`ConvLSTMCell`; each may also be a list with one entry per layer.
 
     Shape:

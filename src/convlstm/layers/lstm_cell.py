@@ -159,6 +159,14 @@ class ConvLSTMCell(ConvRNNCellBase):
                 gates = recurrent
         return self.pointwise(gates, c_prev)
 
+    fused_step_supported = True
+
+    def fused_step(self, x: Tensor, state: LSTMState, fused_weight: Tensor) -> LSTMState:
+        h_prev, c_prev = state
+        # The recurrent convolution's geometry equals the input one's here (can_fuse), so it can run the pair.
+        gates = self.recurrent_conv(torch.cat([x, h_prev], dim=1), self.bias, weight=fused_weight)
+        return self.pointwise(gates, c_prev)
+
     def pointwise(self, gates: Tensor, c_prev: Tensor | None) -> LSTMState:
         """The gate arithmetic of one step, given the summed pre-activations (N, 4F, *S)."""
         if self.gate_norm is not None:

@@ -1,23 +1,35 @@
-"""How a sequence layer schedules its input-to-state convolution, chosen from measurements.
+"""How a sequence layer schedules its convolutions, chosen from measurements. All schedules compute the same
+numbers (tests check outputs and gradients to 1e-5 in float32); only speed and memory differ.
 
-"batched" runs it once over all B*T frames before the time loop; "per_step" runs it inside the loop, one frame
-batch at a time. Both compute the same numbers; only speed and memory differ.
+- "batched": the input-to-state convolution runs once over all B*T frames before the time loop, the
+  state-to-state one per step: fewer, larger launches.
+- "per_step": both run inside the loop, one frame batch at a time.
+- "fused": one convolution per step over cat([x_t, h]) with the two weights concatenated: the formulation most
+  repositories write, one launch per step; only for LSTM cells whose two convolutions have the same geometry
+  (stride 1, "same", equal kernels and dilations) and without Keras-style dropout masks.
 """
 
 from typing import Literal
 
 from torch import Tensor
 
-InputSchedule = Literal["auto", "batched", "per_step"]
+InputSchedule = Literal["auto", "batched", "per_step", "fused"]
+SCHEDULES = ("auto", "batched", "per_step", "fused")
 
-#: At or below this many sequences per batch, a CUDA device batches the input convolution over time: at batch 16
-#: launches dominate and one large convolution pays; at batch 128 it was slower and used more memory on an H200
-#: (ANCHORS §10). On the CPU the convolutions dominate and batching did not pay in our measurements (see README).
+#: At or below this many sequences per batch, CUDA batches the input convolution over time: at batch 16 launches
+#: dominate and one large convolution pays; at batch 128 it was slower and used more memory on an H200
+#: (ANCHORS §10), where one convolution over cat([x, h]) per step was the fastest eager formulation.
 CUDA_BATCHED_MAX_BATCH = 32
 
 
-def choose_input_schedule(x: Tensor, hidden_channels: int) -> Literal["batched", "per_step"]:
-    """The faster schedule for sequences ``x`` (B, T, C, *spatial) on their device, by measurement."""
-    if x.device.type == "cuda" and x.shape[0] <= CUDA_BATCHED_MAX_BATCH:
-        return "batched"
+def choose_schedule(x: Tensor, *, can_fuse: bool) -> Literal["batched", "per_step", "fused"]:
+    """The faster schedule for sequences ``x`` (B, T, C, *spatial) on their device, by measurement.
+
+    On the CPU the convolutions dominate: separate convolutions win because the first step, which starts from
+    zeros, skips its state-to-state convolution, and no concatenated copy is made (README, benchmarks/layers.py).
+    """
+    if x.device.type == "cuda":
+        if x.shape[0] <= CUDA_BATCHED_MAX_BATCH:
+            return "batched"
+        return "fused" if can_fuse else "per_step"
     return "per_step"

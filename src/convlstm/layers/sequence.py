@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _check_probability
 from convlstm.layers.conv import IntOrTuple, check_positive_int, check_spatial_dims
-from convlstm.layers.schedule import InputSchedule, choose_input_schedule
+from convlstm.layers.schedule import SCHEDULES, InputSchedule, choose_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         self.spatial_dims = check_spatial_dims(spatial_dims)
         if bidirectional and reverse:
             raise ValueError("reverse=True cannot be combined with bidirectional=True (it already runs both ways)")
-        if input_schedule not in ("auto", "batched", "per_step"):
-            raise ValueError(f"input_schedule must be 'auto', 'batched' or 'per_step', got {input_schedule!r}")
+        if input_schedule not in SCHEDULES:
+            raise ValueError(f"input_schedule must be one of {SCHEDULES}, got {input_schedule!r}")
         self.in_channels = check_positive_int(in_channels, "in_channels", minimum=0)
         self.hidden_channels = [
             check_positive_int(c, "hidden_channels") for c in _per_layer(hidden_channels, num_layers, "hidden_channels")
@@ -162,33 +162,47 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
             sizes.append(size)
         return sizes
 
-    def _uses_batched_inputs(self, cell: CellT, x: Tensor) -> bool:
-        if self.input_schedule != "auto":
-            return self.input_schedule == "batched"
-        return choose_input_schedule(x, cell.hidden_channels) == "batched"
+    def _schedule(self, cell: CellT, x: Tensor, masked: bool) -> str:
+        can_fuse = cell.can_fuse and not masked
+        if self.input_schedule == "auto":
+            return choose_schedule(x, can_fuse=can_fuse)
+        if self.input_schedule == "fused" and not can_fuse:
+            raise ValueError(
+                "input_schedule='fused' needs LSTM cells with stride 1, padding 'same', equal input and recurrent "
+                "kernels and dilations, and no input/recurrent dropout in training"
+            )
+        return self.input_schedule
 
     def _run_cell(self, cell: CellT, x: Tensor, state: StateT | None, backwards: bool) -> tuple[Tensor, StateT]:
         """Runs one cell over all steps: x (B, T, C, *S) -> outputs (B, T, F, *S_state), last state."""
         batch, steps = x.shape[:2]
-        frames = None if cell.input_conv is None else x
-        size = cell.state_size(x.shape[3:])
-        input_mask, recurrent_mask = cell.dropout_masks(frames, batch, size)
-        x_gates: Tensor | None = None
-        if frames is not None and self._uses_batched_inputs(cell, frames):
-            # One convolution over all B*T frames instead of T small ones; the mask is shared by all steps.
-            mask = None if input_mask is None else input_mask.unsqueeze(1).expand(-1, steps, *input_mask.shape[1:])
-            flat = cell.input_gates(frames.flatten(0, 1), None if mask is None else mask.flatten(0, 1))
-            x_gates = None if flat is None else flat.unflatten(0, (batch, steps))
+        has_input = cell.input_conv is not None
+        input_mask, recurrent_mask = cell.dropout_masks(x if has_input else None, batch, cell.state_size(x.shape[3:]))
+        masked = input_mask is not None or recurrent_mask is not None
+        schedule = self._schedule(cell, x, masked) if has_input else "per_step"
+        batched_gates = _batched_input_gates(cell, x, input_mask) if schedule == "batched" else None
+        fused_weight = cell.fused_weight() if schedule == "fused" else None
         hidden: list[Tensor] = []
-        for t in range(steps - 1, -1, -1) if backwards else range(steps):
-            if x_gates is not None:
-                step_gates: Tensor | None = x_gates[:, t]
+        for t in reversed(range(steps)) if backwards else range(steps):
+            if fused_weight is not None and state is not None:
+                state = cell.fused_step(x[:, t], state, fused_weight)
             else:
-                step_gates = None if frames is None else cell.input_gates(frames[:, t], input_mask)
-            state = cell.step(step_gates, state, recurrent_mask)
+                if batched_gates is not None:
+                    gates: Tensor | None = batched_gates[:, t]
+                else:
+                    gates = cell.input_gates(x[:, t], input_mask) if has_input else None
+                state = cell.step(gates, state, recurrent_mask)
             hidden.append(self.hidden_of(state))
         if backwards:
             hidden.reverse()
         if state is None:
             raise AssertionError("unreachable: at least one step ran")
         return torch.stack(hidden, dim=1), state
+
+
+def _batched_input_gates(cell: ConvRNNCellBase, x: Tensor, input_mask: Tensor | None) -> Tensor | None:
+    """The input-to-state pre-activations of all frames in one convolution: (B, T, G*F, *S_state)."""
+    batch, steps = x.shape[:2]
+    mask = None if input_mask is None else input_mask.unsqueeze(1).expand(-1, steps, *input_mask.shape[1:])
+    flat = cell.input_gates(x.flatten(0, 1), None if mask is None else mask.flatten(0, 1))  # (B*T, G*F, *S)
+    return None if flat is None else flat.unflatten(0, (batch, steps))
