@@ -1,0 +1,224 @@
+"""Gridded fields from netCDF or zarr archives through xarray, read lazily window by window.
+
+Chosen variables become channels; the time, y (lat) and x (lon) dimensions become T, H, W. Files are opened
+without dask (chunks=None, cache=False): xarray's lazy backend arrays read only the time slice of each
+window, so archives larger than memory work. Each window's coordinates are kept, so a prediction can be
+written back as an xarray.Dataset with a lead-time dimension:
+
+    data = XarraySequences("era5.zarr", variables=["t2m", "tp"], context_frames=12, target_frames=6)
+    prediction = model(data[i]["context"][None])[0]                     # (6, 2, H, W)
+    data.coords(i).to_dataset(prediction).to_netcdf("forecast.nc")      # dims (lead_time, lat, lon)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from torch import Tensor
+
+from convlstm.data.splits import Splitter, TimeBlockSplit, select_split
+from convlstm.data.windows import NanPolicy, Recording, Transform, WindowDataset
+
+logger = logging.getLogger(__name__)
+
+
+def open_lazy(path: str | os.PathLike[str], engine: str | None = None) -> xr.Dataset:
+    """Open a netCDF file or zarr store lazily and without dask; zarr is recognised by a .zarr suffix or its
+    metadata files."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"xarray source not found: {path}")
+    if engine is None and (path.suffix == ".zarr" or any((path / m).exists() for m in ("zarr.json", ".zgroup"))):
+        engine = "zarr"
+    try:
+        return xr.open_dataset(path, engine=engine, chunks=None, cache=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path}: xarray could not open it ({error})") from error
+
+
+def _given(dataset: xr.Dataset) -> xr.Dataset:
+    return dataset
+
+
+class XarrayFrames:
+    """Variables of an xarray Dataset as (T, C, H, W) frames; indexing a time slice reads only that slice.
+
+    Args:
+        open_dataset: returns the dataset; called again in each DataLoader worker process (file handles must
+            not be shared across processes).
+        variables: the variables, in channel order; each must have exactly the dims (time, y, x).
+        dims: names of the (time, y, x) dimensions.
+        source: the file, for error messages.
+    """
+
+    def __init__(
+        self, open_dataset: Callable[[], xr.Dataset], variables: Sequence[str], dims: tuple[str, str, str], source: str
+    ) -> None:
+        self.open_dataset, self.variables, self.dims = open_dataset, list(variables), dims
+        self._dataset: xr.Dataset | None = None
+        self._pid: int | None = None
+        dataset = self.dataset
+        for name in self.variables:
+            if name not in dataset.data_vars:
+                raise ValueError(f"{source}: no variable {name!r}; it has {list(dataset.data_vars)}")
+            if set(dataset[name].dims) != set(dims):
+                raise ValueError(
+                    f"{source}: variable {name!r} has dims {dataset[name].dims}, expected exactly {dims}; "
+                    "select the other dims first (dataset.sel / isel) and pass the dataset"
+                )
+        self.shape = (dataset.sizes[dims[0]], len(self.variables), dataset.sizes[dims[1]], dataset.sizes[dims[2]])
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        if self._dataset is None or self._pid != os.getpid():
+            self._dataset, self._pid = self.open_dataset(), os.getpid()
+        return self._dataset
+
+    def __getitem__(self, time: slice) -> np.ndarray:
+        dataset = self.dataset
+        fields = [dataset[name].isel({self.dims[0]: time}).transpose(*self.dims).values for name in self.variables]
+        return np.stack(fields, axis=1)  # (t, C, H, W)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_dataset": None, "_pid": None}
+
+
+@dataclass
+class WindowCoords:
+    """The coordinates of one window: what is needed to write its prediction back with them.
+
+    Attributes:
+        time: time coordinate of the window's context_frames + target_frames frames.
+        y, x: coordinates of the H and W axes.
+        context_frames: frames of the window that are input.
+        variables: channel names.
+        dims: names of the (time, y, x) dimensions.
+    """
+
+    time: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    context_frames: int
+    variables: list[str]
+    dims: tuple[str, str, str]
+
+    def to_dataset(self, prediction: Tensor | np.ndarray) -> xr.Dataset:
+        """A prediction (T_out, C, H, W) as a Dataset with dims (lead_time, y, x), one variable per channel.
+
+        lead_time = valid time - init time (the last context frame's time); valid_time is kept as a coordinate
+        along lead_time and init_time as a scalar coordinate.
+        """
+        values = prediction.detach().cpu().numpy() if isinstance(prediction, Tensor) else np.asarray(prediction)
+        t_out = len(self.time) - self.context_frames
+        expected = (t_out, len(self.variables), len(self.y), len(self.x))
+        if values.shape != expected:
+            raise ValueError(f"prediction must have shape (T_out, C, H, W) = {expected}, got {values.shape}")
+        init_time, valid_time = self.time[self.context_frames - 1], self.time[self.context_frames :]
+        _, y_dim, x_dim = self.dims
+        dims = ("lead_time", y_dim, x_dim)
+        return xr.Dataset(
+            {name: (dims, values[:, c]) for c, name in enumerate(self.variables)},
+            coords={
+                "lead_time": valid_time - init_time,
+                "valid_time": ("lead_time", valid_time),
+                "init_time": init_time,
+                y_dim: self.y,
+                x_dim: self.x,
+            },
+        )
+
+
+def regular_runs(time: np.ndarray, *, source: str = "time coordinate") -> list[tuple[int, int]]:
+    """[start, stop) runs of a time coordinate with its most common step; a gap or irregular step cuts a run."""
+    if len(time) < 2:
+        return [(0, len(time))]
+    steps = np.diff(time)
+    if (steps <= steps[0] - steps[0]).any():
+        raise ValueError(f"{source}: the time coordinate must increase strictly, got steps {steps[:5]} ...")
+    values, counts = np.unique(steps, return_counts=True)
+    cuts = (np.flatnonzero(steps != values[counts.argmax()]) + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(time)], strict=True))
+
+
+class XarraySequences(WindowDataset):
+    """Windows over variables of a netCDF file or zarr store (or an open xarray Dataset).
+
+    A time coordinate with gaps (missing steps) is cut at the gaps into separate recordings (logged), so no
+    window spans a gap.
+
+    Args:
+        source: path of a netCDF file or zarr store, or an xarray.Dataset (already selected / subset).
+        variables: the variables to read, in channel order.
+        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
+        time_dim, y_dim, x_dim: dimension names of T, H, W.
+        engine: xarray engine to open a path with (default: zarr for zarr stores, else xarray's choice).
+        context_frames, target_frames, stride, transform, nan_policy, skip_invalid: as in WindowDataset.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | xr.Dataset,
+        *,
+        variables: Sequence[str],
+        context_frames: int,
+        target_frames: int,
+        split: str = "train",
+        split_by: Splitter | None = None,
+        time_dim: str = "time",
+        y_dim: str = "lat",
+        x_dim: str = "lon",
+        engine: str | None = None,
+        stride: int = 1,
+        transform: Transform | None = None,
+        nan_policy: NanPolicy = "raise",
+        skip_invalid: bool = False,
+    ) -> None:
+        if isinstance(source, xr.Dataset):
+            opener, name = functools.partial(_given, source), "dataset"
+        else:
+            opener, name = functools.partial(open_lazy, source, engine), str(source)
+        if not variables:
+            raise ValueError(f"{name}: variables must name at least one variable")
+        self.dims = (time_dim, y_dim, x_dim)
+        self.variables = list(variables)
+        frames = XarrayFrames(opener, variables, self.dims, name)
+        dataset = frames.dataset
+        self._time, self._y, self._x = (np.asarray(dataset[d].values) for d in self.dims)
+        runs = regular_runs(self._time, source=name)
+        if len(runs) > 1:
+            logger.warning(
+                "%s: the time coordinate has %d gaps; cut into %d recordings", name, len(runs) - 1, len(runs)
+            )
+        whole = Recording(name=name, frames=frames, source=name)
+        recordings = [whole if len(runs) == 1 else whole.segment(a, b) for a, b in runs]
+        super().__init__(
+            select_split(recordings, split, split_by or TimeBlockSplit()),
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy=nan_policy,
+            skip_invalid=skip_invalid,
+        )
+
+    def coords(self, index: int) -> WindowCoords:
+        """The time / y / x coordinates of window `index` (see WindowCoords.to_dataset)."""
+        rec, start = self.locate(index)
+        first = rec.start + start
+        return WindowCoords(
+            time=self._time[first : first + self.window_frames],
+            y=self._y,
+            x=self._x,
+            context_frames=self.context_frames,
+            variables=self.variables,
+            dims=self.dims,
+        )

@@ -1,0 +1,156 @@
+"""A LightningDataModule that owns the train / val / test datasets, their normalization and their loaders.
+
+data = SequenceDataModule(train=train_set, val=val_set, test=test_set, batch_size=16, num_workers=4)
+# or build the datasets per split from a factory, and fit normalization on the training split only:
+data = SequenceDataModule(factory=functools.partial(HDF5Sequences, "sevir.h5", dataset="vil", layout="NHWT",
+                                                    context_frames=13, target_frames=12),
+                          normalize="minmax", batch_size=16, num_workers=4)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from convlstm.data.normalization import Normalization
+from convlstm.data.windows import WindowDataset
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and random in a DataLoader worker from torch's per-worker seed (base seed + worker id)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002 - third-party transforms may use the legacy global generator
+    random.seed(seed)
+
+
+class _Normalized(Dataset[dict[str, torch.Tensor]]):
+    """A dataset whose items pass through a Normalization after the dataset's own transform."""
+
+    def __init__(self, dataset: Dataset[dict[str, torch.Tensor]], normalization: Normalization) -> None:
+        self.dataset, self.normalization = dataset, normalization
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.normalization(self.dataset[index])
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Train / val / test datasets and their DataLoaders.
+
+    Args:
+        train, val, test: the datasets (items are dicts of tensors); None for a split not used.
+        factory: alternatively, builds a split's dataset as factory(split=name); used for the splits not given.
+        batch_size: training batch size.
+        eval_batch_size: validation / test batch size (default batch_size).
+        num_workers: DataLoader worker processes; workers are persistent when > 0.
+        pin_memory: pin host memory for faster copies to the GPU (default: when CUDA is available).
+        seed: seeds the training shuffle and, through it, the workers (seed_worker), so runs repeat.
+        normalize: "standard" or "minmax" to fit a Normalization on the training split (only) and apply it to
+            every split; it is saved in checkpoints through state_dict.
+        drop_last: drop the last incomplete training batch.
+    """
+
+    def __init__(
+        self,
+        train: Dataset[Any] | None = None,
+        val: Dataset[Any] | None = None,
+        test: Dataset[Any] | None = None,
+        *,
+        factory: Callable[..., Dataset[Any]] | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+        normalize: Literal["standard", "minmax"] | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f"expected batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        self.datasets: dict[str, Dataset[Any] | None] = {"train": train, "val": val, "test": test}
+        self.factory = factory
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = seed
+        self.normalize = normalize
+        self.drop_last = drop_last
+        self.normalization: Normalization | None = None
+
+    def dataset(self, split: str) -> Dataset[Any] | None:
+        """The dataset of a split (built by the factory on first use), without normalization."""
+        if self.datasets[split] is None and self.factory is not None:
+            self.datasets[split] = self.factory(split=split)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in needed.get(stage or "", SPLITS):
+            self.dataset(split)
+        if self.normalize is not None and self.normalization is None:
+            train = self.dataset("train")
+            if train is None:
+                raise ValueError("normalize needs a training split (train= or factory=) to fit its statistics")
+            self.normalization = Normalization.fit(_frames_of(train), kind=self.normalize)
+            logger.info("fitted %s normalization on the training split: %s", self.normalize, self.normalization)
+
+    def _loader(self, split: str, train: bool) -> DataLoader[Any]:
+        dataset = self.dataset(split)
+        if dataset is None:
+            raise ValueError(f"no {split} dataset: pass {split}= or factory= to SequenceDataModule")
+        if self.normalization is not None:
+            dataset = _Normalized(dataset, self.normalization)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader[Any]:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader[Any]:
+        return self._loader("test", train=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted normalization, so checkpoints carry it."""
+        return {} if self.normalization is None else {"normalization": self.normalization.to_dict()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        if "normalization" in state_dict:
+            self.normalization = Normalization.from_dict(dict(state_dict["normalization"]))
+
+
+def _frames_of(dataset: Dataset[Any]) -> Any:
+    """What Normalization.fit reads: a WindowDataset itself (each frame once), else every item's context and
+    target (frames shared by overlapping windows then count more than once)."""
+    if isinstance(dataset, WindowDataset):
+        return dataset
+    return (item[key] for i in range(len(dataset)) for item in [dataset[i]] for key in ("context", "target"))  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+import logging
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+
+from convlstm.data.splits import TimeBlockSplit
+from convlstm.data.video import VideoSequences, read_video
+
+FRAMES = 12
+LEVELS = np.linspace(20, 230, FRAMES).round().astype(np.uint8)  # frame i is a flat gray of LEVELS[i]
+
+
+def write_video(path: Path, codec: str, frames: int = FRAMES, size: tuple[int, int] = (32, 48)) -> None:
+    """Write flat gray frames (height, width) = size with imageio-ffmpeg's ffmpeg."""
+    height, width = size
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (width, height),
+        codec=codec,
+        pix_fmt_out="yuvj420p" if codec == "mjpeg" else "yuv420p",
+        fps=10,
+        quality=9,
+        macro_block_size=1,
+    )
+    writer.send(None)
+    for level in LEVELS[:frames]:
+        writer.send(np.full((height, width, 3), level, dtype=np.uint8).tobytes())
+    writer.close()
+
+
+@pytest.fixture(params=[("clip.mp4", "libx264"), ("clip.avi", "mjpeg")], ids=["mp4", "avi"])
+def video(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    name, codec = request.param
+    write_video(tmp_path / name, codec)
+    return tmp_path / name
+
+
+def test_decode_frame_count_and_values(video: Path) -> None:
+    frames = read_video(video)
+    assert frames.shape == (FRAMES, 3, 32, 48) and frames.dtype == np.uint8
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), LEVELS, atol=4)  # lossy codecs
+
+
+def test_grayscale_stride_and_resize(video: Path) -> None:
+    frames = read_video(video, grayscale=True, frame_step=3, size=(16, 24))
+    assert frames.shape == (FRAMES // 3, 1, 16, 24)
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), LEVELS[::3], atol=4)
+
+
+def test_dataset_items(video: Path) -> None:
+    ds = VideoSequences(video, split="all", context_frames=3, target_frames=2, stride=2)
+    assert len(ds) == len(range(0, FRAMES - 5 + 1, 2))
+    item = ds[1]  # frames 2..6
+    assert item["context"].shape == (3, 3, 32, 48)
+    measured = torch.cat([item["context"], item["target"]]).mean(dim=(1, 2, 3)) * 255
+    assert torch.allclose(measured, torch.from_numpy(LEVELS[2:7]).float(), atol=4)
+
+
+def test_folder_of_videos_split_by_time_blocks(tmp_path: Path) -> None:
+    write_video(tmp_path / "a.mp4", "libx264", frames=10)
+    write_video(tmp_path / "b.avi", "mjpeg", frames=10)
+    by = TimeBlockSplit({"train": 0.6, "test": 0.4})
+    train = VideoSequences(tmp_path, split="train", split_by=by, context_frames=2, target_frames=1, grayscale=True)
+    test = VideoSequences(tmp_path, split="test", split_by=by, context_frames=2, target_frames=1, grayscale=True)
+    assert [r.name for r in train.recordings] == ["a.mp4[0:6]", "b.avi[0:6]"]
+    assert [r.name for r in test.recordings] == ["a.mp4[6:10]", "b.avi[6:10]"]
+
+
+def test_bad_videos(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(FileNotFoundError, match=r"none\.mp4"):
+        read_video(tmp_path / "none.mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"broken\.mp4.*could not decode"):
+        read_video(tmp_path / "broken.mp4")
+    write_video(tmp_path / "short.mp4", "libx264", frames=2)
+    write_video(tmp_path / "good.mp4", "libx264", frames=6)
+    with caplog.at_level(logging.WARNING):
+        ds = VideoSequences(tmp_path, split="all", context_frames=2, target_frames=1, skip_invalid=True)
+    assert [r.name for r in ds.recordings] == ["good.mp4"]
+    assert "skipped 1 of 3 videos" in caplog.text and "broken.mp4" in caplog.text
+    assert "short.mp4" in caplog.text and "too few frames" in caplog.text
