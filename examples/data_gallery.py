@@ -26,12 +26,15 @@ from convlstm.data.shapes import MovingShapesSegmentation
 CELL_INCHES = 0.9
 
 
-def strip(rows: list[tuple[str, list[np.ndarray], dict]], path: Path, titles: list[str] | None = None) -> None:
-    """Saves a grid: one row per (label, frames, imshow keywords)."""
+def strip(
+    rows: list[tuple[str, list[np.ndarray], dict]],
+    path: Path,
+    titles: list[str] | None = None,
+    cell: float = CELL_INCHES,
+) -> None:
+    """Saves a grid: one row per (label, frames, imshow keywords); ``cell`` is the frame size in inches."""
     columns = max(len(frames) for _, frames, _ in rows)
-    fig, axes = plt.subplots(
-        len(rows), columns, figsize=(CELL_INCHES * columns + 0.9, CELL_INCHES * len(rows) + 0.25), squeeze=False
-    )
+    fig, axes = plt.subplots(len(rows), columns, figsize=(cell * columns + 0.9, cell * len(rows) + 0.25), squeeze=False)
     for r, (label, frames, style) in enumerate(rows):
         for c in range(columns):
             ax = axes[r, c]
@@ -43,7 +46,7 @@ def strip(rows: list[tuple[str, list[np.ndarray], dict]], path: Path, titles: li
                 ax.set_title(titles[c], fontsize=7, pad=2)
         axes[r, 0].set_ylabel(label, fontsize=7)
     fig.subplots_adjust(left=0.07, right=0.995, top=0.88 if titles else 0.98, bottom=0.02, wspace=0.04, hspace=0.08)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
@@ -68,17 +71,18 @@ def gallery(out: Path, count: int) -> list[Path]:
     strip([("bouncing balls", frames, grey)], out / "bouncing_balls.png", [f"t={i}" for i in index])
     written.append(out / "bouncing_balls.png")
 
-    radar = SyntheticRadar(split="test", units="mm/h", num_sequences=1)
-    item = radar[0]
+    radar = SyntheticRadar(split="test", units="mm/h", num_sequences=8)
+    # the test sequence with the most heavy rain among the first eight shows the most of the colour scale
+    item = max((radar[i] for i in range(8)), key=lambda it: int((it["target"] >= 10).sum()))
     rain = np.concatenate([item["context"][:, 0], item["target"][:, 0]])
     invalid = item["mask"][0, 0].numpy() == 0
-    bounds = [0.0, 0.1, 0.5, 2.0, 5.0, 10.0, 30.0, 1000.0]
+    bounds = [0.0, 1e-3, 0.5, 2.0, 5.0, 10.0, 30.0, 1000.0]  # dry, then the HKO-7 thresholds
     colours = ["white", "#c6dbef", "#6baed6", "#31a354", "#fed976", "#fd8d3c", "#bd0026"]
     cmap = ListedColormap(colours).with_extremes(bad="#b0b0b0")
     style = {"cmap": cmap, "norm": BoundaryNorm(bounds, len(colours)), "interpolation": "nearest"}
     frames, index = pick(np.ma.masked_array(rain, np.broadcast_to(invalid, rain.shape)), count)
     titles = [f"{'in' if i < radar.context_frames else 'out'} t={i}" for i in index]
-    strip([("radar mm/h", frames, style)], out / "radar.png", titles)
+    strip([("radar mm/h", frames, style)], out / "radar.png", titles, cell=1.3)
     written.append(out / "radar.png")
 
     shapes = MovingShapesSegmentation(split="test", num_sequences=1)

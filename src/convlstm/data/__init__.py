@@ -1,0 +1,100 @@
+"""Data: seeded offline generators for every application and loaders for the formats real data comes in.
+
+Items are torchvision-style dicts of float32 tensors: "context" (T_in, C, H, W), "target" (T_out, C, H, W), plus
+"labels" / "mask" where they apply. Lightning DataModules live in :mod:`convlstm.tasks` (nothing here imports
+Lightning).
+
+Names are imported on first use: the loaders pull in h5py, hickle, xarray, scipy and ffmpeg, and a user of one
+source should not wait for all of them.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_SOURCES = {
+    "AnomalySequences": "anomalies",
+    "BouncingBalls": "bouncing_balls",
+    "CenterCrop": "transforms",
+    "Compose": "transforms",
+    "HDF5Sequences": "hdf5",
+    "ImageFolderSequences": "image_folders",
+    "KittiHickle": "hickle_kitti",
+    "MovingMNIST": "moving_mnist",
+    "MovingMNISTFile": "moving_mnist",
+    "MovingShapesSegmentation": "shapes",
+    "Normalization": "normalization",
+    "NumpySequences": "numpy_arrays",
+    "RandomCrop": "transforms",
+    "Recording": "windows",
+    "RecordingSplit": "splits",
+    "Resize": "transforms",
+    "SyntheticRadar": "radar",
+    "TimeBlockSplit": "splits",
+    "VideoSequences": "video",
+    "WindowCoords": "xarray_source",
+    "WindowDataset": "windows",
+    "XarraySequences": "xarray_source",
+    "read_video": "video",
+    "select_split": "splits",
+    "split_indices": "splits",
+    "to_tchw": "layout",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'convlstm.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"convlstm.data.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from convlstm.data.anomalies import AnomalySequences as AnomalySequences
+    from convlstm.data.bouncing_balls import BouncingBalls as BouncingBalls
+    from convlstm.data.hdf5 import HDF5Sequences as HDF5Sequences
+    from convlstm.data.hickle_kitti import KittiHickle as KittiHickle
+    from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
+    from convlstm.data.layout import to_tchw as to_tchw
+    from convlstm.data.moving_mnist import MovingMNIST as MovingMNIST
+    from convlstm.data.moving_mnist import MovingMNISTFile as MovingMNISTFile
+    from convlstm.data.normalization import Normalization as Normalization
+    from convlstm.data.numpy_arrays import NumpySequences as NumpySequences
+    from convlstm.data.radar import SyntheticRadar as SyntheticRadar
+    from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
+    from convlstm.data.splits import (
+        RecordingSplit as RecordingSplit,
+    )
+    from convlstm.data.splits import (
+        TimeBlockSplit as TimeBlockSplit,
+    )
+    from convlstm.data.splits import (
+        select_split as select_split,
+    )
+    from convlstm.data.splits import (
+        split_indices as split_indices,
+    )
+    from convlstm.data.transforms import (
+        CenterCrop as CenterCrop,
+    )
+    from convlstm.data.transforms import (
+        Compose as Compose,
+    )
+    from convlstm.data.transforms import (
+        RandomCrop as RandomCrop,
+    )
+    from convlstm.data.transforms import (
+        Resize as Resize,
+    )
+    from convlstm.data.video import VideoSequences as VideoSequences
+    from convlstm.data.video import read_video as read_video
+    from convlstm.data.windows import Recording as Recording
+    from convlstm.data.windows import WindowDataset as WindowDataset
+    from convlstm.data.xarray_source import WindowCoords as WindowCoords
+    from convlstm.data.xarray_source import XarraySequences as XarraySequences
