@@ -1,6 +1,30 @@
 """Models: one file per family; importing this package registers all of them."""
 
+from convlstm.models import encoder_forecaster, fc_lstm, next_frame, prednet, unet
 from convlstm.models.base import Forecaster, PretrainedModel, from_pretrained
+from convlstm.models.encoder_forecaster import EncoderForecaster
+from convlstm.models.fc_lstm import FCLSTM
+from convlstm.models.next_frame import NextFramePredictor
+from convlstm.models.prednet import PredNet
 from convlstm.models.registry import create_model, list_models, register_model
+from convlstm.models.unet import ConvLSTMUNet, ConvLSTMUNetForecaster
 
-__all__ = ["Forecaster", "PretrainedModel", "create_model", "from_pretrained", "list_models", "register_model"]
+__all__ = [
+    "FCLSTM",
+    "ConvLSTMUNet",
+    "ConvLSTMUNetForecaster",
+    "EncoderForecaster",
+    "Forecaster",
+    "NextFramePredictor",
+    "PredNet",
+    "PretrainedModel",
+    "create_model",
+    "encoder_forecaster",
+    "fc_lstm",
+    "from_pretrained",
+    "list_models",
+    "next_frame",
+    "prednet",
+    "register_model",
+    "unet",
+]

@@ -71,7 +71,9 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
         family, arguments = saved["family"], saved["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{config_path} is not a saved model config ({err})") from None
-    import convlstm.models  # noqa: F401  # registers every family
+    from convlstm.models.registry import _import_all
+
+    _import_all()  # registers every family
 
     if family not in _FAMILIES:
         raise ValueError(f"{config_path} names model family {family!r}; known: {sorted(_FAMILIES)}")

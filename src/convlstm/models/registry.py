@@ -37,5 +37,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
 
 def _import_all() -> None:
-    # The model files register themselves on import; importing the package imports them all.
+    # Model files register themselves on import. Baselines sit above models (they use the forecaster interface),
+    # so they are imported here at call time rather than by convlstm.models itself.
+    import convlstm.baselines
     import convlstm.models  # noqa: F401

@@ -1,0 +1,69 @@
+"""Persistence ("last frame"): the forecast that every learned model must beat."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.registry import register_model
+
+
+@dataclass
+class PersistenceConfig:
+    in_channels: int | None = None
+    default_horizon: int = 10
+
+
+class Persistence(Forecaster):
+    """Repeats the last context frame ``horizon`` times. It has no parameters; its config still saves and loads.
+
+    Args:
+        in_channels: channels the context must have, or None to accept any.
+        default_horizon: frames predicted when forward gets no horizon.
+
+    Shape:
+        context: (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
+    """
+
+    family = "persistence"
+    config_class = PersistenceConfig
+
+    def __init__(self, in_channels: int | None = None, *, default_horizon: int = 10) -> None:
+        super().__init__()
+        if in_channels is not None and (not isinstance(in_channels, int) or isinstance(in_channels, bool)):
+            raise ValueError(f"in_channels must be an int or None, got {in_channels!r}")
+        if in_channels is not None and in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1 (or None for any), got {in_channels!r}")
+        if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
+            raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
+        self.config = config_from_arguments(PersistenceConfig, locals())
+        self.in_channels = in_channels
+        self.default_horizon = default_horizon
+
+    def forward(
+        self,
+        context: Tensor,
+        horizon: int | None = None,
+        targets: Tensor | None = None,
+        teacher_forcing: Tensor | None = None,
+    ) -> Tensor:
+        """Returns (B, horizon, C, H, W) copies of ``context[:, -1]``; a teacher-forcing mask is validated and
+        ignored (the true frames are never fed to anything)."""
+        horizon, _ = self.check_forecast_arguments(
+            context, horizon, targets, teacher_forcing, channels=context_channels(context, self.in_channels)
+        )
+        return context[:, -1:].repeat(1, horizon, *([1] * (context.ndim - 2)))
+
+
+def context_channels(context: Any, in_channels: int | None) -> int:
+    """The channel count a baseline checks ``context`` against: its own when it has one, else the context's."""
+    if in_channels is not None:
+        return in_channels
+    return int(context.shape[2]) if isinstance(context, Tensor) and context.ndim == 5 else 1
+
+
+@register_model
+def persistence(**overrides: Any) -> Persistence:
+    """The last context frame, repeated: the baseline every forecaster must beat."""
+    return Persistence(**overrides)

@@ -1,0 +1,278 @@
+"""The encoder-forecaster ConvLSTM of Shi et al. (2015), "Convolutional LSTM Network: A Machine Learning Approach
+for Precipitation Nowcasting", with its Moving MNIST and radar configurations.
+
+context (B, T_in, C, H, W) --space-to-depth--> encoder stack (L ConvLSTM layers) --copy (h, c)--> forecaster stack
+(L layers; layer 1 has no input, layer l > 1 reads layer l - 1) --1x1 conv over all forecaster h--> depth-to-space
+--> predictions (B, horizon, C, H, W).
+
+Shi's naming ConvLSTM(K_i)-K_h-C1-K_h-C2 maps to ``kernel_size=K_i`` (input-to-state, every layer),
+``recurrent_kernel_size=K_h`` (state-to-state) and ``hidden_channels=[C1, C2]``.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from convlstm.layers import ConvGRU, ConvLSTM
+from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
+from convlstm.models.registry import register_model
+
+CellKind = Literal["lstm", "gru"]
+OutputActivation = Literal["sigmoid", "none"]
+#: One entry per layer: (h, c) pairs for cell="lstm", h tensors for cell="gru" (the state of the sequence layers).
+RecurrentState = list[Any]
+
+_OUTPUT_ACTIVATIONS = ("sigmoid", "none")
+
+
+@dataclass
+class EncoderForecasterConfig:
+    in_channels: int = 1
+    hidden_channels: list[int] = field(default_factory=lambda: [64, 64])
+    kernel_size: int = 3
+    recurrent_kernel_size: int | None = None
+    patch_size: int = 1
+    cell: CellKind = "lstm"
+    peephole: bool = True
+    output_activation: OutputActivation = "sigmoid"
+    default_horizon: int = 10
+
+
+class EncoderForecaster(Forecaster):
+    """Shi et al.'s encoder-forecaster network of ConvLSTM (or ConvGRU) layers.
+
+    The forecaster stack runs from the copied encoder state alone: its first layer has no input, so predictions are
+    never fed back. Teacher forcing therefore has nothing to act on: a ``teacher_forcing`` mask is validated (with
+    ``targets``) and otherwise ignored, so the same training loop can drive every forecaster.
+
+    Args:
+        in_channels: channels C of the frames.
+        hidden_channels: channels of each layer, bottom first; the forecaster mirrors the encoder layer by layer.
+        kernel_size: input-to-state kernel K_i of every layer (odd or even; "same" padding).
+        recurrent_kernel_size: state-to-state kernel K_h (default: kernel_size).
+        patch_size: frames are cut into p x p patches folded into channels (space-to-depth) before the encoder;
+            H and W must be divisible by it.
+        cell: "lstm" (ConvLSTM, Shi's cell) or "gru" (ConvGRU).
+        peephole: Shi's per-channel peephole weights (cell="lstm" only; pass False with cell="gru").
+        output_activation: "sigmoid" for data in [0, 1], or "none" for unbounded data.
+        default_horizon: frames predicted when forward gets no horizon.
+
+    Shape:
+        context: (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
+
+    Example:
+        >>> model = EncoderForecaster(1, [16, 16], kernel_size=3, patch_size=2, default_horizon=5)
+        >>> model(torch.rand(2, 10, 1, 32, 32)).shape
+        torch.Size([2, 5, 1, 32, 32])
+    """
+
+    family = "encoder_forecaster"
+    config_class = EncoderForecasterConfig
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        hidden_channels: int | Sequence[int] = (64, 64),
+        *,
+        kernel_size: int = 3,
+        recurrent_kernel_size: int | None = None,
+        patch_size: int = 1,
+        cell: CellKind = "lstm",
+        peephole: bool = True,
+        output_activation: OutputActivation = "sigmoid",
+        default_horizon: int = 10,
+    ) -> None:
+        super().__init__()
+        if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
+            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+        hidden_channels = _check_hidden(hidden_channels)
+        for name, value in (("kernel_size", kernel_size), ("recurrent_kernel_size", recurrent_kernel_size)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_patch_size(patch_size)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        if peephole and cell == "gru":
+            raise ValueError("peephole=True needs cell='lstm': a ConvGRU has no cell state to peep at")
+        if output_activation not in _OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {_OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
+            raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
+        self.config = config_from_arguments(EncoderForecasterConfig, locals())
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.cell_kind = cell
+        self.output_activation = output_activation
+        self.default_horizon = default_horizon
+
+        patched = in_channels * patch_size**2
+        layers: dict[str, Any] = {
+            "hidden_channels": hidden_channels,
+            "kernel_size": kernel_size,
+            "num_layers": len(hidden_channels),
+            "recurrent_kernel_size": recurrent_kernel_size,
+        }
+        if cell == "lstm":
+            self.encoder: ConvLSTM | ConvGRU = ConvLSTM(patched, peephole=peephole, **layers)
+            # in_channels=0: the first forecaster layer is state-to-state only (Shi's figure 3).
+            self.forecaster: ConvLSTM | ConvGRU = ConvLSTM(0, peephole=peephole, **layers)
+        else:
+            self.encoder = ConvGRU(patched, **layers)
+            self.forecaster = ConvGRU(0, **layers)
+        self.head = nn.Conv2d(sum(hidden_channels), patched, kernel_size=1)
+
+    def forward(
+        self,
+        context: Tensor,
+        horizon: int | None = None,
+        targets: Tensor | None = None,
+        teacher_forcing: Tensor | None = None,
+    ) -> Tensor:
+        """Predicts ``horizon`` frames after ``context``.
+
+        Args:
+            context: (B, T_in, C, H, W) observed frames; H and W divisible by patch_size.
+            horizon: frames to predict (default: ``default_horizon``).
+            targets / teacher_forcing: validated as in :class:`Forecaster`, then ignored: the forecaster stack
+                takes no input, so there is nothing to feed the true frames into.
+
+        Returns:
+            (B, horizon, C, H, W) predictions.
+        """
+        horizon, _ = self.check_forecast_arguments(
+            context, horizon, targets, teacher_forcing, channels=self.in_channels
+        )
+        return self.forecast(self.encode(context), horizon)
+
+    def encode(self, context: Tensor, state: RecurrentState | None = None) -> RecurrentState:
+        """Runs the encoder over ``context``, continuing from ``state``; chunks fed in turn equal one call.
+
+        Args:
+            context: (B, T, C, H, W) frames.
+            state: what an earlier call returned, or None to start from zeros.
+
+        Returns:
+            The encoder state after the last frame, one entry per layer: (h, c) for cell="lstm", h for "gru",
+            each (B, hidden_channels[l], H / p, W / p).
+        """
+        if not isinstance(context, Tensor) or context.ndim != 5 or context.shape[2] != self.in_channels:
+            shape = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
+            raise ValueError(f"context must have shape (B, T, C={self.in_channels}, H, W), got {shape}")
+        patches = space_to_depth(context, self.patch_size, name="context")  # (B, T, C*p*p, H/p, W/p)
+        _, final = self.encoder(patches, state)
+        return final
+
+    def forecast(self, state: RecurrentState, horizon: int) -> Tensor:
+        """Runs the forecaster stack from an encoder state (see :meth:`encode`) for ``horizon`` steps.
+
+        Returns:
+            (B, horizon, C, H, W) predictions.
+        """
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        if not isinstance(state, list | tuple) or len(state) != len(self.forecaster.cells):
+            got = f"{type(state).__name__} of length {len(state)}" if isinstance(state, list | tuple) else state
+            raise ValueError(
+                f"state must be a list of {len(self.forecaster.cells)} layer states as encode returns, got {got}"
+            )
+        first = state[0]
+        h = first[0] if isinstance(first, tuple | list) else first
+        if not isinstance(h, Tensor) or h.ndim != 4:
+            raise ValueError(f"state[0] must hold a hidden state (B, F, h, w), got {type(h).__name__}")
+        # The forecaster takes no input: a (B, horizon, 0, h, w) tensor carries only the step count and size.
+        steps = h.new_empty(h.shape[0], horizon, 0, *h.shape[2:])
+        hidden, _ = self.forecaster.forward_layers(steps, list(state))
+        stacked = torch.cat(hidden, dim=2)  # (B, horizon, sum(hidden_channels), h, w)
+        out = self.head(stacked.flatten(0, 1)).unflatten(0, stacked.shape[:2])  # (B, horizon, C*p*p, h, w)
+        if self.output_activation == "sigmoid":
+            out = torch.sigmoid(out)
+        return depth_to_space(out, self.patch_size, name="prediction")
+
+
+def _check_hidden(hidden_channels: int | Sequence[int]) -> list[int]:
+    values = [hidden_channels] if isinstance(hidden_channels, int) else list(hidden_channels)
+    if not values or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in values):
+        raise ValueError(f"hidden_channels must be a non-empty list of ints >= 1, got {hidden_channels!r}")
+    return values
+
+
+def _build(defaults: dict[str, Any], overrides: dict[str, Any]) -> EncoderForecaster:
+    return EncoderForecaster(**{**defaults, **overrides})
+
+
+# Moving MNIST (Shi et al. 2015, table 1): 64x64 frames as 4x4 patches (16 channels of 16x16), 10 -> 10 frames.
+_MOVING_MNIST: dict[str, Any] = {"in_channels": 1, "patch_size": 4, "default_horizon": 10}
+
+
+@register_model
+def shi2015_convlstm_5x5_256(**overrides: Any) -> EncoderForecaster:
+    """ConvLSTM(5x5)-5x5-256 of Shi et al. 2015 (Moving MNIST): 13,524,496 parameters."""
+    return _build({**_MOVING_MNIST, "hidden_channels": [256], "kernel_size": 5, "recurrent_kernel_size": 5}, overrides)
+
+
+@register_model
+def shi2015_convlstm_5x5_128_128(**overrides: Any) -> EncoderForecaster:
+    """ConvLSTM(5x5)-5x5-128-5x5-128 of Shi et al. 2015 (Moving MNIST): 10,042,896 parameters."""
+    return _build(
+        {**_MOVING_MNIST, "hidden_channels": [128, 128], "kernel_size": 5, "recurrent_kernel_size": 5}, overrides
+    )
+
+
+@register_model
+def shi2015_convlstm_5x5_128_64_64(**overrides: Any) -> EncoderForecaster:
+    """ConvLSTM(5x5)-5x5-128-5x5-64-5x5-64 of Shi et al. 2015 (Moving MNIST): 7,585,296 parameters."""
+    return _build(
+        {**_MOVING_MNIST, "hidden_channels": [128, 64, 64], "kernel_size": 5, "recurrent_kernel_size": 5}, overrides
+    )
+
+
+@register_model
+def shi2015_convlstm_9x9_1x1_128_128(**overrides: Any) -> EncoderForecaster:
+    """ConvLSTM(9x9)-1x1-128-1x1-128 of Shi et al. 2015 (Moving MNIST): 11,550,224 parameters."""
+    return _build(
+        {**_MOVING_MNIST, "hidden_channels": [128, 128], "kernel_size": 9, "recurrent_kernel_size": 1}, overrides
+    )
+
+
+@register_model
+def shi2015_convlstm_9x9_1x1_128_64_64(**overrides: Any) -> EncoderForecaster:
+    """ConvLSTM(9x9)-1x1-128-1x1-64-1x1-64 of Shi et al. 2015 (Moving MNIST): 8,830,480 parameters."""
+    return _build(
+        {**_MOVING_MNIST, "hidden_channels": [128, 64, 64], "kernel_size": 9, "recurrent_kernel_size": 1}, overrides
+    )
+
+
+# Radar echo nowcasting (Shi et al. 2015, section 4.2): 100x100 frames as 2x2 patches, 5 -> 15 frames.
+_RADAR: dict[str, Any] = {
+    "in_channels": 1,
+    "patch_size": 2,
+    "hidden_channels": [64, 64],
+    "kernel_size": 3,
+    "recurrent_kernel_size": 3,
+    "default_horizon": 15,
+}
+
+
+@register_model
+def shi2015_radar_convlstm(**overrides: Any) -> EncoderForecaster:
+    """Shi et al.'s radar nowcasting ConvLSTM: 2 layers x 64 channels, 3x3 kernels, 2x2 patches, 15 frames."""
+    return _build(_RADAR, overrides)
+
+
+@register_model
+def shi2015_radar_convgru(**overrides: Any) -> EncoderForecaster:
+    """The radar configuration with ConvGRU cells (no peepholes) in place of ConvLSTM."""
+    return _build({**_RADAR, "cell": "gru", "peephole": False}, overrides)
+
+
+@register_model
+def encoder_forecaster_tiny(**overrides: Any) -> EncoderForecaster:
+    """A small encoder-forecaster (2 x 12 channels, 3x3 kernels, 2x2 patches) for CPU tests and demos."""
+    return _build(
+        {"in_channels": 1, "patch_size": 2, "hidden_channels": [12, 12], "kernel_size": 3, "default_horizon": 5},
+        overrides,
+    )
