@@ -1,0 +1,113 @@
+"""Checks every registered model through one interface (timm style)."""
+
+import json
+
+import pytest
+import torch
+
+import convlstm
+from convlstm.models import ConvLSTMUNet, PredNet, from_pretrained
+from tests.models.golden import GOLDEN_FILE, GOLDEN_MODELS, compute
+from tests.models.registry_cases import HORIZON, build, example_input, frame_shape, run
+
+ALL = convlstm.list_models()
+# FC-LSTM-2048-2048 has 142.7M parameters: building it twice per test would dominate the suite.
+HUGE = {"fc_lstm_2048_2048"}
+TRAINABLE = [name for name in ALL if name not in {"persistence", "optical_flow"}]
+
+
+def test_registry_lists_every_family() -> None:
+    assert {"shi2015_convlstm_5x5_256", "fc_lstm_2048_2048", "convlstm_unet", "next_frame_convlstm"} <= set(ALL)
+    assert {"prednet_kitti", "persistence", "optical_flow"} <= set(ALL)
+    assert convlstm.list_models("shi2015_*") == sorted(n for n in ALL if n.startswith("shi2015_"))
+    with pytest.raises(ValueError, match="unknown model name 'convlstm_unett'; did you mean convlstm_unet"):
+        convlstm.create_model("convlstm_unett")
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in HUGE])
+def test_output_shape_and_finite(name: str) -> None:
+    model = build(name)
+    x = example_input(model)
+    with torch.no_grad():
+        out = run(model, x)
+    if isinstance(model, ConvLSTMUNet):
+        assert out.shape == (1, x.shape[1], model.config.out_channels, *x.shape[3:])
+    else:
+        assert out.shape == (1, HORIZON, *frame_shape(model))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [n for n in TRAINABLE if n not in HUGE])
+def test_every_parameter_gets_a_gradient(name: str) -> None:
+    model = build(name).train()
+    if isinstance(model, PredNet):
+        # Its prediction output reads only layer 0's Ahat; the upper layers learn through the error output.
+        errors, _ = model.run(example_input(model, frames=4), output_mode="error")
+        loss = errors.sum()
+    else:
+        loss = run(model, example_input(model)).square().sum()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in HUGE])
+def test_seeded_builds_are_deterministic(name: str) -> None:
+    a, b = build(name, seed=3), build(name, seed=3)
+    x = example_input(a)
+    with torch.no_grad():
+        torch.testing.assert_close(run(a, x), run(b, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in HUGE])
+def test_save_and_load_round_trip(name: str, tmp_path: object) -> None:
+    model = build(name)
+    model.save_pretrained(tmp_path)  # type: ignore[operator]
+    loaded = from_pretrained(tmp_path).eval()  # type: ignore[arg-type]
+    assert type(loaded) is type(model)
+    x = example_input(model)
+    with torch.no_grad():
+        torch.testing.assert_close(run(loaded, x), run(model, x), rtol=0, atol=0)
+
+
+# A bidirectional network reads the future too: it has no frame-by-frame mode to compare.
+@pytest.mark.parametrize("name", [n for n in TRAINABLE if n not in HUGE and "bidirectional" not in n])
+def test_frame_by_frame_equals_one_call(name: str) -> None:
+    model = build(name)
+    x = example_input(model, frames=4)
+    with torch.no_grad():
+        if hasattr(model, "encode"):
+            whole, chunks = model.encode(x), model.encode(x[:, 2:], model.encode(x[:, :2]))
+            torch.testing.assert_close(model.forecast(whole, HORIZON), model.forecast(chunks, HORIZON))
+            return
+        if isinstance(model, PredNet):
+            whole, _ = model.run(x, output_mode="prediction")
+            first, state = model.run(x[:, :1], output_mode="prediction")
+            rest, _ = model.run(x[:, 1:], state, output_mode="prediction")
+        else:
+            step = model.one_step if hasattr(model, "one_step") else model
+            whole, _ = step(x)
+            first, state = step(x[:, :1])
+            rest, _ = step(x[:, 1:], state)
+        torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, atol=1e-6, rtol=1e-5)
+
+
+def test_golden_outputs_pin_numerics() -> None:
+    """Small stored outputs (``python -m tests.models.golden`` rewrites them after a deliberate change)."""
+    stored = json.loads(GOLDEN_FILE.read_text())
+    assert sorted(stored) == sorted(GOLDEN_MODELS)
+    for name, now in compute().items():
+        then = stored[name]
+        assert now["shape"] == then["shape"], name
+        for key in ("sum", "sum_sq"):
+            assert now[key] == pytest.approx(then[key], rel=1e-5, abs=1e-6), (name, key)
+        assert now["first"] == pytest.approx(then["first"], rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_fc_lstm_2048_runs_and_learns() -> None:
+    model = build("fc_lstm_2048_2048").train()
+    out = run(model, example_input(model))
+    assert out.shape == (1, HORIZON, 1, 64, 64) and torch.isfinite(out).all()
+    out.square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
