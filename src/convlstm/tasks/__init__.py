@@ -1,0 +1,59 @@
+"""Training systems (LightningModules) and the training engine: forecasting, segmentation, PredNet and anomaly
+scoring, their losses, scheduled sampling, callbacks and ``make_trainer``."""
+
+from convlstm.tasks.anomaly import AnomalyTask, next_frame_psnr, regularity_from_psnr, score_sequences
+from convlstm.tasks.base import TaskBase, build_model, load_task, model_identity
+from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger, prediction_grid
+from convlstm.tasks.datamodules import SequenceDataModule
+from convlstm.tasks.forecasting import ForecastingTask, ForecastScores
+from convlstm.tasks.losses import (
+    balanced_loss,
+    bce_loss,
+    extrapolation_loss,
+    forecast_loss,
+    mae_loss,
+    mse_loss,
+    prednet_error_loss,
+    segmentation_loss,
+    soft_dice_loss,
+)
+from convlstm.tasks.prednet import PredNetTask
+from convlstm.tasks.scheduled_sampling import ScheduledSampling
+from convlstm.tasks.segmentation import SegmentationTask
+from convlstm.tasks.trainer import make_trainer
+
+TASKS: dict[str, type[TaskBase]] = {
+    cls.__name__: cls for cls in (ForecastingTask, SegmentationTask, PredNetTask, AnomalyTask)
+}
+
+__all__ = [
+    "TASKS",
+    "AnomalyTask",
+    "AtomicCheckpointIO",
+    "ForecastScores",
+    "ForecastingTask",
+    "NonFiniteLossGuard",
+    "PredNetTask",
+    "PredictionImageLogger",
+    "ScheduledSampling",
+    "SegmentationTask",
+    "SequenceDataModule",
+    "TaskBase",
+    "balanced_loss",
+    "bce_loss",
+    "build_model",
+    "extrapolation_loss",
+    "forecast_loss",
+    "load_task",
+    "mae_loss",
+    "make_trainer",
+    "model_identity",
+    "mse_loss",
+    "next_frame_psnr",
+    "prediction_grid",
+    "prednet_error_loss",
+    "regularity_from_psnr",
+    "score_sequences",
+    "segmentation_loss",
+    "soft_dice_loss",
+]

@@ -1,0 +1,189 @@
+"""What the training systems share: the model kept apart from the system and recorded in the hyperparameters,
+rebuilding a task from a Lightning checkpoint without unpickling code, optimisation, and metric logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Self
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from convlstm.models.base import PretrainedModel
+from convlstm.tasks.optim import configure_optimization
+
+__all__ = ["TaskBase", "build_model", "frames_of", "load_task", "model_identity"]
+
+logger = logging.getLogger(__name__)
+
+
+def model_identity(model: nn.Module) -> tuple[str | None, dict[str, Any] | None]:
+    """(family, config as a dict) of a :class:`PretrainedModel`, or (None, None) for any other module."""
+    if isinstance(model, PretrainedModel) and dataclasses.is_dataclass(getattr(model, "config", None)):
+        return model.family, dataclasses.asdict(model.config)
+    return None, None
+
+
+def build_model(family: str, config: Mapping[str, Any]) -> PretrainedModel:
+    """A freshly initialised model of a registered ``family`` from its config dict (as :func:`model_identity`)."""
+    import convlstm.models  # noqa: F401  # registers every family
+    from convlstm.models.base import _FAMILIES
+
+    if family not in _FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(_FAMILIES)}")
+    model_class = _FAMILIES[family]
+    names = {f.name for f in dataclasses.fields(model_class.config_class)}
+    if set(config) != names:
+        raise ValueError(f"config keys {sorted(config)} do not match the fields of {family}: {sorted(names)}")
+    return model_class.from_config(model_class.config_class(**config))
+
+
+def frames_of(batch: Any, *, with_target: bool = True) -> Tensor:
+    """The frames (B, T, C, H, W) of a batch: a tensor itself, or a dict's "context" followed by its "target"."""
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, Mapping) and "context" in batch:
+        context = batch["context"]
+        target = batch.get("target") if with_target else None
+        if isinstance(target, Tensor) and target.ndim == context.ndim and target.shape[1] > 0:
+            return torch.cat([context, target.to(context.dtype)], dim=1)
+        return context
+    raise ValueError(f"a batch must be a tensor or a dict with 'context', got {type(batch).__name__}")
+
+
+class TaskBase(L.LightningModule):
+    """A LightningModule around a separate model (``self.model``), with shared optimisation and checkpoint loading.
+
+    Subclasses call ``self.save_hyperparameters(ignore=["model"])`` in their ``__init__`` and then
+    :meth:`record_model`, which adds ``model_family`` and ``model_config`` to the hyperparameters so that a
+    checkpoint can rebuild the model (:meth:`from_checkpoint`).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+
+    def record_model(self) -> None:
+        """Adds the task's class name (``task``) and the model's ``model_family`` and ``model_config`` to the
+        hyperparameters (checkpoint and loggers)."""
+        family, config = model_identity(self.model)
+        extra = {"task": type(self).__name__, "model_family": family, "model_config": config}
+        self.save_hyperparameters({**self.hparams, **extra})
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        model: nn.Module | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> Self:
+        """Rebuilds the task and its model from a Lightning checkpoint, read with ``torch.load(weights_only=True)``.
+
+        Args:
+            path: A ``.ckpt`` file written by the Trainer.
+            model: The model to load the weights into; by default rebuilt from the recorded ``model_family`` and
+                ``model_config`` (only possible for a :class:`~convlstm.models.PretrainedModel`).
+            map_location: Where the tensors go.
+        """
+        return cls._from_checkpoint_dict(_read_checkpoint(path, map_location), path, model, map_location)
+
+    @classmethod
+    def _from_checkpoint_dict(
+        cls,
+        checkpoint: dict[str, Any],
+        path: str | os.PathLike[str],
+        model: nn.Module | None,
+        map_location: str | torch.device,
+    ) -> Self:
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        if model is None:
+            family, config = hparams.get("model_family"), hparams.get("model_config")
+            if family is None or config is None:
+                raise ValueError(
+                    f"{path} records no model_family/model_config (the model was not a PretrainedModel): "
+                    f"pass model= to from_checkpoint"
+                )
+            model = build_model(family, config)
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
+        task = cls(model=model, **{k: v for k, v in hparams.items() if k in accepted})
+        state = checkpoint.get("state_dict")
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path} holds no state_dict")
+        task.load_state_dict(state)
+        return task.to(map_location)
+
+    # --- optimisation ----------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        estimated: float | None = None
+        if hp["lr_schedule"] in ("cosine", "onecycle") and hp.get("total_steps") is None:
+            estimated = float(self.trainer.estimated_stepping_batches)
+        return configure_optimization(
+            self.model.parameters(),
+            optimizer=hp["optimizer"],
+            lr=hp["lr"],
+            weight_decay=hp["weight_decay"],
+            lr_schedule=hp["lr_schedule"],
+            warmup_steps=hp["warmup_steps"],
+            total_steps=hp["total_steps"],
+            estimated_steps=estimated,
+            min_lr_ratio=hp["min_lr_ratio"],
+            lr_milestones=hp["lr_milestones"],
+            lr_gamma=hp["lr_gamma"],
+        )
+
+    # --- distributed evaluation ------------------------------------------------------------------------------
+
+    def sum_across_processes(self, value: Tensor) -> Tensor:
+        """The elementwise sum of ``value`` over all processes (itself when running in one process), on the CPU."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size <= 1:
+            return value
+        gathered = self.all_gather(value.to(self.device))  # (world_size, *value.shape)
+        if not isinstance(gathered, Tensor):
+            raise ValueError(f"all_gather of a tensor returned {type(gathered).__name__}")
+        return gathered.sum(0).to(device="cpu", dtype=value.dtype)
+
+    def log_scores(self, prefix: str, scores: Mapping[str, Tensor], *, per_lead_time: bool) -> None:
+        """Logs ``"<prefix>/<name>"`` for every 0-d score and, with ``per_lead_time``, ``"<prefix>/<name>@t<k>"``
+        (k from 1) for every ``"<name>_by_lead_time"`` vector; values are the same on every process."""
+        for name, value in scores.items():
+            if name.endswith("_by_lead_time"):
+                if per_lead_time and value.ndim == 1:
+                    base = name.removesuffix("_by_lead_time")
+                    for k, v in enumerate(value.tolist(), start=1):
+                        self.log(f"{prefix}/{base}@t{k}", float(v), sync_dist=False)
+            elif value.ndim == 0:
+                self.log(f"{prefix}/{name}", float(value), sync_dist=False)
+
+
+def _read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError or RuntimeError for a foreign or corrupt file
+        raise ValueError(f"{path} could not be read as a weights-only Lightning checkpoint: {err}") from None
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} is not a Lightning checkpoint (a dict), got {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def load_task(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> TaskBase:
+    """Rebuilds whichever task wrote the checkpoint (its class name is recorded as ``task``), model included."""
+    from convlstm.tasks import TASKS
+
+    checkpoint = _read_checkpoint(path, map_location)
+    name = (checkpoint.get("hyper_parameters") or {}).get("task")
+    if name not in TASKS:
+        raise ValueError(f"{path} records task {name!r}; known tasks: {sorted(TASKS)}")
+    return TASKS[name]._from_checkpoint_dict(checkpoint, path, None, map_location)

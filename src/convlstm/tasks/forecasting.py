@@ -1,0 +1,328 @@
+"""The unsupervised mode: a forecaster learns to continue sequences (Moving MNIST, radar echoes, video)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from convlstm.metrics import DEFAULT_FORECAST_METRICS, ContingencyTable, ForecastMetrics
+from convlstm.metrics.forecast import SSIM_KERNEL_SIZE
+from convlstm.metrics.forecast_metrics import BALANCED_METRICS
+from convlstm.tasks.base import TaskBase
+from convlstm.tasks.losses import FORECAST_LOSSES, HKO7_ZR, ForecastLossName, RainUnits, forecast_loss, rain_rate_of
+from convlstm.tasks.optim import LRSchedule, OptimizerName, check_optimization
+from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
+
+__all__ = ["ForecastScores", "ForecastingTask"]
+
+logger = logging.getLogger(__name__)
+
+
+class ForecastScores:
+    """One evaluation pass's accumulators: :class:`ForecastMetrics` and, optionally, a :class:`ContingencyTable`.
+
+    Both are built at the first batch (the horizon is known then). ``metrics=None`` takes the library's default
+    scores, without SSIM when frames are smaller than its 11x11 window, plus ``default_extra``.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Sequence[str] | None,
+        data_range: float = 1.0,
+        thresholds: Sequence[float] | None = None,
+        default_extra: Sequence[str] = (),
+    ) -> None:
+        self.names = None if metrics is None else tuple(metrics)
+        self.default_extra = tuple(default_extra)
+        self.data_range = data_range
+        self.thresholds = None if thresholds is None else tuple(thresholds)
+        self.metrics: ForecastMetrics | None = None
+        self.table: ContingencyTable | None = None
+
+    @property
+    def uses_balanced(self) -> bool:
+        names = self.default_extra if self.names is None else self.names
+        return any(name in BALANCED_METRICS for name in names)
+
+    def reset(self) -> None:
+        self.metrics = None
+        self.table = None
+
+    def update(
+        self,
+        pred: Tensor,
+        target: Tensor,
+        *,
+        rain_rate: Tensor | None = None,
+        mask: Tensor | None = None,
+        rain_pred: Tensor | None = None,
+    ) -> None:
+        """Adds a batch; ``rain_rate`` (true, mm/h) and ``mask`` (bool) feed the balanced scores and the table,
+        ``rain_pred`` (predicted rain rate) the table."""
+        if self.metrics is None:
+            names = self.names
+            if names is None:
+                small = pred.ndim != 5 or min(pred.shape[-2:]) < SSIM_KERNEL_SIZE
+                names = tuple(n for n in DEFAULT_FORECAST_METRICS if not (small and n == "ssim")) + self.default_extra
+            self.metrics = ForecastMetrics(lead_times=pred.shape[1], metrics=names, data_range=self.data_range)
+            if self.thresholds is not None:
+                self.table = ContingencyTable(thresholds=self.thresholds, lead_times=pred.shape[1])
+        pred, target = pred.float(), target.float()
+        if self.uses_balanced:
+            self.metrics.update(pred, target, rain_rate=rain_rate, mask=mask)
+        else:
+            self.metrics.update(pred, target)
+        if self.table is not None:
+            if rain_pred is None or rain_rate is None:
+                raise ValueError("rain thresholds need the predicted and true rain rates")
+            self.table.update(rain_pred, rain_rate, mask=mask)
+
+    def compute(self, reduce: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+        """All scores, after summing the accumulators with ``reduce`` (identity in one process)."""
+        if self.metrics is None:
+            return {}
+        self.metrics.sums = reduce(self.metrics.sums)
+        self.metrics.num_sequences = int(reduce(torch.tensor(self.metrics.num_sequences)))
+        scores = self.metrics.compute()
+        if self.table is not None:
+            self.table.counts = reduce(self.table.counts)
+            scores.update(self.table.compute())
+        return scores
+
+
+class ForecastingTask(TaskBase):
+    """Trains a forecaster ``model(context, horizon, targets=None, teacher_forcing=None)`` on (context, target)
+    pairs and scores its free-running predictions per lead time.
+
+    Batches are dicts with "context" (B, T_in, C, H, W) and "target" (B, T_out, C, H, W), optionally "mask"
+    (valid pixels, broadcastable to the target, 1/True = valid) and "target_rain_rate" (mm/h, the target's shape;
+    otherwise rain rates come from the target through ``units``).
+
+    Training feeds the model the true frames where the scheduled-sampling mask says so (the model is called without
+    ``targets``/``teacher_forcing`` when ``sampling="none"``, so any ``model(context, horizon)`` works). Validation,
+    test and prediction never use teacher forcing.
+
+    Logged: ``train/loss`` (per step), ``train/teacher_forcing`` (the sampling probability); ``val/loss`` and
+    ``test/loss`` (the training loss on free-running predictions, averaged over the epoch and the processes: the
+    key to select checkpoints and stop early on), then at the end of each evaluation epoch ``<stage>/<score>``
+    (mean over lead times) and ``<stage>/<score>@t<k>`` (lead time k from 1) for each score of
+    :class:`~convlstm.metrics.ForecastMetrics` (``mse_per_frame``, ``psnr``, ...) and, with ``rain_thresholds``,
+    ``<stage>/csi@<threshold>``, ``pod@``, ``far@``, ``hss@``.
+
+    Trainer arguments that belong with this task: ``gradient_clip_val`` (e.g. 1.0; clipping by norm happens in the
+    Trainer, not here), ``precision`` ("bf16-mixed" on GPUs), ``max_steps``/``max_epochs`` (the "cosine" and
+    "onecycle" schedules read the run's length from them), ``accumulate_grad_batches``. :func:`make_trainer`
+    sets all of them.
+
+    Args:
+        model: The forecaster (an ``nn.Module``; a :class:`~convlstm.models.PretrainedModel` can be rebuilt from
+            the checkpoint).
+        loss: ``"mse"``, ``"mae"`` (per pixel), ``"bce"`` (Shi et al.'s per-pixel cross-entropy on predicted
+            probabilities, clamped) or ``"balanced"`` (HKO-7's B-MSE + B-MAE, weights from the true rain rate).
+        units: What the frames are, for rain rates (balanced loss and scores, thresholds): ``"pixel"`` (radar
+            pixels in [0, 1], dBZ = 70 p - 10) or ``"mm/h"``.
+        zr_a: Z-R coefficient a (HKO-7: 58.53; Marshall-Palmer: 200).
+        zr_b: Z-R exponent b (HKO-7: 1.56; Marshall-Palmer: 1.6).
+        balanced_mse_weight: Weight of B-MSE in the balanced loss.
+        balanced_mae_weight: Weight of B-MAE in the balanced loss.
+        sampling: Scheduled sampling: ``"none"`` (feed predictions back, the default), ``"linear"`` or
+            ``"teacher_forcing"`` (see :class:`~convlstm.tasks.ScheduledSampling`). OpenSTL's ConvLSTM recipe is
+            ``sampling="linear", sampling_start=1.0, sampling_end=0.0, sampling_end_step=50_000``.
+        sampling_start: Probability of feeding the truth at step 0.
+        sampling_end: Probability from ``sampling_end_step`` on.
+        sampling_end_step: Optimizer step where the linear decay ends.
+        metrics: Scores to accumulate (names of :data:`~convlstm.metrics.FORECAST_METRICS`); None for the default
+            set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and ``b_mse``,
+            ``b_mae`` with ``loss="balanced"``.
+        ssim_data_range: SSIM's data range (1.0 for data in [0, 1]).
+        rain_thresholds: Rain-rate thresholds in mm/h for contingency scores (HKO-7: 0.5, 2, 5, 10, 30); None
+            for none.
+        log_per_lead_time: Also log every score per lead time.
+        predict_horizon: Horizon of ``predict_step`` when the batch has no "target" (default: the model's
+            ``default_horizon``).
+        optimizer: ``"adam"`` (default, as the ConvLSTM papers and OpenSTL) or ``"adamw"``.
+        lr: Learning rate; 5e-4 by default, OpenSTL's ConvLSTM value (Adam's usual 1e-3 also works at small
+            batches; lower it with larger models or bf16).
+        weight_decay: Weight decay (L2 for Adam, decoupled for AdamW).
+        lr_schedule: ``"constant"``, ``"cosine"`` (linear warm-up then cosine), ``"onecycle"`` or ``"multistep"``.
+        warmup_steps: Linear warm-up steps.
+        total_steps: Length of the cosine / one-cycle schedule (default: the Trainer's estimate).
+        min_lr_ratio: Final learning rate of "cosine" as a fraction of ``lr``.
+        lr_milestones: Epochs at which "multistep" multiplies the learning rate by ``lr_gamma``.
+        lr_gamma: Factor of "multistep".
+
+    Example:
+        >>> task = ForecastingTask(create_model("encoder_forecaster_shi2015_3layer"), loss="bce")
+        >>> make_trainer(max_epochs=50).fit(task, datamodule=data)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss: ForecastLossName = "mse",
+        units: RainUnits = "pixel",
+        zr_a: float = HKO7_ZR[0],
+        zr_b: float = HKO7_ZR[1],
+        balanced_mse_weight: float = 1.0,
+        balanced_mae_weight: float = 1.0,
+        sampling: SamplingKind = "none",
+        sampling_start: float = 1.0,
+        sampling_end: float = 0.0,
+        sampling_end_step: int = 50_000,
+        metrics: Sequence[str] | None = None,
+        ssim_data_range: float = 1.0,
+        rain_thresholds: Sequence[float] | None = None,
+        log_per_lead_time: bool = True,
+        predict_horizon: int | None = None,
+        optimizer: OptimizerName = "adam",
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        lr_schedule: LRSchedule = "constant",
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
+        min_lr_ratio: float = 0.0,
+        lr_milestones: Sequence[int] = (),
+        lr_gamma: float = 0.1,
+    ) -> None:
+        super().__init__(model)
+        if loss not in FORECAST_LOSSES:
+            raise ValueError(f"loss must be one of {FORECAST_LOSSES}, got {loss!r}")
+        if units not in ("pixel", "mm/h"):
+            raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
+        if predict_horizon is not None and predict_horizon < 1:
+            raise ValueError(f"predict_horizon must be >= 1 or None, got {predict_horizon!r}")
+        check_optimization(
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+            min_lr_ratio=min_lr_ratio,
+            lr_milestones=lr_milestones,
+            lr_gamma=lr_gamma,
+        )
+        self.sampling = ScheduledSampling(sampling, start=sampling_start, end=sampling_end, end_step=sampling_end_step)
+        self.save_hyperparameters(ignore=["model"])
+        self.record_model()
+        self.zr = (float(zr_a), float(zr_b))
+        # The default scores include the paper's own score of the loss: Shi's sequence BCE, HKO-7's B-MSE / B-MAE.
+        extra = {"bce": ("bce_per_sequence",), "balanced": ("b_mse", "b_mae")}.get(loss, ())
+        self.scores = {
+            stage: ForecastScores(
+                metrics=metrics, data_range=ssim_data_range, thresholds=rain_thresholds, default_extra=extra
+            )
+            for stage in ("val", "test")
+        }
+
+    def forward(self, context: Tensor, horizon: int | None = None) -> Tensor:
+        """Free-running predictions (B, horizon, C, H, W) of the wrapped model."""
+        return self.model(context, horizon)
+
+    # --- pieces of a step ------------------------------------------------------------------------------------
+
+    def _unpack(self, batch: Any) -> tuple[Tensor, Tensor]:
+        if not isinstance(batch, Mapping) or "context" not in batch or "target" not in batch:
+            got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+            raise ValueError(f"a forecasting batch must be a dict with 'context' and 'target', got {got}")
+        context, target = batch["context"], batch["target"]
+        if context.ndim < 4 or target.ndim != context.ndim or target.shape[2:] != context.shape[2:]:
+            raise ValueError(
+                f"context (B, T_in, C, *spatial) and target (B, T_out, C, *spatial) must agree, got "
+                f"{tuple(context.shape)} and {tuple(target.shape)}"
+            )
+        return context, target
+
+    def _true_rain_rate(self, batch: Mapping[str, Any], target: Tensor) -> Tensor:
+        given = batch.get("target_rain_rate")
+        return given.float() if isinstance(given, Tensor) else rain_rate_of(target, self.hparams["units"], zr=self.zr)
+
+    def _loss(self, batch: Mapping[str, Any], pred: Tensor, target: Tensor) -> Tensor:
+        hp = self.hparams
+        rain_rate = self._true_rain_rate(batch, target) if hp["loss"] == "balanced" else None
+        return forecast_loss(
+            hp["loss"],
+            pred,
+            target,
+            mask=batch.get("mask"),
+            rain_rate=rain_rate,
+            units=hp["units"],
+            zr=self.zr,
+            balanced_mse_weight=hp["balanced_mse_weight"],
+            balanced_mae_weight=hp["balanced_mae_weight"],
+        )
+
+    # --- steps -----------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        context, target = self._unpack(batch)
+        batch_size, horizon = target.shape[:2]
+        mask = self.sampling.mask(self.global_step, batch_size, horizon, device=context.device)
+        if mask is None:
+            pred = self.model(context, horizon)
+        else:
+            pred = self.model(context, horizon, targets=target, teacher_forcing=mask)
+        loss = self._loss(batch, pred, target)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/teacher_forcing", self.sampling.probability(self.global_step), batch_size=batch_size)
+        return loss
+
+    def _evaluation_step(self, stage: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        context, target = self._unpack(batch)
+        pred = self.model(context, target.shape[1])
+        loss = self._loss(batch, pred, target)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=target.shape[0])
+        scores = self.scores[stage]
+        raw_mask = batch.get("mask")
+        mask = None if raw_mask is None else (raw_mask > 0.5).broadcast_to(target.shape)
+        needs_rain = scores.uses_balanced or scores.thresholds is not None
+        rain_rate = self._true_rain_rate(batch, target) if needs_rain else None
+        rain_pred = None
+        if scores.thresholds is not None:
+            clipped = pred.float().clamp(0.0, 1.0) if self.hparams["units"] == "pixel" else pred.float()
+            rain_pred = rain_rate_of(clipped, self.hparams["units"], zr=self.zr)
+        scores.update(pred.detach(), target, rain_rate=rain_rate, mask=mask, rain_pred=rain_pred)
+        return {"loss": loss, "predictions": pred.detach()}
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step("val", batch)
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluation_step("test", batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """Free-running predictions (B, horizon, C, H, W); horizon from the batch's "target" if it has one."""
+        if isinstance(batch, Tensor):
+            context, target = batch, None
+        elif isinstance(batch, Mapping) and "context" in batch:
+            context, target = batch["context"], batch.get("target")
+        else:
+            raise ValueError(
+                f"a prediction batch must be a tensor or a dict with 'context', got {type(batch).__name__}"
+            )
+        horizon = target.shape[1] if isinstance(target, Tensor) else self.hparams["predict_horizon"]
+        return self.model(context, horizon)
+
+    # --- epoch boundaries ------------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self.scores["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.scores["test"].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_scores("test")
+
+    def _log_epoch_scores(self, stage: str) -> None:
+        scores = self.scores[stage].compute(self.sum_across_processes)
+        self.log_scores(stage, scores, per_lead_time=self.hparams["log_per_lead_time"])

@@ -1,0 +1,325 @@
+"""Training losses: forecasting (MSE, MAE, Shi's BCE, HKO-7 balanced), segmentation (cross-entropy + soft Dice) and
+PredNet's (weighted layer errors, extrapolation MAE).
+
+Every forecasting loss here is a mean over pixels (B, T, C, *spatial), so its scale does not depend on the frame
+size or the horizon; the paper-scale scores (summed over a frame, or over a sequence for Shi's BCE) are logged as
+metrics by the tasks. Training losses check shapes but not values: a NaN in the data gives a NaN loss, which
+:class:`convlstm.tasks.callbacks.NonFiniteLossGuard` reports (checking values here would cost a device sync per
+step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convlstm.metrics import balanced_weights, pixel_to_rain_rate
+
+__all__ = [
+    "FORECAST_LOSSES",
+    "ForecastLossName",
+    "RainUnits",
+    "balanced_loss",
+    "bce_loss",
+    "extrapolation_loss",
+    "forecast_loss",
+    "mae_loss",
+    "mse_loss",
+    "prednet_error_loss",
+    "prednet_layer_weights",
+    "prednet_time_weights",
+    "rain_rate_of",
+    "segmentation_loss",
+    "soft_dice_loss",
+]
+
+ForecastLossName = Literal["mse", "mae", "bce", "balanced"]
+FORECAST_LOSSES: tuple[str, ...] = ("mse", "mae", "bce", "balanced")
+RainUnits = Literal["pixel", "mm/h"]
+HKO7_ZR = (58.53, 1.56)
+
+
+def _check_pair(pred: Tensor, target: Tensor) -> None:
+    if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
+        raise ValueError(f"pred and target must be tensors, got {type(pred).__name__} and {type(target).__name__}")
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target must have the same shape, got pred {tuple(pred.shape)} and target {tuple(target.shape)}"
+        )
+
+
+def _valid_weight(mask: Tensor | None, target: Tensor) -> Tensor | None:
+    """A float mask (1 = counted pixel) broadcast to target's shape, or None."""
+    if mask is None:
+        return None
+    try:
+        return mask.to(device=target.device, dtype=torch.float32).broadcast_to(target.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to target's shape {tuple(target.shape)}"
+        ) from None
+
+
+def _masked_mean(values: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean of ``values`` over the pixels where ``weight`` is nonzero (all pixels without a mask)."""
+    if weight is None:
+        return values.mean()
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def mse_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error over the (valid) pixels.
+
+    Args:
+        pred: Prediction, (B, T, C, *spatial).
+        target: Ground truth, same shape.
+        mask: Optional valid-pixel mask (bool or 0/1 float) broadcastable to target's shape.
+    """
+    _check_pair(pred, target)
+    return _masked_mean((pred.float() - target.float()).square(), _valid_weight(mask, target))
+
+
+def mae_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
+    """Mean absolute error over the (valid) pixels; arguments as :func:`mse_loss`."""
+    _check_pair(pred, target)
+    return _masked_mean((pred.float() - target.float()).abs(), _valid_weight(mask, target))
+
+
+def bce_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None, eps: float = 1e-7) -> Tensor:
+    """Shi et al.'s per-pixel binary cross-entropy, averaged over the (valid) pixels.
+
+    ``pred`` holds probabilities (the model's output, e.g. after a sigmoid) and is clamped to [eps, 1 - eps] against
+    log(0); a pixel predicted outside that range gets no gradient. ``target`` holds intensities in [0, 1].
+    Shi et al. 2015 report the sum over a sequence's pixels and frames: that is this value times T x C x H x W
+    (logged by the tasks as ``bce_per_sequence``).
+    """
+    _check_pair(pred, target)
+    p = pred.float().clamp(eps, 1.0 - eps)
+    t = target.float()
+    entropy = -(t * torch.log(p) + (1.0 - t) * torch.log1p(-p))
+    return _masked_mean(entropy, _valid_weight(mask, target))
+
+
+def rain_rate_of(frames: Tensor, units: RainUnits = "pixel", *, zr: tuple[float, float] = HKO7_ZR) -> Tensor:
+    """Rain rate in mm/h of frames: radar pixels in [0, 1] through dBZ = 70 p - 10 and Z = a R^b, or the frames
+    themselves when they already are rain rates (``units="mm/h"``)."""
+    if units == "mm/h":
+        return frames.float()
+    if units == "pixel":
+        return pixel_to_rain_rate(frames.float(), a=zr[0], b=zr[1])
+    raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
+
+
+def balanced_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    rain_rate: Tensor | None = None,
+    mask: Tensor | None = None,
+    units: RainUnits = "pixel",
+    zr: tuple[float, float] = HKO7_ZR,
+    mse_weight: float = 1.0,
+    mae_weight: float = 1.0,
+) -> Tensor:
+    """HKO-7's balanced loss: ``mse_weight * B-MSE + mae_weight * B-MAE``, per pixel.
+
+    Each pixel's squared and absolute errors (on the values given, e.g. radar pixels) are weighted by the true rain
+    rate: 1 below 2 mm/h, 2 in [2, 5), 5 in [5, 10), 10 in [10, 30), 30 above (Shi et al. 2017). The result is
+    (B-MSE + B-MAE) of :mod:`convlstm.metrics` divided by the pixels of a frame (C x H x W), or, with a mask,
+    the weighted errors summed over valid pixels divided by their number.
+
+    Args:
+        pred: Prediction, (B, T, C, *spatial).
+        target: Ground truth, same shape.
+        rain_rate: True rain rate in mm/h (target's shape) that sets the weights; by default computed from
+            ``target`` with ``units`` and ``zr``.
+        mask: Optional valid-pixel mask (bool or 0/1 float) broadcastable to target's shape.
+        units: ``"pixel"`` (radar pixels in [0, 1]) or ``"mm/h"`` (target already is a rain rate).
+        zr: Z-R relation (a, b): HKO-7's (58.53, 1.56) by default, Marshall-Palmer is (200, 1.6).
+        mse_weight: Weight of the balanced squared error.
+        mae_weight: Weight of the balanced absolute error.
+    """
+    _check_pair(pred, target)
+    if rain_rate is None:
+        rain_rate = rain_rate_of(target, units, zr=zr)
+    elif rain_rate.shape != target.shape:
+        raise ValueError(f"rain_rate must have target's shape {tuple(target.shape)}, got {tuple(rain_rate.shape)}")
+    error = pred.float() - target.float()
+    weighted = balanced_weights(rain_rate.float()) * (mse_weight * error.square() + mae_weight * error.abs())
+    return _masked_mean(weighted, _valid_weight(mask, target))
+
+
+def forecast_loss(
+    name: ForecastLossName,
+    pred: Tensor,
+    target: Tensor,
+    *,
+    mask: Tensor | None = None,
+    rain_rate: Tensor | None = None,
+    units: RainUnits = "pixel",
+    zr: tuple[float, float] = HKO7_ZR,
+    balanced_mse_weight: float = 1.0,
+    balanced_mae_weight: float = 1.0,
+) -> Tensor:
+    """The forecasting loss ``name`` ("mse", "mae", "bce" or "balanced") of pred against target.
+
+    ``rain_rate``, ``units``, ``zr`` and the balanced weights are used by "balanced" only.
+    """
+    if name == "mse":
+        return mse_loss(pred, target, mask=mask)
+    if name == "mae":
+        return mae_loss(pred, target, mask=mask)
+    if name == "bce":
+        return bce_loss(pred, target, mask=mask)
+    if name == "balanced":
+        return balanced_loss(
+            pred,
+            target,
+            rain_rate=rain_rate,
+            mask=mask,
+            units=units,
+            zr=zr,
+            mse_weight=balanced_mse_weight,
+            mae_weight=balanced_mae_weight,
+        )
+    raise ValueError(f"loss must be one of {FORECAST_LOSSES}, got {name!r}")
+
+
+def _check_segmentation(logits: Tensor, labels: Tensor) -> None:
+    if logits.ndim < 4 or labels.shape != logits.shape[:2] + logits.shape[3:]:
+        raise ValueError(
+            f"logits must be (B, T, K, *spatial) and labels (B, T, *spatial) with matching sizes, got logits "
+            f"{tuple(logits.shape)} and labels {tuple(labels.shape)}"
+        )
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor of class indices, got dtype {labels.dtype}")
+
+
+def soft_dice_loss(logits: Tensor, labels: Tensor, *, ignore_index: int | None = None, smooth: float = 1.0) -> Tensor:
+    """1 - soft Dice, computed on every frame and class, averaged over classes, frames and sequences.
+
+    For a frame and class k: Dice = (2 sum(p_k y_k) + smooth) / (sum p_k + sum y_k + smooth), with p the softmax
+    probabilities and y the one-hot labels, sums over the frame's pixels. Pixels labelled ``ignore_index`` count
+    nowhere; if ``ignore_index`` names a class, that class is also left out of the mean.
+
+    Args:
+        logits: (B, T, K, *spatial) unnormalised class scores.
+        labels: (B, T, *spatial) int64 class indices in [0, K) or ``ignore_index``.
+        ignore_index: Optional label to skip.
+        smooth: Added to numerator and denominator; a class absent from both prediction and truth scores 1.
+    """
+    _check_segmentation(logits, labels)
+    num_classes = logits.shape[2]
+    probs = logits.float().softmax(dim=2)  # (B, T, K, *spatial)
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    one_hot = F.one_hot(safe, num_classes).movedim(-1, 2).to(probs.dtype)  # (B, T, K, *spatial)
+    weight = valid.unsqueeze(2).to(probs.dtype)
+    probs, one_hot = probs * weight, one_hot * weight
+    spatial = tuple(range(3, logits.ndim))
+    intersection = (probs * one_hot).sum(spatial)  # (B, T, K)
+    total = probs.sum(spatial) + one_hot.sum(spatial)
+    dice = (2.0 * intersection + smooth) / (total + smooth)
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        keep = torch.arange(num_classes, device=dice.device) != ignore_index
+        dice = dice[..., keep]
+    return 1.0 - dice.mean()
+
+
+def segmentation_loss(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    ce_weight: float = 1.0,
+    dice_weight: float = 1.0,
+    ignore_index: int | None = None,
+    class_weights: Tensor | None = None,
+    dice_smooth: float = 1.0,
+) -> Tensor:
+    """``ce_weight`` x cross-entropy (mean over valid pixels of all frames) + ``dice_weight`` x soft Dice loss.
+
+    Args:
+        logits: (B, T, K, *spatial).
+        labels: (B, T, *spatial) int64.
+        ce_weight: Weight of the cross-entropy term.
+        dice_weight: Weight of :func:`soft_dice_loss`.
+        ignore_index: Label skipped by both terms.
+        class_weights: Optional (K,) per-class weights of the cross-entropy (torch's ``weight``).
+        dice_smooth: ``smooth`` of the Dice term.
+    """
+    _check_segmentation(logits, labels)
+    loss = logits.new_zeros((), dtype=torch.float32)
+    if ce_weight:
+        weight = None if class_weights is None else class_weights.to(device=logits.device, dtype=torch.float32)
+        ce = F.cross_entropy(
+            logits.float().flatten(0, 1),  # (B*T, K, *spatial)
+            labels.flatten(0, 1),
+            weight=weight,
+            ignore_index=-100 if ignore_index is None else ignore_index,
+        )
+        loss = loss + ce_weight * ce
+    if dice_weight:
+        loss = loss + dice_weight * soft_dice_loss(logits, labels, ignore_index=ignore_index, smooth=dice_smooth)
+    return loss
+
+
+def prednet_layer_weights(spec: Sequence[float] | str, num_layers: int) -> Tensor:
+    """PredNet's per-layer loss weights: ``"L_0"`` = (1, 0, ..., 0), ``"L_all"`` = (1, 0.1, ..., 0.1), or explicit."""
+    if isinstance(spec, str):
+        if spec == "L_0":
+            return torch.tensor([1.0] + [0.0] * (num_layers - 1))
+        if spec == "L_all":
+            return torch.tensor([1.0] + [0.1] * (num_layers - 1))
+        raise ValueError(f"layer_loss_weights must be 'L_0', 'L_all' or a sequence of floats, got {spec!r}")
+    weights = torch.tensor([float(w) for w in spec])
+    if weights.numel() != num_layers:
+        raise ValueError(f"layer_loss_weights needs one weight per layer ({num_layers}), got {tuple(spec)}")
+    return weights
+
+
+def prednet_time_weights(num_steps: int) -> Tensor:
+    """Lotter et al.'s time weights: 0 at t = 0 (nothing to predict from yet), 1 / (nt - 1) after."""
+    if num_steps < 2:
+        raise ValueError(f"PredNet's time weights need at least 2 time steps, got {num_steps}")
+    weights = torch.full((num_steps,), 1.0 / (num_steps - 1))
+    weights[0] = 0.0
+    return weights
+
+
+def prednet_error_loss(errors: Tensor, layer_weights: Tensor, time_weights: Tensor) -> Tensor:
+    """Sum over time and layers of the weighted mean layer errors, averaged over sequences.
+
+    Args:
+        errors: (B, T, L) mean error of each layer at each step (PredNet's ``output_mode="error"``).
+        layer_weights: (L,).
+        time_weights: (T,).
+    """
+    if errors.ndim != 3:
+        raise ValueError(f"errors must be (B, T, L), got shape {tuple(errors.shape)}")
+    if layer_weights.shape != errors.shape[2:] or time_weights.shape != errors.shape[1:2]:
+        raise ValueError(
+            f"errors of shape {tuple(errors.shape)} need layer_weights ({errors.shape[2]},) and time_weights "
+            f"({errors.shape[1]},), got {tuple(layer_weights.shape)} and {tuple(time_weights.shape)}"
+        )
+    layer_weights = layer_weights.to(device=errors.device, dtype=torch.float32)
+    time_weights = time_weights.to(device=errors.device, dtype=torch.float32)
+    per_step = errors.float() @ layer_weights  # (B, T)
+    return (per_step @ time_weights).mean()
+
+
+def extrapolation_loss(predictions: Tensor, frames: Tensor, start: int) -> Tensor:
+    """PredNet's extrapolation fine-tuning loss: 0.5 x mean absolute error on the frames from ``start`` on.
+
+    Args:
+        predictions: (B, T, C, *spatial); PredNet's prediction at t is its guess of frame t.
+        frames: (B, T, C, *spatial) the true frames.
+        start: ``extrap_start_time``, 1 <= start < T.
+    """
+    _check_pair(predictions, frames)
+    if not 1 <= start < frames.shape[1]:
+        raise ValueError(f"start must lie in [1, {frames.shape[1]}) for {frames.shape[1]} frames, got {start}")
+    return 0.5 * (predictions[:, start:].float() - frames[:, start:].float()).abs().mean()

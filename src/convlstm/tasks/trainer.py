@@ -1,0 +1,180 @@
+"""``make_trainer``: a Lightning Trainer set up the way every convlstm run wants it."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
+
+from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger
+
+__all__ = ["default_precision", "make_trainer"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_precision(accelerator: str) -> str:
+    """The precision for ``accelerator``: "bf16-mixed" when the run will use a CUDA GPU, else "32-true"."""
+    uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if uses_gpu else "32-true"
+
+
+def _device_count(devices: int | str | Sequence[int]) -> int:
+    if isinstance(devices, int):
+        return max(torch.cuda.device_count(), 1) if devices == -1 else devices
+    if isinstance(devices, str):
+        if devices.strip() in ("-1", "auto"):
+            return max(torch.cuda.device_count(), 1)
+        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    return len(devices)
+
+
+def make_trainer(
+    *,
+    root_dir: str | os.PathLike[str] = "runs",
+    name: str = "convlstm",
+    version: int | str | None = None,
+    seed: int | None = 0,
+    accelerator: str = "auto",
+    devices: int | str | Sequence[int] = 1,
+    num_nodes: int = 1,
+    precision: str | None = None,
+    max_epochs: int | None = None,
+    max_steps: int = -1,
+    max_time: str | datetime.timedelta | dict[str, int] | None = None,
+    gradient_clip_val: float | None = 1.0,
+    gradient_clip_algorithm: Literal["norm", "value"] = "norm",
+    accumulate_grad_batches: int = 1,
+    monitor: str = "val/loss",
+    monitor_mode: Literal["min", "max"] = "min",
+    save_top_k: int = 1,
+    save_last: bool = True,
+    checkpoints: bool = True,
+    early_stopping_patience: int | None = 10,
+    nonfinite: Literal["skip", "stop", "off"] = "skip",
+    image_every_n_epochs: int | None = 1,
+    loggers: bool = True,
+    enable_progress_bar: bool = True,
+    deterministic: bool = False,
+    callbacks: Sequence[Callback] = (),
+    **trainer_kwargs: Any,
+) -> L.Trainer:
+    """A Trainer with seeding, precision, loggers, checkpoint selection, early stopping, clipping and DDP.
+
+    Checkpoints (``<root_dir>/<name>/version_<k>/checkpoints/``, written atomically) keep the ``save_top_k`` best by
+    ``monitor`` (the validation loss, never a test score) and ``last.ckpt``; EarlyStopping watches the same key
+    and also stops when it turns NaN. TensorBoard and CSV logs share the run directory. With more than one device
+    (or node) the strategy is DDP: Lightning launches the processes by re-running the script, so build the
+    Trainer under ``if __name__ == "__main__":``; CPU processes talk over gloo, GPUs over NCCL.
+
+    Args:
+        root_dir: Directory of all runs.
+        name: Experiment name (a subdirectory of ``root_dir``).
+        version: Run version (default: the next free ``version_<k>``).
+        seed: Seeds python, numpy and torch (and the DataLoader workers) now, with ``L.seed_everything``; build
+            the model after this call for a reproducible initialisation. None leaves the generators alone.
+        accelerator: "auto", "cpu", "gpu", ...
+        devices: Devices per node.
+        num_nodes: Nodes.
+        precision: Default: "bf16-mixed" on a GPU, "32-true" on the CPU.
+        max_epochs: Stop after this many epochs.
+        max_steps: Stop after this many optimizer steps (-1: no limit).
+        max_time: Stop after this wall time ("DD:HH:MM:SS", a timedelta or a dict), checkpointing first.
+        gradient_clip_val: Clip gradients at this norm (or value); None for no clipping.
+        gradient_clip_algorithm: "norm" or "value".
+        accumulate_grad_batches: Batches per optimizer step.
+        monitor: Logged key that selects checkpoints and stops early.
+        monitor_mode: "min" or "max".
+        save_top_k: Best checkpoints kept (-1: all).
+        save_last: Also keep ``last.ckpt`` (to resume from).
+        checkpoints: Write checkpoints at all (into ``<root_dir>/checkpoints`` when there are no loggers).
+        early_stopping_patience: Validation checks without improvement before stopping; None for no early stop.
+        nonfinite: :class:`NonFiniteLossGuard` action, or "off".
+        image_every_n_epochs: :class:`PredictionImageLogger` period; None for no images.
+        loggers: TensorBoard + CSV loggers (False: none).
+        enable_progress_bar: Show the progress bar.
+        deterministic: Ask torch for deterministic algorithms.
+        callbacks: More callbacks.
+        **trainer_kwargs: Any other ``L.Trainer`` argument (``limit_train_batches``, ``val_check_interval``,
+            ``log_every_n_steps``, ``strategy``, ...).
+
+    Example:
+        >>> trainer = make_trainer(name="mnist", max_epochs=200, gradient_clip_val=1.0)
+        >>> trainer.fit(task, datamodule=data)
+    """
+    if seed is not None:
+        L.seed_everything(seed, workers=True)
+    if precision is None:
+        precision = default_precision(accelerator)
+    all_callbacks: list[Callback] = list(callbacks)
+    run_loggers: list[Logger] = []
+    if loggers:
+        # CSV first: it creates the run directory that TensorBoard then shares (the other order makes the CSV
+        # logger warn about a non-empty directory).
+        csv = CSVLogger(save_dir=os.fspath(root_dir), name=name, version=version)
+        tensorboard = TensorBoardLogger(
+            save_dir=os.fspath(root_dir), name=name, version=csv.version, default_hp_metric=False
+        )
+        run_loggers = [csv, tensorboard]
+        all_callbacks.append(LearningRateMonitor(logging_interval="step"))
+        if image_every_n_epochs is not None:
+            all_callbacks.append(PredictionImageLogger(every_n_epochs=image_every_n_epochs))
+    if checkpoints:
+        all_callbacks.append(
+            ModelCheckpoint(
+                monitor=monitor,
+                mode=monitor_mode,
+                save_top_k=save_top_k,
+                save_last=save_last,
+                # "val/loss" would make a subdirectory: name the file "epoch=3-step=120-val_loss=0.0123.ckpt".
+                filename="epoch={epoch}-step={step}-" + monitor.replace("/", "_") + "={" + monitor + ":.4g}",
+                auto_insert_metric_name=False,
+                save_on_train_epoch_end=False,
+            )
+        )
+    if early_stopping_patience is not None:
+        all_callbacks.append(
+            # Checked after validation only: at the end of a training epoch resumed from a checkpoint written after
+            # validation, the validation metrics are not there yet (Lightning would raise).
+            EarlyStopping(
+                monitor=monitor,
+                mode=monitor_mode,
+                patience=early_stopping_patience,
+                check_finite=True,
+                check_on_train_epoch_end=False,
+            )
+        )
+    if nonfinite != "off":
+        all_callbacks.append(NonFiniteLossGuard(action=nonfinite))
+    if "strategy" not in trainer_kwargs and (_device_count(devices) > 1 or num_nodes > 1):
+        trainer_kwargs["strategy"] = DDPStrategy()
+    plugins = list(trainer_kwargs.pop("plugins", None) or [])
+    plugins.append(AtomicCheckpointIO())
+    return L.Trainer(
+        default_root_dir=os.fspath(root_dir),
+        accelerator=accelerator,
+        devices=devices,  # type: ignore[arg-type]
+        num_nodes=num_nodes,
+        precision=precision,  # type: ignore[arg-type]
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        max_time=max_time,
+        gradient_clip_val=gradient_clip_val,
+        gradient_clip_algorithm=gradient_clip_algorithm,
+        accumulate_grad_batches=accumulate_grad_batches,
+        logger=run_loggers if run_loggers else False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in all_callbacks),
+        enable_progress_bar=enable_progress_bar,
+        deterministic=deterministic,
+        callbacks=all_callbacks,
+        plugins=plugins,
+        **trainer_kwargs,
+    )

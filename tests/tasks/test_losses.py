@@ -1,0 +1,203 @@
+"""Each training loss against an independent computation."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convlstm.metrics import balanced_mae, balanced_mse, bce_per_sequence
+from convlstm.tasks.losses import (
+    balanced_loss,
+    bce_loss,
+    extrapolation_loss,
+    forecast_loss,
+    mae_loss,
+    mse_loss,
+    prednet_error_loss,
+    prednet_layer_weights,
+    prednet_time_weights,
+    rain_rate_of,
+    segmentation_loss,
+    soft_dice_loss,
+)
+
+
+@pytest.fixture
+def pair() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(2, 3, 1, 5, 4, generator=g), torch.rand(2, 3, 1, 5, 4, generator=g)
+
+
+def test_mse_and_mae_match_torch(pair):
+    pred, target = pair
+    assert torch.allclose(mse_loss(pred, target), F.mse_loss(pred, target))
+    assert torch.allclose(mae_loss(pred, target), F.l1_loss(pred, target))
+
+
+def test_mask_averages_over_valid_pixels_only(pair):
+    pred, target = pair
+    mask = torch.zeros(2, 1, 1, 5, 4, dtype=torch.bool)
+    mask[..., :2, :] = True
+    full = mask.expand_as(target)
+    assert torch.allclose(mse_loss(pred, target, mask=mask), F.mse_loss(pred[full], target[full]))
+    assert torch.allclose(mae_loss(pred, target, mask=mask.float()), F.l1_loss(pred[full], target[full]))
+
+
+def test_bce_is_shi_cross_entropy_per_pixel(pair):
+    pred, target = pair
+    pred = pred.clone()
+    pred[0, 0, 0, 0, 0] = 0.0  # clamped, not log(0)
+    expected = F.binary_cross_entropy(pred.clamp(1e-7, 1 - 1e-7), target)
+    assert torch.allclose(bce_loss(pred, target), expected)
+    # Shi et al.'s number: the sum over a sequence's frames and pixels, averaged over sequences.
+    pixels_per_sequence = target[0].numel()
+    assert torch.allclose(bce_loss(pred, target) * pixels_per_sequence, bce_per_sequence(pred, target).float())
+    assert math.isfinite(float(bce_loss(pred, target)))
+
+
+def _hko_weight(rate: np.ndarray) -> np.ndarray:
+    weight = np.ones_like(rate)
+    for edge, value in ((2, 2), (5, 5), (10, 10), (30, 30)):
+        weight[rate >= edge] = value
+    return weight
+
+
+def test_balanced_loss_weights_by_true_rain_rate_from_pixels():
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(2, 4, 1, 6, 6, generator=g)
+    pred = torch.rand(2, 4, 1, 6, 6, generator=g)
+    p = target.double().numpy()
+    rate = 10 ** ((70 * p - 10 - 10 * np.log10(58.53)) / 1.56 / 10)  # dBZ -> Z-R (HKO-7)
+    assert rate.max() > 30 and rate.min() < 2  # every weight class occurs
+    error = pred.double().numpy() - p
+    expected = np.mean(_hko_weight(rate) * (error**2 + np.abs(error)))
+    assert float(balanced_loss(pred, target)) == pytest.approx(expected, rel=1e-5)
+    # The same as the metrics' B-MSE + B-MAE (summed over a frame) divided by the pixels of a frame.
+    rain = rain_rate_of(target)
+    metric = balanced_mse(pred, target, rain_rate=rain) + balanced_mae(pred, target, rain_rate=rain)
+    assert float(balanced_loss(pred, target)) == pytest.approx(float(metric) / 36, rel=1e-5)
+
+
+def test_balanced_loss_with_rain_rates_given_or_as_units():
+    g = torch.Generator().manual_seed(2)
+    target = torch.rand(1, 2, 1, 3, 3, generator=g) * 40  # mm/h
+    pred = target + 1.0
+    weights = torch.from_numpy(_hko_weight(target.numpy()))
+    expected = float((weights * 2.0).mean())  # error 1: squared 1 + absolute 1
+    assert float(balanced_loss(pred, target, units="mm/h")) == pytest.approx(expected, rel=1e-6)
+    assert float(balanced_loss(pred, target, rain_rate=target, units="pixel")) == pytest.approx(expected, rel=1e-6)
+    only_mse = balanced_loss(pred, target, units="mm/h", mae_weight=0.0)
+    assert float(only_mse) == pytest.approx(expected / 2, rel=1e-6)
+    mask = torch.zeros(1, 1, 1, 3, 3)
+    mask[..., 0, 0] = 1
+    masked = balanced_loss(pred, target, units="mm/h", mask=mask)
+    assert float(masked) == pytest.approx(float(weights[0, :, 0, 0, 0].mean() * 2.0), rel=1e-6)
+
+
+def test_forecast_loss_dispatch_and_errors(pair):
+    pred, target = pair
+    assert torch.equal(forecast_loss("mse", pred, target), mse_loss(pred, target))
+    assert torch.equal(forecast_loss("mae", pred, target), mae_loss(pred, target))
+    assert torch.equal(forecast_loss("bce", pred, target), bce_loss(pred, target))
+    assert torch.equal(forecast_loss("balanced", pred, target), balanced_loss(pred, target))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        forecast_loss("huber", pred, target)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="same shape"):
+        mse_loss(pred, target[:, :2])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        mse_loss(pred, target, mask=torch.ones(3, 3))
+    with pytest.raises(ValueError, match="units"):
+        rain_rate_of(target, "dbz")  # type: ignore[arg-type]
+
+
+def _dice_numpy(probs: np.ndarray, labels: np.ndarray, valid: np.ndarray, smooth: float, classes: list[int]) -> float:
+    values = []
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1]):
+            for k in classes:
+                v = valid[b, t]
+                p = probs[b, t, k][v]
+                y = (labels[b, t][v] == k).astype(np.float64)
+                values.append((2 * (p * y).sum() + smooth) / (p.sum() + y.sum() + smooth))
+    return 1.0 - float(np.mean(values))
+
+
+def test_soft_dice_matches_a_per_frame_computation():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 3, 4, 5, generator=g)
+    labels = torch.randint(0, 3, (2, 3, 4, 5), generator=g)
+    probs = logits.double().softmax(2).numpy()
+    valid = np.ones(labels.shape, dtype=bool)
+    expected = _dice_numpy(probs, labels.numpy(), valid, 1.0, [0, 1, 2])
+    assert float(soft_dice_loss(logits, labels)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_dice_ignore_index_drops_pixels_and_class():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(1, 2, 3, 4, 4, generator=g)
+    labels = torch.randint(0, 3, (1, 2, 4, 4), generator=g)
+    labels[0, 0, 0] = 255
+    probs = logits.double().softmax(2).numpy()
+    valid = labels.numpy() != 255
+    expected = _dice_numpy(probs, labels.numpy(), valid, 1.0, [0, 1, 2])
+    assert float(soft_dice_loss(logits, labels, ignore_index=255)) == pytest.approx(expected, rel=1e-5)
+    # A class-valued ignore_index: its pixels and the class itself are left out.
+    valid = labels.numpy() != 1
+    expected = _dice_numpy(probs, np.where(labels.numpy() == 255, 0, labels.numpy()), valid, 1.0, [0, 2])
+    relabelled = torch.where(labels == 255, 0, labels)
+    assert float(soft_dice_loss(logits, relabelled, ignore_index=1)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_segmentation_loss_combines_cross_entropy_and_dice():
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 2, 3, 4, 4, generator=g)
+    labels = torch.randint(0, 3, (2, 2, 4, 4), generator=g)
+    ce = F.cross_entropy(logits.permute(0, 2, 1, 3, 4), labels)  # (B, K, T, H, W): the same pixels
+    dice = soft_dice_loss(logits, labels)
+    total = segmentation_loss(logits, labels, ce_weight=0.5, dice_weight=2.0)
+    assert torch.allclose(total, 0.5 * ce + 2.0 * dice)
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    weighted = segmentation_loss(logits, labels, dice_weight=0.0, class_weights=weights)
+    assert torch.allclose(weighted, F.cross_entropy(logits.permute(0, 2, 1, 3, 4), labels, weight=weights))
+    confident = F.one_hot(labels, 3).movedim(-1, 2).float() * 50.0
+    assert float(segmentation_loss(confident, labels)) < 1e-3
+    with pytest.raises(ValueError, match="labels"):
+        segmentation_loss(logits, labels[:, :, :2])
+    with pytest.raises(ValueError, match="integer"):
+        segmentation_loss(logits, labels.float())
+
+
+def test_prednet_weights_and_error_loss():
+    assert prednet_layer_weights("L_0", 4).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert prednet_layer_weights("L_all", 4).tolist() == pytest.approx([1.0, 0.1, 0.1, 0.1])
+    assert prednet_time_weights(10).tolist() == pytest.approx([0.0] + [1 / 9] * 9)
+    with pytest.raises(ValueError, match="one weight per layer"):
+        prednet_layer_weights([1.0, 0.5], 3)
+    g = torch.Generator().manual_seed(6)
+    errors = torch.rand(3, 5, 2, generator=g)
+    layer_w, time_w = torch.tensor([1.0, 0.1]), prednet_time_weights(5)
+    expected = (
+        sum(
+            float(time_w[t] * layer_w[l] * errors[b, t, l])
+            for b in range(3)
+            for t in range(5)
+            for l in range(2)  # noqa: E741
+        )
+        / 3
+    )
+    assert float(prednet_error_loss(errors, layer_w, time_w)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="layer_weights"):
+        prednet_error_loss(errors, torch.ones(3), time_w)
+
+
+def test_extrapolation_loss_counts_frames_from_start():
+    frames = torch.zeros(1, 4, 1, 2, 2)
+    predictions = torch.zeros(1, 4, 1, 2, 2)
+    predictions[:, 0] = 10.0  # before start: ignored
+    predictions[:, 2:] = 1.0
+    assert float(extrapolation_loss(predictions, frames, 2)) == pytest.approx(0.5)
+    assert float(extrapolation_loss(predictions, frames, 1)) == pytest.approx(0.5 * 2 / 3)
+    with pytest.raises(ValueError, match="start"):
+        extrapolation_loss(predictions, frames, 4)
