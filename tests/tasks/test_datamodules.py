@@ -145,3 +145,27 @@ def test_trainer_saves_normalization_in_checkpoints(files: dict[str, Path], tmp_
     checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert data.normalization is not None
     assert checkpoint["SequenceDataModule"] == {"normalization": data.normalization.to_dict()}
+
+
+def test_generator_training_sets_get_fresh_sequences_every_epoch() -> None:
+    from convlstm.data import MovingMNIST
+
+    class Recorder(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(()))
+            self.seen: list[torch.Tensor] = []
+
+        def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            self.seen.append(batch["context"].flatten(1).sum(1).sort().values)
+            return self.weight * batch["context"].mean()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    train = MovingMNIST(split="train", num_sequences=4, context_frames=1, target_frames=1)
+    module, recorder = SequenceDataModule(train, batch_size=4), Recorder()
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(recorder, datamodule=module)
+    assert train.epoch == 1 and len(recorder.seen) == 2
+    assert not torch.allclose(recorder.seen[0], recorder.seen[1])  # new sequences, not a reshuffle

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convlstm.data.normalization import Normalization
 from convlstm.data.windows import WindowDataset
@@ -113,15 +113,19 @@ class SequenceDataModule(L.LightningDataModule):
         dataset = self.dataset(split)
         if dataset is None:
             raise ValueError(f"no {split} dataset: pass {split}= or factory= to SequenceDataModule")
+        fresh = train and callable(getattr(dataset, "set_epoch", None))
+        sampler = FreshEpochSampler(dataset, seed=self.seed) if fresh else None
         if self.normalization is not None:
             dataset = _Normalized(dataset, self.normalization)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=self.drop_last and train,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Workers that outlive an epoch would keep generating the previous epoch's sequences.
+            persistent_workers=self.num_workers > 0 and not fresh,
             pin_memory=self.pin_memory,
             worker_init_fn=seed_worker,
             generator=torch.Generator().manual_seed(self.seed),
@@ -146,6 +150,29 @@ class SequenceDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         if "normalization" in state_dict:
             self.normalization = Normalization.from_dict(dict(state_dict["normalization"]))
+
+
+class FreshEpochSampler(Sampler[int]):
+    """Shuffles a generator dataset and moves it to a new epoch of sequences whenever Lightning sets the epoch.
+
+    Generators such as MovingMNIST draw training sequences from (seed, epoch, index): calling their ``set_epoch``
+    at every epoch gives an endless stream of new sequences instead of one fixed training set. Lightning calls
+    ``set_epoch`` on the sampler before each training epoch.
+    """
+
+    def __init__(self, dataset: Any, *, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return len(self.dataset)
 
 
 def _frames_of(dataset: Dataset[Any]) -> Any:
