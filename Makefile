@@ -30,7 +30,7 @@ pytest: setup
 test: lint typecheck pytest
 
 demo: setup
-	$(BIN)/python examples/layer_demo.py
+	$(BIN)/convlstm demo
 
 bench: setup
 	$(BIN)/python benchmarks/layers.py --device cpu

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -122,3 +124,13 @@ def test_default_scale_makes_panels_about_128_px(tmp_path, size, scale):
         solid(1, RED, size), solid(1, GREEN, size), {"m": solid(1, BLUE, size)}, tmp_path / "s.gif"
     )
     assert count(iio.imread(path, index=0, mode="RGB"), RED) == (size * scale) ** 2
+
+
+def test_gif_without_truth_has_one_panel_less(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    context, prediction = rng.random((3, 1, 48, 48)), rng.random((2, 1, 48, 48))
+    with_truth = write_comparison_gif(context, prediction, {"model": prediction}, tmp_path / "a.gif", scale=2)
+    without = write_comparison_gif(context, None, {"model": prediction}, tmp_path / "b.gif", scale=2)
+    wide, narrow = iio.imread(with_truth, index=0), iio.imread(without, index=0)
+    assert narrow.shape[0] == wide.shape[0] and narrow.shape[1] < wide.shape[1]
+    assert len(iio.imread(without, index=None)) == 5

@@ -78,7 +78,7 @@ def write_comparison_gif(
 
     Args:
         context: Input frames (Tc, C, H, W), tensor or array, values in [0, 1] (clipped).
-        truth: True future frames (Tp, C, H, W).
+        truth: True future frames (Tp, C, H, W), or None for a forecast without truth (no truth panel).
         predictions: ``{method name: (Tp, C, H, W)}``, e.g. ``{"ConvLSTM": pred, "persistence": base}``; panels
             appear in this order.
         path: Where the GIF goes (written atomically).
@@ -96,13 +96,13 @@ def write_comparison_gif(
         >>> write_comparison_gif(x[0], y[0], {"ConvLSTM": pred[0], "persistence": last[0]}, "out/forecast.gif")
     """
     ctx = as_frames(context, "context")
-    target = as_frames(truth, "truth")
+    if not isinstance(predictions, Mapping) or not predictions:
+        raise ValueError(f"predictions must be a non-empty dict {{method name: (T, C, H, W)}}, got {predictions!r:.80}")
+    target = as_frames(next(iter(predictions.values())) if truth is None else truth, "truth")
     if ctx.shape[1:] != target.shape[1:]:
         raise ValueError(
             f"context and truth must share (C, H, W), got context {tuple(ctx.shape)} and truth {tuple(target.shape)}"
         )
-    if not isinstance(predictions, Mapping) or not predictions:
-        raise ValueError(f"predictions must be a non-empty dict {{method name: (T, C, H, W)}}, got {predictions!r:.80}")
     preds = {str(name): as_frames(value, f"predictions[{name!r}]") for name, value in predictions.items()}
     for name, pred in preds.items():
         if pred.shape != target.shape:
@@ -124,7 +124,9 @@ def write_comparison_gif(
         return rgb.repeat(scale, axis=1).repeat(scale, axis=2)
 
     ctx_rgb = upscaled(ctx, "context")
-    columns = [("input", None), ("truth", upscaled(target, "truth"))]
+    columns: list[tuple[str, np.ndarray | None]] = [("input", None)]
+    if truth is not None:
+        columns.append(("truth", upscaled(target, "truth")))
     columns += [(name, upscaled(pred, f"predictions[{name!r}]")) for name, pred in preds.items()]
     frames = _render(ctx_rgb, columns)
     durations = [1000.0 / fps] * len(frames)

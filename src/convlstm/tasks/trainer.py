@@ -58,6 +58,7 @@ def make_trainer(
     save_top_k: int = 1,
     save_last: bool = True,
     checkpoints: bool = True,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
     early_stopping_patience: int | None = 10,
     nonfinite: Literal["skip", "stop", "off"] = "skip",
     image_every_n_epochs: int | None = 1,
@@ -96,6 +97,8 @@ def make_trainer(
         save_top_k: Best checkpoints kept (-1: all).
         save_last: Also keep ``last.ckpt`` (to resume from).
         checkpoints: Write checkpoints at all (into ``<root_dir>/checkpoints`` when there are no loggers).
+        checkpoint_dir: Where checkpoints go (default: the run's log directory), e.g. one place shared by the log
+            versions of a resumed run.
         early_stopping_patience: Validation checks without improvement before stopping; None for no early stop.
         nonfinite: :class:`NonFiniteLossGuard` action, or "off".
         image_every_n_epochs: :class:`PredictionImageLogger` period; None for no images.
@@ -130,6 +133,7 @@ def make_trainer(
     if checkpoints:
         all_callbacks.append(
             ModelCheckpoint(
+                dirpath=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
                 monitor=monitor,
                 mode=monitor_mode,
                 save_top_k=save_top_k,

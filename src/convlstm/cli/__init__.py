@@ -1,0 +1,1 @@
+"""The ``convlstm`` command: fit, test, predict, evaluate, export, list-models and demo."""

@@ -1,0 +1,92 @@
+"""Recipe -> datasets, model, task and Trainer."""
+
+import datetime
+import inspect
+import logging
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from convlstm.cli.recipe import Recipe
+from convlstm.cli.run_dir import LOGS, RunDir
+from convlstm.data.sources import make_dataset, source_class
+from convlstm.models import create_model
+from convlstm.tasks import ForecastingTask, PredNetTask, SegmentationTask, SequenceDataModule, TaskBase, make_trainer
+
+logger = logging.getLogger(__name__)
+
+# Anomaly detection trains a next-frame forecaster on normal sequences; only its evaluation differs.
+_TRAINING_TASKS: dict[str, type[TaskBase]] = {
+    "forecasting": ForecastingTask,
+    "anomaly": ForecastingTask,
+    "segmentation": SegmentationTask,
+    "prednet": PredNetTask,
+}
+
+
+def build_dataset(recipe: Recipe, split: str) -> Dataset[Any]:
+    data = recipe.data
+    args = dict(data.args)
+    count = {"train": data.train_sequences, "val": data.val_sequences, "test": data.test_sequences}.get(split)
+    if count is not None and "num_sequences" in inspect.signature(source_class(data.source)).parameters:
+        args["num_sequences"] = count
+    return make_dataset(
+        data.source,
+        split,
+        context_frames=data.context_frames,
+        target_frames=data.target_frames,
+        seed=recipe.seed,
+        args=args,
+    )
+
+
+def build_datamodule(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", "test")) -> SequenceDataModule:
+    datasets = {split: build_dataset(recipe, split) for split in splits}
+    return SequenceDataModule(
+        datasets.get("train"),
+        datasets.get("val"),
+        datasets.get("test"),
+        batch_size=recipe.data.batch_size,
+        eval_batch_size=recipe.data.eval_batch_size,
+        num_workers=recipe.data.num_workers,
+        seed=recipe.seed,
+    )
+
+
+def build_model(recipe: Recipe) -> nn.Module:
+    return create_model(recipe.model.name, **recipe.model.args)
+
+
+def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
+    return _TRAINING_TASKS[recipe.task.kind](model, **recipe.task.args)
+
+
+def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
+    t = recipe.trainer
+    extra: dict[str, Any] = {"log_every_n_steps": t.log_every_n_steps}
+    if t.limit_train_batches is not None:
+        extra["limit_train_batches"] = t.limit_train_batches
+    if t.limit_val_batches is not None:
+        extra["limit_val_batches"] = t.limit_val_batches
+    max_time = None if t.max_minutes is None else datetime.timedelta(minutes=t.max_minutes)
+    settings: dict[str, Any] = {
+        "root_dir": run.path,
+        "name": LOGS,
+        "version": run.next_log_version(),
+        "checkpoint_dir": run.checkpoint_dir,
+        "seed": recipe.seed,
+        "accelerator": t.accelerator,
+        "devices": t.devices,
+        "num_nodes": t.num_nodes,
+        "precision": t.precision,
+        "max_epochs": t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
+        "max_steps": t.max_steps,
+        "max_time": max_time,
+        "gradient_clip_val": t.gradient_clip_val,
+        "early_stopping_patience": t.early_stopping_patience,
+        "enable_progress_bar": t.enable_progress_bar,
+        **extra,
+    }
+    settings.update(overrides)
+    return make_trainer(**settings)

@@ -1,0 +1,140 @@
+"""`convlstm evaluate`: a trained model and chosen baselines side by side on the test split, with a report."""
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from convlstm.cli.recipe import Recipe
+from convlstm.cli.run_dir import RunDir
+from convlstm.metrics import ConfusionMatrix, frame_auroc
+from convlstm.models import create_model
+from convlstm.tasks import ForecastScores, score_sequences
+from convlstm.tasks.losses import rain_rate_of
+from convlstm.utils.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+Results = dict[str, dict[str, Any]]
+
+
+def _limited(dataset: Dataset[Any], count: int | None) -> Dataset[Any]:
+    size = len(dataset)  # type: ignore[arg-type]
+    return dataset if count is None or count >= size else Subset(dataset, range(count))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: tensors to floats or lists; NaN and infinities (a perfect PSNR) to None, which JSON lacks."""
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@torch.no_grad()
+def evaluate_forecasters(
+    methods: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe, *, keep: int
+) -> tuple[Results, list[dict[str, Tensor]]]:
+    """Scores each forecaster on the same test sequences; returns per-method scores and ``keep`` samples."""
+    rain = recipe.evaluate.rain_thresholds
+    units = recipe.task.args.get("units", "pixel")
+    scores = {name: ForecastScores(metrics=None, thresholds=rain) for name in methods}
+    samples: list[dict[str, Tensor]] = []
+    loader = DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size)
+    for batch in loader:
+        context, target = batch["context"], batch["target"]
+        horizon = target.shape[1]
+        predictions = {name: model(context, horizon=horizon).clamp(0, 1) for name, model in methods.items()}
+        for name, pred in predictions.items():
+            extra = {}
+            if rain is not None:
+                extra = {"rain_rate": rain_rate_of(target, units), "rain_pred": rain_rate_of(pred, units)}
+            scores[name].update(pred, target, **extra)
+        for i in range(min(keep - len(samples), context.shape[0])):
+            sample = {"context": context[i], "truth": target[i]}
+            sample.update({name: pred[i] for name, pred in predictions.items()})
+            samples.append(sample)
+    results: Results = {}
+    for name, acc in scores.items():
+        merged: dict[str, Any] = {}
+        for part in (acc.metrics, acc.table):
+            if part is not None:
+                merged.update({k: _plain(v) for k, v in part.compute().items()})
+        results[name] = merged
+    return results, samples
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: nn.Module, dataset: Dataset[Any], recipe: Recipe, *, num_classes: int) -> Results:
+    confusion = ConfusionMatrix(num_classes=num_classes, lead_times=recipe.data.context_frames)
+    for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
+        output = model(batch["context"])
+        logits = output[0] if isinstance(output, tuple) else output
+        confusion.update(logits, batch["labels"])
+    return {recipe.model.name: {k: _plain(v) for k, v in confusion.compute().items()}}
+
+
+@torch.no_grad()
+def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe) -> Results:
+    """Frame-level ROC-AUC of the prediction-error regularity score (Liu et al. 2018)."""
+    context = int(recipe.task.args.get("anomaly_context_frames", 4))
+    results: Results = {}
+    for name, model in methods.items():
+        scores, labels = [], []
+        for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
+            frames = torch.cat([batch["context"], batch["target"]], dim=1)
+            regularity = score_sequences(model, frames, context_frames=context, first_frames="exclude")
+            keep = ~torch.isnan(regularity)
+            scores.append(regularity[keep])
+            labels.append(batch["labels"][keep])
+        results[name] = {"auroc": _plain(frame_auroc(torch.cat(scores), torch.cat(labels), higher_is_anomalous=False))}
+    return results
+
+
+def load_baselines(names: list[str], model: nn.Module) -> dict[str, nn.Module]:
+    horizon = getattr(model, "default_horizon", 10)
+    return {name: create_model(name, default_horizon=horizon).eval() for name in names}
+
+
+def write_outputs(run: RunDir, recipe: Recipe, results: Results, samples: list[dict[str, Tensor]]) -> Path:
+    """metrics.json, the score-vs-lead-time figure, GIF animations and report.html, all inside the run directory."""
+    from convlstm.report import plot_scores_by_lead_time, write_comparison_gif, write_report
+
+    payload = {"run": recipe.name, "description": recipe.description, "methods": results}
+    atomic_write_text(run.resolve("metrics.json"), json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    figures: list[tuple[Path, str]] = []
+    if any(key.endswith("_by_lead_time") for scores in results.values() for key in scores):
+        path = plot_scores_by_lead_time(results, run.resolve("scores_by_lead_time.png"))
+        figures.append((path, "every score against lead time, model and baselines"))
+    animations = []
+    cmap = "rain" if recipe.data.source == "radar" else None
+    for index, sample in enumerate(samples):
+        predictions = {k: v for k, v in sample.items() if k not in ("context", "truth")}
+        gif = write_comparison_gif(
+            sample["context"], sample["truth"], predictions, run.resolve(f"test_sequence_{index}.gif"), cmap=cmap
+        )
+        animations.append((gif, f"test sequence {index}: context | truth | prediction | baselines"))
+    averaged = {m: {k: v for k, v in s.items() if not isinstance(v, list)} for m, s in results.items()}
+    return write_report(
+        run.path,
+        title=f"convlstm: {recipe.name}",
+        metrics=averaged,
+        figures=figures,
+        animations=animations,
+        run_info={
+            "model": recipe.model.name,
+            "data": recipe.data.source,
+            "frames": f"{recipe.data.context_frames} -> {recipe.data.target_frames}",
+            "task": recipe.task.kind,
+        },
+        notes=recipe.description,
+    )

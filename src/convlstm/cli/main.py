@@ -1,0 +1,149 @@
+"""The ``convlstm`` command line."""
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from convlstm.cli.recipe import RecipeError, load_recipe, recipe_help
+
+logger = logging.getLogger("convlstm")
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", required=True, help="YAML recipe (one per application in configs/)")
+    parser.add_argument(
+        "--override",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe entry, e.g. -o trainer.max_epochs=3 -o data.batch_size=8 (value read as YAML)",
+    )
+    parser.add_argument("--run-dir", help="where the run lives (default: runs/<recipe name>)")
+
+
+def _add_run_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", required=True, help="a run directory written by `convlstm fit`")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convlstm",
+        description="Train, evaluate and export convolutional recurrent networks for image sequences.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = commands.add_parser(
+        "fit",
+        help="train a model from a recipe",
+        description="Train the recipe's model on its data; checkpoints and logs go to the run directory.",
+        epilog=recipe_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_recipe_arguments(fit)
+    fit.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+
+    test = commands.add_parser("test", help="score the best checkpoint on the test split (Lightning test loop)")
+    _add_run_dir(test)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="the trained model and baselines side by side: metrics.json, plots, GIFs, report.html"
+    )
+    _add_run_dir(evaluate)
+    evaluate.add_argument("--baselines", nargs="*", help="registered baselines (default: the recipe's)")
+    evaluate.add_argument("--num-sequences", type=int, help="test sequences to score (default: the recipe's)")
+
+    predict = commands.add_parser("predict", help="forecast from frames in a .npy file; writes .npy and a GIF")
+    _add_run_dir(predict)
+    predict.add_argument("--input", required=True, help=".npy of frames (T, C, H, W) or sequences (N, T, C, H, W)")
+    predict.add_argument("--output", required=True, help="output folder for predictions.npy and predictions.gif")
+    predict.add_argument("--horizon", type=int, help="frames to predict (default: the recipe's target_frames)")
+
+    export = commands.add_parser("export", help="write the best model as safetensors + config (and torch.export)")
+    _add_run_dir(export)
+    export.add_argument("--output", required=True, help="output folder")
+
+    listing = commands.add_parser("list-models", help="registered models with their parameter counts")
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'shi2015_*'")
+
+    demo = commands.add_parser(
+        "demo", help="train on generated Moving MNIST for a few minutes, evaluate against persistence, write a report"
+    )
+    demo.add_argument("--run-dir", default="runs/demo", help="output directory (default: runs/demo)")
+    demo.add_argument("--minutes", type=float, default=4.0, help="training time budget (default: 4)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Our messages only: Lightning configures its own logger, and a root handler would print its lines twice.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return _dispatch(args)
+    except (RecipeError, ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"convlstm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from convlstm.cli import commands
+
+    if args.command == "list-models":
+        return commands.list_models(args.pattern)
+    if args.command == "fit":
+        recipe = load_recipe(args.config, args.override)
+        commands.fit(recipe, Path(args.run_dir or Path("runs") / recipe.name), resume=args.resume)
+        return 0
+    if args.command == "test":
+        print(json.dumps(commands.test(Path(args.run_dir)), indent=2))
+        return 0
+    if args.command == "evaluate":
+        report = commands.evaluate(Path(args.run_dir), baselines=args.baselines, num_sequences=args.num_sequences)
+        print(f"wrote {report}")
+        return 0
+    if args.command == "predict":
+        commands.predict(Path(args.run_dir), Path(args.input), Path(args.output), horizon=args.horizon)
+        return 0
+    if args.command == "export":
+        commands.export(Path(args.run_dir), Path(args.output))
+        return 0
+    if args.command == "demo":
+        return demo(Path(args.run_dir), minutes=args.minutes)
+    raise AssertionError(args.command)
+
+
+def demo(run_dir: Path, *, minutes: float) -> int:
+    """Fits the Moving MNIST demo recipe for ``minutes``, then evaluates it against persistence."""
+    from convlstm.cli import commands
+    from convlstm.cli.run_dir import DEMO_MARKER
+
+    if run_dir.exists():
+        if not (run_dir / DEMO_MARKER).exists():
+            raise FileExistsError(f"{run_dir} exists and was not written by `convlstm demo`; choose another --run-dir")
+        shutil.rmtree(run_dir)  # a previous demo's output, replaced by this one
+    recipe = load_recipe(CONFIGS / "demo.yaml", [f"trainer.max_minutes={minutes}"])
+    run_dir.mkdir(parents=True)
+    (run_dir / DEMO_MARKER).touch()
+    commands.fit(recipe, run_dir, resume=False)
+    report = commands.evaluate(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())["methods"]
+    model, baseline = metrics[recipe.model.name]["mse_per_frame"], metrics["persistence"]["mse_per_frame"]
+    print(f"\nMoving MNIST, {recipe.data.context_frames} -> {recipe.data.target_frames} frames, test sequences:")
+    print(f"  MSE per frame: {recipe.model.name} {model:.1f}, persistence {baseline:.1f} ({baseline / model:.2f}x)")
+    print(f"  report: {report}\n  metrics: {run_dir / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

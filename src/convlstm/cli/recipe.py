@@ -1,0 +1,228 @@
+"""Recipes: one YAML file per application, read safely into typed sections, with command-line overrides.
+
+A recipe names a data source, a registered model, a task and the Trainer settings; ``-o section.key=value``
+overrides any entry (the value is read as YAML: ``-o trainer.max_epochs=3``, ``-o model.args.hidden_channels=[32]``).
+"""
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+TaskKind = Literal["forecasting", "segmentation", "prednet", "anomaly"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class DataSection:
+    source: str = field(
+        metadata=_help(
+            "data source: moving_mnist, bouncing_balls, radar, shapes, anomalies, numpy, "
+            "hdf5, kitti_hickle, image_folders, video, xarray (convlstm.data.sources)"
+        )
+    )
+    args: dict[str, Any] = field(default_factory=dict, metadata=_help("the source's own constructor arguments"))
+    context_frames: int = field(default=10, metadata=_help("input frames per sequence"))
+    target_frames: int = field(default=10, metadata=_help("frames to predict"))
+    batch_size: int = field(default=16, metadata=_help("training batch size"))
+    eval_batch_size: int | None = field(
+        default=None, metadata=_help("validation/test batch size (default: batch_size)")
+    )
+    num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
+    train_sequences: int | None = field(default=None, metadata=_help("training sequences per epoch (generators)"))
+    val_sequences: int | None = field(default=None, metadata=_help("validation sequences (generators)"))
+    test_sequences: int | None = field(default=None, metadata=_help("test sequences (generators)"))
+
+
+@dataclass
+class ModelSection:
+    name: str = field(metadata=_help("a registered model: `convlstm list-models` shows them"))
+    args: dict[str, Any] = field(default_factory=dict, metadata=_help("overrides of the builder's arguments"))
+
+
+@dataclass
+class TaskSection:
+    kind: TaskKind = field(default="forecasting", metadata=_help("forecasting, segmentation, prednet or anomaly"))
+    args: dict[str, Any] = field(default_factory=dict, metadata=_help("the task's arguments (loss, lr, sampling, ...)"))
+
+
+@dataclass
+class TrainerSection:
+    max_epochs: int | None = field(default=None, metadata=_help("stop after this many epochs"))
+    max_steps: int = field(default=-1, metadata=_help("stop after this many optimizer steps (-1: no limit)"))
+    max_minutes: float | None = field(default=None, metadata=_help("stop after this much wall time"))
+    accelerator: str = field(default="auto", metadata=_help("auto, cpu or gpu"))
+    devices: int = field(default=1, metadata=_help("devices per node (more than 1: DDP)"))
+    num_nodes: int = field(default=1, metadata=_help("nodes (DDP)"))
+    precision: str | None = field(default=None, metadata=_help("default: bf16-mixed on GPU, 32-true on CPU"))
+    gradient_clip_val: float | None = field(default=1.0, metadata=_help("clip the gradient norm (null: no clip)"))
+    early_stopping_patience: int | None = field(default=10, metadata=_help("validations without gain before stop"))
+    limit_train_batches: int | float | None = field(default=None, metadata=_help("batches per training epoch"))
+    limit_val_batches: int | float | None = field(default=None, metadata=_help("batches per validation"))
+    log_every_n_steps: int = field(default=10, metadata=_help("logging period in steps"))
+    enable_progress_bar: bool = field(default=True, metadata=_help("show the progress bar"))
+
+
+@dataclass
+class EvaluateSection:
+    baselines: list[str] = field(default_factory=lambda: ["persistence"], metadata=_help("registered baselines"))
+    num_sequences: int | None = field(default=None, metadata=_help("test sequences to score (default: all)"))
+    animations: int = field(default=2, metadata=_help("GIF animations of test sequences in the report"))
+    rain_thresholds: list[float] | None = field(default=None, metadata=_help("mm/h thresholds for CSI/POD/FAR/HSS"))
+
+
+@dataclass
+class Recipe:
+    name: str = field(metadata=_help("run name: the run directory is runs/<name> unless --run-dir says otherwise"))
+    data: DataSection = field(metadata=_help("what to learn from"))
+    model: ModelSection = field(metadata=_help("which network"))
+    task: TaskSection = field(default_factory=TaskSection, metadata=_help("how to train it"))
+    trainer: TrainerSection = field(default_factory=TrainerSection, metadata=_help("the Lightning Trainer"))
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection, metadata=_help("`convlstm evaluate`"))
+    seed: int = field(default=0, metadata=_help("seeds data, initialisation and training"))
+    description: str = field(default="", metadata=_help("one line shown in reports"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file, the key, what was expected and what came."""
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Reads a YAML recipe (yaml.safe_load: no Python objects), applies ``key=value`` overrides, checks types."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} not found (the recipes of each application are in configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        apply_override(raw, override)
+    return recipe_from_dict(raw, origin=str(path))
+
+
+def recipe_from_dict(raw: dict[str, Any], *, origin: str = "recipe") -> Recipe:
+    recipe: Recipe = _build(Recipe, raw, origin)
+    return recipe
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Sets ``a.b.c=value`` in a nested dict; the value is parsed as YAML (numbers, lists, null, ...)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"an override must look like section.key=value, got {override!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"override {override!r}: the value is not valid YAML ({err})") from None
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"override {override!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise RecipeError(f"{where}: unknown keys {unknown}; expected some of {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        key = f"{where}.{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RecipeError(f"{key} is required ({f.metadata.get('help', '')})")
+            continue
+        hint = hints[name]
+        is_section = isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        values[name] = _build(hint, raw[name], key) if is_section else _check(raw[name], hint, key)
+    return cls(**values)
+
+
+def _check(value: Any, hint: Any, where: str) -> Any:
+    """Checks ``value`` against a simple type hint (int, float, str, bool, None, Literal, list, dict, unions)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _check(value, option, where)
+            except RecipeError:
+                continue
+        raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise RecipeError(f"{where} must be one of {list(typing.get_args(hint))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where} must be a mapping, got {value!r}")
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise RecipeError(f"{where} must be null, got {value!r}")
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (str, bool) and isinstance(value, hint):
+        return value
+    if hint is Any:
+        return value
+    raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def recipe_help() -> str:
+    """Every recipe key with its default and meaning, for ``--help``."""
+    lines = ["recipe keys (YAML; override any with -o section.key=value):"]
+    for section in dataclasses.fields(Recipe):
+        hint = typing.get_type_hints(Recipe)[section.name]
+        if dataclasses.is_dataclass(hint):
+            lines.append(f"  {section.name}:  {section.metadata.get('help', '')}")
+            for f in dataclasses.fields(hint):
+                default = "required" if _required(f) else f"default {_default(f)!r}"
+                lines.append(f"    {section.name}.{f.name}: {f.metadata.get('help', '')} ({default})")
+        else:
+            default = "required" if _required(section) else f"default {_default(section)!r}"
+            lines.append(f"  {section.name}: {section.metadata.get('help', '')} ({default})")
+    return "\n".join(lines)
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

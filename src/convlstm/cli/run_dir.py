@@ -1,0 +1,95 @@
+"""A run directory: the resolved recipe, Lightning logs and checkpoints, the best model, and evaluation outputs.
+
+runs/<name>/recipe.yaml          the recipe as run (overrides applied)
+runs/<name>/logs/version_0/      TensorBoard + CSV logs, checkpoints/ (best by val/loss, last.ckpt)
+runs/<name>/model/               the best model: config.json + model.safetensors
+runs/<name>/metrics.json, report.html, *.png, *.gif     written by `convlstm evaluate`
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from convlstm.cli.recipe import Recipe, recipe_from_dict
+from convlstm.utils.atomic import atomic_write_text
+
+RECIPE_FILE = "recipe.yaml"
+LOGS = "logs"
+MODEL_DIR = "model"
+#: Marks a directory that `convlstm demo` made and may replace; nothing else in a run directory is ever replaced.
+DEMO_MARKER = ".convlstm-demo"
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.path / RECIPE_FILE
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def next_log_version(self) -> int:
+        """Lightning's CSV logger rewrites an existing version's metrics.csv: a resumed session gets a new one."""
+        versions = [int(p.name.split("_")[1]) for p in (self.path / LOGS).glob("version_*") if p.name[8:].isdigit()]
+        return max(versions, default=-1) + 1
+
+    def create(self, recipe: Recipe, *, resume: bool) -> None:
+        """Claims the directory for a new run, or checks that a resumed run is the same recipe.
+
+        A directory that already holds a run is never overwritten: resuming needs --resume, a new run another
+        --run-dir.
+        """
+        if self.recipe_path.exists() and not resume:
+            raise FileExistsError(
+                f"{self.path} already holds a run ({RECIPE_FILE}); pass --resume to continue it or choose another "
+                "--run-dir"
+            )
+        if resume and not self.recipe_path.exists():
+            raise FileNotFoundError(f"--resume: {self.recipe_path} not found, so there is no run to continue")
+        if not resume and self.path.exists() and any(p.name != DEMO_MARKER for p in self.path.iterdir()):
+            raise FileExistsError(f"{self.path} is not empty; choose an empty or new --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            atomic_write_text(self.recipe_path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+    def recipe(self) -> Recipe:
+        if not self.recipe_path.is_file():
+            raise FileNotFoundError(f"{self.recipe_path} not found: is {self.path} a run directory made by `fit`?")
+        return recipe_from_dict(yaml.safe_load(self.recipe_path.read_text()), origin=str(self.recipe_path))
+
+    def last_checkpoint(self) -> Path | None:
+        last = self.checkpoint_dir / "last.ckpt"
+        return last if last.is_file() else None
+
+    def best_checkpoint(self) -> Path:
+        """The checkpoint with the lowest validation loss (named by the Trainer), else last.ckpt."""
+        scored = []
+        for path in self.checkpoint_dir.glob("*.ckpt"):
+            marker = "val_loss="
+            if marker in path.stem:
+                try:
+                    scored.append((float(path.stem.split(marker)[1]), path))
+                except ValueError:
+                    continue
+        if scored:
+            return min(scored)[1]
+        last = self.last_checkpoint()
+        if last is None:
+            raise FileNotFoundError(f"no checkpoint in {self.checkpoint_dir}: run `convlstm fit` first")
+        return last
+
+    def resolve(self, name: str) -> Path:
+        """A path for an output file inside the run directory; names that would leave it are refused."""
+        target = (self.path / name).resolve()
+        if not target.is_relative_to(self.path.resolve()):
+            raise ValueError(f"output {name!r} would be written outside the run directory {self.path}")
+        return target

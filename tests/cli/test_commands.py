@@ -1,0 +1,103 @@
+"""The `convlstm` command end to end on a tiny run: fit, resume, test, evaluate, predict, export, list-models."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convlstm.cli.main import CONFIGS, main
+
+TINY = [
+    "-o", "trainer.max_steps=4",
+    "-o", "trainer.max_minutes=null",
+    "-o", "trainer.enable_progress_bar=false",
+    "-o", "data.train_sequences=16",
+    "-o", "data.val_sequences=8",
+    "-o", "data.test_sequences=8",
+    "-o", "data.batch_size=4",
+    "-o", "model.args.hidden_channels=[8, 8]",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run_dir), *TINY]) == 0
+    return run_dir
+
+
+def test_fit_writes_recipe_checkpoints_and_model(run: Path) -> None:
+    assert (run / "recipe.yaml").is_file()
+    assert (run / "model" / "config.json").is_file() and (run / "model" / "model.safetensors").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "logs" / "version_0" / "metrics.csv").is_file()
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_fit_refuses_to_overwrite_a_run(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_resume_continues_from_last_checkpoint(run: Path) -> None:
+    more = [*TINY, "-o", "trainer.max_steps=6"]
+    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run), "--resume", *more]) == 0
+    import torch
+
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 6
+    assert (run / "logs" / "version_0" / "metrics.csv").is_file()  # the first session's log is kept
+    assert (run / "logs" / "version_1" / "metrics.csv").is_file()
+
+
+def test_evaluate_writes_metrics_plots_animations_and_report(run: Path) -> None:
+    assert main(["evaluate", "--run-dir", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["methods"]
+    assert set(metrics) == {"encoder_forecaster_tiny", "persistence"}
+    for scores in metrics.values():
+        assert len(scores["mse_per_frame_by_lead_time"]) == 10 and scores["mse_per_frame"] > 0
+    assert (run / "scores_by_lead_time.png").is_file()
+    assert (run / "test_sequence_0.gif").is_file()
+    html = (run / "report.html").read_text()
+    assert "persistence" in html and html.count("data:image/") >= 3
+
+
+def test_test_command_scores_the_test_split(run: Path) -> None:
+    assert main(["test", "--run-dir", str(run)]) == 0
+    scores = json.loads((run / "test_metrics.json").read_text())
+    assert scores["test/loss"] > 0 and "test/mse_per_frame" in scores
+
+
+def test_predict_and_export(run: Path, tmp_path: Path) -> None:
+    frames = np.random.default_rng(0).random((10, 1, 64, 64), dtype=np.float32)
+    np.save(tmp_path / "frames.npy", frames)
+    out = tmp_path / "pred"
+    assert main(["predict", "--run-dir", str(run), "--input", str(tmp_path / "frames.npy"), "--output", str(out)]) == 0
+    assert np.load(out / "predictions.npy").shape == (1, 10, 1, 64, 64)
+    assert (out / "predictions.gif").is_file()
+    assert main(["export", "--run-dir", str(run), "--output", str(tmp_path / "exported")]) == 0
+    from convlstm import from_pretrained
+
+    assert type(from_pretrained(tmp_path / "exported")).__name__ == "EncoderForecaster"
+
+
+def test_predict_rejects_bad_input(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "bad.npy", np.zeros((64, 64), dtype=np.float32))
+    assert (
+        main(["predict", "--run-dir", str(run), "--input", str(tmp_path / "bad.npy"), "--output", str(tmp_path)]) == 2
+    )
+    assert "expected (T, C, H, W) or (N, T, C, H, W), got shape (64, 64)" in capsys.readouterr().err
+
+
+def test_list_models_prints_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list-models", "shi2015_convlstm_5x5_256"]) == 0
+    assert "13,524,496" in capsys.readouterr().out
+
+
+def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("fit", "test", "predict", "evaluate", "export", "list-models", "demo"):
+        assert command in out

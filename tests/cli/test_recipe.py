@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from convlstm.cli.recipe import RecipeError, load_recipe, recipe_from_dict, recipe_help
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_recipe_loads(path: Path) -> None:
+    recipe = load_recipe(path)
+    assert recipe.name and recipe.data.source and recipe.model.name
+
+
+def test_recipes_cover_every_application() -> None:
+    sources = {load_recipe(p).data.source for p in CONFIGS}
+    assert {"moving_mnist", "bouncing_balls", "radar", "shapes", "anomalies", "kitti_hickle", "video"} <= sources
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\ndata: {source: moving_mnist}\nmodel: {name: persistence}\n")
+    recipe = load_recipe(path, ["trainer.max_epochs=3", "model.args.hidden_channels=[8, 8]", "trainer.precision=null"])
+    assert recipe.trainer.max_epochs == 3
+    assert recipe.model.args == {"hidden_channels": [8, 8]}
+    assert recipe.trainer.precision is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"name": "x", "data": {"source": "s"}}, r"recipe.model is required"),
+        (
+            {"name": "x", "data": {"source": "s", "batch": 3}, "model": {"name": "m"}},
+            r"recipe.data: unknown keys \['batch'\]",
+        ),
+        (
+            {"name": "x", "data": {"source": "s", "batch_size": "8"}, "model": {"name": "m"}},
+            r"recipe.data.batch_size must be int, got '8'",
+        ),
+        (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "task": {"kind": "magic"}},
+            r"recipe.task.kind must be one of",
+        ),
+        (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"max_minutes": True}},
+            "max_minutes must be float or null",
+        ),
+    ],
+)
+def test_bad_recipes_name_the_key(raw: dict, match: str) -> None:
+    with pytest.raises(RecipeError, match=match):
+        recipe_from_dict(raw)
+
+
+def test_bad_files_and_overrides(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"recipe .*missing\.yaml not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError, match="is not valid YAML"):
+        load_recipe(bad)
+    code = tmp_path / "code.yaml"
+    code.write_text("name: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(RecipeError, match="is not valid YAML"):  # safe_load refuses Python objects
+        load_recipe(code)
+    good = tmp_path / "good.yaml"
+    good.write_text("name: x\ndata: {source: s}\nmodel: {name: m}\n")
+    with pytest.raises(RecipeError, match=r"an override must look like section\.key=value"):
+        load_recipe(good, ["trainer.max_epochs"])
+
+
+def test_help_explains_every_key() -> None:
+    text = recipe_help()
+    for key in (
+        "data.source",
+        "data.batch_size",
+        "model.name",
+        "task.kind",
+        "trainer.max_minutes",
+        "evaluate.baselines",
+    ):
+        assert key in text
