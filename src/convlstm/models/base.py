@@ -4,6 +4,7 @@ forecaster call ``model(context, horizon, targets=None, teacher_forcing=None)``.
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -144,6 +145,26 @@ class Forecaster(PretrainedModel):
                 f"teacher_forcing must have shape ({horizon},) or ({batch}, {horizon}), got {tuple(mask.shape)}"
             )
         return horizon, mask
+
+
+OneStep = Callable[[Tensor, Any], tuple[Tensor, Any]]
+
+
+def rollout(one_step: OneStep, context: Tensor, horizon: int, targets: Tensor | None, mask: Tensor | None) -> Tensor:
+    """Forecasts with a next-frame model: reads the context, then feeds each prediction (or, where ``mask`` says so,
+    the true frame) back for ``horizon`` frames.
+
+    ``one_step(frames (B, T, C, H, W), state) -> (predictions of frames t + 1 (B, T, C, H, W), state)``.
+    """
+    predicted, state = one_step(context, None)
+    prediction = predicted[:, -1]  # (B, C, H, W): the forecast of the first frame after the context
+    predictions = [prediction]
+    for step in range(1, horizon):
+        frame = next_input(prediction, step - 1, targets, mask)
+        out, state = one_step(frame.unsqueeze(1), state)
+        prediction = out[:, 0]
+        predictions.append(prediction)
+    return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
 
 
 def next_input(prediction: Tensor, step: int, targets: Tensor | None, mask: Tensor | None) -> Tensor:

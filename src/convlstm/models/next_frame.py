@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
-from convlstm.models.base import Forecaster, config_from_arguments, next_input
+from convlstm.models.base import Forecaster, config_from_arguments, rollout
 from convlstm.models.registry import register_model
 
 OutputActivation = Literal["linear", "sigmoid"]
@@ -142,15 +142,7 @@ class NextFramePredictor(Forecaster):
             context, horizon, targets, teacher_forcing, channels=self.config.in_channels
         )
         self._check_frames(context, "context")
-        one_step, state = self.one_step(context)
-        prediction = one_step[:, -1]  # (B, C, H, W): the forecast of the first frame after the context
-        predictions = [prediction]
-        for step in range(1, horizon):
-            frame = next_input(prediction, step - 1, targets, mask)
-            out, state = self.one_step(frame.unsqueeze(1), state)
-            prediction = out[:, 0]
-            predictions.append(prediction)
-        return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
+        return rollout(self.one_step, context, horizon, targets, mask)
 
     def _check_frames(self, frames: Tensor, name: str) -> None:
         channels = self.config.in_channels

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
-from convlstm.models.base import Forecaster, PretrainedModel, config_from_arguments, next_input
+from convlstm.models.base import Forecaster, PretrainedModel, config_from_arguments, rollout
 from convlstm.models.registry import register_model
 
 Cell = Literal["lstm", "gru"]
@@ -362,15 +362,7 @@ class ConvLSTMUNetForecaster(Forecaster):
         horizon, mask = self.check_forecast_arguments(
             context, horizon, targets, teacher_forcing, channels=self.config.in_channels
         )
-        one_step, state = self.one_step(context)
-        prediction = one_step[:, -1]  # (B, C, H, W): the forecast of the first frame after the context
-        predictions = [prediction]
-        for step in range(1, horizon):
-            frame = next_input(prediction, step - 1, targets, mask)
-            out, state = self.one_step(frame.unsqueeze(1), state)
-            prediction = out[:, 0]
-            predictions.append(prediction)
-        return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
+        return rollout(self.one_step, context, horizon, targets, mask)
 
 
 # ---------------------------------------------------------------------------------------------------- checks
