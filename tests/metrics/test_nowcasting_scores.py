@@ -197,5 +197,5 @@ def test_pixel_rain_rate_conversion_follows_z_r_relation() -> None:
     expected = (z / 58.53) ** (1 / 1.56)  # Z = a R^b
     np.testing.assert_allclose(pixel_to_rain_rate(pixel).numpy(), expected, rtol=1e-12)
     np.testing.assert_allclose(rain_rate_to_pixel(pixel_to_rain_rate(pixel)).numpy(), pixel.numpy(), rtol=1e-12)
-    marshall_palmer = pixel_to_rain_rate(pixel, a=200.0, b=1.6).numpy()
+    marshall_palmer = pixel_to_rain_rate(pixel, relation=(200.0, 1.6)).numpy()
     np.testing.assert_allclose(marshall_palmer, (z / 200.0) ** (1 / 1.6), rtol=1e-12)

@@ -24,6 +24,7 @@ from convlstm.metrics._checks import (
     nan_ratio,
     reduce_frames,
 )
+from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel
 
 __all__ = [
     "BALANCE_THRESHOLDS",
@@ -42,19 +43,6 @@ HKO_THRESHOLDS: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0, 30.0)
 BALANCE_THRESHOLDS: tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
 BALANCE_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
 _SCORES = ("pod", "far", "csi", "hss")
-
-
-def pixel_to_rain_rate(pixel: Tensor, *, a: float = 58.53, b: float = 1.56) -> Tensor:
-    """Convert radar pixels in [0, 1] to rain rate in mm/h (dBZ = 70 p - 10, Z = a R^b)."""
-    dbz = 70.0 * pixel - 10.0
-    dbr = (dbz - 10.0 * math.log10(a)) / b
-    return torch.pow(10.0, dbr / 10.0)
-
-
-def rain_rate_to_pixel(rain_rate: Tensor | float, *, a: float = 58.53, b: float = 1.56) -> Tensor:
-    """Inverse of :func:`pixel_to_rain_rate`: rain rate in mm/h (> 0) to radar pixel value."""
-    dbz = 10.0 * b * torch.log10(torch.as_tensor(rain_rate, dtype=torch.float64)) + 10.0 * math.log10(a)
-    return (dbz + 10.0) / 70.0
 
 
 def threshold_label(threshold: float) -> str:

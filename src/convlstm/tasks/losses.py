@@ -110,7 +110,7 @@ def rain_rate_of(frames: Tensor, units: RainUnits = "pixel", *, zr: tuple[float,
     if units == "mm/h":
         return frames.float()
     if units == "pixel":
-        return pixel_to_rain_rate(frames.float(), a=zr[0], b=zr[1])
+        return pixel_to_rain_rate(frames.float(), relation=zr)
     raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
 
 
