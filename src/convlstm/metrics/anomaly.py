@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc
 
 from convlstm.metrics._checks import check_no_nan, check_tensor
 
@@ -65,6 +64,8 @@ def frame_auroc(scores: Tensor, labels: Tensor, *, higher_is_anomalous: bool = T
     Returns:
         0-d float tensor in [0, 1].
     """
+    from torchmetrics.functional.classification import binary_auroc  # lazy: torchmetrics imports matplotlib
+
     check_tensor(scores, "scores")
     check_tensor(labels, "labels")
     if scores.shape != labels.shape:

@@ -13,7 +13,6 @@ from typing import cast
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from convlstm.metrics._checks import Reduction, check_pair, compute_dtype, frame_mean, frame_sum, reduce_frames
 
@@ -80,6 +79,8 @@ def psnr(pred: Tensor, target: Tensor, *, reduction: Reduction = "mean") -> Tens
         target: Ground truth in [0, 1], same shape.
         reduction: ``"mean"`` (0-d), ``"lead_time"`` (T,) or ``"none"`` (B, T).
     """
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # lazy: torchmetrics imports matplotlib
+
     check_pair(pred, target)
     dtype = compute_dtype(pred)
     frame_dims = tuple(range(2, pred.ndim))
@@ -106,6 +107,9 @@ def ssim(pred: Tensor, target: Tensor, *, data_range: float = 1.0, reduction: Re
         data_range: Maximum minus minimum of the data; always given explicitly, never inferred from the data.
         reduction: ``"mean"`` (0-d), ``"lead_time"`` (T,) or ``"none"`` (B, T).
     """
+    # lazy: torchmetrics imports matplotlib
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     check_pair(pred, target)
     if pred.ndim != 5:
         raise ValueError(f"ssim needs pred and target of shape (B, T, C, H, W), got {tuple(pred.shape)}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from convlstm.metrics._checks import check_lead_times, check_tensor, nan_ratio
 
@@ -108,6 +107,10 @@ class ConfusionMatrix:
             pred: Predicted labels (B, T, *spatial), integer, or logits (B, T, K, *spatial), floating.
             target: True labels (B, T, *spatial), integer in [0, K) or ``ignore_index``.
         """
+        from torchmetrics.functional.classification import (
+            multiclass_confusion_matrix,
+        )  # lazy: torchmetrics imports matplotlib
+
         labels = self._labels_from(pred, target)
         counted = target if self.ignore_index is None else target[target != self.ignore_index]
         if counted.numel() and (int(counted.min()) < 0 or int(counted.max()) >= self.num_classes):
