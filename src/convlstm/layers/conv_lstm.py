@@ -31,6 +31,9 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
             time steps of a call, in training mode only.
         input_schedule: "auto" (by device and batch), "batched" (one input-to-state convolution over all frames),
             "per_step" or "fused" (one convolution over cat([x, h]) per step); see :mod:`convlstm.layers.schedule`.
+        checkpoint_every: None (keep every activation for the backward pass), or recompute the activations of
+            each chunk of this many steps in the backward pass (activation checkpointing: less memory for long
+            sequences, one more forward pass of compute; same outputs and gradients).
         Remaining arguments are those of :class:`ConvLSTMCell`; each may also be a list with one entry per layer.
 
     Shape:
@@ -69,6 +72,7 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
         input_dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         input_schedule: InputSchedule = "auto",
+        checkpoint_every: int | None = None,
     ) -> None:
         super().__init__(
             in_channels,
@@ -80,6 +84,7 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
             reverse=reverse,
             dropout=dropout,
             input_schedule=input_schedule,
+            checkpoint_every=checkpoint_every,
             cell_kwargs={
                 "recurrent_kernel_size": recurrent_kernel_size,
                 "stride": stride,
@@ -119,8 +124,8 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
 
 
 class ConvGRU(ConvRNNBase[ConvGRUCell, Tensor]):
-    """A stack of ConvGRU layers over (B, T, C, *spatial) sequences; arguments as :class:`ConvLSTM` and
-    :class:`ConvGRUCell` (reset_after, gate_bias instead of peephole, forget_bias).
+    """A stack of ConvGRU layers over (B, T, C, *spatial) sequences; arguments as :class:`ConvLSTM` (including
+    checkpoint_every) and :class:`ConvGRUCell` (reset_after, gate_bias instead of peephole, forget_bias).
 
     Shape:
         x: (B, T, C_in, *spatial) -> output (B, T, hidden_channels[-1] * num_directions, *spatial_state);
@@ -153,6 +158,7 @@ class ConvGRU(ConvRNNBase[ConvGRUCell, Tensor]):
         input_dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         input_schedule: InputSchedule = "auto",
+        checkpoint_every: int | None = None,
     ) -> None:
         super().__init__(
             in_channels,
@@ -164,6 +170,7 @@ class ConvGRU(ConvRNNBase[ConvGRUCell, Tensor]):
             reverse=reverse,
             dropout=dropout,
             input_schedule=input_schedule,
+            checkpoint_every=checkpoint_every,
             cell_kwargs={
                 "recurrent_kernel_size": recurrent_kernel_size,
                 "stride": stride,

@@ -1,12 +1,14 @@
 """ConvLSTM and ConvGRU sequence layers: stacks of cells run over (B, T, C, *spatial) sequences."""
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _check_probability
 from convlstm.layers.conv import IntOrTuple, check_positive_int, check_spatial_dims
@@ -35,6 +37,12 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
     The state is a list with one entry per layer and direction, at index ``layer * num_directions + direction``
     (as torch.nn.LSTM orders h_n), so a sequence run in chunks, each starting from the last one's state, equals
     one call (for unidirectional layers).
+
+    ``checkpoint_every`` (an attribute that may also be set after construction) trades compute for memory: while
+    autograd records, each cell runs in chunks of that many steps under torch.utils.checkpoint, which keeps only
+    a chunk's input frames and starting state and recomputes its activations in the backward pass. Memory for
+    the backward pass then grows with T by the layer outputs (which every layer returns anyway) instead of by all
+    gate activations; one more forward pass is the price. Outputs and gradients are those of the plain layer.
     """
 
     cells: nn.ModuleList
@@ -52,6 +60,7 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         dropout: float,
         input_schedule: InputSchedule,
         cell_kwargs: dict[str, Any],
+        checkpoint_every: int | None = None,
     ) -> None:
         super().__init__()
         self.num_layers = check_positive_int(num_layers, "num_layers")
@@ -70,6 +79,13 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         self.num_directions = 2 if bidirectional else 1
         self.dropout = _check_probability(dropout, "dropout")
         self.input_schedule: InputSchedule = input_schedule
+        if checkpoint_every is not None and (
+            not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 1
+        ):
+            raise ValueError(
+                f"checkpoint_every must be None or an int >= 1 (steps per chunk), got {checkpoint_every!r}"
+            )
+        self.checkpoint_every = checkpoint_every
         cells = []
         layer_in = in_channels
         for layer in range(num_layers):
@@ -174,30 +190,91 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         return self.input_schedule
 
     def _run_cell(self, cell: CellT, x: Tensor, state: StateT | None, backwards: bool) -> tuple[Tensor, StateT]:
-        """Runs one cell over all steps: x (B, T, C, *S) -> outputs (B, T, F, *S_state), last state."""
+        """Runs one cell over all steps: x (B, T, C, *S) -> outputs (B, T, F, *S_state), last state.
+
+        With ``checkpoint_every`` (and autograd recording), the steps run in chunks whose activations are
+        recomputed in the backward pass. The dropout masks are drawn here, once per call, so a recomputed chunk
+        uses the masks of its forward pass.
+        """
         batch, steps = x.shape[:2]
         has_input = cell.input_conv is not None
         input_mask, recurrent_mask = cell.dropout_masks(x if has_input else None, batch, cell.state_size(x.shape[3:]))
         masked = input_mask is not None or recurrent_mask is not None
         schedule = self._schedule(cell, x, masked) if has_input else "per_step"
-        batched_gates = _batched_input_gates(cell, x, input_mask) if schedule == "batched" else None
-        fused_weight = cell.fused_weight() if schedule == "fused" else None
-        hidden: list[Tensor] = []
-        for t in reversed(range(steps)) if backwards else range(steps):
-            if fused_weight is not None and state is not None:
-                state = cell.fused_step(x[:, t], state, fused_weight)
-            else:
-                if batched_gates is not None:
-                    gates: Tensor | None = batched_gates[:, t]
-                else:
-                    gates = cell.input_gates(x[:, t], input_mask) if has_input else None
-                state = cell.step(gates, state, recurrent_mask)
-            hidden.append(self.hidden_of(state))
+        run = functools.partial(
+            _run_steps,
+            cell,
+            hidden_of=self.hidden_of,
+            schedule=schedule,
+            input_mask=input_mask,
+            recurrent_mask=recurrent_mask,
+            backwards=backwards,
+        )
+        every = self.checkpoint_every
+        if every is None or not torch.is_grad_enabled():
+            return run(x, state)
+        starts = range(0, steps, every)
+        chunks: list[Tensor] = []
+        for start in reversed(starts) if backwards else starts:
+            hidden, state = _checkpointed(run, x[:, start : start + every], state)
+            chunks.append(hidden)
         if backwards:
-            hidden.reverse()
+            chunks.reverse()
         if state is None:
             raise AssertionError("unreachable: at least one step ran")
-        return torch.stack(hidden, dim=1), state
+        return torch.cat(chunks, dim=1), state
+
+
+def _run_steps(
+    cell: CellT,
+    x: Tensor,
+    state: StateT | None,
+    *,
+    hidden_of: Callable[[StateT], Tensor],
+    schedule: str,
+    input_mask: Tensor | None,
+    recurrent_mask: Tensor | None,
+    backwards: bool,
+) -> tuple[Tensor, StateT]:
+    """Runs ``cell`` over the steps of x (B, t, C, *S) from ``state``: -> hidden (B, t, F, *S_state), last state."""
+    steps = x.shape[1]
+    has_input = cell.input_conv is not None
+    batched_gates = _batched_input_gates(cell, x, input_mask) if schedule == "batched" else None
+    fused_weight = cell.fused_weight() if schedule == "fused" else None
+    hidden: list[Tensor] = []
+    for t in reversed(range(steps)) if backwards else range(steps):
+        if fused_weight is not None and state is not None:
+            state = cell.fused_step(x[:, t], state, fused_weight)
+        else:
+            if batched_gates is not None:
+                gates: Tensor | None = batched_gates[:, t]
+            else:
+                gates = cell.input_gates(x[:, t], input_mask) if has_input else None
+            state = cell.step(gates, state, recurrent_mask)
+        hidden.append(hidden_of(state))
+    if backwards:
+        hidden.reverse()
+    if state is None:
+        raise AssertionError("unreachable: at least one step ran")
+    return torch.stack(hidden, dim=1), state
+
+
+def _checkpointed(
+    run: Callable[[Tensor, StateT | None], tuple[Tensor, StateT]], x: Tensor, state: StateT | None
+) -> tuple[Tensor, StateT]:
+    """``run(x, state)``, keeping only its inputs for the backward pass and recomputing the rest there.
+
+    The state's tensors go in as arguments of their own: torch.utils.checkpoint saves (and version-checks) tensor
+    arguments, but would hold a tuple of them as an opaque object.
+    """
+    tensors = () if state is None else (state,) if isinstance(state, Tensor) else tuple(state)
+
+    def chunk(x_chunk: Tensor, *state_tensors: Tensor) -> tuple[Tensor, StateT]:
+        rebuilt: Any = None if state is None else state_tensors[0] if isinstance(state, Tensor) else state_tensors
+        return run(x_chunk, rebuilt)
+
+    result: tuple[Tensor, StateT] = checkpoint(chunk, x, *tensors, use_reentrant=False)
+    return result
 
 
 def _batched_input_gates(cell: ConvRNNCellBase, x: Tensor, input_mask: Tensor | None) -> Tensor | None:

@@ -20,10 +20,11 @@ from convlstm.tasks.losses import (
 from convlstm.tasks.prednet import PredNetTask
 from convlstm.tasks.scheduled_sampling import ScheduledSampling
 from convlstm.tasks.segmentation import SegmentationTask
+from convlstm.tasks.tbptt import TBPTTForecastingTask, tbptt_one_step_loss
 from convlstm.tasks.trainer import make_trainer
 
 TASKS: dict[str, type[TaskBase]] = {
-    cls.__name__: cls for cls in (ForecastingTask, SegmentationTask, PredNetTask, AnomalyTask)
+    cls.__name__: cls for cls in (ForecastingTask, SegmentationTask, PredNetTask, AnomalyTask, TBPTTForecastingTask)
 }
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "PredictionImageLogger",
     "ScheduledSampling",
     "SegmentationTask",
+    "TBPTTForecastingTask",
     "SequenceDataModule",
     "TaskBase",
     "balanced_loss",
@@ -56,4 +58,5 @@ __all__ = [
     "score_sequences",
     "segmentation_loss",
     "soft_dice_loss",
+    "tbptt_one_step_loss",
 ]
