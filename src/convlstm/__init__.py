@@ -1,5 +1,6 @@
 """convlstm: convolutional recurrent networks (ConvLSTM, ConvGRU) for spatiotemporal image sequences."""
 
+from convlstm.inference import Forecaster
 from convlstm.layers import ConvGRU, ConvGRUCell, ConvLSTM, ConvLSTMCell
 from convlstm.models import create_model, from_pretrained, list_models
 
@@ -10,6 +11,7 @@ __all__ = [
     "ConvGRUCell",
     "ConvLSTM",
     "ConvLSTMCell",
+    "Forecaster",
     "__version__",
     "create_model",
     "from_pretrained",
