@@ -76,7 +76,8 @@ def test_predict_and_export(run: Path, tmp_path: Path) -> None:
     assert main(["predict", "--run-dir", str(run), "--input", str(tmp_path / "frames.npy"), "--output", str(out)]) == 0
     assert np.load(out / "predictions.npy").shape == (1, 10, 1, 64, 64)
     assert (out / "predictions.gif").is_file()
-    assert main(["export", "--run-dir", str(run), "--output", str(tmp_path / "exported")]) == 0
+    exported = ["export", "--run-dir", str(run), "--output", str(tmp_path / "exported"), "--format", "safetensors"]
+    assert main(exported) == 0
     from convlstm import from_pretrained
 
     assert type(from_pretrained(tmp_path / "exported")).__name__ == "EncoderForecaster"

@@ -5,10 +5,11 @@ import inspect
 import logging
 from typing import Any
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.utils.data import Dataset
 
-from convlstm.cli.recipe import Recipe
+from convlstm.cli.recipe import Recipe, RecipeError
 from convlstm.cli.run_dir import LOGS, RunDir
 from convlstm.data.sources import make_dataset, source_class
 from convlstm.models import create_model
@@ -55,11 +56,25 @@ def build_datamodule(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", 
 
 
 def build_model(recipe: Recipe) -> nn.Module:
-    return create_model(recipe.model.name, **recipe.model.args)
+    try:
+        return create_model(recipe.model.name, **recipe.model.args)
+    except TypeError as err:  # an argument the model does not take, or of a type it cannot use
+        raise RecipeError(f"model.args {recipe.model.args} do not fit {recipe.model.name}: {err}") from None
 
 
 def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
-    return _TRAINING_TASKS[recipe.task.kind](model, **recipe.task.args)
+    task_class = _TRAINING_TASKS[recipe.task.kind]
+    accepted = set(inspect.signature(task_class).parameters) - {"model"}
+    unknown = sorted(set(recipe.task.args) - accepted)
+    if unknown:
+        raise RecipeError(
+            f"task.args {unknown} are not arguments of {task_class.__name__} (task.kind {recipe.task.kind}); "
+            f"it takes {sorted(accepted)}"
+        )
+    try:
+        return task_class(model, **recipe.task.args)
+    except TypeError as err:
+        raise RecipeError(f"task.args do not fit {task_class.__name__}: {err}") from None
 
 
 def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
@@ -89,4 +104,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         **extra,
     }
     settings.update(overrides)
-    return make_trainer(**settings)
+    try:
+        return make_trainer(**settings)
+    except MisconfigurationException as err:  # Lightning's word for a bad Trainer argument
+        raise RecipeError(f"trainer section: {err}") from None

@@ -61,15 +61,55 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--baselines", nargs="*", help="registered baselines (default: the recipe's)")
     evaluate.add_argument("--num-sequences", type=int, help="test sequences to score (default: the recipe's)")
 
-    predict = commands.add_parser("predict", help="forecast from frames in a .npy file; writes .npy and a GIF")
+    predict = commands.add_parser(
+        "predict",
+        help="forecast from frames in a .npy file (writes .npy and a GIF) or a netCDF / zarr file (writes netCDF)",
+    )
     _add_run_dir(predict)
-    predict.add_argument("--input", required=True, help=".npy of frames (T, C, H, W) or sequences (N, T, C, H, W)")
-    predict.add_argument("--output", required=True, help="output folder for predictions.npy and predictions.gif")
+    predict.add_argument(
+        "--input",
+        required=True,
+        help=".npy of frames (T, C, H, W) or sequences (N, T, C, H, W), a netCDF file (.nc) or a zarr store (.zarr)",
+    )
+    predict.add_argument(
+        "--output", required=True, help="output folder for predictions.npy and predictions.gif, or predictions.nc"
+    )
     predict.add_argument("--horizon", type=int, help="frames to predict (default: the recipe's target_frames)")
+    grid = predict.add_argument_group(
+        "netCDF / zarr input", "as the xarray data source reads it; defaults come from the recipe's data.args"
+    )
+    grid.add_argument("--variables", nargs="+", metavar="NAME", help="variables to read, in channel order")
+    grid.add_argument("--time-dim", help="name of the time dimension (default: time)")
+    grid.add_argument("--y-dim", help="name of the y dimension (default: lat)")
+    grid.add_argument("--x-dim", help="name of the x dimension (default: lon)")
+    grid.add_argument("--engine", help="xarray engine (default: zarr for zarr stores, else xarray's choice)")
+    grid.add_argument(
+        "--windows",
+        choices=["last", "all"],
+        default="last",
+        help="last: one forecast from the last context frames (default); all: one from every window whose lead "
+        "times lie inside the input, along an init_time dimension",
+    )
 
-    export = commands.add_parser("export", help="write the best model as safetensors + config (and torch.export)")
+    export = commands.add_parser(
+        "export", help="write the best model as safetensors + config, ONNX (model.onnx) and torch.export (model.pt2)"
+    )
     _add_run_dir(export)
     export.add_argument("--output", required=True, help="output folder")
+    export.add_argument(
+        "--format",
+        dest="formats",
+        nargs="+",
+        choices=["safetensors", "onnx", "torch"],
+        help="formats to write (default: every one that works for the model; a named one that fails is an error)",
+    )
+    export.add_argument(
+        "--frame-shape",
+        nargs=3,
+        type=int,
+        metavar=("C", "H", "W"),
+        help="frame size for ONNX / torch.export (default: read from a test item of the recipe's data)",
+    )
 
     listing = commands.add_parser("list-models", help="registered models with their parameter counts")
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'shi2015_*'")
@@ -94,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RecipeError, ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"convlstm {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        # Called again in the same process (tests, notebooks), a kept handler would print twice, or to a closed
+        # stream.
+        logger.removeHandler(handler)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -113,10 +157,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"wrote {report}")
         return 0
     if args.command == "predict":
-        commands.predict(Path(args.run_dir), Path(args.input), Path(args.output), horizon=args.horizon)
+        grid = commands.GridOptions(
+            variables=args.variables,
+            time_dim=args.time_dim,
+            y_dim=args.y_dim,
+            x_dim=args.x_dim,
+            engine=args.engine,
+            windows=args.windows,
+        )
+        commands.predict(Path(args.run_dir), Path(args.input), Path(args.output), horizon=args.horizon, grid=grid)
         return 0
     if args.command == "export":
-        commands.export(Path(args.run_dir), Path(args.output))
+        written = commands.export(
+            Path(args.run_dir), Path(args.output), formats=args.formats, frame_shape=args.frame_shape
+        )
+        for path in written:
+            print(f"wrote {path}")
         return 0
     if args.command == "demo":
         return demo(Path(args.run_dir), minutes=args.minutes)

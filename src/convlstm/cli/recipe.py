@@ -94,6 +94,10 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+#: The longest max_minutes: about 1900 years, far inside what datetime.timedelta can hold.
+MAX_MINUTES = 1e9
+
+
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the file, the key, what was expected and what came."""
 
@@ -104,8 +108,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, 
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} not found (the recipes of each application are in configs/)")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise RecipeError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
@@ -116,7 +120,21 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, 
 
 def recipe_from_dict(raw: dict[str, Any], *, origin: str = "recipe") -> Recipe:
     recipe: Recipe = _build(Recipe, raw, origin)
+    _check_values(recipe, origin)
     return recipe
+
+
+def _check_values(recipe: Recipe, where: str) -> None:
+    """The checks that a type cannot express."""
+    name = recipe.name
+    # The name becomes the directory runs/<name>: a path in it would put the run (and its outputs) elsewhere.
+    if not name.strip() or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise RecipeError(f"{where}.name must be a plain directory name (the run goes to runs/<name>), got {name!r}")
+    if not 0 <= recipe.seed < 2**32:
+        raise RecipeError(f"{where}.seed must be in [0, 2**32 - 1], got {recipe.seed}")
+    minutes = recipe.trainer.max_minutes
+    if minutes is not None and not 0 < minutes < MAX_MINUTES:
+        raise RecipeError(f"{where}.trainer.max_minutes must be > 0 and < {MAX_MINUTES:.0e}, or null; got {minutes}")
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

@@ -6,13 +6,16 @@ runs/<name>/model/               the best model: config.json + model.safetensors
 runs/<name>/metrics.json, report.html, *.png, *.gif     written by `convlstm evaluate`
 """
 
+import logging
 import os
 from pathlib import Path
 
 import yaml
 
-from convlstm.cli.recipe import Recipe, recipe_from_dict
-from convlstm.utils.atomic import atomic_write_text
+from convlstm.cli.recipe import Recipe, RecipeError, recipe_from_dict
+from convlstm.utils.atomic import atomic_write_text, remove_stale_temporaries
+
+logger = logging.getLogger(__name__)
 
 RECIPE_FILE = "recipe.yaml"
 LOGS = "logs"
@@ -60,11 +63,19 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if not resume:
             atomic_write_text(self.recipe_path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        else:
+            # A run killed while writing a checkpoint leaves its temporary file beside the intact old one.
+            for path in remove_stale_temporaries(self.path):
+                logger.info("removed %s, left by an interrupted write", path)
 
     def recipe(self) -> Recipe:
         if not self.recipe_path.is_file():
             raise FileNotFoundError(f"{self.recipe_path} not found: is {self.path} a run directory made by `fit`?")
-        return recipe_from_dict(yaml.safe_load(self.recipe_path.read_text()), origin=str(self.recipe_path))
+        try:
+            raw = yaml.safe_load(self.recipe_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise RecipeError(f"{self.recipe_path} is not a valid YAML recipe: {err}") from None
+        return recipe_from_dict(raw, origin=str(self.recipe_path))
 
     def last_checkpoint(self) -> Path | None:
         last = self.checkpoint_dir / "last.ckpt"

@@ -29,7 +29,11 @@ def hdf5_recordings(path: str | os.PathLike[str], dataset: str, layout: str) -> 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"HDF5 file not found: {path}")
-    with h5py.File(path, "r") as file:
+    try:
+        file = h5py.File(path, "r")
+    except OSError as err:  # h5py's message ("file signature not found") does not name the file
+        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+    with file:
         node = file.get(dataset)
         if not isinstance(node, h5py.Dataset):
             found: list[str] = []

@@ -100,8 +100,11 @@ def _mask_paths(frame_paths: Sequence[Path], mask_folder: Path) -> list[Path]:
 def _infer_mode(folders: Sequence[Path]) -> Mode:
     for folder in folders:
         for path in list_images(folder)[:1]:
-            with Image.open(path) as image:
-                return "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+            try:
+                with Image.open(path) as image:
+                    return "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+            except (UnidentifiedImageError, OSError) as error:
+                raise ValueError(f"{path}: not a readable image ({error})") from error
     return "RGB"
 
 

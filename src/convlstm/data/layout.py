@@ -30,6 +30,8 @@ def parse_layout(layout: str, ndim: int | None = None, *, source: str = "array")
     Raises:
         ValueError: the layout has unknown or repeated letters, lacks T, H or W, or does not match ndim.
     """
+    if not isinstance(layout, str):
+        raise ValueError(f"layout for {source} must be a string of axis letters from {AXES!r}, got {layout!r}")
     upper = layout.upper()
     unknown = sorted(set(upper) - set(AXES))
     if unknown or len(set(upper)) != len(upper) or not set("THW") <= set(upper):

@@ -11,6 +11,7 @@ are compressed zip entries and are loaded whole.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,15 @@ def numpy_recordings(path: str | os.PathLike[str], layout: str, key: str | None 
     if not path.is_file():
         raise FileNotFoundError(f"numpy file not found: {path}")
     source: Any
-    if path.suffix == ".npy":
-        source = LazyFileArray(path, _open_npy)
-    elif path.suffix == ".npz":
-        source = _load_npz_member(path, key)
-    else:
+    if path.suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: expected a .npy or .npz file, got suffix {path.suffix!r}")
+    try:
+        source = LazyFileArray(path, _open_npy) if path.suffix == ".npy" else _load_npz_member(path, key)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        if str(path) in str(err):  # our own message already names the file
+            raise
+        # numpy's messages (a truncated header, pickled objects refused, ...) do not name the file.
+        raise ValueError(f"{path}: not a readable numpy {path.suffix} array file ({err})") from None
     return layout_recordings(source, layout, name=str(path) if key is None else f"{path}:{key}")
 
 

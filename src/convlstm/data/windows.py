@@ -86,6 +86,8 @@ class Recording:
         shape = tuple(self.frames.shape)
         if len(shape) != 4:
             raise ValueError(f"{self.where}: frames must have 4 dimensions (T, C, H, W), got shape {shape}")
+        if min(shape[1:]) < 1:
+            raise ValueError(f"{self.where}: frames must have at least one channel, row and column, got shape {shape}")
         if self.mask is not None:
             mask_shape = tuple(self.mask.shape)
             t, c, h, w = shape
@@ -161,6 +163,12 @@ class WindowDataset(Dataset[Item]):
         value_scale: float = 1.0,
         skip_invalid: bool = False,
     ) -> None:
+        for name, value in (("context_frames", context_frames), ("target_frames", target_frames), ("stride", stride)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        number = isinstance(value_scale, int | float | np.number) and not isinstance(value_scale, bool)
+        if not number or not np.isfinite(value_scale):
+            raise ValueError(f"value_scale must be a finite number, got {value_scale!r}")
         if context_frames < 1 or target_frames < 0 or stride < 1:
             raise ValueError(
                 "expected context_frames >= 1, target_frames >= 0 and stride >= 1, got "
@@ -238,6 +246,11 @@ class WindowDataset(Dataset[Item]):
     def _checked_values(
         self, frames: np.ndarray, rec: Recording, start: int, stop: int
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        if frames.dtype.kind not in "biuf":
+            # Strings, dates, complex numbers or records would be converted (or fail) silently or unclearly.
+            raise ValueError(
+                f"{rec.where}: frames have dtype {frames.dtype}; expected booleans, integers or floating-point numbers"
+            )
         values = np.array(frames, dtype=np.float32)  # a copy: never hand out views of a memmap
         if self.value_scale != 1.0:
             values *= self.value_scale

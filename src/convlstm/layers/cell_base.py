@@ -5,6 +5,7 @@ A cell is split in two halves so that sequence layers can choose how to schedule
 at once) and ``step`` (the state-to-state convolution plus the gate arithmetic).
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -12,10 +13,24 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import get_activation
-from convlstm.layers.conv import IntOrTuple, PaddedConv, Padding, check_positive_int, check_spatial_dims, to_tuple
+from convlstm.layers.conv import (
+    IntOrTuple,
+    PaddedConv,
+    Padding,
+    check_positive_int,
+    check_spatial_dims,
+    check_weight_size,
+    to_tuple,
+)
 from convlstm.layers.norm import BlockNorm, NormKind
 
 LSTMState = tuple[Tensor, Tensor]
+
+
+def _check_finite_number(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _check_probability(p: float, name: str) -> float:
@@ -72,6 +87,9 @@ class ConvRNNCellBase(nn.Module):
         self.recurrent_dropout = _check_probability(recurrent_dropout, "recurrent_dropout")
 
         gate_channels = self.num_gates * hidden_channels
+        # Both weights are checked before either is allocated.
+        check_weight_size(gate_channels, in_channels, kernel)
+        check_weight_size(gate_channels, hidden_channels, recurrent_kernel)
         self.input_conv = (
             PaddedConv(
                 in_channels,
@@ -104,7 +122,11 @@ class ConvRNNCellBase(nn.Module):
         return tuple(input_size) if self.input_conv is None else self.input_conv.output_size(input_size)
 
     def check_input(self, x: Tensor, *, name: str = "x", leading: str = "B") -> None:
-        """Raises ValueError unless x is (``leading``, in_channels, *spatial) with positive sizes."""
+        """Raises ValueError unless x is a floating tensor (``leading``, in_channels, *spatial) with positive sizes,
+        of the parameters' dtype (outside autocast) and on their device."""
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a tensor ({leading}, C={self.in_channels}, ...), got {type(x).__name__}")
+        self.check_tensor_type(x, name=name)
         expected = 2 + self.spatial_dims
         spatial = ", ".join(["H", "W", "D"][: self.spatial_dims] if self.spatial_dims > 1 else ["L"])
         if x.ndim != expected:
@@ -123,8 +145,27 @@ class ConvRNNCellBase(nn.Module):
 
     def check_hidden(self, h: Tensor, batch: int, size: Sequence[int], *, name: str) -> None:
         expected = (batch, self.hidden_channels, *size)
+        if not isinstance(h, Tensor):
+            raise ValueError(f"{name} must be a tensor of shape {expected}, got {type(h).__name__}")
         if tuple(h.shape) != expected:
             raise ValueError(f"{name} must have shape {expected}, got {tuple(h.shape)}")
+        self.check_tensor_type(h, name=name)
+
+    def check_tensor_type(self, x: Tensor, *, name: str) -> None:
+        """Raises ValueError unless x is floating point, of the parameters' dtype and on their device.
+
+        Under autocast the dtypes may differ (the convolutions cast them); the device must still match.
+        """
+        weight = self.recurrent_conv.weight
+        if x.device != weight.device:
+            raise ValueError(f"{name} is on {x.device} but the cell's parameters are on {weight.device}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor like the cell's parameters, got dtype {x.dtype}")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"{name} has dtype {x.dtype} but the cell's parameters are {weight.dtype}: convert one to the "
+                f"other (x.to({weight.dtype}) or module.to({x.dtype}))"
+            )
 
     # ----------------------------------------------------------------------------------------------- dropout
     def dropout_masks(

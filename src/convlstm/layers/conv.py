@@ -13,15 +13,21 @@ IntOrTuple = int | Sequence[int]
 
 _CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
+#: The largest convolution weight a layer accepts: 2**31 - 1 elements (8 GiB in float32), the 32-bit index limit of
+#: many convolution kernels; 64 times the largest one among the registered models (FC-LSTM-2048's, 33.5M).
+MAX_WEIGHT_ELEMENTS = 2**31 - 1
+
 
 def check_spatial_dims(spatial_dims: int) -> int:
-    if spatial_dims not in _CONV_FUNCTIONS:
+    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int) or spatial_dims not in _CONV_FUNCTIONS:
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
     return spatial_dims
 
 
 def to_tuple(value: IntOrTuple, spatial_dims: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
     """Expands an int to one value per spatial dimension and checks each is an int >= ``minimum``."""
+    if not isinstance(value, int | Sequence) or isinstance(value, str):
+        raise ValueError(f"{name} must be an int or {spatial_dims} ints, got {value!r}")
     values = (value,) * spatial_dims if isinstance(value, int) else tuple(value)
     if len(values) != spatial_dims or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise ValueError(f"{name} must be an int or {spatial_dims} ints, got {value!r}")
@@ -34,6 +40,17 @@ def check_positive_int(value: int, name: str, *, minimum: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def check_weight_size(out_channels: int, in_channels: int, kernel_size: Sequence[int]) -> None:
+    """Raises ValueError, before anything is allocated, for a convolution weight over :data:`MAX_WEIGHT_ELEMENTS`
+    (such a request would otherwise fail in the allocator or exhaust memory)."""
+    count = out_channels * in_channels * math.prod(kernel_size)
+    if count > MAX_WEIGHT_ELEMENTS:
+        raise ValueError(
+            f"a convolution weight ({out_channels}, {in_channels}, {', '.join(map(str, kernel_size))}) would hold "
+            f"{count:,} elements, more than {MAX_WEIGHT_ELEMENTS:,}: check the channel counts and kernel size"
+        )
 
 
 def same_padding(
@@ -71,6 +88,7 @@ class PaddedConv(nn.Module):
         padding: Padding,
     ) -> None:
         super().__init__()
+        check_weight_size(out_channels, in_channels, kernel_size)
         self.spatial_dims = len(kernel_size)
         self.kernel_size = tuple(kernel_size)
         self.stride = tuple(stride)

@@ -25,7 +25,8 @@ class BlockNorm(nn.Module):
         super().__init__()
         if kind not in NORM_KINDS:
             raise ValueError(f"norm must be one of {NORM_KINDS} or None, got {kind!r}")
-        if kind == "group" and (groups < 1 or channels % groups):
+        valid_groups = isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1
+        if kind == "group" and (not valid_groups or channels % groups):
             raise ValueError(f"norm_groups must divide hidden_channels={channels}, got {groups!r}")
         self.blocks, self.channels, self.kind, self.groups, self.eps = blocks, channels, kind, groups, eps
         self.weight = nn.Parameter(torch.ones(blocks * channels))

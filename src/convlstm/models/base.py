@@ -70,8 +70,10 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
     try:
         saved = json.loads(config_path.read_text())
         family, arguments = saved["family"], saved["config"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError) as err:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ValueError(f"{config_path} is not a saved model config ({err})") from None
+    if not isinstance(family, str) or not isinstance(arguments, dict):
+        raise ValueError(f"{config_path}: expected a family name and a config mapping, got {family!r}, {arguments!r}")
     from convlstm.models.registry import _import_all
 
     _import_all()  # registers every family
@@ -80,9 +82,12 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
         raise ValueError(f"{config_path} names model family {family!r}; known: {sorted(_FAMILIES)}")
     model_class = _FAMILIES[family]
     field_names = {f.name for f in dataclasses.fields(model_class.config_class)}
-    if not isinstance(arguments, dict) or set(arguments) != field_names:
+    if set(arguments) != field_names:
         raise ValueError(f"{config_path}: config keys {sorted(arguments)} do not match {sorted(field_names)}")
-    model = model_class.from_config(model_class.config_class(**arguments))
+    try:
+        model = model_class.from_config(model_class.config_class(**arguments))
+    except (TypeError, ValueError) as err:  # a tampered value the constructor refuses
+        raise ValueError(f"{config_path}: its config does not build a {family}: {err}") from None
     try:
         missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as err:
@@ -127,6 +132,7 @@ class Forecaster(PretrainedModel):
             raise ValueError(f"context must have {channels} channels in dim 2, got shape {tuple(context.shape)}")
         if context.shape[1] < 1:
             raise ValueError(f"context must have at least one frame, got shape {tuple(context.shape)}")
+        check_tensor_type(self, context, "context")
         horizon = self.default_horizon if horizon is None else horizon
         if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
             raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
@@ -165,6 +171,23 @@ def rollout(one_step: OneStep, context: Tensor, horizon: int, targets: Tensor | 
         prediction = out[:, 0]
         predictions.append(prediction)
     return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
+
+
+def check_tensor_type(model: nn.Module, x: Tensor, name: str) -> None:
+    """Raises ValueError unless ``x`` is a floating tensor of the model's parameters' dtype (any dtype under
+    autocast) on their device; a model without parameters takes anything."""
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        return
+    if x.device != parameter.device:
+        raise ValueError(f"{name} is on {x.device} but the model's parameters are on {parameter.device}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(
+            f"{name} has dtype {x.dtype} but the model's parameters are {parameter.dtype}: convert one to the "
+            f"other ({name}.to({parameter.dtype}) or model.to({x.dtype}))"
+        )
 
 
 def next_input(prediction: Tensor, step: int, targets: Tensor | None, mask: Tensor | None) -> Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
-from convlstm.models.base import Forecaster, PretrainedModel, config_from_arguments, rollout
+from convlstm.models.base import Forecaster, PretrainedModel, check_tensor_type, config_from_arguments, rollout
 from convlstm.models.registry import register_model
 
 Cell = Literal["lstm", "gru"]
@@ -244,6 +244,7 @@ class ConvLSTMUNet(PretrainedModel):
             regression; the state after the last frame, to continue with the next chunk (unidirectional only).
         """
         _check_frames(frames, self.config.in_channels, 2**self.depth, f"2**depth (depth={self.depth})")
+        check_tensor_type(self, frames, "frames")
         if state is not None and (not isinstance(state, list | tuple) or len(state) != self.depth + 1):
             got = f"{len(state)} entries" if isinstance(state, list | tuple) else type(state).__name__
             raise ValueError(f"state must be a list of depth + 1 = {self.depth + 1} per-scale states, got {got}")

@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import pickle
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from convlstm.models.base import PretrainedModel
 from convlstm.tasks.optim import configure_optimization
 
-__all__ = ["TaskBase", "build_model", "frames_of", "load_task", "model_identity"]
+__all__ = ["TaskBase", "build_model", "frames_of", "load_task", "model_identity", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +167,40 @@ class TaskBase(L.LightningModule):
                 self.log(f"{prefix}/{name}", float(value), sync_dist=False)
 
 
+def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The dict of a Lightning checkpoint, read with ``torch.load(weights_only=True)`` (no pickled code runs).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is truncated, corrupt, not a checkpoint, or holds objects other than tensors and
+            plain containers (the message names the file).
+    """
+    return _read_checkpoint(path, map_location)
+
+
 def _read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError or RuntimeError for a foreign or corrupt file
-        raise ValueError(f"{path} could not be read as a weights-only Lightning checkpoint: {err}") from None
+    except pickle.UnpicklingError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        refused = next((line for line in lines if "Unsupported global" in line), None)
+        if refused is not None:
+            raise ValueError(
+                f"{path} holds pickled objects other than tensors and plain containers, which could run code when "
+                f"loaded: refused ({refused.split('. Please')[0]})"
+            ) from None
+        # torch's message says why on the line after "WeightsUnpickler error:" ("Unsupported operand 110", ...).
+        marker = next((i for i, line in enumerate(lines) if line.startswith("WeightsUnpickler error")), None)
+        detail = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else lines[0] if lines else ""
+        raise ValueError(
+            f"{path} could not be read as a Lightning checkpoint (truncated, corrupt or not a torch file): {detail}"
+        ) from None
+    except Exception as err:  # RuntimeError, OSError, EOFError... for a truncated, corrupt or foreign file
+        raise ValueError(
+            f"{path} could not be read as a Lightning checkpoint (truncated, corrupt or not a torch file): {err}"
+        ) from None
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not a Lightning checkpoint (a dict), got {type(checkpoint).__name__}")
     return checkpoint

@@ -6,20 +6,32 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from convlstm.utils.atomic import atomic_path
 
-__all__ = ["AtomicCheckpointIO", "NonFiniteLossGuard", "PredictionImageLogger", "prediction_grid"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "LastCheckpoint",
+    "NonFiniteLossGuard",
+    "PredictionImageLogger",
+    "RandomStateCheckpoint",
+    "ValidateAtStepLimit",
+    "prediction_grid",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +155,112 @@ class NonFiniteLossGuard(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = int(state_dict.get("skipped_steps", 0))
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Saves the states of the random generators (Python, numpy, torch and CUDA) in every checkpoint and restores
+    them when a run resumes from it.
+
+    Lightning saves the weights, the optimizer and the loop counters, but not the generators, so without this a
+    resumed run draws other random numbers than the run that never stopped: other scheduled-sampling masks, other
+    dropout masks, other random crops made in the main process. With it (and data whose order depends only on the
+    seed and the epoch, as :class:`~convlstm.tasks.SequenceDataModule` gives) a run killed and resumed ends with
+    the same weights as one that never stopped. The states are plain tensors and numbers, readable with
+    ``torch.load(weights_only=True)``. Under DDP the checkpoint holds rank 0's states.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        legacy = np.random.get_state()  # noqa: NPY002 - the global generator third-party code draws from
+        _, keys, position, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], legacy)
+        version, internal, gauss = random.getstate()
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": int(position),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached),
+            },
+            "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        torch.set_rng_state(state_dict["torch"])
+        saved = state_dict["numpy"]
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state(("MT19937", keys, saved["pos"], saved["has_gauss"], saved["cached_gaussian"]))  # noqa: NPY002
+        python = state_dict["python"]
+        random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
+        cuda = state_dict.get("cuda")
+        if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        logger.debug("restored the random generators' states from the checkpoint")
+
+
+class LastCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` beside a ModelCheckpoint's files after every validation while fitting, so that a run
+    resumes from its latest validated state.
+
+    Lightning's own ``save_last`` (2.6) rewrites ``last.ckpt`` only when the monitored score enters the top k: a
+    run whose validation loss stalls would, after a crash, resume from long ago. A run without validation gets
+    ``last.ckpt`` when it ends at an epoch boundary; one stopped mid-epoch without validation keeps the previous
+    one (saving then would record the unfinished epoch as finished, see :class:`ValidateAtStepLimit`).
+
+    It is a :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs it after the other callbacks
+    (EarlyStopping's counters are saved up to date).
+
+    Args:
+        model_checkpoint: the ModelCheckpoint whose directory (resolved by Lightning) receives ``last.ckpt``.
+    """
+
+    def __init__(self, model_checkpoint: ModelCheckpoint) -> None:
+        self.model_checkpoint = model_checkpoint
+        self._saved_step = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        self._save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._saved_step == trainer.global_step:
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.current.completed < trainer.num_training_batches:
+            logger.warning(
+                "training stopped mid-epoch at step %d without validating: last.ckpt keeps the state of step %s",
+                trainer.global_step,
+                self._saved_step if self._saved_step >= 0 else "(none)",
+            )
+            return
+        self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        directory = self.model_checkpoint.dirpath
+        if directory is None:
+            raise ValueError("LastCheckpoint needs a ModelCheckpoint whose directory Lightning has resolved")
+        trainer.save_checkpoint(os.path.join(directory, "last.ckpt"))
+        self._saved_step = trainer.global_step
+
+
+class ValidateAtStepLimit(L.Callback):
+    """Makes a run that ``max_steps`` ends mid-epoch validate and checkpoint at its last step, inside the epoch.
+
+    Lightning (2.6) otherwise ends the epoch early, counts it as finished (stepping epoch-based LR schedules) and
+    only then writes ``last.ckpt``; a run resumed from that checkpoint skips the rest of the epoch. Asking the
+    Trainer to stop at the last step instead makes it validate and checkpoint there, as a stop by ``max_time``
+    does, so that resuming (with a larger ``max_steps``) goes on with the next batch of the same epoch.
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
 
 
 def _to_rgb(frames: Tensor) -> Tensor:

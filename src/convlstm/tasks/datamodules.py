@@ -81,6 +81,8 @@ class SequenceDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"expected batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1 or None (batch_size), got {eval_batch_size!r}")
         self.datasets: dict[str, Dataset[Any] | None] = {"train": train, "val": val, "test": test}
         self.factory = factory
         self.batch_size = batch_size
@@ -114,13 +116,16 @@ class SequenceDataModule(L.LightningDataModule):
         if dataset is None:
             raise ValueError(f"no {split} dataset: pass {split}= or factory= to SequenceDataModule")
         fresh = train and callable(getattr(dataset, "set_epoch", None))
-        sampler = FreshEpochSampler(dataset, seed=self.seed) if fresh else None
+        # The training order is a function of (seed, epoch) alone, so a resumed run sees the batches an unbroken
+        # run would (a shuffling generator would restart from its seed at every resume).
+        sampler = FreshEpochSampler(dataset, seed=self.seed) if train else None
         if self.normalization is not None:
             dataset = _Normalized(dataset, self.normalization)
-        return DataLoader(
+        loader_class = ResumableDataLoader if train else DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
+            shuffle=False,
             sampler=sampler,
             drop_last=self.drop_last and train,
             num_workers=self.num_workers,
@@ -153,26 +158,68 @@ class SequenceDataModule(L.LightningDataModule):
 
 
 class FreshEpochSampler(Sampler[int]):
-    """Shuffles a generator dataset and moves it to a new epoch of sequences whenever Lightning sets the epoch.
+    """Shuffles a training set in an order fixed by (seed, epoch), and moves a generator dataset to a new epoch of
+    sequences whenever Lightning sets the epoch.
 
     Generators such as MovingMNIST draw training sequences from (seed, epoch, index): calling their ``set_epoch``
     at every epoch gives an endless stream of new sequences instead of one fixed training set. Lightning calls
-    ``set_epoch`` on the sampler before each training epoch.
+    ``set_epoch`` on the sampler before each training epoch. Since the order does not depend on how many epochs
+    this process has run, a resumed run gets the order an unbroken run would; ``skip`` (set by
+    :class:`ResumableDataLoader`) leaves out the first indices of the next epoch read, to resume mid-epoch.
     """
 
     def __init__(self, dataset: Any, *, seed: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        self.dataset, self.seed, self.epoch, self.skip = dataset, seed, 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.dataset.set_epoch(epoch)
+        if callable(getattr(self.dataset, "set_epoch", None)):
+            self.dataset.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+        skip, self.skip = self.skip, 0
+        return iter(torch.randperm(len(self.dataset), generator=generator)[skip:].tolist())
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+
+class ResumableDataLoader(DataLoader[Any]):
+    """The training DataLoader of :class:`SequenceDataModule`: Lightning saves its place in the epoch in every
+    checkpoint, so a run resumed from a checkpoint written mid-epoch (after a crash, ``max_time`` or ``max_steps``)
+    continues with the next batch of that epoch instead of restarting the epoch's data.
+
+    It counts the batches it hands out; after :meth:`load_state_dict` the next iteration over the same epoch
+    leaves out that many batches' indices in its :class:`FreshEpochSampler` (nothing is read for them). When
+    Lightning has wrapped the sampler (DDP), it resumes at the start of the epoch, as Lightning does by itself.
+    """
+
+    _drawn = 0
+    _resume: tuple[int, int] | None = None
+
+    def _epoch_sampler(self) -> FreshEpochSampler | None:
+        return self.sampler if isinstance(self.sampler, FreshEpochSampler) else None
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        # A generator: the body runs at the first next(), after Lightning has set the epoch on the sampler.
+        sampler, resume = self._epoch_sampler(), self._resume
+        self._resume, self._drawn = None, 0
+        if resume is not None and sampler is not None and sampler.epoch == resume[0]:
+            sampler.skip = resume[1] * int(self.batch_size or 1)
+            self._drawn = resume[1]
+            logger.info("resuming epoch %d after its first %d batches", resume[0], resume[1])
+        for batch in super().__iter__():
+            self._drawn += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self._epoch_sampler()
+        return {} if sampler is None else {"epoch": sampler.epoch, "batches": self._drawn}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        if "epoch" in state_dict and "batches" in state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
 
 def _frames_of(dataset: Dataset[Any]) -> Any:

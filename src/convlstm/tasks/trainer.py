@@ -14,7 +14,14 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger
+from convlstm.tasks.callbacks import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    NonFiniteLossGuard,
+    PredictionImageLogger,
+    RandomStateCheckpoint,
+    ValidateAtStepLimit,
+)
 
 __all__ = ["default_precision", "make_trainer"]
 
@@ -101,6 +108,8 @@ def make_trainer(
             versions of a resumed run.
         early_stopping_patience: Validation checks without improvement before stopping; None for no early stop.
         nonfinite: :class:`NonFiniteLossGuard` action, or "off".
+            Checkpoints also carry the random generators' states (:class:`RandomStateCheckpoint`), so a resumed
+            run continues as if it had never stopped.
         image_every_n_epochs: :class:`PredictionImageLogger` period; None for no images.
         loggers: TensorBoard + CSV loggers (False: none).
         enable_progress_bar: Show the progress bar.
@@ -113,6 +122,11 @@ def make_trainer(
         >>> trainer = make_trainer(name="mnist", max_epochs=200, gradient_clip_val=1.0)
         >>> trainer.fit(task, datamodule=data)
     """
+    if gradient_clip_val is not None and not gradient_clip_val > 0:
+        # A negative norm bound would flip every clipped gradient; zero would erase it.
+        raise ValueError(f"gradient_clip_val must be > 0 or None (no clipping), got {gradient_clip_val!r}")
+    if early_stopping_patience is not None and early_stopping_patience < 0:
+        raise ValueError(f"early_stopping_patience must be >= 0 or None, got {early_stopping_patience!r}")
     if seed is not None:
         L.seed_everything(seed, workers=True)
     if precision is None:
@@ -131,19 +145,21 @@ def make_trainer(
         if image_every_n_epochs is not None:
             all_callbacks.append(PredictionImageLogger(every_n_epochs=image_every_n_epochs))
     if checkpoints:
-        all_callbacks.append(
-            ModelCheckpoint(
-                dirpath=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-                monitor=monitor,
-                mode=monitor_mode,
-                save_top_k=save_top_k,
-                save_last=save_last,
-                # "val/loss" would make a subdirectory: name the file "epoch=3-step=120-val_loss=0.0123.ckpt".
-                filename="epoch={epoch}-step={step}-" + monitor.replace("/", "_") + "={" + monitor + ":.4g}",
-                auto_insert_metric_name=False,
-                save_on_train_epoch_end=False,
-            )
+        best = ModelCheckpoint(
+            dirpath=None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+            monitor=monitor,
+            mode=monitor_mode,
+            save_top_k=save_top_k,
+            save_last=False,  # LastCheckpoint writes last.ckpt after every validation, not only after a new best
+            # "val/loss" would make a subdirectory: name the file "epoch=3-step=120-val_loss=0.0123.ckpt".
+            filename="epoch={epoch}-step={step}-" + monitor.replace("/", "_") + "={" + monitor + ":.4g}",
+            auto_insert_metric_name=False,
+            save_on_train_epoch_end=False,
         )
+        all_callbacks.append(best)
+        if save_last:
+            all_callbacks.append(LastCheckpoint(best))
+        all_callbacks.append(ValidateAtStepLimit())
     if early_stopping_patience is not None:
         all_callbacks.append(
             # Checked after validation only: at the end of a training epoch resumed from a checkpoint written after
@@ -158,6 +174,8 @@ def make_trainer(
         )
     if nonfinite != "off":
         all_callbacks.append(NonFiniteLossGuard(action=nonfinite))
+    # The generators' states go into every checkpoint, so that a resumed run draws what an unbroken one would.
+    all_callbacks.append(RandomStateCheckpoint())
     if "strategy" not in trainer_kwargs and (_device_count(devices) > 1 or num_nodes > 1):
         trainer_kwargs["strategy"] = DDPStrategy()
     plugins = list(trainer_kwargs.pop("plugins", None) or [])

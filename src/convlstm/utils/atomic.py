@@ -6,13 +6,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+#: Temporary files are ".<target name>.<random>.tmp" beside their target.
+TEMPORARY_SUFFIX = ".tmp"
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields a temporary path beside ``target``; on success it is fsynced and renamed over ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,3 +48,14 @@ def atomic_write_with(target: str | os.PathLike[str], write: Callable[[Path], ob
     """Runs ``write(path)`` on a temporary path and moves the result to ``target`` atomically."""
     with atomic_path(target) as tmp:
         write(tmp)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Deletes the temporary files that :func:`atomic_path` left under ``directory`` when its process was killed
+    mid-write (their targets are intact); returns them. Call it only while nothing writes there."""
+    removed = []
+    for path in sorted(Path(directory).rglob(f".*{TEMPORARY_SUFFIX}")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
