@@ -243,7 +243,8 @@ class LastCheckpoint(Checkpoint):
         directory = self.model_checkpoint.dirpath
         if directory is None:
             raise ValueError("LastCheckpoint needs a ModelCheckpoint whose directory Lightning has resolved")
-        trainer.save_checkpoint(os.path.join(directory, "last.ckpt"))
+        # The full checkpoint (optimizer, loops, callbacks): it is what --resume continues from.
+        trainer.save_checkpoint(os.path.join(directory, "last.ckpt"), weights_only=False)
         self._saved_step = trainer.global_step
 
 
