@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'shi2015_*'")
 
     demo = commands.add_parser(
-        "demo", help="train on generated Moving MNIST for a few minutes, evaluate against persistence, write a report"
+        "demo", help="train on generated bouncing balls for a few minutes, evaluate against persistence, write a report"
     )
     demo.add_argument("--run-dir", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument("--minutes", type=float, default=4.0, help="training time budget (default: 4)")
@@ -180,7 +180,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def demo(run_dir: Path, *, minutes: float) -> int:
-    """Fits the Moving MNIST demo recipe for ``minutes``, then evaluates it against persistence."""
+    """Fits the demo recipe (configs/demo.yaml) for ``minutes``, then evaluates it against persistence."""
     from convlstm.cli import commands
     from convlstm.cli.run_dir import DEMO_MARKER
 
@@ -195,7 +195,8 @@ def demo(run_dir: Path, *, minutes: float) -> int:
     report = commands.evaluate(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())["methods"]
     model, baseline = metrics[recipe.model.name]["mse_per_frame"], metrics["persistence"]["mse_per_frame"]
-    print(f"\nMoving MNIST, {recipe.data.context_frames} -> {recipe.data.target_frames} frames, test sequences:")
+    frames = f"{recipe.data.context_frames} -> {recipe.data.target_frames} frames"
+    print(f"\n{recipe.data.source}, {frames}, {recipe.data.test_sequences} test sequences:")
     print(f"  MSE per frame: {recipe.model.name} {model:.1f}, persistence {baseline:.1f} ({baseline / model:.2f}x)")
     print(f"  report: {report}\n  metrics: {run_dir / 'metrics.json'}")
     return 0
