@@ -101,6 +101,12 @@ class TinyPredNet(nn.Module):
         self.head = nn.Conv2d(hidden, channels, 3, padding=1)
         self.upper = nn.Conv2d(2 * channels, channels, 1)
 
+    def run(
+        self, frames: Tensor, state: Any = None, *, output_mode: str = "error", extrap_start_time: int | None = None
+    ) -> tuple[Tensor, Any]:
+        """PredNet's calling convention (convlstm.models.prednet): (output, state); the state is not kept here."""
+        return self(frames, output_mode=output_mode, extrap_start_time=extrap_start_time), None
+
     def forward(self, frames: Tensor, output_mode: str = "error", extrap_start_time: int | None = None) -> Tensor:
         batch, steps, _, h, w = frames.shape
         state = None

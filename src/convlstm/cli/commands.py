@@ -17,6 +17,7 @@ from convlstm.cli.evaluation import (
     _limited,
     evaluate_anomaly,
     evaluate_forecasters,
+    evaluate_prednet,
     evaluate_segmentation,
     load_baselines,
     write_outputs,
@@ -106,6 +107,8 @@ def evaluate(run_dir: Path, *, baselines: list[str] | None = None, num_sequences
     samples: list[dict[str, Any]] = []
     if recipe.task.kind == "segmentation":
         results = evaluate_segmentation(model, dataset, recipe, num_classes=int(recipe.task.args["num_classes"]))
+    elif recipe.task.kind == "prednet":
+        results = evaluate_prednet(model, dataset, recipe)
     elif recipe.task.kind == "anomaly":
         results = evaluate_anomaly({recipe.model.name: model, **load_baselines(names, model)}, dataset, recipe)
     else:

@@ -74,6 +74,23 @@ def evaluate_forecasters(
 
 
 @torch.no_grad()
+def evaluate_prednet(model: nn.Module, dataset: Dataset[Any], recipe: Recipe) -> Results:
+    """Next-frame scores of PredNet's predictions against copy-last-frame, on frames 1..T-1 of each sequence."""
+    scores = {recipe.model.name: ForecastScores(metrics=None), "copy_last_frame": ForecastScores(metrics=None)}
+    for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
+        frames = torch.cat([batch["context"], batch["target"]], dim=1)  # (B, T, C, H, W)
+        predicted, _ = model.run(frames, output_mode="prediction")  # type: ignore[operator]
+        truth = frames[:, 1:]
+        scores[recipe.model.name].update(predicted[:, 1:].clamp(0, 1), truth)
+        scores["copy_last_frame"].update(frames[:, :-1], truth)
+    return {
+        name: {k: _plain(v) for k, v in acc.metrics.compute().items()}
+        for name, acc in scores.items()
+        if acc.metrics is not None
+    }
+
+
+@torch.no_grad()
 def evaluate_segmentation(model: nn.Module, dataset: Dataset[Any], recipe: Recipe, *, num_classes: int) -> Results:
     confusion = ConfusionMatrix(num_classes=num_classes, lead_times=recipe.data.context_frames)
     for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):

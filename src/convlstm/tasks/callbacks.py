@@ -355,6 +355,10 @@ class PredictionImageLogger(L.Callback):
         if "context" not in batch or "target" not in batch:
             logger.debug("PredictionImageLogger: the batch has no 'context'/'target'; no image")
             return
+        if outputs["predictions"].shape != batch["target"].shape:
+            # PredNet predicts every frame of the sequence, not a target after a context: no such grid.
+            logger.debug("PredictionImageLogger: predictions do not have the target's shape; no image")
+            return
         n = self.num_sequences
         self._sample = (batch["context"][:n], batch["target"][:n], outputs["predictions"][:n])
 

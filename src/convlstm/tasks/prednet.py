@@ -3,10 +3,11 @@ multi-step extrapolation.
 
 The model follows this protocol (that of :mod:`convlstm.models.prednet`):
 
-- ``model(frames, output_mode="error")`` -> (B, T, L): the mean of each layer's error units E_l at each step;
-- ``model(frames, output_mode="prediction")`` -> (B, T, C, H, W): at step t the prediction of frame t, made
-  before seeing it (step 0 predicts from the empty state);
-- ``model(frames, output_mode="prediction", extrap_start_time=k)``: from step k on, the model's previous
+- ``model.run(frames, output_mode="error")`` -> ((B, T, L), state): the mean of each layer's error units E_l at
+  each step;
+- ``model.run(frames, output_mode="prediction")`` -> ((B, T, C, H, W), state): at step t the prediction of frame
+  t, made before seeing it (step 0 predicts from the empty state);
+- ``model.run(frames, output_mode="prediction", extrap_start_time=k)``: from step k on, the model's previous
   prediction replaces the input frame.
 """
 
@@ -100,15 +101,20 @@ class PredNetTask(TaskBase):
         """Predictions (B, T, C, H, W) of every frame (feeding predictions back from ``extrap_start_time`` on)."""
         start = self.hparams["extrap_start_time"]
         if start is None:
-            return self.model(frames, output_mode="prediction")
+            return self._run(frames, "prediction")
         if start >= frames.shape[1]:
             raise ValueError(
                 f"extrap_start_time={start} needs sequences longer than that, got {frames.shape[1]} frames"
             )
-        return self.model(frames, output_mode="prediction", extrap_start_time=start)
+        return self._run(frames, "prediction", extrap_start_time=start)
+
+    def _run(self, frames: Tensor, output_mode: str, extrap_start_time: int | None = None) -> Tensor:
+        run: Any = self.model.run
+        output, _ = run(frames, output_mode=output_mode, extrap_start_time=extrap_start_time)
+        return output
 
     def _error_loss(self, frames: Tensor) -> Tensor:
-        errors = self.model(frames, output_mode="error")
+        errors = self._run(frames, "error")
         if not isinstance(errors, Tensor) or errors.ndim != 3 or errors.shape[:2] != frames.shape[:2]:
             shape = tuple(errors.shape) if isinstance(errors, Tensor) else type(errors).__name__
             raise ValueError(
