@@ -163,7 +163,7 @@ def test_undecodable_recipe_files_name_themselves(tmp_path: Path) -> None:
         ("data.num_workers=-1", "num_workers >= 0"),
         ("data.context_frames=-1", "context_frames must be >= 1"),
         ("data.source=nope", "data source must be one of"),
-        ("data.args.foo=1", "data.args ['foo'] are not arguments of MovingMNIST"),
+        ("data.args.foo=1", "data.args ['foo'] are not arguments of BouncingBalls"),
         ("model.name=nope", "unknown model name 'nope'"),
         ("model.args.foo=1", "model.args"),
         ("model.args.kernel_size=0", "kernel_size must be an int >= 1"),
