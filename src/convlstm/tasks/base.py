@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.models.base import PretrainedModel
-from convlstm.tasks.optim import configure_optimization
+from convlstm.tasks.optim import OPTIMIZATION_ARGUMENTS, check_optimization, configure_optimization
 
 __all__ = ["TaskBase", "build_model", "frames_of", "load_task", "model_identity", "read_checkpoint"]
 
@@ -123,24 +123,17 @@ class TaskBase(L.LightningModule):
 
     # --- optimisation ----------------------------------------------------------------------------------------
 
+    def check_optimization(self) -> None:
+        """Validates the optimisation hyperparameters that every task takes, so errors come before training."""
+        check_optimization(**{name: self.hparams[name] for name in OPTIMIZATION_ARGUMENTS})
+
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         estimated: float | None = None
         if hp["lr_schedule"] in ("cosine", "onecycle") and hp.get("total_steps") is None:
             estimated = float(self.trainer.estimated_stepping_batches)
-        return configure_optimization(
-            self.model.parameters(),
-            optimizer=hp["optimizer"],
-            lr=hp["lr"],
-            weight_decay=hp["weight_decay"],
-            lr_schedule=hp["lr_schedule"],
-            warmup_steps=hp["warmup_steps"],
-            total_steps=hp["total_steps"],
-            estimated_steps=estimated,
-            min_lr_ratio=hp["min_lr_ratio"],
-            lr_milestones=hp["lr_milestones"],
-            lr_gamma=hp["lr_gamma"],
-        )
+        arguments = {name: hp[name] for name in OPTIMIZATION_ARGUMENTS}
+        return configure_optimization(self.model.parameters(), estimated_steps=estimated, **arguments)
 
     # --- distributed evaluation ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from convlstm.metrics.forecast import SSIM_KERNEL_SIZE
 from convlstm.metrics.forecast_metrics import BALANCED_METRICS
 from convlstm.tasks.base import TaskBase
 from convlstm.tasks.losses import FORECAST_LOSSES, HKO7_ZR, ForecastLossName, RainUnits, forecast_loss, rain_rate_of
-from convlstm.tasks.optim import LRSchedule, OptimizerName, check_optimization
+from convlstm.tasks.optim import LRSchedule, OptimizerName
 from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
 
 __all__ = ["ForecastScores", "ForecastingTask"]
@@ -197,19 +197,9 @@ class ForecastingTask(TaskBase):
             raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
         if predict_horizon is not None and predict_horizon < 1:
             raise ValueError(f"predict_horizon must be >= 1 or None, got {predict_horizon!r}")
-        check_optimization(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            min_lr_ratio=min_lr_ratio,
-            lr_milestones=lr_milestones,
-            lr_gamma=lr_gamma,
-        )
         self.sampling = ScheduledSampling(sampling, start=sampling_start, end=sampling_end, end_step=sampling_end_step)
         self.save_hyperparameters(ignore=["model"])
+        self.check_optimization()
         self.record_model()
         self.zr = (float(zr_a), float(zr_b))
         # The default scores include the paper's own score of the loss: Shi's sequence BCE, HKO-7's B-MSE / B-MAE.

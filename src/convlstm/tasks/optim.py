@@ -39,6 +39,20 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
+#: The constructor arguments of every task that :func:`configure_optimization` takes.
+OPTIMIZATION_ARGUMENTS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_steps",
+    "total_steps",
+    "min_lr_ratio",
+    "lr_milestones",
+    "lr_gamma",
+)
+
+
 def check_optimization(
     *,
     optimizer: str,

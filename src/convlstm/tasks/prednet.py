@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from convlstm.tasks.base import TaskBase, frames_of
 from convlstm.tasks.forecasting import ForecastScores
 from convlstm.tasks.losses import extrapolation_loss, prednet_error_loss, prednet_layer_weights, prednet_time_weights
-from convlstm.tasks.optim import LRSchedule, OptimizerName, check_optimization
+from convlstm.tasks.optim import LRSchedule, OptimizerName
 
 __all__ = ["PredNetTask"]
 
@@ -81,18 +81,8 @@ class PredNetTask(TaskBase):
             raise ValueError(f"layer_loss_weights must be 'L_0', 'L_all' or a sequence, got {layer_loss_weights!r}")
         if extrap_start_time is not None and extrap_start_time < 1:
             raise ValueError(f"extrap_start_time must be >= 1 or None, got {extrap_start_time!r}")
-        check_optimization(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            min_lr_ratio=min_lr_ratio,
-            lr_milestones=lr_milestones,
-            lr_gamma=lr_gamma,
-        )
         self.save_hyperparameters(ignore=["model"])
+        self.check_optimization()
         self.record_model()
         self.scores = {stage: ForecastScores(metrics=metrics) for stage in ("val", "test")}
         self.persistence = {stage: ForecastScores(metrics=("mse_per_pixel",)) for stage in ("val", "test")}

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from convlstm.metrics import ConfusionMatrix
 from convlstm.tasks.base import TaskBase
 from convlstm.tasks.losses import segmentation_loss
-from convlstm.tasks.optim import LRSchedule, OptimizerName, check_optimization
+from convlstm.tasks.optim import LRSchedule, OptimizerName
 
 __all__ = ["SegmentationTask"]
 
@@ -69,18 +69,8 @@ class SegmentationTask(TaskBase):
             raise ValueError(f"ce_weight and dice_weight must be >= 0, not both 0, got {ce_weight}, {dice_weight}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights needs {num_classes} values, got {len(class_weights)}")
-        check_optimization(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            min_lr_ratio=min_lr_ratio,
-            lr_milestones=lr_milestones,
-            lr_gamma=lr_gamma,
-        )
         self.save_hyperparameters(ignore=["model"])
+        self.check_optimization()
         self.record_model()
         self.class_weights = None if class_weights is None else torch.tensor([float(w) for w in class_weights])
         self.confusion: dict[str, ConfusionMatrix | None] = {"val": None, "test": None}

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from convlstm.tasks.base import TaskBase, frames_of
 from convlstm.tasks.losses import bce_loss, mae_loss, mse_loss
-from convlstm.tasks.optim import LRSchedule, OptimizerName, check_optimization
+from convlstm.tasks.optim import LRSchedule, OptimizerName
 
 __all__ = [
     "TBPTT_LOSSES",
@@ -254,19 +254,9 @@ class TBPTTForecastingTask(TaskBase):
                 f"lr_schedule={lr_schedule!r} with update='per_chunk' needs total_steps (optimizer steps, one per "
                 "chunk): the Trainer's estimate counts batches"
             )
-        check_optimization(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_schedule=lr_schedule,
-            warmup_steps=warmup_steps,
-            total_steps=total_steps,
-            min_lr_ratio=min_lr_ratio,
-            lr_milestones=lr_milestones,
-            lr_gamma=lr_gamma,
-        )
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=["model"])
+        self.check_optimization()
         self.record_model()
         self.loss_fn = TBPTT_LOSSES[loss]
 
