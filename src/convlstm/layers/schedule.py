@@ -18,7 +18,8 @@ SCHEDULES = ("auto", "batched", "per_step", "fused")
 
 #: At or below this many sequences per batch, CUDA batches the input convolution over time: at batch 16 launches
 #: dominate and one large convolution pays; at batch 128 it was slower and used more memory on an H200
-#: (ANCHORS §10), where one convolution over cat([x, h]) per step was the fastest eager formulation.
+#: (measured before this project, not yet by benchmarks/layers.py), where one convolution over cat([x, h]) per step
+#: was the fastest eager formulation. The threshold between 16 and 128 is a guess until a GPU session measures it.
 CUDA_BATCHED_MAX_BATCH = 32
 
 
