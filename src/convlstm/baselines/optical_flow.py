@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from convlstm.baselines.persistence import context_channels
+from convlstm.baselines.persistence import check_baseline_arguments, context_channels
 from convlstm.models.base import Forecaster, config_from_arguments
 from convlstm.models.registry import register_model
 
@@ -78,14 +78,9 @@ class OpticalFlow(Forecaster):
 
     def __init__(self, in_channels: int | None = None, *, motion_frames: int = 3, default_horizon: int = 10) -> None:
         super().__init__()
-        if in_channels is not None and (not isinstance(in_channels, int) or isinstance(in_channels, bool)):
-            raise ValueError(f"in_channels must be an int or None, got {in_channels!r}")
-        if in_channels is not None and in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1 (or None for any), got {in_channels!r}")
+        check_baseline_arguments(in_channels, default_horizon)
         if not isinstance(motion_frames, int) or isinstance(motion_frames, bool) or motion_frames < 2:
             raise ValueError(f"motion_frames must be an int >= 2 (motion needs two frames), got {motion_frames!r}")
-        if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
-            raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
         self.config = config_from_arguments(OpticalFlowConfig, locals())
         self.in_channels = in_channels
         self.motion_frames = motion_frames

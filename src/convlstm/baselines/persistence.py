@@ -31,12 +31,7 @@ class Persistence(Forecaster):
 
     def __init__(self, in_channels: int | None = None, *, default_horizon: int = 10) -> None:
         super().__init__()
-        if in_channels is not None and (not isinstance(in_channels, int) or isinstance(in_channels, bool)):
-            raise ValueError(f"in_channels must be an int or None, got {in_channels!r}")
-        if in_channels is not None and in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1 (or None for any), got {in_channels!r}")
-        if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
-            raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
+        check_baseline_arguments(in_channels, default_horizon)
         self.config = config_from_arguments(PersistenceConfig, locals())
         self.in_channels = in_channels
         self.default_horizon = default_horizon
@@ -54,6 +49,16 @@ class Persistence(Forecaster):
             context, horizon, targets, teacher_forcing, channels=context_channels(context, self.in_channels)
         )
         return context[:, -1:].repeat(1, horizon, *([1] * (context.ndim - 2)))
+
+
+def check_baseline_arguments(in_channels: int | None, default_horizon: int) -> None:
+    """The constructor checks every baseline shares: in_channels (None for any) and default_horizon."""
+    if in_channels is not None and (not isinstance(in_channels, int) or isinstance(in_channels, bool)):
+        raise ValueError(f"in_channels must be an int or None, got {in_channels!r}")
+    if in_channels is not None and in_channels < 1:
+        raise ValueError(f"in_channels must be >= 1 (or None for any), got {in_channels!r}")
+    if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
+        raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
 
 
 def context_channels(context: Any, in_channels: int | None) -> int:
