@@ -1,5 +1,6 @@
 """The ConvLSTM cell of Shi et al. (2015), with the Keras ConvLSTM feature set."""
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -15,6 +16,10 @@ from convlstm.layers.norm import BlockNorm, NormKind
 DEFAULT_FORGET_BIAS = 1.0
 
 
+#: Dtypes whose cell state drifts when rounded every step: under autocast the cell keeps c in float32 instead.
+REDUCED_PRECISION = (torch.bfloat16, torch.float16)
+
+
 def lstm_pointwise(
     gates: Tensor,
     c_prev: Tensor | None,
@@ -23,6 +28,7 @@ def lstm_pointwise(
     activation: Activation,
     recurrent_activation: Activation,
     cell_norm: Callable[[Tensor], Tensor] | None = None,
+    float32_cell: bool = False,
 ) -> LSTMState:
     """The gate arithmetic of one step, given all pre-activations.
 
@@ -30,7 +36,19 @@ def lstm_pointwise(
         gates: (N, 4F, *S) pre-activations in the order [i, f, g, o] (Keras and torch.nn.LSTM order).
         c_prev: (N, F, *S) previous cell state, or None for zeros.
         peephole: (3, F) Shi's per-channel W_ci, W_cf (on C_{t-1}) and W_co (on C_t), or None.
+        float32_cell: with gates in bfloat16 or float16, do the arithmetic in float32 from the widened
+            pre-activations and return c in float32 and h in the dtype of gates. c = f * c + i * g integrates over
+            the sequence: with f and c rounded to 8 mantissa bits every step (bfloat16) it drifts from the float32
+            result; with this, the only rounding left is that of the pre-activations (and of h). Eager autograd then
+            saves the activations in float32 (about twice the memory of the gate arithmetic); compiled
+            (:func:`compiled_lstm_pointwise`), inductor saved the bfloat16 pre-activations and recomputed the rest
+            (seen on the CPU: as much saved memory as keeping everything in bfloat16).
     """
+    dtype = gates.dtype
+    wide = float32_cell and dtype in REDUCED_PRECISION
+    if wide:
+        gates = gates.float()
+        c_prev = None if c_prev is None else c_prev.float()
     i, f, g, o = gates.chunk(4, dim=1)
     spatial = gates.ndim - 2
     if peephole is not None and c_prev is not None:
@@ -42,7 +60,19 @@ def lstm_pointwise(
     if peephole is not None:
         o = o + _channel_view(peephole[2], spatial) * c
     h = recurrent_activation(o) * activation(c if cell_norm is None else cell_norm(c))
-    return h, c
+    return (h.to(dtype) if wide else h), c
+
+
+@functools.cache
+def compiled_lstm_pointwise() -> Callable[..., LSTMState]:
+    """:func:`lstm_pointwise` under torch.compile (one fused kernel per pass on CUDA), compiled on first call.
+
+    One compiled function serves every cell: torch.compile specialises it per dtype, autocast, grad mode, memory
+    layout and first step or not (a model trained and evaluated in one precision needs about four variants) and
+    re-traces for a new one. Past torch._dynamo.config.recompile_limit (8 by default) variants, torch runs the rest
+    eagerly, with a warning: raise the limit when mixing many precisions and layouts in one process.
+    """
+    return torch.compile(lstm_pointwise)
 
 
 class ConvLSTMCell(ConvRNNCellBase):
@@ -71,6 +101,14 @@ class ConvLSTMCell(ConvRNNCellBase):
             the output activation; parameters do not depend on the frame size.
         norm_groups: groups per gate for norm="group".
         input_dropout / recurrent_dropout: Keras' dropout / recurrent_dropout (one mask per gate).
+
+    Two attributes, not arguments, switch how (not what) the cell computes, and may be set after construction
+    (:func:`convlstm.accel.apply_fast_settings` sets them on a whole model):
+
+    - ``float32_cell_state`` (default True): under torch.autocast with bfloat16/float16 gates, the gate arithmetic
+      runs in float32, c is kept in float32 and h comes out in the autocast dtype (see :func:`lstm_pointwise`).
+      Outside autocast nothing changes: c has the dtype of the parameters.
+    - ``compile_gates`` (default False): run the gate arithmetic through :func:`compiled_lstm_pointwise`.
 
     Shape:
         x: (B, C_in, *spatial); state: (h, c), each (B, F, *spatial_state); returns (h, c).
@@ -122,6 +160,8 @@ class ConvLSTMCell(ConvRNNCellBase):
         self.peephole = nn.Parameter(torch.zeros(3, hidden_channels)) if peephole else None
         self.gate_norm = BlockNorm(4, hidden_channels, norm, groups=norm_groups) if norm is not None else None
         self.cell_norm = BlockNorm(1, hidden_channels, norm, groups=norm_groups) if norm is not None else None
+        self.float32_cell_state = True
+        self.compile_gates = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -171,13 +211,16 @@ class ConvLSTMCell(ConvRNNCellBase):
         """The gate arithmetic of one step, given the summed pre-activations (N, 4F, *S)."""
         if self.gate_norm is not None:
             gates = self.gate_norm(gates)
-        return lstm_pointwise(
+        # Looked up at call time, so that a benchmark may patch the module's lstm_pointwise.
+        pointwise = compiled_lstm_pointwise() if self.compile_gates else lstm_pointwise
+        return pointwise(
             gates,
             c_prev,
             peephole=self.peephole,
             activation=self.activation,
             recurrent_activation=self.recurrent_activation,
             cell_norm=self.cell_norm,
+            float32_cell=self.float32_cell_state and torch.is_autocast_enabled(gates.device.type),
         )
 
     def forward(self, x: Tensor | None, state: LSTMState | None = None) -> LSTMState:

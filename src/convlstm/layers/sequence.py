@@ -240,7 +240,7 @@ def _run_steps(
     steps = x.shape[1]
     has_input = cell.input_conv is not None
     batched_gates = _batched_input_gates(cell, x, input_mask) if schedule == "batched" else None
-    fused_weight = cell.fused_weight() if schedule == "fused" else None
+    fused_weight = _fused_weight(cell, x) if schedule == "fused" else None
     hidden: list[Tensor] = []
     for t in reversed(range(steps)) if backwards else range(steps):
         if fused_weight is not None and state is not None:
@@ -256,7 +256,26 @@ def _run_steps(
         hidden.reverse()
     if state is None:
         raise AssertionError("unreachable: at least one step ran")
-    return torch.stack(hidden, dim=1), state
+    return _stack_steps(hidden), state
+
+
+def _fused_weight(cell: ConvRNNCellBase, x: Tensor) -> Tensor:
+    """The cell's fused weight, cast once per call under autocast: autocast caches casts of parameters only, so the
+    concatenated weight would be cast again, and saved for the backward pass again, at every step."""
+    weight = cell.fused_weight()
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        weight = weight.to(torch.get_autocast_dtype(device_type))
+    return weight
+
+
+def _stack_steps(hidden: list[Tensor]) -> Tensor:
+    """Frames (B, F, H, W) -> a sequence (B, T, F, H, W). Channels-last frames give a sequence stored time-major as
+    (T, B, H, W, F), so that every frame the next layer reads, x[:, t], is a contiguous channels-last block."""
+    first = hidden[0]
+    if first.ndim == 4 and not first.is_contiguous() and first.is_contiguous(memory_format=torch.channels_last):
+        return torch.stack([h.permute(0, 2, 3, 1) for h in hidden]).permute(1, 0, 4, 2, 3)
+    return torch.stack(hidden, dim=1)
 
 
 def _checkpointed(

@@ -1,0 +1,25 @@
+"""Fast paths, each switchable: compiled gate arithmetic, CUDA-graph capture, bfloat16 autocast with a float32
+cell state, channels-last memory format, and :func:`fast_settings`, which picks what is on per device."""
+
+from convlstm.accel.cuda_graphs import CapturedStep, capture_inference, capture_training_step, make_training_step
+from convlstm.accel.settings import (
+    BF16_TOLERANCE,
+    FLOAT32_TOLERANCE,
+    FastSettings,
+    apply_fast_settings,
+    channels_last_sequence,
+    fast_settings,
+)
+
+__all__ = [
+    "BF16_TOLERANCE",
+    "FLOAT32_TOLERANCE",
+    "CapturedStep",
+    "FastSettings",
+    "apply_fast_settings",
+    "capture_inference",
+    "capture_training_step",
+    "channels_last_sequence",
+    "fast_settings",
+    "make_training_step",
+]
