@@ -1,24 +1,18 @@
 """benchmarks/gpu.py end to end on the CPU (--quick), and its refusal to measure without CUDA."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "gpu.py"
+from tests.benchmarks.scripts import BENCHMARKS, run_benchmark
 
 
 def _run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
+    return run_benchmark("gpu.py", *args, timeout=120)
 
 
 def _check_result(result: dict[str, Any]) -> None:
@@ -65,7 +59,7 @@ def test_refuses_to_measure_without_cuda(tmp_path: Path) -> None:
 def test_graph_rows_plumbing_with_an_eager_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The rows that capture CUDA graphs, run with eager stand-ins for the two capture functions, so that their
     arguments and results are checked on the CPU too (the capture itself is tested in tests/accel on CUDA)."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     import gpu
     from convlstm.accel import make_training_step
 

@@ -47,6 +47,14 @@ def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
             {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"max_minutes": True}},
             "max_minutes must be float or null",
         ),
+        (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "evaluate": {"extra_metrics": ["ssim2"]}},
+            r"recipe.evaluate.extra_metrics must be distinct names from .*bce_per_sequence.*got \['ssim2'\]",
+        ),
+        (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "evaluate": {"extra_metrics": ["b_mse"]}},
+            r"b_mse and b_mae need evaluate.rain_thresholds",
+        ),
     ],
 )
 def test_bad_recipes_name_the_key(raw: dict, match: str) -> None:

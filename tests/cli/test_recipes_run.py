@@ -11,6 +11,7 @@ import hickle
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from PIL import Image
 
 from convlstm.cli.main import CONFIGS, main
 
@@ -45,8 +46,10 @@ def _fit_and_evaluate(recipe: str, run: Path, extra: list[str]) -> dict:
 def test_generated_data_recipes_run(recipe: str, tmp_path: Path) -> None:
     methods = _fit_and_evaluate(recipe, tmp_path / recipe, SMALLER[recipe])
     expected_score = {"segmentation": "miou", "anomaly": "auroc", "nowcasting": "csi@0.5"}.get(recipe, "mse_per_frame")
+    extra = {"moving_mnist": "bce_per_sequence", "nowcasting": "b_mse"}.get(recipe)  # evaluate.extra_metrics
     for scores in methods.values():
         assert expected_score in scores
+        assert extra is None or scores[extra] > 0
     if recipe == "nowcasting":
         assert set(methods) == {"shi2015_radar_convlstm", "persistence", "optical_flow"}
 
@@ -74,3 +77,31 @@ def test_video_folder_recipe_runs_on_mp4_files(tmp_path: Path) -> None:
     extra = ["-o", f"data.args.root={videos}", "-o", "data.args.size=[16, 16]", "-o", "model.name=next_frame_tiny"]
     methods = _fit_and_evaluate("video_folder", tmp_path / "run", extra)
     assert set(methods) == {"next_frame_tiny", "persistence"}
+
+
+def test_prednet_video_recipe_trains_then_fine_tunes_to_extrapolate(tmp_path: Path) -> None:
+    """Image folders in, next-frame scores out; then extrapolation fine-tuning from the trained weights, scored on
+    frames k.. predicted from frames ..k-1 against repeating frame k-1. Frame t of recording r is a flat image of
+    value 10 t + r, so copy-last-frame's errors are known in advance."""
+    root = tmp_path / "frames"
+    for index in range(10):  # an 80/10/10 split by recording leaves one recording for the test
+        folder = root / f"recording_{index}"
+        folder.mkdir(parents=True)
+        for t in range(16):
+            Image.fromarray(np.full((16, 16), 10 * t + index, dtype=np.uint8)).save(folder / f"{t:03d}.png")
+    small = ["-o", f"data.args.root={root}", "-o", "data.context_frames=6", "-o", "model.args.stack_sizes=[1, 4]"]
+    methods = _fit_and_evaluate("prednet_video", tmp_path / "run", small)
+    step = 10 / 255
+    assert methods["copy_last_frame"]["mse_per_pixel"] == pytest.approx(step**2, rel=1e-4)
+
+    fine_tune = [
+        *small,
+        "-o", f"model.init_from={tmp_path / 'run' / 'model'}",
+        "-o", "task.args.extrap_start_time=6",
+        "-o", "data.target_frames=3",
+    ]  # fmt: skip
+    methods = _fit_and_evaluate("prednet_video", tmp_path / "fine_tuned", fine_tune)
+    # Frames 6, 7, 8 against frame 5 repeated: errors of 1, 2 and 3 steps.
+    expected = np.mean([(k * step) ** 2 for k in (1, 2, 3)])
+    assert methods["copy_last_frame"]["mse_per_pixel"] == pytest.approx(expected, rel=1e-4)
+    assert len(methods["prednet_tiny"]["mse_per_pixel_by_lead_time"]) == 3

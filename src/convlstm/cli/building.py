@@ -3,6 +3,7 @@
 import datetime
 import inspect
 import logging
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -12,7 +13,7 @@ from torch.utils.data import Dataset
 from convlstm.cli.recipe import Recipe, RecipeError
 from convlstm.cli.run_dir import LOGS, RunDir
 from convlstm.data.sources import make_dataset, source_class
-from convlstm.models import create_model
+from convlstm.models import create_model, from_pretrained
 from convlstm.tasks import ForecastingTask, PredNetTask, SegmentationTask, SequenceDataModule, TaskBase, make_trainer
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,29 @@ def build_datamodule(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", 
 
 def build_model(recipe: Recipe) -> nn.Module:
     try:
-        return create_model(recipe.model.name, **recipe.model.args)
+        model = create_model(recipe.model.name, **recipe.model.args)
     except TypeError as err:  # an argument the model does not take, or of a type it cannot use
         raise RecipeError(f"model.args {recipe.model.args} do not fit {recipe.model.name}: {err}") from None
+    if recipe.model.init_from is not None:
+        _load_initial_weights(model, Path(recipe.model.init_from))
+    return model
+
+
+def _load_initial_weights(model: nn.Module, directory: Path) -> None:
+    """Copies a saved model's weights into ``model`` (fine-tuning); both must be the same network."""
+    saved = from_pretrained(directory)
+    ours = model.state_dict()
+    theirs = saved.state_dict()
+    mismatched = sorted(
+        k for k in ours.keys() | theirs.keys() if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape
+    )
+    if type(saved) is not type(model) or mismatched:
+        raise RecipeError(
+            f"model.init_from {directory} holds a {type(saved).__name__} that does not fit the recipe's "
+            f"{type(model).__name__} (differing weights: {mismatched[:5]}{' ...' if len(mismatched) > 5 else ''})"
+        )
+    model.load_state_dict(theirs)
+    logger.info("initial weights from %s", directory)
 
 
 def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:

@@ -47,7 +47,8 @@ def evaluate_forecasters(
     """Scores each forecaster on the same test sequences; returns per-method scores and ``keep`` samples."""
     rain = recipe.evaluate.rain_thresholds
     units = recipe.task.args.get("units", "pixel")
-    scores = {name: ForecastScores(metrics=None, thresholds=rain) for name in methods}
+    extra_metrics = tuple(recipe.evaluate.extra_metrics)
+    scores = {name: ForecastScores(metrics=None, thresholds=rain, default_extra=extra_metrics) for name in methods}
     samples: list[dict[str, Tensor]] = []
     loader = DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size)
     for batch in loader:
@@ -75,14 +76,19 @@ def evaluate_forecasters(
 
 @torch.no_grad()
 def evaluate_prednet(model: nn.Module, dataset: Dataset[Any], recipe: Recipe) -> Results:
-    """Next-frame scores of PredNet's predictions against copy-last-frame, on frames 1..T-1 of each sequence."""
+    """PredNet's predictions against copy-last-frame: next-frame scores on frames 1..T-1 of each sequence or,
+    for a recipe with ``extrap_start_time`` k, scores of frames k..T-1 predicted from frames 0..k-1 alone (the
+    baseline repeats frame k-1)."""
+    start = recipe.task.args.get("extrap_start_time")
     scores = {recipe.model.name: ForecastScores(metrics=None), "copy_last_frame": ForecastScores(metrics=None)}
     for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
         frames = torch.cat([batch["context"], batch["target"]], dim=1)  # (B, T, C, H, W)
-        predicted, _ = model.run(frames, output_mode="prediction")  # type: ignore[operator]
-        truth = frames[:, 1:]
-        scores[recipe.model.name].update(predicted[:, 1:].clamp(0, 1), truth)
-        scores["copy_last_frame"].update(frames[:, :-1], truth)
+        predicted, _ = model.run(frames, output_mode="prediction", extrap_start_time=start)  # type: ignore[operator]
+        first = 1 if start is None else start
+        truth = frames[:, first:]
+        copied = frames[:, first - 1 : -1] if start is None else frames[:, first - 1 : first].expand_as(truth)
+        scores[recipe.model.name].update(predicted[:, first:].clamp(0, 1), truth)
+        scores["copy_last_frame"].update(copied, truth)
     return {
         name: {k: _plain(v) for k, v in acc.metrics.compute().items()}
         for name, acc in scores.items()
@@ -102,19 +108,53 @@ def evaluate_segmentation(model: nn.Module, dataset: Dataset[Any], recipe: Recip
 
 @torch.no_grad()
 def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe) -> Results:
-    """Frame-level ROC-AUC of the prediction-error regularity score (Liu et al. 2018)."""
+    """Frame-level ROC-AUC of the prediction-error regularity score (Liu et al. 2018), and where it comes from.
+
+    ``auroc`` uses the dataset's labels (every frame from the onset that differs from the normal continuation).
+    When items carry ``kind`` and ``onset`` (:class:`~convlstm.data.AnomalySequences`), also: ``auroc_<kind>`` on
+    the sequences of one kind with the normal ones, and ``auroc_onset`` / ``auroc_onset_<kind>``, onset frames
+    against the frames of normal sequences: how well the score finds the moment the motion breaks its law. After
+    a teleport or a reversal the object moves normally again, so its later frames are labelled abnormal but are
+    as predictable as normal ones.
+    """
     context = int(recipe.task.args.get("anomaly_context_frames", 4))
     results: Results = {}
     for name, model in methods.items():
-        scores, labels = [], []
+        scores, labels, kinds, onsets = [], [], [], []
         for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
             frames = torch.cat([batch["context"], batch["target"]], dim=1)
-            regularity = score_sequences(model, frames, context_frames=context, first_frames="exclude")
-            keep = ~torch.isnan(regularity)
-            scores.append(regularity[keep])
-            labels.append(batch["labels"][keep])
-        results[name] = {"auroc": _plain(frame_auroc(torch.cat(scores), torch.cat(labels), higher_is_anomalous=False))}
+            scores.append(score_sequences(model, frames, context_frames=context, first_frames="exclude"))
+            labels.append(batch["labels"])
+            kinds += list(batch.get("kind", ["unknown"] * frames.shape[0]))
+            onsets.append(batch.get("onset", torch.full((frames.shape[0],), -1)))
+        results[name] = _anomaly_scores(torch.cat(scores), torch.cat(labels), kinds, torch.cat(onsets))
     return results
+
+
+def _anomaly_scores(regularity: Tensor, labels: Tensor, kinds: list[str], onsets: Tensor) -> dict[str, Any]:
+    """regularity and labels (N, T), NaN where a frame has no score; kinds (N,) names; onsets (N,), -1 if normal."""
+    scored = ~torch.isnan(regularity)
+
+    def auroc(rows: Tensor, positive: Tensor, counted: Tensor) -> float | None:
+        keep = counted & scored & rows[:, None]
+        chosen = positive[keep]
+        if chosen.numel() == 0 or bool(chosen.all()) or not bool(chosen.any()):
+            return None  # one class only: no ROC curve
+        return _plain(frame_auroc(regularity[keep], chosen.to(torch.int64), higher_is_anomalous=False))
+
+    everything = torch.ones_like(labels, dtype=torch.bool)
+    normal = torch.tensor([k == "normal" for k in kinds])
+    steps = torch.arange(labels.shape[1])
+    onset_frame = steps[None, :] == onsets[:, None]
+    onset_or_normal = onset_frame | normal[:, None]
+    out: dict[str, Any] = {"auroc": auroc(torch.ones_like(normal), labels.bool(), everything)}
+    if normal.any():
+        out["auroc_onset"] = auroc(torch.ones_like(normal), onset_frame, onset_or_normal)
+        for kind in sorted(set(kinds) - {"normal", "unknown"}):
+            rows = normal | torch.tensor([k == kind for k in kinds])
+            out[f"auroc_{kind}"] = auroc(rows, labels.bool(), everything)
+            out[f"auroc_onset_{kind}"] = auroc(rows, onset_frame, onset_or_normal)
+    return out
 
 
 def load_baselines(names: list[str], model: nn.Module) -> dict[str, nn.Module]:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import yaml
 
+from convlstm.metrics.forecast_metrics import BALANCED_METRICS
+
 TaskKind = Literal["forecasting", "segmentation", "prednet", "anomaly"]
 
 
@@ -46,6 +48,9 @@ class DataSection:
 class ModelSection:
     name: str = field(metadata=_help("a registered model: `convlstm list-models` shows them"))
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("overrides of the builder's arguments"))
+    init_from: str | None = field(
+        default=None, metadata=_help("start from the weights of a saved model directory (e.g. <run>/model)")
+    )
 
 
 @dataclass
@@ -77,6 +82,9 @@ class EvaluateSection:
     num_sequences: int | None = field(default=None, metadata=_help("test sequences to score (default: all)"))
     animations: int = field(default=2, metadata=_help("GIF animations of test sequences in the report"))
     rain_thresholds: list[float] | None = field(default=None, metadata=_help("mm/h thresholds for CSI/POD/FAR/HSS"))
+    extra_metrics: list[str] = field(
+        default_factory=list, metadata=_help("scores beside the defaults: bce_per_sequence, b_mse, b_mae")
+    )
 
 
 @dataclass
@@ -96,6 +104,10 @@ class Recipe:
 
 #: The longest max_minutes: about 1900 years, far inside what datetime.timedelta can hold.
 MAX_MINUTES = 1e9
+
+
+#: Scores `convlstm evaluate` adds on request; the balanced ones weigh errors by the true rain rate.
+EXTRA_METRICS = ("bce_per_sequence", *BALANCED_METRICS)
 
 
 class RecipeError(ValueError):
@@ -135,6 +147,12 @@ def _check_values(recipe: Recipe, where: str) -> None:
     minutes = recipe.trainer.max_minutes
     if minutes is not None and not 0 < minutes < MAX_MINUTES:
         raise RecipeError(f"{where}.trainer.max_minutes must be > 0 and < {MAX_MINUTES:.0e}, or null; got {minutes}")
+    extra = recipe.evaluate.extra_metrics
+    unknown = [m for m in extra if m not in EXTRA_METRICS]
+    if unknown or len(set(extra)) != len(extra):
+        raise RecipeError(f"{where}.evaluate.extra_metrics must be distinct names from {EXTRA_METRICS}, got {extra}")
+    if any(m in BALANCED_METRICS for m in extra) and recipe.evaluate.rain_thresholds is None:
+        raise RecipeError(f"{where}.evaluate.extra_metrics {extra}: b_mse and b_mae need evaluate.rain_thresholds")
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

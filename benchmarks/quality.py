@@ -1,0 +1,331 @@
+"""CPU-sized results of every application against its baselines, in one run (issue #6).
+
+Each study trains the recipes of configs/ at a CPU size (the overrides below: fewer steps, smaller frames) with the
+same code as `convlstm fit`, scores the test split with `convlstm evaluate`, and prints one Markdown table per
+study: the table the README shows. Every run is seeded; a step budget (not a wall-clock one) makes the numbers
+the same on every machine of the same torch version, only the time differs.
+
+Usage:
+    python benchmarks/quality.py [--out DIR] [--only STUDY ...] [--scale X] [--json FILE]
+
+--scale multiplies every step budget (0.1 for a smoke test). --out must be a new or empty directory: nothing
+there is overwritten. The published numbers printed beside ours come from GPU training of far larger models
+for hours (ANCHORS.md): they set the scale, they are not a like-for-like comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from _timing import write_json_atomic
+from convlstm.cli import commands
+from convlstm.cli.main import CONFIGS
+from convlstm.cli.recipe import load_recipe
+
+logger = logging.getLogger("quality")
+
+#: Test sequences scored per study (the same ones for the model and its baselines).
+TEST_SEQUENCES = 256
+
+
+@dataclass(frozen=True)
+class Run:
+    """One trained model: its row label in the table and its overrides of the study's recipe."""
+
+    label: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: ``key`` in metrics.json; with ``lead``, entry ``lead`` of the list ``key`` (a class of
+    ``iou_per_class``) or, when ``key`` is not a list, of ``<key>_by_lead_time`` (0-based lead time)."""
+
+    title: str
+    key: str
+    lead: int | None = None
+    digits: int = 3
+
+    def value(self, scores: dict[str, Any]) -> float | None:
+        value = scores.get(self.key)
+        if self.lead is not None:
+            series = value if isinstance(value, list) else scores.get(f"{self.key}_by_lead_time")
+            value = series[self.lead] if series is not None else None
+        return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Study:
+    """Trained runs of one recipe; the first run's evaluation also scores the recipe's baselines."""
+
+    name: str
+    recipe: str
+    common: tuple[str, ...]
+    runs: tuple[Run, ...]
+    columns: tuple[Column, ...]
+    steps: int
+    published: dict[str, dict[str, float]] = field(default_factory=dict)
+    prepare: Callable[[Path], list[str]] | None = None  # writes data files; returns extra overrides
+
+
+def write_video_frames(root: Path, *, sequences: int = 48, frames: int = 20, size: int = 48) -> None:
+    """A folder of PNG frames per sequence, as a camera recording would be stored (the image_folders loader reads
+    them back): textured radar-like echoes drifting over the frame. No real video can be downloaded here."""
+    from convlstm.data.radar import SyntheticRadar
+
+    source = SyntheticRadar(split="train", context_frames=frames, target_frames=0, image_size=size)
+    for index in range(sequences):
+        item = source[index]
+        folder = root / f"sequence_{index:03d}"
+        folder.mkdir(parents=True)
+        for t, frame in enumerate(item["context"][:, 0].numpy()):
+            Image.fromarray(np.round(frame * 255).astype(np.uint8), mode="L").save(folder / f"frame_{t:03d}.png")
+
+
+def prepare_video(work: Path) -> list[str]:
+    root = work / "video_frames"
+    if not root.exists():
+        write_video_frames(root)
+    return [f"data.args.root={root}"]
+
+
+#: FC-LSTM at a CPU size: two layers of 256 units over the flattened frame (Srivastava et al.'s model, 1/8 wide).
+FC_LSTM = "model.name=fc_lstm_tiny"
+FC_LSTM_ARGS = "hidden_sizes: [256, 256], default_horizon: 15"
+#: The encoder-forecaster at a CPU size (Shi's structure: two ConvLSTM layers, 5x5 kernels, frames as patches).
+SMALL_ENCODER_FORECASTER = "hidden_channels: [32, 32], kernel_size: 5, default_horizon: 15"
+
+FORECAST_COLUMNS = (
+    Column("MSE/frame", "mse_per_frame", digits=1),
+    Column("MAE/frame", "mae_per_frame", digits=1),
+    Column("SSIM", "ssim"),
+    Column("PSNR", "psnr", digits=2),
+)
+
+STUDIES: tuple[Study, ...] = (
+    Study(
+        name="moving_mnist",
+        recipe="moving_mnist",
+        common=("data.num_workers=0", "task.args.warmup_steps=20"),
+        runs=(
+            Run("ConvLSTM encoder-forecaster", (f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 4}}",)),
+            Run("FC-LSTM", (FC_LSTM, f"model.args={{{FC_LSTM_ARGS}, height: 64, width: 64}}")),
+        ),
+        columns=(Column("cross-entropy", "bce_per_sequence", digits=1), *FORECAST_COLUMNS),
+        steps=200,
+        published={
+            "Shi et al.: ConvLSTM(5x5)-5x5-128-5x5-64-5x5-64": {"cross-entropy": 3670.85},
+            "Shi et al.: FC-LSTM-2048-2048": {"cross-entropy": 4832.49},
+            "OpenSTL: ConvLSTM-S, 200 epochs": {"MSE/frame": 29.80, "MAE/frame": 90.64, "SSIM": 0.9288},
+        },
+    ),
+    Study(
+        name="nowcasting",
+        recipe="nowcasting",
+        common=(
+            "data.args.image_size=48",
+            "data.args.speed_range=[0.5, 1.5]",  # the recipe's wind relative to the frame, at half the size
+            "data.num_workers=0",
+            "evaluate.num_sequences=64",
+            "task.args.lr=0.002",
+        ),
+        runs=(
+            Run("ConvLSTM encoder-forecaster", (f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 4}}",)),
+            Run(
+                "ConvGRU encoder-forecaster",
+                ("model.name=shi2015_radar_convgru", f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 4}}"),
+            ),
+            Run("FC-LSTM", (FC_LSTM, f"model.args={{{FC_LSTM_ARGS}, height: 48, width: 48}}")),
+        ),
+        columns=(
+            *(Column(f"CSI@{t}", f"csi@{t}") for t in ("0.5", "2", "5", "10", "30")),
+            Column("POD@0.5", "pod@0.5"),
+            Column("FAR@0.5", "far@0.5"),
+            Column("HSS@0.5", "hss@0.5"),
+            Column("B-MSE", "b_mse", digits=1),
+            Column("B-MAE", "b_mae", digits=1),
+        ),
+        steps=600,
+        published={
+            "Shi et al. (HKO radar): ConvLSTM": {"CSI@0.5": 0.577, "POD@0.5": 0.660, "FAR@0.5": 0.195},
+            "Shi et al. (HKO radar): ROVER optical flow": {"CSI@0.5": 0.516, "POD@0.5": 0.636, "FAR@0.5": 0.308},
+            "Shi et al. (HKO radar): FC-LSTM": {"CSI@0.5": 0.286, "POD@0.5": 0.351, "FAR@0.5": 0.335},
+        },
+    ),
+    Study(
+        name="bouncing_balls",
+        recipe="bouncing_balls",
+        common=(f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2}}", "task.args.lr=0.002"),
+        runs=(Run("ConvLSTM encoder-forecaster"),),
+        columns=(
+            Column("MSE 1 step", "mse_per_frame", lead=0, digits=2),
+            Column("MSE 10 steps", "mse_per_frame", lead=9, digits=2),
+            Column("MSE/frame", "mse_per_frame", digits=2),
+            Column("SSIM", "ssim"),
+        ),
+        steps=300,
+    ),
+    Study(
+        name="segmentation",
+        recipe="segmentation",
+        common=(
+            "data.args.image_size=32",
+            "data.context_frames=10",
+            "data.args.size_range=[3, 5]",
+            "data.args.noise_std=0.1",
+            "task.args.lr=0.002",
+        ),
+        runs=(
+            Run("ConvLSTM U-Net"),
+            Run("U-Net without recurrence", ("model.name=unet_per_frame",)),
+        ),
+        columns=(
+            Column("mIoU", "miou"),
+            Column("mean Dice", "mean_dice"),
+            Column("IoU straight", "iou_per_class", lead=1),
+            Column("IoU zigzag", "iou_per_class", lead=2),
+        ),
+        steps=400,
+    ),
+    Study(
+        name="anomaly",
+        recipe="anomaly",
+        common=(
+            "model.name=encoder_forecaster_tiny",
+            f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2}}",
+            "task.args.lr=0.002",
+        ),
+        runs=(Run("ConvLSTM encoder-forecaster"),),
+        columns=(
+            Column("ROC-AUC", "auroc"),
+            Column("onset frames", "auroc_onset"),
+            *(Column(f"{kind} onset", f"auroc_onset_{kind}") for kind in ("teleport", "reverse", "appear", "stop")),
+            *(Column(f"{kind}", f"auroc_{kind}") for kind in ("teleport", "reverse", "appear", "stop")),
+        ),
+        steps=300,
+    ),
+    Study(
+        name="prednet",
+        recipe="prednet_video",
+        common=(),
+        runs=(
+            Run("PredNet"),
+            Run(
+                "PredNet, fine-tuned to extrapolate 5 frames",
+                ("model.init_from={previous}", "task.args.extrap_start_time=10", "data.target_frames=5"),
+            ),
+        ),
+        columns=(
+            Column("MSE/pixel", "mse_per_pixel", digits=5),
+            Column("SSIM", "ssim"),
+        ),
+        steps=400,
+        published={"Lotter et al. (Caltech): PredNet": {"MSE/pixel": 3.13e-3, "SSIM": 0.884}},
+        prepare=prepare_video,
+    ),
+)
+
+
+def run_study(study: Study, out: Path, *, scale: float, test_sequences: int) -> dict[str, dict[str, Any]]:
+    """Fits and evaluates every run of ``study`` under ``out``; returns method -> metrics.json scores."""
+    extra = list(study.prepare(out)) if study.prepare is not None else []
+    steps = max(1, round(study.steps * scale))
+    budget = [
+        f"trainer.max_steps={steps}",
+        "trainer.max_epochs=null",
+        "trainer.enable_progress_bar=false",
+        f"data.val_sequences={max(1, test_sequences // 4)}",  # validation only picks the best checkpoint
+        f"data.test_sequences={test_sequences}",
+    ]
+    methods: dict[str, dict[str, Any]] = {}
+    for index, run in enumerate(study.runs):
+        previous = out / study.name / f"run_{index - 1}" / "model"  # a run may start from the one before it
+        overrides = [o.format(previous=previous) for o in run.overrides]
+        recipe = load_recipe(CONFIGS / f"{study.recipe}.yaml", [*study.common, *extra, *budget, *overrides])
+        run_dir = out / study.name / f"run_{index}"
+        started = time.perf_counter()
+        commands.fit(recipe, run_dir, resume=False)
+        commands.evaluate(run_dir, baselines=recipe.evaluate.baselines if index == 0 else [])
+        scores = json.loads((run_dir / "metrics.json").read_text())["methods"]
+        for name, values in scores.items():
+            # Baselines of a later run answer its own question (copy-last-frame over 5 frames, say): say which.
+            label = run.label if name == recipe.model.name else name if index == 0 else f"{name} (as {run.label})"
+            methods[label] = {**values, "minutes": (time.perf_counter() - started) / 60 if label == run.label else None}
+    return methods
+
+
+def _format(value: float | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if abs(value) < 10 ** (-digits + 1) and value != 0:
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(study: Study, methods: dict[str, dict[str, Any]]) -> str:
+    titles = [c.title for c in study.columns]
+    lines = ["| method | " + " | ".join(titles) + " | minutes |", "|---" * (len(titles) + 2) + "|"]
+    for label, scores in methods.items():
+        cells = [_format(c.value(scores), c.digits) for c in study.columns]
+        minutes = scores.get("minutes")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_format(minutes, 1)} |")
+    for label, row in study.published.items():
+        cells = [_format(row.get(c.title), c.digits) for c in study.columns]
+        lines.append(f"| *{label}* | " + " | ".join(cells) + " | |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    names = [s.name for s in STUDIES]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs") / f"quality-{time.strftime('%Y%m%d-%H%M%S')}")
+    parser.add_argument("--only", nargs="+", choices=names, default=names, help="studies to run")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step budget")
+    parser.add_argument("--test-sequences", type=int, default=TEST_SEQUENCES, help="test sequences per study")
+    parser.add_argument("--json", type=Path, default=None, help="results file (default: <out>/quality.json)")
+    args = parser.parse_args(argv)
+    if not args.scale > 0:
+        parser.error(f"--scale must be positive, got {args.scale}")
+    if args.test_sequences < 1:
+        parser.error(f"--test-sequences must be >= 1, got {args.test_sequences}")
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out} is not empty; nothing there is overwritten: choose a new directory")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "scale": args.scale,
+        "test_sequences": args.test_sequences,
+        "studies": {},
+    }
+    for study in STUDIES:
+        if study.name not in args.only:
+            continue
+        study_started = time.perf_counter()
+        methods = run_study(study, args.out, scale=args.scale, test_sequences=args.test_sequences)
+        results["studies"][study.name] = methods
+        write_json_atomic(args.json or args.out / "quality.json", results)
+        print(f"\n### {study.name} ({(time.perf_counter() - study_started) / 60:.1f} min)\n")
+        print(markdown_table(study, methods), flush=True)
+    results["minutes"] = (time.perf_counter() - started) / 60
+    write_json_atomic(args.json or args.out / "quality.json", results)
+    print(f"\nall studies: {results['minutes']:.1f} min; runs and reports under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
