@@ -19,7 +19,8 @@ def test_init_from_copies_every_weight(tmp_path: Path) -> None:
     saved = create_model("encoder_forecaster_tiny", hidden_channels=[4, 4])
     saved.save_pretrained(tmp_path / "model")
     torch.manual_seed(2)  # a fresh initialisation differs: the copy must replace it
-    model = build_model(recipe_from_dict(_recipe("encoder_forecaster_tiny", tmp_path / "model", hidden_channels=[4, 4])))
+    recipe = recipe_from_dict(_recipe("encoder_forecaster_tiny", tmp_path / "model", hidden_channels=[4, 4]))
+    model = build_model(recipe)
     expected = saved.state_dict()
     assert expected.keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
@@ -33,5 +34,5 @@ def test_init_from_refuses_another_network(tmp_path: Path) -> None:
         build_model(recipe)
     with pytest.raises(RecipeError, match="does not fit the recipe's FCLSTM"):
         build_model(recipe_from_dict(_recipe("fc_lstm_tiny", tmp_path / "model")))
-    with pytest.raises(FileNotFoundError, match="config.json not found"):
+    with pytest.raises(FileNotFoundError, match=r"config\.json not found"):
         build_model(recipe_from_dict(_recipe("fc_lstm_tiny", tmp_path / "missing")))
