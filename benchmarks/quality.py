@@ -79,6 +79,7 @@ class Study:
     steps: int
     published: dict[str, dict[str, float]] = field(default_factory=dict)
     prepare: Callable[[Path], list[str]] | None = None  # writes data files; returns extra overrides
+    figure: tuple[str, ...] = ()  # scores drawn against lead time for every method, in <out>/<name>_by_lead_time.png
 
 
 def write_video_frames(root: Path, *, sequences: int = 48, frames: int = 20, size: int = 48) -> None:
@@ -159,6 +160,7 @@ STUDIES: tuple[Study, ...] = (
             Column("B-MAE", "b_mae", digits=1),
         ),
         steps=400,
+        figure=("csi@0.5", "csi@2", "csi@10", "hss@0.5"),
         published={
             "Shi et al. (HKO radar): ConvLSTM": {"CSI@0.5": 0.577, "POD@0.5": 0.660, "FAR@0.5": 0.195},
             "Shi et al. (HKO radar): ROVER optical flow": {"CSI@0.5": 0.516, "POD@0.5": 0.636, "FAR@0.5": 0.308},
@@ -268,6 +270,16 @@ def run_study(study: Study, out: Path, *, scale: float, test_sequences: int) -> 
     return methods
 
 
+def write_figure(study: Study, methods: dict[str, dict[str, Any]], out: Path) -> Path | None:
+    """The study's scores against lead time, one line per method (Shi et al.'s CSI figure for nowcasting)."""
+    if not study.figure:
+        return None
+    from convlstm.report import plot_scores_by_lead_time
+
+    path = out / f"{study.name}_by_lead_time.png"
+    return plot_scores_by_lead_time(methods, path, metrics=study.figure, title=f"{study.name}: test scores", dpi=80)
+
+
 def _format(value: float | None, digits: int) -> str:
     if value is None or not math.isfinite(value):
         return "-"
@@ -323,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json_atomic(args.json or args.out / "quality.json", results)
         print(f"\n### {study.name} ({(time.perf_counter() - study_started) / 60:.1f} min)\n")
         print(markdown_table(study, methods), flush=True)
+        figure = write_figure(study, methods, args.out)
+        if figure is not None:
+            print(f"\n{figure}")
     results["minutes"] = (time.perf_counter() - started) / 60
     write_json_atomic(args.json or args.out / "quality.json", results)
     print(f"\nall studies: {results['minutes']:.1f} min; runs and reports under {args.out}")
