@@ -34,8 +34,6 @@ from convlstm.cli import commands
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
 
-logger = logging.getLogger("quality")
-
 #: Test sequences scored per study (the same ones for the model and its baselines).
 TEST_SEQUENCES = 256
 
