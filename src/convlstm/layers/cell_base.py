@@ -23,6 +23,7 @@ from convlstm.layers.conv import (
     to_tuple,
 )
 from convlstm.layers.norm import BlockNorm, NormKind
+from convlstm.utils.tensor_checks import check_like_parameters
 
 LSTMState = tuple[Tensor, Tensor]
 
@@ -152,20 +153,9 @@ class ConvRNNCellBase(nn.Module):
         self.check_tensor_type(h, name=name)
 
     def check_tensor_type(self, x: Tensor, *, name: str) -> None:
-        """Raises ValueError unless x is floating point, of the parameters' dtype and on their device.
-
-        Under autocast the dtypes may differ (the convolutions cast them); the device must still match.
-        """
-        weight = self.recurrent_conv.weight
-        if x.device != weight.device:
-            raise ValueError(f"{name} is on {x.device} but the cell's parameters are on {weight.device}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor like the cell's parameters, got dtype {x.dtype}")
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(
-                f"{name} has dtype {x.dtype} but the cell's parameters are {weight.dtype}: convert one to the "
-                f"other (x.to({weight.dtype}) or module.to({x.dtype}))"
-            )
+        """Raises ValueError unless x is floating point, of the parameters' dtype (any under autocast) and on their
+        device."""
+        check_like_parameters(x, self.recurrent_conv.weight, name=name, owner="cell")
 
     # ----------------------------------------------------------------------------------------------- dropout
     def dropout_masks(

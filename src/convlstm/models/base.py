@@ -14,6 +14,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from convlstm.utils.atomic import atomic_path, atomic_write_text
+from convlstm.utils.tensor_checks import check_like_parameters
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -177,17 +178,8 @@ def check_tensor_type(model: nn.Module, x: Tensor, name: str) -> None:
     """Raises ValueError unless ``x`` is a floating tensor of the model's parameters' dtype (any dtype under
     autocast) on their device; a model without parameters takes anything."""
     parameter = next(model.parameters(), None)
-    if parameter is None:
-        return
-    if x.device != parameter.device:
-        raise ValueError(f"{name} is on {x.device} but the model's parameters are on {parameter.device}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dtype != parameter.dtype and not torch.is_autocast_enabled(x.device.type):
-        raise ValueError(
-            f"{name} has dtype {x.dtype} but the model's parameters are {parameter.dtype}: convert one to the "
-            f"other ({name}.to({parameter.dtype}) or model.to({x.dtype}))"
-        )
+    if parameter is not None:
+        check_like_parameters(x, parameter, name=name, owner="model")
 
 
 def next_input(prediction: Tensor, step: int, targets: Tensor | None, mask: Tensor | None) -> Tensor:
