@@ -7,11 +7,13 @@ the random generators' states must be restored too). 16 training windows in batc
 checkpoint after each epoch's validation.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,19 @@ def _assert_same_training_state(resumed: dict[str, Any], reference: dict[str, An
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
+@contextlib.contextmanager
+def _reaped(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Whatever the body does, the process is gone afterwards (killed if it still runs) and its pipe closed."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
 def _wait_for(condition: Any, process: subprocess.Popen[bytes], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -114,19 +129,13 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(
     command += ["fit", "-c", str(recipe), "--run-dir", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with _reaped(process):
         last = run / "checkpoints" / "last.ckpt"
         _wait_for(last.is_file, process, 120, "the first checkpoint")
         # The worker pauses after every step: kill it in the second epoch, one step after its first checkpoint.
         _wait_for(lambda: _step(progress) >= STEPS_PER_EPOCH + 1, process, 60, "a step after the checkpoint")
         os.kill(process.pid, signal.SIGKILL)
         assert process.wait(30) == -signal.SIGKILL
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
     killed_at = _step(progress)
     assert killed_at % STEPS_PER_EPOCH != 0, "the kill should land mid-epoch, between checkpoints"
 
@@ -175,17 +184,11 @@ def test_a_write_killed_midway_leaves_the_old_checkpoint_whole(tmp_path: Path) -
         "    io.save_checkpoint({'k': k, 'w': torch.full((2_000_000,), float(k))}, sys.argv[1])\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script, str(target)], cwd=ROOT, stderr=subprocess.PIPE)
-    try:
+    with _reaped(process):
         _wait_for(target.is_file, process, 120, "the first checkpoint")
         time.sleep(0.5)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
     state = torch.load(target, weights_only=True)
     assert state["k"] >= 1 and torch.equal(state["w"], torch.full((2_000_000,), float(state["k"])))
     leftovers = list(target.parent.iterdir())
