@@ -35,8 +35,10 @@ def test_apply_sets_every_switch() -> None:
     lstm, gru = model[0], model[1]
     assert lstm.input_schedule == "fused" and gru.input_schedule == "auto"  # GRU cells cannot fuse
     assert all(cell.compile_gates and not cell.float32_cell_state for cell in lstm.cells)
+    assert not any(cell.float32_state for cell in gru.cells)
     apply_fast_settings(model, dataclasses.replace(settings, compile_gates=False, float32_cell_state=True))
     assert all(not cell.compile_gates and cell.float32_cell_state for cell in lstm.cells)
+    assert all(cell.float32_state for cell in gru.cells)
 
 
 def test_autocast_context() -> None:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.cell_base import ConvRNNCellBase
+from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import ConvLSTMCell
 from convlstm.layers.schedule import SCHEDULES, InputSchedule
 from convlstm.layers.sequence import ConvRNNBase
@@ -44,8 +45,9 @@ class FastSettings:
         cuda_graph: capture whole training / inference steps in CUDA graphs (static shapes only; see
             :mod:`convlstm.accel.cuda_graphs`). Not a model switch: the caller captures.
         autocast_dtype: None (the parameters' dtype), torch.bfloat16 or torch.float16 under torch.autocast.
-        float32_cell_state: under autocast, keep the LSTM cell state in float32 (recommended; see
-            :func:`convlstm.layers.lstm_cell.lstm_pointwise`).
+        float32_cell_state: under autocast, keep the state that integrates over the sequence in float32: the LSTM
+            cell state c (recommended; see :func:`convlstm.layers.lstm_cell.lstm_pointwise`) and the GRU state h
+            (``ConvGRUCell.float32_state``; the GRU layers then return float32 outputs).
         channels_last: parameters and input frames in channels-last memory format (2-D layers only).
     """
 
@@ -109,10 +111,11 @@ def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> 
 
 
 def apply_fast_settings(model: nn.Module, settings: FastSettings) -> nn.Module:
-    """Sets the model-side switches of ``settings`` on every ConvLSTM/ConvGRU layer and ConvLSTM cell in ``model``
-    (in place; returns ``model``): input_schedule, compile_gates, float32_cell_state and, for channels_last, the
-    memory format of the 4-D parameters. Autocast and CUDA graphs are the caller's (see :mod:`.cuda_graphs`).
-    A layer whose cells cannot run the "fused" schedule (GRU cells, strides, unequal kernels) gets "auto" instead.
+    """Sets the model-side switches of ``settings`` on every ConvLSTM/ConvGRU layer and cell in ``model`` (in place;
+    returns ``model``): input_schedule, compile_gates and float32_cell_state (LSTM cells), float32_state (GRU cells,
+    from float32_cell_state) and, for channels_last, the memory format of the 4-D parameters. Autocast and CUDA
+    graphs are the caller's (see :mod:`.cuda_graphs`). A layer whose cells cannot run the "fused" schedule (GRU
+    cells, strides, unequal kernels) gets "auto" instead.
     """
     for name, module in model.named_modules():
         if isinstance(module, ConvRNNBase):
@@ -124,6 +127,8 @@ def apply_fast_settings(model: nn.Module, settings: FastSettings) -> nn.Module:
         if isinstance(module, ConvLSTMCell):
             module.compile_gates = settings.compile_gates
             module.float32_cell_state = settings.float32_cell_state
+        if isinstance(module, ConvGRUCell):
+            module.float32_state = settings.float32_cell_state
     if settings.channels_last:
         # Module.to converts the 4-D parameters and buffers only; its stubs lack the memory_format keyword.
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

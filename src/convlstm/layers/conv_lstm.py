@@ -130,6 +130,11 @@ class ConvGRU(ConvRNNBase[ConvGRUCell, Tensor]):
     Shape:
         x: (B, T, C_in, *spatial) -> output (B, T, hidden_channels[-1] * num_directions, *spatial_state);
         state: list of h tensors, one per layer and direction, at index layer * num_directions + direction.
+
+    Under torch.autocast with bfloat16/float16 the outputs and the state are float32: h is the GRU's memory as well
+    as its output, and each cell keeps it in float32 (:attr:`ConvGRUCell.float32_state`, default on; the ConvLSTM,
+    whose memory is c, returns h in the autocast dtype instead). With ``float32_state`` off they are in the autocast
+    dtype. A float32 state passed back in under autocast is accepted; the convolutions read it in the autocast dtype.
     """
 
     def __init__(

@@ -5,6 +5,7 @@ from torch import Tensor, nn
 
 from convlstm.layers.cell_base import ConvRNNCellBase, _channel_view, _check_finite_number
 from convlstm.layers.conv import IntOrTuple, Padding
+from convlstm.layers.lstm_cell import REDUCED_PRECISION
 from convlstm.layers.norm import BlockNorm, NormKind
 
 
@@ -22,6 +23,18 @@ class ConvGRUCell(ConvRNNCellBase):
     Args: as :class:`ConvLSTMCell`, without peephole and forget_bias, plus
         reset_after: where the reset gate applies (see above).
         gate_bias: initial bias of the r and z gates (0; positive values make a fresh cell keep its state).
+
+    One attribute, not an argument, switches how (not what) the cell computes, and may be set after construction
+    (:func:`convlstm.accel.apply_fast_settings` sets it on a whole model, from ``float32_cell_state``):
+
+    - ``float32_state`` (default True): under torch.autocast with bfloat16/float16, the gate arithmetic after the
+      convolutions runs in float32 from the widened pre-activations and h is returned in float32. h is both the
+      output and the memory, h' = n + z ∘ (h - n) integrates over the sequence: rounded to 8 mantissa bits every
+      step (bfloat16) it drifts from the float32 result, as the LSTM's c does (see
+      :func:`convlstm.layers.lstm_cell.lstm_pointwise`); with this, the only rounding left is that of the
+      pre-activations (the next step's convolution still reads h in the autocast dtype, cast by autocast). Off,
+      h is returned in the autocast dtype, rounded every step. Outside autocast nothing changes: h has the dtype
+      of the parameters, whatever the switch.
 
     Shape:
         x: (B, C_in, *spatial); state h: (B, F, *spatial_state); returns h.
@@ -77,6 +90,7 @@ class ConvGRUCell(ConvRNNCellBase):
         )
         self.gate_norm = BlockNorm(2, hidden_channels, norm, groups=norm_groups) if norm is not None else None
         self.candidate_norm = BlockNorm(1, hidden_channels, norm, groups=norm_groups) if norm is not None else None
+        self.float32_state = True
         self.reset_parameters()
 
     @classmethod
@@ -116,11 +130,23 @@ class ConvGRUCell(ConvRNNCellBase):
         return like.new_zeros(like.shape[0], 3 * self.hidden_channels, *like.shape[2:])
 
     def step(self, x_gates: Tensor | None, state: Tensor | None, recurrent_mask: Tensor | None = None) -> Tensor:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`)."""
+        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`).
+
+        Under autocast with a reduced-precision dtype, h comes back in float32 (``float32_state``) or in that dtype.
+        """
         if state is None and x_gates is None:
             raise ValueError("a cell without input (in_channels=0) needs a state")
         f = self.hidden_channels
-        xg = self._input_or_bias(x_gates, state if state is not None else x_gates)  # type: ignore[arg-type]
+        like: Tensor = state if state is not None else x_gates  # type: ignore[assignment]
+        reduced = _reduced_autocast_dtype(like.device.type)
+        wide = reduced is not None and self.float32_state
+
+        def widen(t: Tensor) -> Tensor:
+            # The convolutions return the autocast dtype; the arithmetic after them runs on float32 copies.
+            return t.float() if wide else t
+
+        xg = widen(self._input_or_bias(x_gates, like))
+        h_prev = None if state is None else widen(state)
         x_rz, x_n = xg[:, : 2 * f], xg[:, 2 * f :]
         if state is None:
             # h = 0: the state-to-state convolutions vanish, only b_hn remains of them.
@@ -130,25 +156,27 @@ class ConvGRUCell(ConvRNNCellBase):
                 rz = rz + _channel_view(self.recurrent_bias[: 2 * f], self.spatial_dims)
                 h_n = _channel_view(self.recurrent_bias[2 * f :], self.spatial_dims)
         elif self.reset_after:
-            recurrent = self.recurrent_gates(state, recurrent_mask)
+            recurrent = widen(self.recurrent_gates(state, recurrent_mask))
             if self.recurrent_bias is not None:
                 recurrent = recurrent + _channel_view(self.recurrent_bias, self.spatial_dims)
             rz, h_n = x_rz + recurrent[:, : 2 * f], recurrent[:, 2 * f :]
         else:
-            rz, h_n = x_rz + self.recurrent_gates(state, recurrent_mask, first=0, count=2), None
+            rz, h_n = x_rz + widen(self.recurrent_gates(state, recurrent_mask, first=0, count=2)), None
         if self.gate_norm is not None:
-            rz = self.gate_norm(rz)
+            rz = widen(self.gate_norm(rz))
         r, z = self.recurrent_activation(rz).chunk(2, dim=1)
-        if state is None:
+        if h_prev is None:
             candidate = x_n if h_n is None else x_n + r * h_n
         elif self.reset_after:
             candidate = x_n + r * h_n  # type: ignore[operator]
         else:
-            candidate = x_n + self.recurrent_gates(r * state, recurrent_mask, first=2, count=1)
+            candidate = x_n + widen(self.recurrent_gates(r * h_prev, recurrent_mask, first=2, count=1))
         if self.candidate_norm is not None:
-            candidate = self.candidate_norm(candidate)
+            candidate = widen(self.candidate_norm(candidate))
         n = self.activation(candidate)
-        return n - z * n if state is None else n + z * (state - n)
+        h = n - z * n if h_prev is None else n + z * (h_prev - n)
+        # Off, h leaves in the autocast dtype, whatever float32 biases or norm affines promoted it to on the way.
+        return h.to(reduced) if reduced is not None and not wide else h
 
     def forward(self, x: Tensor | None, state: Tensor | None = None) -> Tensor:
         """One step. ``x`` may be None only for a cell without input, given a state."""
@@ -168,3 +196,11 @@ class ConvGRUCell(ConvRNNCellBase):
         input_mask, recurrent_mask = self.dropout_masks(x, batch, size)
         x_gates = None if x is None else self.input_gates(x, input_mask)
         return self.step(x_gates, state, recurrent_mask)
+
+
+def _reduced_autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype of ``device_type`` when autocast is on with bfloat16 or float16, else None."""
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    dtype = torch.get_autocast_dtype(device_type)
+    return dtype if dtype in REDUCED_PRECISION else None
