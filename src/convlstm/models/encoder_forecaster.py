@@ -18,15 +18,13 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
 from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
 CellKind = Literal["lstm", "gru"]
-OutputActivation = Literal["sigmoid", "none"]
 #: One entry per layer: (h, c) pairs for cell="lstm", h tensors for cell="gru" (the state of the sequence layers).
 RecurrentState = list[Any]
-
-_OUTPUT_ACTIVATIONS = ("sigmoid", "none")
 
 
 @dataclass
@@ -39,6 +37,7 @@ class EncoderForecasterConfig:
     cell: CellKind = "lstm"
     peephole: bool = True
     output_activation: OutputActivation = "sigmoid"
+    initial_mean: float | None = None
     default_horizon: int = 10
 
 
@@ -59,6 +58,8 @@ class EncoderForecaster(Forecaster):
         cell: "lstm" (ConvLSTM, Shi's cell) or "gru" (ConvGRU).
         peephole: Shi's per-channel peephole weights (cell="lstm" only; pass False with cell="gru").
         output_activation: "sigmoid" for data in [0, 1], or "none" for unbounded data.
+        initial_mean: the mean pixel value a fresh model predicts (the data's mean; see
+            :func:`~convlstm.models.output_head.start_at_mean`), or None for PyTorch's default initialisation.
         default_horizon: frames predicted when forward gets no horizon.
 
     Shape:
@@ -84,6 +85,7 @@ class EncoderForecaster(Forecaster):
         cell: CellKind = "lstm",
         peephole: bool = True,
         output_activation: OutputActivation = "sigmoid",
+        initial_mean: float | None = None,
         default_horizon: int = 10,
     ) -> None:
         super().__init__()
@@ -98,8 +100,7 @@ class EncoderForecaster(Forecaster):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         if peephole and cell == "gru":
             raise ValueError("peephole=True needs cell='lstm': a ConvGRU has no cell state to peep at")
-        if output_activation not in _OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {_OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        check_output_head(output_activation, initial_mean)
         if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
             raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
         self.config = config_from_arguments(EncoderForecasterConfig, locals())
@@ -124,6 +125,8 @@ class EncoderForecaster(Forecaster):
             self.encoder = ConvGRU(patched, **layers)
             self.forecaster = ConvGRU(0, **layers)
         self.head = nn.Conv2d(sum(hidden_channels), patched, kernel_size=1)
+        if initial_mean is not None:
+            start_at_mean(self.head, output_activation, initial_mean)
 
     def forward(
         self,
@@ -188,8 +191,7 @@ class EncoderForecaster(Forecaster):
         hidden, _ = self.forecaster.forward_layers(steps, list(state))
         stacked = torch.cat(hidden, dim=2)  # (B, horizon, sum(hidden_channels), h, w)
         out = self.head(stacked.flatten(0, 1)).unflatten(0, stacked.shape[:2])  # (B, horizon, C*p*p, h, w)
-        if self.output_activation == "sigmoid":
-            out = torch.sigmoid(out)
+        out = activate(out, self.output_activation)
         return depth_to_space(out, self.patch_size, name="prediction")
 
 

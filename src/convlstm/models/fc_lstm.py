@@ -9,20 +9,17 @@ their state handling and tests) are shared with the convolutional models and the
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
 from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.registry import register_model
 
-OutputActivation = Literal["sigmoid", "none"]
 #: One (h, c) pair per layer, each (B, hidden_sizes[l], 1, 1).
 LSTMStates = list[Any]
-
-_OUTPUT_ACTIVATIONS = ("sigmoid", "none")
 
 
 @dataclass
@@ -33,6 +30,7 @@ class FCLSTMConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [2048, 2048])
     peephole: bool = True
     output_activation: OutputActivation = "sigmoid"
+    initial_mean: float | None = None
     default_horizon: int = 10
 
 
@@ -49,6 +47,8 @@ class FCLSTM(Forecaster):
         hidden_sizes: units of each LSTM layer, bottom first (the forecaster mirrors the encoder).
         peephole: diagonal peephole weights (Gers & Schmidhuber), as Srivastava et al. use.
         output_activation: "sigmoid" for data in [0, 1], or "none".
+        initial_mean: the mean pixel value a fresh model predicts (the data's mean; see
+            :func:`~convlstm.models.output_head.start_at_mean`), or None for PyTorch's default initialisation.
         default_horizon: frames predicted when forward gets no horizon.
 
     Shape:
@@ -67,6 +67,7 @@ class FCLSTM(Forecaster):
         *,
         peephole: bool = True,
         output_activation: OutputActivation = "sigmoid",
+        initial_mean: float | None = None,
         default_horizon: int = 10,
     ) -> None:
         super().__init__()
@@ -81,8 +82,7 @@ class FCLSTM(Forecaster):
         hidden_sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
         if not hidden_sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden_sizes):
             raise ValueError(f"hidden_sizes must be a non-empty list of ints >= 1, got {hidden_sizes!r}")
-        if output_activation not in _OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {_OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        check_output_head(output_activation, initial_mean)
         self.config = config_from_arguments(FCLSTMConfig, locals())
         self.in_channels, self.height, self.width = in_channels, height, width
         self.output_activation = output_activation
@@ -92,6 +92,8 @@ class FCLSTM(Forecaster):
         self.encoder = ConvLSTM(pixels, hidden_sizes, **layers)
         self.forecaster = ConvLSTM(0, hidden_sizes, **layers)
         self.head = nn.Linear(hidden_sizes[-1], pixels)
+        if initial_mean is not None:
+            start_at_mean(self.head, output_activation, initial_mean)
 
     def forward(
         self,
@@ -129,9 +131,7 @@ class FCLSTM(Forecaster):
         h = first[0]
         steps = h.new_empty(h.shape[0], horizon, 0, 1, 1)  # no input: only the step count
         out, _ = self.forecaster(steps, list(state))  # (B, horizon, hidden_sizes[-1], 1, 1)
-        pixels = self.head(out.flatten(2))  # (B, horizon, C*H*W)
-        if self.output_activation == "sigmoid":
-            pixels = torch.sigmoid(pixels)
+        pixels = activate(self.head(out.flatten(2)), self.output_activation)  # (B, horizon, C*H*W)
         return pixels.unflatten(2, (self.in_channels, self.height, self.width))
 
 
