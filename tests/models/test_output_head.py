@@ -1,5 +1,6 @@
 """initial_mean: the encoder-forecasters (ConvLSTM and FC-LSTM) can start predicting the data's mean pixel."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,21 @@ def test_initial_mean_survives_saving(tmp_path: Path, name: str, args: dict[str,
 def test_bad_initial_mean_is_rejected(name: str, args: dict[str, Any], overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _build(name, args, **overrides)
+
+
+def test_a_model_saved_before_initial_mean_existed_still_loads(tmp_path: Path) -> None:
+    model = _build("encoder_forecaster_tiny", {})
+    model.save_pretrained(tmp_path / "model")  # type: ignore[operator]
+    config_file = tmp_path / "model" / "config.json"
+    saved = json.loads(config_file.read_text())
+    del saved["config"]["initial_mean"]
+    config_file.write_text(json.dumps(saved))
+    loaded = from_pretrained(tmp_path / "model")
+    assert loaded.config.initial_mean is None
+    context = torch.rand(2, 4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(context), model(context))
+    saved["config"]["colour"] = "blue"
+    config_file.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"config of encoder_forecaster has unknown keys \['colour'\] and lacks \[\]"):
+        from_pretrained(tmp_path / "model")

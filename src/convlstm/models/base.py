@@ -61,6 +61,10 @@ class PretrainedModel(nn.Module):
         return directory
 
 
+def _has_default(field: "dataclasses.Field[Any]") -> bool:
+    return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+
+
 def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> PretrainedModel:
     """Rebuilds a model saved with :meth:`PretrainedModel.save_pretrained`, weights included."""
     directory = Path(directory)
@@ -82,9 +86,13 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
     if family not in _FAMILIES:
         raise ValueError(f"{config_path} names model family {family!r}; known: {sorted(_FAMILIES)}")
     model_class = _FAMILIES[family]
-    field_names = {f.name for f in dataclasses.fields(model_class.config_class)}
-    if set(arguments) != field_names:
-        raise ValueError(f"{config_path}: config keys {sorted(arguments)} do not match {sorted(field_names)}")
+    fields = dataclasses.fields(model_class.config_class)
+    # A config saved before a field was added lacks it; the field's default keeps the old behaviour (a new field
+    # must default to it), so only unknown keys and fields without a default are refused.
+    unknown = sorted(set(arguments) - {f.name for f in fields})
+    lacking = sorted(f.name for f in fields if f.name not in arguments and not _has_default(f))
+    if unknown or lacking:
+        raise ValueError(f"{config_path}: config of {family} has unknown keys {unknown} and lacks {lacking}")
     try:
         model = model_class.from_config(model_class.config_class(**arguments))
     except (TypeError, ValueError) as err:  # a tampered value the constructor refuses
