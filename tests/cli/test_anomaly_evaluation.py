@@ -55,3 +55,9 @@ def test_without_normal_sequences_only_the_overall_score() -> None:
     regularity, labels, kinds, onsets = _case()
     scores = _anomaly_scores(regularity[2:], labels[2:], kinds[2:], onsets[2:])
     assert set(scores) == {"auroc"}
+
+
+def test_without_onsets_only_the_label_scores() -> None:
+    scores = _anomaly_scores(*_case(), onsets_too=False)
+    assert set(scores) == {"auroc", "auroc_teleport", "auroc_stop"}
+    assert scores["auroc_teleport"] == _anomaly_scores(*_case())["auroc_teleport"]

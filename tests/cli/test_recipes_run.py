@@ -52,6 +52,8 @@ def test_generated_data_recipes_run(recipe: str, tmp_path: Path) -> None:
         assert extra is None or scores[extra] > 0
     if recipe == "nowcasting":
         assert set(methods) == {"shi2015_radar_convlstm", "persistence", "optical_flow"}
+    if recipe == "anomaly":
+        assert all(0.0 <= scores["auroc_cumulative"] <= 1.0 for scores in methods.values())
 
 
 def test_prednet_kitti_recipe_runs_on_hickle_files(tmp_path: Path) -> None:

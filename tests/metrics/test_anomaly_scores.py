@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convlstm.metrics import frame_auroc, regularity_score
+from convlstm.metrics import cumulative_regularity, frame_auroc, regularity_score
 
 
 def _rank_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -86,3 +86,21 @@ def test_regularity_validates_inputs() -> None:
         regularity_score(torch.rand(5), torch.zeros(4, dtype=torch.int64))
     with pytest.raises(ValueError, match="integer"):
         regularity_score(torch.rand(4), torch.zeros(4))
+
+
+def test_cumulative_regularity_is_the_running_minimum_over_the_cap() -> None:
+    rng = np.random.default_rng(0)
+    psnr = rng.uniform(10, 40, size=(3, 9))
+    got = cumulative_regularity(torch.from_numpy(psnr), max_psnr=50.0).numpy()
+    for row, values in zip(got, psnr, strict=True):
+        expected = [min(values[: t + 1]) / 50.0 for t in range(len(values))]
+        np.testing.assert_allclose(row, expected, rtol=1e-12)
+
+
+def test_cumulative_regularity_validates_inputs() -> None:
+    with pytest.raises(ValueError, match=r"psnr must be a floating \(N, T\) tensor, got shape \(4,\)"):
+        cumulative_regularity(torch.ones(4), max_psnr=100.0)
+    with pytest.raises(ValueError, match="psnr must be capped at max_psnr=30.0"):
+        cumulative_regularity(torch.full((1, 3), 31.0), max_psnr=30.0)
+    with pytest.raises(ValueError, match="NaN"):
+        cumulative_regularity(torch.tensor([[1.0, float("nan")]]), max_psnr=100.0)

@@ -62,6 +62,21 @@ def test_exact_predictions_are_capped():
     assert torch.equal(score_sequences(LastFrame(), frames, context_frames=1), torch.ones(1, 5))
 
 
+def test_cumulative_score_keeps_the_worst_prediction_so_far():
+    frames, labels = flicker_videos(4, seed=2)
+    k = 2
+    values = next_frame_psnr(LastFrame(), frames, context_frames=k, max_psnr=60.0)
+    cumulative = score_sequences(LastFrame(), frames, context_frames=k, score="cumulative", max_psnr=60.0)
+    for b in range(4):
+        for t in range(k, frames.shape[1]):
+            assert float(cumulative[b, t]) == pytest.approx(float(values[b, : t - k + 1].min()) / 60.0, rel=1e-6)
+    task = AnomalyTask(LastFrame(), context_frames=k, score="cumulative", max_psnr=60.0)
+    data = ItemList([{"context": f[:5], "target": f[5:], "labels": y} for f, y in zip(frames, labels, strict=True)])
+    results = L.Trainer(**QUIET_TRAINER).test(task, loader(data), verbose=False)[0]
+    expected = _auroc((1 - cumulative).flatten().tolist(), labels.flatten().tolist())
+    assert results["test/auroc"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_task_logs_frame_auroc():
     frames, labels = flicker_videos(6, seed=1)
     data = ItemList([{"context": f[:5], "target": f[5:], "labels": y} for f, y in zip(frames, labels, strict=True)])
@@ -99,6 +114,8 @@ def test_bad_inputs():
         score_sequences(LastFrame(), frames, context_frames=8)
     with pytest.raises(ValueError, match="first_frames"):
         AnomalyTask(LastFrame(), first_frames="drop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"score must be one of \('regularity', 'cumulative'\), got 'max'"):
+        score_sequences(LastFrame(), frames, score="max")  # type: ignore[arg-type]
     task = AnomalyTask(LastFrame())
     with pytest.raises(ValueError, match="labels must be"):
         task.test_step({"context": frames, "labels": labels[:, :4]}, 0)

@@ -15,7 +15,8 @@ from convlstm.cli.recipe import Recipe
 from convlstm.cli.run_dir import RunDir
 from convlstm.metrics import ConfusionMatrix, frame_auroc
 from convlstm.models import create_model
-from convlstm.tasks import ForecastScores, score_sequences
+from convlstm.tasks import ForecastScores, next_frame_psnr, regularity_from_psnr
+from convlstm.tasks.anomaly import AnomalyScore
 from convlstm.tasks.losses import rain_rate_of
 from convlstm.utils.atomic import atomic_write_text
 
@@ -115,24 +116,36 @@ def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], re
     the sequences of one kind with the normal ones, and ``auroc_onset`` / ``auroc_onset_<kind>``, onset frames
     against the frames of normal sequences: how well the score finds the moment the motion breaks its law. After
     a teleport or a reversal the object moves normally again, so its later frames are labelled abnormal but are
-    as predictable as normal ones.
+    as predictable as normal ones: ``auroc_cumulative`` (and ``auroc_cumulative_<kind>``) score every frame by the
+    worst prediction of its sequence so far (:func:`~convlstm.metrics.cumulative_regularity`), which such labels ask
+    for.
     """
     context = int(recipe.task.args.get("anomaly_context_frames", 4))
     results: Results = {}
     for name, model in methods.items():
-        scores, labels, kinds, onsets = [], [], [], []
+        psnr, labels, kinds, onsets = [], [], [], []
         for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
             frames = torch.cat([batch["context"], batch["target"]], dim=1)
-            scores.append(score_sequences(model, frames, context_frames=context, first_frames="exclude"))
+            psnr.append(next_frame_psnr(model, frames, context_frames=context))
             labels.append(batch["labels"])
             kinds += list(batch.get("kind", ["unknown"] * frames.shape[0]))
             onsets.append(batch.get("onset", torch.full((frames.shape[0],), -1)))
-        results[name] = _anomaly_scores(torch.cat(scores), torch.cat(labels), kinds, torch.cat(onsets))
+        values, all_labels, all_onsets = torch.cat(psnr), torch.cat(labels), torch.cat(onsets)
+
+        def regularity(score: AnomalyScore, values: Tensor = values) -> Tensor:
+            return regularity_from_psnr(values, context_frames=context, first_frames="exclude", score=score)
+
+        results[name] = _anomaly_scores(regularity("regularity"), all_labels, kinds, all_onsets)
+        cumulative = _anomaly_scores(regularity("cumulative"), all_labels, kinds, all_onsets, onsets_too=False)
+        results[name].update({k.replace("auroc", "auroc_cumulative", 1): v for k, v in cumulative.items()})
     return results
 
 
-def _anomaly_scores(regularity: Tensor, labels: Tensor, kinds: list[str], onsets: Tensor) -> dict[str, Any]:
-    """regularity and labels (N, T), NaN where a frame has no score; kinds (N,) names; onsets (N,), -1 if normal."""
+def _anomaly_scores(
+    regularity: Tensor, labels: Tensor, kinds: list[str], onsets: Tensor, *, onsets_too: bool = True
+) -> dict[str, Any]:
+    """regularity and labels (N, T), NaN where a frame has no score; kinds (N,) names; onsets (N,), -1 if normal.
+    ``onsets_too``: also the onset-frame AUROCs (a per-frame score's; a cumulative one only repeats its frames')."""
     scored = ~torch.isnan(regularity)
 
     def auroc(rows: Tensor, positive: Tensor, counted: Tensor) -> float | None:
@@ -149,11 +162,13 @@ def _anomaly_scores(regularity: Tensor, labels: Tensor, kinds: list[str], onsets
     onset_or_normal = onset_frame | normal[:, None]
     out: dict[str, Any] = {"auroc": auroc(torch.ones_like(normal), labels.bool(), everything)}
     if normal.any():
-        out["auroc_onset"] = auroc(torch.ones_like(normal), onset_frame, onset_or_normal)
+        if onsets_too:
+            out["auroc_onset"] = auroc(torch.ones_like(normal), onset_frame, onset_or_normal)
         for kind in sorted(set(kinds) - {"normal", "unknown"}):
             rows = normal | torch.tensor([k == kind for k in kinds])
             out[f"auroc_{kind}"] = auroc(rows, labels.bool(), everything)
-            out[f"auroc_onset_{kind}"] = auroc(rows, onset_frame, onset_or_normal)
+            if onsets_too:
+                out[f"auroc_onset_{kind}"] = auroc(rows, onset_frame, onset_or_normal)
     return out
 
 

@@ -6,7 +6,7 @@ critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (a
 ``"<name>_by_lead_time"`` (one value per lead time).
 """
 
-from convlstm.metrics.anomaly import frame_auroc, regularity_score
+from convlstm.metrics.anomaly import cumulative_regularity, frame_auroc, regularity_score
 from convlstm.metrics.forecast import (
     bce_per_sequence,
     correlation,
@@ -41,6 +41,7 @@ __all__ = [
     "balanced_weights",
     "bce_per_sequence",
     "correlation",
+    "cumulative_regularity",
     "dice_from_confusion",
     "frame_auroc",
     "iou_from_confusion",

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from convlstm.metrics._checks import check_no_nan, check_tensor
 
-__all__ = ["frame_auroc", "regularity_score"]
+__all__ = ["cumulative_regularity", "frame_auroc", "regularity_score"]
 
 
 def regularity_score(psnr: Tensor, video_ids: Tensor | None = None) -> Tensor:
@@ -48,6 +48,33 @@ def regularity_score(psnr: Tensor, video_ids: Tensor | None = None) -> Tensor:
     span = (high - low)[groups]
     flat = torch.where(span > 0, (values - low[groups]) / torch.where(span > 0, span, 1.0), 1.0)
     return flat.reshape(psnr.shape)
+
+
+def cumulative_regularity(psnr: Tensor, *, max_psnr: float) -> Tensor:
+    """Causal regularity of each frame: the lowest PSNR of its sequence so far, over ``max_psnr`` (1 = predicted
+    exactly so far, lower = something was badly predicted at this frame or before).
+
+    For labels that mark every frame from an anomaly's onset on (an object that jumped stays where it landed):
+    after a jump or a reversal the motion obeys its law again and is as predictable as normal motion, so a score of
+    the frame alone drops back; this one keeps the worst surprise. It uses one scale for every sequence (no
+    per-sequence min-max as in :func:`regularity_score`, which makes the worst frame of every normal sequence as
+    anomalous as an anomaly's).
+
+    Args:
+        psnr: (N, T) PSNR of each predicted frame, sequences along dim 0 and time along dim 1; finite, at most
+            ``max_psnr``.
+        max_psnr: the cap the PSNR was clipped to (an exact prediction).
+
+    Returns:
+        (N, T) floating, in [0, 1] for PSNR in [0, max_psnr].
+    """
+    check_tensor(psnr, "psnr")
+    if psnr.ndim != 2 or not psnr.is_floating_point():
+        raise ValueError(f"psnr must be a floating (N, T) tensor, got shape {tuple(psnr.shape)} dtype {psnr.dtype}")
+    check_no_nan(psnr, "psnr")
+    if not max_psnr > 0 or not bool((psnr <= max_psnr).all()):
+        raise ValueError(f"psnr must be capped at max_psnr={max_psnr!r} > 0, got a maximum of {float(psnr.max())}")
+    return torch.cummin(psnr, dim=1).values / max_psnr
 
 
 def frame_auroc(scores: Tensor, labels: Tensor, *, higher_is_anomalous: bool = True) -> Tensor:

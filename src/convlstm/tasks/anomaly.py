@@ -5,6 +5,9 @@ Per frame t >= k (k = ``context_frames``): PSNR of the prediction of frame t mad
 regularity = the PSNR min-max normalised over the frames of the same sequence (1 = most regular) -> frame-level
 ROC-AUC against the labels, with 1 - regularity as the anomaly score.
 
+With ``score="cumulative"`` the regularity of frame t is instead the lowest PSNR of its sequence up to t, over the
+PSNR cap (:func:`~convlstm.metrics.cumulative_regularity`): for labels that stay 1 after an onset.
+
 The first k frames have no prediction. With ``first_frames="fill"`` (default) they take the regularity of frame k,
 the first scored frame, so every frame has a score and every label counts; with ``"exclude"`` their score is NaN
 and the AUROC leaves them out.
@@ -20,14 +23,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from convlstm.metrics import frame_auroc, psnr, regularity_score
+from convlstm.metrics import cumulative_regularity, frame_auroc, psnr, regularity_score
 from convlstm.tasks.base import TaskBase, frames_of
 
-__all__ = ["AnomalyTask", "FirstFrames", "next_frame_psnr", "regularity_from_psnr", "score_sequences"]
+__all__ = ["AnomalyScore", "AnomalyTask", "FirstFrames", "next_frame_psnr", "regularity_from_psnr", "score_sequences"]
 
 logger = logging.getLogger(__name__)
 
 FirstFrames = Literal["fill", "exclude"]
+AnomalyScore = Literal["regularity", "cumulative"]
+_SCORES = ("regularity", "cumulative")
 
 
 def _check_frames(frames: Tensor, context_frames: int) -> None:
@@ -81,13 +86,23 @@ def next_frame_psnr(
     return values.clamp(max=max_psnr)
 
 
-def regularity_from_psnr(values: Tensor, *, context_frames: int, first_frames: FirstFrames = "fill") -> Tensor:
-    """Per-sequence min-max normalised PSNR (B, T - k) -> regularity (B, T) with the first k frames filled or NaN."""
-    if first_frames not in ("fill", "exclude"):
-        raise ValueError(f"first_frames must be 'fill' or 'exclude', got {first_frames!r}")
+def regularity_from_psnr(
+    values: Tensor,
+    *,
+    context_frames: int,
+    first_frames: FirstFrames = "fill",
+    score: AnomalyScore = "regularity",
+    max_psnr: float = 100.0,
+) -> Tensor:
+    """PSNR (B, T - k) -> regularity (B, T) with the first k frames filled or NaN: min-max normalised per sequence
+    (``score="regularity"``) or the running minimum over the cap ``max_psnr`` (``"cumulative"``)."""
+    _check_choices(first_frames, score)
+    if score == "cumulative":
+        regularity = cumulative_regularity(values, max_psnr=max_psnr)
+    else:
+        ids = torch.arange(values.shape[0], device=values.device).unsqueeze(1).expand_as(values)
+        regularity = regularity_score(values, video_ids=ids)  # (B, T-k)
     batch = values.shape[0]
-    ids = torch.arange(batch, device=values.device).unsqueeze(1).expand_as(values)
-    regularity = regularity_score(values, video_ids=ids)  # (B, T-k)
     head = regularity[:, :1] if first_frames == "fill" else torch.full_like(regularity[:, :1], torch.nan)
     return torch.cat([head.expand(batch, context_frames), regularity], dim=1)
 
@@ -98,10 +113,11 @@ def score_sequences(
     *,
     context_frames: int = 4,
     first_frames: FirstFrames = "fill",
+    score: AnomalyScore = "regularity",
     max_psnr: float = 100.0,
     chunk_size: int = 64,
 ) -> Tensor:
-    """Regularity score (B, T) of every frame of every sequence: 1 = most regular in its sequence, 0 = least.
+    """Regularity (B, T) of every frame of every sequence (1 = regular), as :func:`regularity_from_psnr` gives it.
 
     Works outside Lightning with any next-frame forecaster; see the module docstring for the first frames.
 
@@ -110,7 +126,16 @@ def score_sequences(
         >>> frame_auroc(regularity, labels, higher_is_anomalous=False)
     """
     values = next_frame_psnr(model, frames, context_frames=context_frames, max_psnr=max_psnr, chunk_size=chunk_size)
-    return regularity_from_psnr(values, context_frames=context_frames, first_frames=first_frames)
+    return regularity_from_psnr(
+        values, context_frames=context_frames, first_frames=first_frames, score=score, max_psnr=max_psnr
+    )
+
+
+def _check_choices(first_frames: str, score: str) -> None:
+    if first_frames not in ("fill", "exclude"):
+        raise ValueError(f"first_frames must be 'fill' or 'exclude', got {first_frames!r}")
+    if score not in _SCORES:
+        raise ValueError(f"score must be one of {_SCORES}, got {score!r}")
 
 
 class AnomalyTask(TaskBase):
@@ -128,6 +153,7 @@ class AnomalyTask(TaskBase):
         model: The forecaster, called as ``model(context, 1)``.
         context_frames: Frames each prediction sees (Liu et al. use 4).
         first_frames: ``"fill"`` or ``"exclude"`` (see the module docstring).
+        score: ``"regularity"`` (Liu et al.) or ``"cumulative"`` (see the module docstring).
         max_psnr: Cap on the PSNR of exactly predicted frames.
         chunk_size: Windows per model call.
     """
@@ -138,14 +164,14 @@ class AnomalyTask(TaskBase):
         *,
         context_frames: int = 4,
         first_frames: FirstFrames = "fill",
+        score: AnomalyScore = "regularity",
         max_psnr: float = 100.0,
         chunk_size: int = 64,
     ) -> None:
         super().__init__(model)
         if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 1:
             raise ValueError(f"context_frames must be an int >= 1, got {context_frames!r}")
-        if first_frames not in ("fill", "exclude"):
-            raise ValueError(f"first_frames must be 'fill' or 'exclude', got {first_frames!r}")
+        _check_choices(first_frames, score)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
         self.save_hyperparameters(ignore=["model"])
@@ -161,6 +187,7 @@ class AnomalyTask(TaskBase):
             frames,
             context_frames=hp["context_frames"],
             first_frames=hp["first_frames"],
+            score=hp["score"],
             max_psnr=hp["max_psnr"],
             chunk_size=hp["chunk_size"],
         )
@@ -184,7 +211,13 @@ class AnomalyTask(TaskBase):
             chunk_size=hp["chunk_size"],
         )
         self.log(f"{stage}/psnr", values.mean(), sync_dist=True, batch_size=frames.shape[0])
-        regularity = regularity_from_psnr(values, context_frames=hp["context_frames"], first_frames=hp["first_frames"])
+        regularity = regularity_from_psnr(
+            values,
+            context_frames=hp["context_frames"],
+            first_frames=hp["first_frames"],
+            score=hp["score"],
+            max_psnr=hp["max_psnr"],
+        )
         self._collected.append((regularity.cpu(), labels.cpu()))
         return regularity
 
