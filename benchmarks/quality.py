@@ -109,6 +109,8 @@ SMALL_ENCODER_FORECASTER = "hidden_channels: [32, 32], kernel_size: 5, default_h
 ANOMALY_KINDS = ("teleport", "reverse", "appear", "stop")
 #: Moving MNIST's mean pixel (generated train sequences): both networks start predicting it (see the recipe).
 MNIST_MEAN = 0.049
+#: The bouncing balls' mean pixel (3 balls, 32x32), for the balls and anomaly studies.
+BALLS_MEAN = 0.123
 
 FORECAST_COLUMNS = (
     Column("MSE/frame", "mse_per_frame", digits=1),
@@ -177,7 +179,10 @@ STUDIES: tuple[Study, ...] = (
     Study(
         name="bouncing_balls",
         recipe="bouncing_balls",
-        common=(f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2}}", "task.args.lr=0.002"),
+        common=(
+            f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2, initial_mean: {BALLS_MEAN}}}",
+            "task.args.lr=0.002",
+        ),
         runs=(Run("ConvLSTM encoder-forecaster"),),
         columns=(
             Column("MSE 1 step", "mse_per_frame", lead=0, digits=2),
@@ -214,7 +219,7 @@ STUDIES: tuple[Study, ...] = (
         recipe="anomaly",
         common=(
             "model.name=encoder_forecaster_tiny",
-            f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2}}",
+            f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2, initial_mean: {BALLS_MEAN}}}",
             "task.args.lr=0.002",
         ),
         runs=(Run("ConvLSTM encoder-forecaster"),),

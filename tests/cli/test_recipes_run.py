@@ -31,7 +31,7 @@ SMALLER = {
     "bouncing_balls": ["-o", "model.args.hidden_channels=[8, 8]"],
     "nowcasting": ["-o", "data.args.image_size=32"],
     "segmentation": ["-o", "data.args.image_size=32"],
-    "anomaly": [],
+    "anomaly": ["-o", "model.args.hidden_channels=[8, 8]"],
 }
 
 
