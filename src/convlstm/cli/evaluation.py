@@ -16,7 +16,6 @@ from convlstm.cli.run_dir import RunDir
 from convlstm.metrics import ConfusionMatrix, frame_auroc
 from convlstm.models import create_model
 from convlstm.tasks import ForecastScores, next_frame_psnr, regularity_from_psnr
-from convlstm.tasks.anomaly import AnomalyScore
 from convlstm.tasks.losses import rain_rate_of
 from convlstm.utils.atomic import atomic_write_text
 
@@ -131,13 +130,13 @@ def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], re
             kinds += list(batch.get("kind", ["unknown"] * frames.shape[0]))
             onsets.append(batch.get("onset", torch.full((frames.shape[0],), -1)))
         values, all_labels, all_onsets = torch.cat(psnr), torch.cat(labels), torch.cat(onsets)
-
-        def regularity(score: AnomalyScore, values: Tensor = values) -> Tensor:
-            return regularity_from_psnr(values, context_frames=context, first_frames="exclude", score=score)
-
-        results[name] = _anomaly_scores(regularity("regularity"), all_labels, kinds, all_onsets)
-        cumulative = _anomaly_scores(regularity("cumulative"), all_labels, kinds, all_onsets, onsets_too=False)
-        results[name].update({k.replace("auroc", "auroc_cumulative", 1): v for k, v in cumulative.items()})
+        per_frame, cumulative = (
+            regularity_from_psnr(values, context_frames=context, first_frames="exclude", score=score)
+            for score in ("regularity", "cumulative")
+        )
+        results[name] = _anomaly_scores(per_frame, all_labels, kinds, all_onsets)
+        kept = _anomaly_scores(cumulative, all_labels, kinds, all_onsets, onsets_too=False)
+        results[name].update({key.replace("auroc", "auroc_cumulative", 1): value for key, value in kept.items()})
     return results
 
 
