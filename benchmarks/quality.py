@@ -109,6 +109,12 @@ SMALL_ENCODER_FORECASTER = "hidden_channels: [32, 32], kernel_size: 5, default_h
 ANOMALY_KINDS = ("teleport", "reverse", "appear", "stop")
 #: Moving MNIST's mean pixel (generated train sequences): both networks start predicting it (see the recipe).
 MNIST_MEAN = 0.049
+#: The synthetic radar's mean pixel at the nowcasting study's size (48x48, wind 0.5-1.5 px/frame).
+RADAR_MEAN = 0.067
+#: Shi's radar geometry (3x3 kernels, 2x2 patches) at half his width.
+RADAR_ENCODER_FORECASTER = (
+    f"hidden_channels: [32, 32], kernel_size: 3, patch_size: 2, default_horizon: 15, initial_mean: {RADAR_MEAN}"
+)
 #: The bouncing balls' mean pixel (3 balls, 32x32), for the balls and anomaly studies.
 BALLS_MEAN = 0.123
 
@@ -153,12 +159,15 @@ STUDIES: tuple[Study, ...] = (
             "task.args.lr=0.002",
         ),
         runs=(
-            Run("ConvLSTM encoder-forecaster", (f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 4}}",)),
+            Run("ConvLSTM encoder-forecaster", (f"model.args={{{RADAR_ENCODER_FORECASTER}}}",)),
             Run(
                 "ConvGRU encoder-forecaster",
-                ("model.name=shi2015_radar_convgru", f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 4}}"),
+                ("model.name=shi2015_radar_convgru", f"model.args={{{RADAR_ENCODER_FORECASTER}}}"),
             ),
-            Run("FC-LSTM", (FC_LSTM, f"model.args={{{FC_LSTM_ARGS}, height: 48, width: 48}}")),
+            Run(
+                "FC-LSTM",
+                (FC_LSTM, f"model.args={{{FC_LSTM_ARGS}, height: 48, width: 48, initial_mean: {RADAR_MEAN}}}"),
+            ),
         ),
         columns=(
             *(Column(f"CSI@{t}", f"csi@{t}") for t in ("0.5", "2", "5", "10", "30")),
