@@ -100,7 +100,7 @@ def test_cumulative_regularity_is_the_running_minimum_over_the_cap() -> None:
 def test_cumulative_regularity_validates_inputs() -> None:
     with pytest.raises(ValueError, match=r"psnr must be a floating \(N, T\) tensor, got shape \(4,\)"):
         cumulative_regularity(torch.ones(4), max_psnr=100.0)
-    with pytest.raises(ValueError, match="psnr must be capped at max_psnr=30.0"):
+    with pytest.raises(ValueError, match=r"psnr must be capped at max_psnr=30\.0"):
         cumulative_regularity(torch.full((1, 3), 31.0), max_psnr=30.0)
     with pytest.raises(ValueError, match="NaN"):
         cumulative_regularity(torch.tensor([[1.0, float("nan")]]), max_psnr=100.0)
