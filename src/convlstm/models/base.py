@@ -93,6 +93,9 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
     lacking = sorted(f.name for f in fields if f.name not in arguments and not _has_default(f))
     if unknown or lacking:
         raise ValueError(f"{config_path}: config of {family} has unknown keys {unknown} and lacks {lacking}")
+    defaulted = sorted(f.name for f in fields if f.name not in arguments)
+    # If the weights then do not fit, the missing keys are the likelier culprit: name them and the config.
+    blame = f" ({config_path} lacks {defaulted}, which took their defaults)" if defaulted else ""
     try:
         model = model_class.from_config(model_class.config_class(**arguments))
     except (TypeError, ValueError) as err:  # a tampered value the constructor refuses
@@ -100,10 +103,10 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
     try:
         missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(f"{weights_path} could not be read as safetensors weights of {family}: {err}") from None
+        raise ValueError(f"{weights_path} could not be read as safetensors weights of {family}{blame}: {err}") from None
     if missing or unexpected:
         raise ValueError(
-            f"{weights_path} does not fit {family}: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            f"{weights_path} does not fit {family}{blame}: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
         )
     return model.to(device)
 
