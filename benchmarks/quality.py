@@ -115,8 +115,6 @@ RADAR_MEAN = 0.067
 RADAR_ENCODER_FORECASTER = (
     f"hidden_channels: [32, 32], kernel_size: 3, patch_size: 2, default_horizon: 15, initial_mean: {RADAR_MEAN}"
 )
-#: The bouncing balls' mean pixel (3 balls, 32x32), for the balls and anomaly studies.
-BALLS_MEAN = 0.123
 
 FORECAST_COLUMNS = (
     Column("MSE/frame", "mse_per_frame", digits=1),
@@ -188,10 +186,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         name="bouncing_balls",
         recipe="bouncing_balls",
-        common=(
-            f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2, initial_mean: {BALLS_MEAN}}}",
-            "task.args.lr=0.002",
-        ),
+        common=("task.args.lr=0.002",),  # the recipe's model: 2 x 32, 5x5, 2x2 patches, started at the mean
         runs=(Run("ConvLSTM encoder-forecaster"),),
         columns=(
             Column("MSE 1 step", "mse_per_frame", lead=0, digits=2),
@@ -226,11 +221,7 @@ STUDIES: tuple[Study, ...] = (
     Study(
         name="anomaly",
         recipe="anomaly",
-        common=(
-            "model.name=encoder_forecaster_tiny",
-            f"model.args={{{SMALL_ENCODER_FORECASTER}, patch_size: 2, initial_mean: {BALLS_MEAN}}}",
-            "task.args.lr=0.002",
-        ),
+        common=("task.args.lr=0.002",),  # the recipe's model, as in the bouncing-balls study
         runs=(Run("ConvLSTM encoder-forecaster"),),
         columns=(
             Column("ROC-AUC", "auroc"),
