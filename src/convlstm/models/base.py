@@ -90,10 +90,11 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
     # A config saved before a field was added lacks it; the field's default keeps the old behaviour (a new field
     # must default to it), so only unknown keys and fields without a default are refused.
     unknown = sorted(set(arguments) - {f.name for f in fields})
-    lacking = sorted(f.name for f in fields if f.name not in arguments and not _has_default(f))
+    absent = [f for f in fields if f.name not in arguments]
+    lacking = sorted(f.name for f in absent if not _has_default(f))
     if unknown or lacking:
         raise ValueError(f"{config_path}: config of {family} has unknown keys {unknown} and lacks {lacking}")
-    defaulted = sorted(f.name for f in fields if f.name not in arguments)
+    defaulted = sorted(f.name for f in absent)
     # If the weights then do not fit, the missing keys are the likelier culprit: name them and the config.
     blame = f" ({config_path} lacks {defaulted}, which took their defaults)" if defaulted else ""
     try:
