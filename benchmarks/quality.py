@@ -2,26 +2,34 @@
 
 Each study trains the recipes of configs/ at a CPU size (the overrides below: fewer steps, smaller frames) with the
 same code as `convlstm fit`, scores the test split with `convlstm evaluate`, and prints one Markdown table per
-study: the table the README shows. Every run is seeded; a step budget (not a wall-clock one) makes the numbers
-the same on every machine of the same torch version, only the time differs.
+study: the table the README shows. Every run is seeded and has a step budget (not a wall-clock one), so the
+numbers repeat on any machine of the same torch version up to the summation order of its thread count; only the
+time differs.
 
 Usage:
-    python benchmarks/quality.py [--out DIR] [--only STUDY ...] [--scale X] [--test-sequences N] [--json FILE]
+    python benchmarks/quality.py [--out DIR] [--only STUDY ...] [--scale X] [--test-sequences N] [--jobs N]
+                                 [--json FILE]
 
---scale multiplies every step budget (0.1 for a smoke test). --out must be a new or empty directory: nothing
-there is overwritten. The published numbers printed beside ours come from GPU training of far larger models
-for hours (ANCHORS.md): they set the scale, they are not a like-for-like comparison.
+--scale multiplies every step budget (0.1 for a smoke test). --jobs (default 2, or 1 on one core) trains that
+many runs at a time, each in its own process with its share of the cores; a study's table is printed when its last
+run ends. --out must be a new or empty directory: nothing there is overwritten. The published numbers printed
+beside ours come from GPU training of far larger models for hours (ANCHORS.md): they set the scale, they are not a
+like-for-like comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,17 +263,33 @@ STUDIES: tuple[Study, ...] = (
 )
 
 
-def run_study(study: Study, out: Path, *, scale: float, test_sequences: int) -> dict[str, dict[str, Any]]:
-    """Fits and evaluates every run of ``study`` under ``out``; returns method -> metrics.json scores."""
-    extra = list(study.prepare(out)) if study.prepare is not None else []
+def chains(study: Study) -> list[tuple[int, ...]]:
+    """The study's runs grouped into chains that must run in turn: a run that starts from the one before it
+    ({previous} in its overrides) joins that run's chain. Different chains may run at the same time."""
+    groups: list[list[int]] = []
+    for index, run in enumerate(study.runs):
+        if groups and any("{previous}" in o for o in run.overrides):
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return [tuple(group) for group in groups]
+
+
+def run_chain(
+    name: str, indices: tuple[int, ...], *, out: Path, extra: list[str], scale: float, test_sequences: int
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """Fits and evaluates runs ``indices`` of study ``name`` under ``out``, in turn; the first run of a study also
+    scores the recipe's baselines. Returns run index -> (method -> metrics.json scores)."""
+    study = next(s for s in STUDIES if s.name == name)
     settings = [
         "trainer.max_epochs=null",
         "trainer.enable_progress_bar=false",
         f"data.val_sequences={max(1, test_sequences // 4)}",  # validation only picks the best checkpoint
         f"data.test_sequences={test_sequences}",
     ]
-    methods: dict[str, dict[str, Any]] = {}
-    for index, run in enumerate(study.runs):
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for index in indices:
+        run = study.runs[index]
         previous = out / study.name / f"run_{index - 1}" / "model"  # a run may start from the one before it
         overrides = [o.replace("{previous}", str(previous)) for o in run.overrides]
         steps = max(1, round((run.steps or study.steps) * scale))
@@ -276,11 +300,60 @@ def run_study(study: Study, out: Path, *, scale: float, test_sequences: int) -> 
         commands.fit(recipe, run_dir, resume=False)
         commands.evaluate(run_dir, baselines=recipe.evaluate.baselines if index == 0 else [])
         scores = json.loads((run_dir / "metrics.json").read_text())["methods"]
-        for name, values in scores.items():
+        methods: dict[str, dict[str, Any]] = {}
+        for method, values in scores.items():
             # Baselines of a later run answer its own question (copy-last-frame over 5 frames, say): say which.
-            label = run.label if name == recipe.model.name else name if index == 0 else f"{name} (as {run.label})"
-            methods[label] = {**values, "minutes": (time.perf_counter() - started) / 60 if label == run.label else None}
-    return methods
+            label = run.label if method == recipe.model.name else method if index == 0 else f"{method} (as {run.label})"
+            minutes = (time.perf_counter() - started) / 60 if label == run.label else None
+            methods[label] = {**values, "minutes": minutes}
+        results[index] = methods
+    return results
+
+
+def run_studies(
+    studies: Sequence[Study], out: Path, *, jobs: int, scale: float, test_sequences: int
+) -> Iterator[tuple[Study, dict[str, dict[str, Any]]]]:
+    """Runs every chain of ``studies`` on ``jobs`` processes; yields (study, method -> scores) as each study
+    finishes, its methods in run order. Every study's data files are written first, in this process."""
+    extras = {study.name: list(study.prepare(out)) if study.prepare is not None else [] for study in studies}
+    work = [(study, chain) for study in studies for chain in chains(study)]
+    done: dict[str, dict[int, dict[str, dict[str, Any]]]] = {study.name: {} for study in studies}
+
+    def finished(study: Study, results: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]] | None:
+        done[study.name].update(results)
+        if len(done[study.name]) < len(study.runs):
+            return None
+        runs = done[study.name]
+        return {label: scores for index in sorted(runs) for label, scores in runs[index].items()}
+
+    run = functools.partial(run_chain, out=out, scale=scale, test_sequences=test_sequences)
+    if jobs == 1:
+        for study, chain in work:
+            methods = finished(study, run(study.name, chain, extra=extras[study.name]))
+            if methods is not None:
+                yield study, methods
+        return
+    # Each job gets its share of the cores as torch threads: on 2 cores, two single-threaded runs at a time each
+    # took about as long as one run alone on two threads (README, Results), so the studies finish in half the time.
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(run, study.name, chain, extra=extras[study.name]): study for study, chain in work}
+        try:
+            for future in as_completed(futures):
+                methods = finished(futures[future], future.result())
+                if methods is not None:
+                    yield futures[future], methods
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 def write_figure(study: Study, methods: dict[str, dict[str, Any]], out: Path) -> Path | None:
@@ -321,10 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=names, default=names, help="studies to run")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step budget")
     parser.add_argument("--test-sequences", type=int, default=TEST_SEQUENCES, help="test sequences per study")
+    parser.add_argument(
+        "--jobs", type=int, default=min(2, len(os.sched_getaffinity(0))), help="runs trained at the same time"
+    )
     parser.add_argument("--json", type=Path, default=None, help="results file (default: <out>/quality.json)")
     args = parser.parse_args(argv)
     if not args.scale > 0:
         parser.error(f"--scale must be positive, got {args.scale}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.test_sequences < 1:
         parser.error(f"--test-sequences must be >= 1, got {args.test_sequences}")
     if args.out.exists() and any(args.out.iterdir()):
@@ -337,16 +415,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "scale": args.scale,
         "test_sequences": args.test_sequences,
+        "jobs": args.jobs,
         "studies": {},
     }
-    for study in STUDIES:
-        if study.name not in args.only:
-            continue
-        study_started = time.perf_counter()
-        methods = run_study(study, args.out, scale=args.scale, test_sequences=args.test_sequences)
-        results["studies"][study.name] = methods
+    scored: dict[str, dict[str, dict[str, Any]]] = {}
+    selected = [study for study in STUDIES if study.name in args.only]
+    for study, methods in run_studies(
+        selected, args.out, jobs=args.jobs, scale=args.scale, test_sequences=args.test_sequences
+    ):
+        scored[study.name] = methods
+        results["studies"] = {s.name: scored[s.name] for s in selected if s.name in scored}  # in study order
         write_json_atomic(args.json or args.out / "quality.json", results)
-        print(f"\n### {study.name} ({(time.perf_counter() - study_started) / 60:.1f} min)\n")
+        run_minutes = sum(scores["minutes"] or 0.0 for scores in methods.values())
+        print(f"\n### {study.name} ({run_minutes:.1f} min of training and scoring)\n")
         print(markdown_table(study, methods), flush=True)
         figure = write_figure(study, methods, args.out)
         if figure is not None:

@@ -15,11 +15,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_tiny_run_prints_tables_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "quality"
-    # The anomaly study's overrides hold YAML mappings ({...}); prednet's second run starts from its first.
-    done = _run("--out", str(out), "--only", "anomaly", "prednet", "--scale", "0.005", "--test-sequences", "4")
+    # The anomaly study's overrides hold YAML mappings ({...}); prednet's second run starts from its first, so the
+    # two processes must not start it before the first has saved its model.
+    done = _run(
+        "--out", str(out), "--only", "anomaly", "prednet", "--scale", "0.005", "--test-sequences", "4", "--jobs", "2"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((out / "quality.json").read_text())
-    assert set(results["studies"]) == {"anomaly", "prednet"}
+    assert list(results["studies"]) == ["anomaly", "prednet"] and results["jobs"] == 2
     anomaly = results["studies"]["anomaly"]
     assert set(anomaly) == {"ConvLSTM encoder-forecaster", "persistence"}
     for scores in anomaly.values():
@@ -34,7 +37,10 @@ def test_tiny_run_prints_tables_and_writes_results(tmp_path: Path) -> None:
     assert "| ConvLSTM encoder-forecaster | " in done.stdout and "| *Lotter et al. (Caltech): PredNet* |" in done.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [(["--scale", "0"], "--scale must be positive"), ([], "is not empty")])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--scale", "0"], "--scale must be positive"), (["--jobs", "0"], "--jobs must be >= 1"), ([], "is not empty")],
+)
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "quality"
     out.mkdir()
