@@ -251,7 +251,8 @@ def check_equivalence(shape: Shape, device: torch.device, keras: ModuleType | No
     torch.manual_seed(0)
     ours, ours_model = ours_candidate(small, device, "per_step")
     with torch.no_grad():
-        for cell in ours_model.cells:
+        for layer in range(len(ours_model.cells)):
+            cell = ours_model.cell(layer)
             assert cell.bias is not None
             cell.bias.normal_()  # a nonzero bias in every gate, so that a misplaced gate block shows
     others = []

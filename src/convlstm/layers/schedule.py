@@ -14,7 +14,7 @@ from typing import Literal
 from torch import Tensor
 
 InputSchedule = Literal["auto", "batched", "per_step", "fused"]
-SCHEDULES = ("auto", "batched", "per_step", "fused")
+SCHEDULES: tuple[InputSchedule, ...] = ("auto", "batched", "per_step", "fused")
 
 #: At or below this many sequences per batch, CUDA batches the input convolution over time: at batch 16 launches
 #: dominate and one large convolution pays; at batch 128 it was slower and used more memory on an H200
