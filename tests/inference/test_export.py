@@ -153,7 +153,7 @@ def test_export_refuses_bad_arguments_and_keeps_the_training_mode(tmp_path: Path
     with pytest.raises(ExportError, match="only forecasters"):
         export_torch(create_model("convlstm_unet"), tmp_path / "u.pt2", context_frames=2, horizon=2, frame_shape=shape)
     predictor, _ = build("next_frame")  # two stride-2 stages: a 6x6 frame does not fit, and the model says so
-    with pytest.raises(ValueError, match=r"divisible by 2\*\*len\(encoder_channels\) = 4"):
+    with pytest.raises(ValueError, match=r"divisible by patch_size \* 2\*\*len\(encoder_channels\) = 4"):
         export_torch(predictor, tmp_path / "n.pt2", context_frames=2, horizon=2, frame_shape=(1, 6, 6))
     predictor.train()
     export_torch(predictor, tmp_path / "n.pt2", context_frames=2, horizon=2, frame_shape=(1, 8, 8))

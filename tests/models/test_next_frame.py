@@ -126,13 +126,47 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 def test_bad_sizes_and_arguments_raise() -> None:
     model = _tiny()
-    with pytest.raises(ValueError, match=r"divisible by 2\*\*len\(encoder_channels\) = 4 .*got 18x16"):
+    with pytest.raises(ValueError, match=r"divisible by patch_size \* 2\*\*len\(encoder_channels\) = 4 .*got 18x16"):
         model.one_step(torch.rand(1, 2, 1, 18, 16))
     with pytest.raises(ValueError, match="context must have 1 channels"):
         model(torch.rand(1, 2, 3, 16, 16))
     with pytest.raises(ValueError, match="horizon must be an int >= 1"):
         model(torch.rand(1, 2, 1, 16, 16), horizon=0)
-    with pytest.raises(ValueError, match="encoder_channels must be a non-empty sequence"):
-        NextFramePredictor(encoder_channels=())
+    with pytest.raises(ValueError, match="encoder_channels must be a sequence of ints >= 1, got"):
+        NextFramePredictor(encoder_channels=(8, 0))
+    with pytest.raises(ValueError, match="hidden_channels must be a non-empty sequence of ints >= 1, got"):
+        NextFramePredictor(hidden_channels=())
+    with pytest.raises(ValueError, match="patch_size must be an int >= 1"):
+        NextFramePredictor(patch_size=0)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         NextFramePredictor(kernel_size=4)
+
+
+def test_patches_with_no_encoder_stages_make_openstl_convlstm_s() -> None:
+    torch.manual_seed(0)
+    model = create_model("openstl_convlstm_s")
+    # ANCHORS §3: OpenSTL's ConvLSTM-S uses 11.68M of its 15.0M parameters.
+    assert sum(p.numel() for p in model.parameters()) == 11_677_712
+    frames = _frames(batch=1, steps=3, size=16)
+    one_step, state = model.one_step(frames)
+    assert one_step.shape == frames.shape
+    assert [h.shape for h, _ in state] == [(1, 128, 4, 4)] * 4  # 4x4 patches of a 16x16 frame
+    assert model.config.output_activation == "linear"  # as OpenSTL: no squashing of the 1x1 convolution
+
+
+def test_patching_is_the_same_network_on_space_to_depth_frames() -> None:
+    from convlstm.models.patching import depth_to_space, space_to_depth
+
+    patched = _tiny(patch_size=2)
+    plain = _tiny(in_channels=4)  # the same layers, reading 2x2 patches as 4 channels
+    plain.load_state_dict(patched.state_dict())
+    frames = _frames(size=16)
+    out, _ = patched.one_step(frames)
+    reference, _ = plain.one_step(space_to_depth(frames, 2))
+    torch.testing.assert_close(out, depth_to_space(reference, 2))
+
+
+def test_frames_not_divisible_by_patches_and_stages_are_refused() -> None:
+    model = _tiny(patch_size=2)  # 2x2 patches and two stride-2 stages: frames must divide by 8
+    with pytest.raises(ValueError, match=r"divisible by patch_size \* 2\*\*len\(encoder_channels\) = 8.*got 12x12"):
+        model(_frames(size=12), horizon=1)

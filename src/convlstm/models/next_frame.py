@@ -3,7 +3,8 @@ transposed-conv decoder. Trained without labels to predict frame t + 1 from fram
 
 The encoder halves H and W at every stage (stride-2 convolutions), so the ConvLSTM runs on maps 2**stages times
 smaller than the frames, which is what makes it affordable on 64x64 or larger frames. The decoder mirrors the
-encoder with stride-2 transposed convolutions and ends with a kxk convolution to the frame channels.
+encoder with stride-2 transposed convolutions and ends with a kxk convolution to the frame channels. Frames may
+first be cut into p x p patches (space-to-depth); with no encoder stages and p = 4 this is OpenSTL's ConvLSTM.
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
 from convlstm.models.base import Forecaster, config_from_arguments, rollout
+from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
 OutputActivation = Literal["linear", "sigmoid"]
@@ -30,6 +32,7 @@ class NextFramePredictorConfig:
     recurrent_kernel_size: int = 3
     output_activation: OutputActivation = "sigmoid"
     default_horizon: int = 10
+    patch_size: int = 1
 
 
 def per_frame(module: nn.Module, x: Tensor) -> Tensor:
@@ -42,18 +45,19 @@ class NextFramePredictor(Forecaster):
 
     Args:
         in_channels: channels C of the frames.
-        encoder_channels: one stride-2 conv (+ ReLU) per entry; frames must have H and W divisible by
-            2**len(encoder_channels).
+        encoder_channels: one stride-2 conv (+ ReLU) per entry, on the patches; frames must have H and W divisible
+            by patch_size * 2**len(encoder_channels). Empty: the ConvLSTM reads the patches themselves.
         hidden_channels: one ConvLSTM layer per entry, on the encoded maps.
         kernel_size: of the encoder convolutions and of the decoder's last convolution (odd).
         recurrent_kernel_size: of the ConvLSTM layers (odd).
         output_activation: "sigmoid" (frames in [0, 1]) or "linear".
         default_horizon: frames forecast when ``horizon`` is not given.
+        patch_size: p; the network works on (C p^2, H / p, W / p) patches of the frames (1: on the frames).
 
     Shape:
         :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
-        state: the ConvLSTM's list of (h, c), one per layer, each (B, F_l, H / 2**stages, W / 2**stages).
+        state: the ConvLSTM's list of (h, c), one per layer, each (B, F_l, H / d, W / d), d = p * 2**stages.
 
     Example:
         >>> model = create_model("next_frame_convlstm")
@@ -73,15 +77,17 @@ class NextFramePredictor(Forecaster):
         recurrent_kernel_size: int = 3,
         output_activation: OutputActivation = "sigmoid",
         default_horizon: int = 10,
+        patch_size: int = 1,
     ) -> None:
         super().__init__()
-        encoder_channels = _int_tuple(encoder_channels, "encoder_channels")
+        encoder_channels = _int_tuple(encoder_channels, "encoder_channels", allow_empty=True)
         hidden_channels = _int_tuple(hidden_channels, "hidden_channels")
         for value, name in [
             (in_channels, "in_channels"),
             (kernel_size, "kernel_size"),
             (recurrent_kernel_size, "recurrent_kernel_size"),
             (default_horizon, "default_horizon"),
+            (patch_size, "patch_size"),
         ]:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -91,27 +97,28 @@ class NextFramePredictor(Forecaster):
             raise ValueError(f"output_activation must be 'linear' or 'sigmoid', got {output_activation!r}")
         self.config = config_from_arguments(NextFramePredictorConfig, locals())
         self.default_horizon = default_horizon
-        self.divisor = 2 ** len(encoder_channels)
+        self.patch_size = patch_size
+        self.divisor = patch_size * 2 ** len(encoder_channels)
         pad = kernel_size // 2
+        patched = in_channels * patch_size**2
 
-        # Encoder: (N, C, H, W) -> (N, E_last, H / 2**S, W / 2**S).
+        # Encoder: (N, C p^2, H / p, W / p) -> (N, E_last, H / d, W / d).
         encoder: list[nn.Module] = []
-        previous = in_channels
+        previous = patched
         for channels in encoder_channels:
             encoder += [nn.Conv2d(previous, channels, kernel_size, stride=2, padding=pad), nn.ReLU(inplace=True)]
             previous = channels
         self.encoder = nn.Sequential(*encoder)
-        self.rnn = ConvLSTM(
-            encoder_channels[-1], list(hidden_channels), recurrent_kernel_size, num_layers=len(hidden_channels)
-        )
-        # Decoder: (N, F_last, H / 2**S, W / 2**S) -> (N, C, H, W); each stage doubles H and W exactly
+        self.rnn = ConvLSTM(previous, list(hidden_channels), recurrent_kernel_size, num_layers=len(hidden_channels))
+        # Decoder: (N, F_last, H / d, W / d) -> (N, C p^2, H / p, W / p); each stage doubles H and W exactly
         # (kernel 4, stride 2, padding 1) and goes to the width of the encoder stage it mirrors.
         decoder: list[nn.Module] = []
         previous = hidden_channels[-1]
-        for channels in reversed((encoder_channels[0], *encoder_channels[:-1])):
+        mirrored = (encoder_channels[0], *encoder_channels[:-1]) if encoder_channels else ()
+        for channels in reversed(mirrored):
             decoder += [nn.ConvTranspose2d(previous, channels, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
             previous = channels
-        decoder.append(nn.Conv2d(previous, in_channels, kernel_size, padding=pad))
+        decoder.append(nn.Conv2d(previous, patched, kernel_size, padding=pad))
         self.decoder = nn.Sequential(*decoder)
 
     def one_step(self, frames: Tensor, state: list[LSTMState] | None = None) -> tuple[Tensor, list[LSTMState]]:
@@ -123,12 +130,13 @@ class NextFramePredictor(Forecaster):
             (predictions (B, T, C, H, W), state after the last frame).
         """
         self._check_frames(frames, "frames")
-        features = per_frame(self.encoder, frames)  # (B, T, E_last, H / 2**S, W / 2**S)
-        hidden, state = self.rnn(features, state)  # (B, T, F_last, H / 2**S, W / 2**S)
-        out = per_frame(self.decoder, hidden)  # (B, T, C, H, W)
+        patches = space_to_depth(frames, self.patch_size, name="frames")  # (B, T, C p^2, H / p, W / p)
+        features = per_frame(self.encoder, patches)  # (B, T, E_last, H / d, W / d)
+        hidden, state = self.rnn(features, state)  # (B, T, F_last, H / d, W / d)
+        out = per_frame(self.decoder, hidden)  # (B, T, C p^2, H / p, W / p)
         if self.config.output_activation == "sigmoid":
             out = torch.sigmoid(out)
-        return out, state
+        return depth_to_space(out, self.patch_size, name="predictions"), state
 
     def forward(
         self,
@@ -153,16 +161,18 @@ class NextFramePredictor(Forecaster):
         if height % self.divisor or width % self.divisor:
             stages = len(self.config.encoder_channels)
             raise ValueError(
-                f"{name} must have H and W divisible by 2**len(encoder_channels) = {self.divisor} "
-                f"({stages} stride-2 stages), got {height}x{width}; crop or pad them to a multiple"
+                f"{name} must have H and W divisible by patch_size * 2**len(encoder_channels) = {self.divisor} "
+                f"({self.patch_size}x{self.patch_size} patches, {stages} stride-2 stages), got {height}x{width}; "
+                "crop or pad them to a multiple"
             )
 
 
-def _int_tuple(values: Sequence[int], name: str) -> tuple[int, ...]:
-    if isinstance(values, int) or not isinstance(values, Sequence) or len(values) == 0:
-        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1, got {values!r}")
+def _int_tuple(values: Sequence[int], name: str, *, allow_empty: bool = False) -> tuple[int, ...]:
+    expected = f"a {'' if allow_empty else 'non-empty '}sequence of ints >= 1"
+    if isinstance(values, int | str) or not isinstance(values, Sequence) or (len(values) == 0 and not allow_empty):
+        raise ValueError(f"{name} must be {expected}, got {values!r}")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1, got {values!r}")
+        raise ValueError(f"{name} must be {expected}, got {values!r}")
     return tuple(values)
 
 
@@ -171,6 +181,21 @@ def _int_tuple(values: Sequence[int], name: str) -> tuple[int, ...]:
 def next_frame_convlstm(**overrides: Any) -> NextFramePredictor:
     """For 64x64 one-channel frames (Moving MNIST): 2 stride-2 stages (32, 64), two 64-channel ConvLSTMs on 16x16."""
     return NextFramePredictor(**overrides)
+
+
+@register_model
+def openstl_convlstm_s(**overrides: Any) -> NextFramePredictor:
+    """OpenSTL's ConvLSTM-S (Moving MNIST): 4x4 patches, 4 ConvLSTM layers of 128 with 5x5 kernels on the 16x16
+    patch grid, a 1x1 convolution back to the patches, linear output; the 11.68M parameters OpenSTL uses."""
+    defaults: dict[str, Any] = {
+        "patch_size": 4,
+        "encoder_channels": (),
+        "hidden_channels": (128, 128, 128, 128),
+        "recurrent_kernel_size": 5,
+        "kernel_size": 1,
+        "output_activation": "linear",
+    }
+    return NextFramePredictor(**{**defaults, **overrides})
 
 
 @register_model
