@@ -48,6 +48,10 @@ def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
             "max_minutes must be float or null",
         ),
         (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"val_check_interval": 0}},
+            r"recipe.trainer.val_check_interval must be >= 1 training steps, or null; got 0",
+        ),
+        (
             {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "evaluate": {"extra_metrics": ["ssim2"]}},
             r"recipe.evaluate.extra_metrics must be distinct names from .*bce_per_sequence.*got \['ssim2'\]",
         ),
@@ -87,6 +91,7 @@ def test_help_explains_every_key() -> None:
         "model.name",
         "task.kind",
         "trainer.max_minutes",
+        "trainer.val_check_interval",
         "evaluate.baselines",
     ):
         assert key in text

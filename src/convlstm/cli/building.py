@@ -105,6 +105,9 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         extra["limit_train_batches"] = t.limit_train_batches
     if t.limit_val_batches is not None:
         extra["limit_val_batches"] = t.limit_val_batches
+    if t.val_check_interval is not None:
+        # Counted in steps across epoch boundaries: Lightning's per-epoch validation schedule is switched off.
+        extra.update(val_check_interval=t.val_check_interval, check_val_every_n_epoch=None)
     max_time = None if t.max_minutes is None else datetime.timedelta(minutes=t.max_minutes)
     settings: dict[str, Any] = {
         "root_dir": run.path,

@@ -72,6 +72,9 @@ class TrainerSection:
     early_stopping_patience: int | None = field(default=10, metadata=_help("validations without gain before stop"))
     limit_train_batches: int | float | None = field(default=None, metadata=_help("batches per training epoch"))
     limit_val_batches: int | float | None = field(default=None, metadata=_help("batches per validation"))
+    val_check_interval: int | None = field(
+        default=None, metadata=_help("validate every this many training steps (default: after every epoch)")
+    )
     log_every_n_steps: int = field(default=10, metadata=_help("logging period in steps"))
     enable_progress_bar: bool = field(default=True, metadata=_help("show the progress bar"))
 
@@ -147,6 +150,9 @@ def _check_values(recipe: Recipe, where: str) -> None:
     minutes = recipe.trainer.max_minutes
     if minutes is not None and not 0 < minutes < MAX_MINUTES:
         raise RecipeError(f"{where}.trainer.max_minutes must be > 0 and < {MAX_MINUTES:.0e}, or null; got {minutes}")
+    interval = recipe.trainer.val_check_interval
+    if interval is not None and interval < 1:
+        raise RecipeError(f"{where}.trainer.val_check_interval must be >= 1 training steps, or null; got {interval}")
     extra = recipe.evaluate.extra_metrics
     unknown = [m for m in extra if m not in EXTRA_METRICS]
     if unknown or len(set(extra)) != len(extra):

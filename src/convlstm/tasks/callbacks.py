@@ -1,5 +1,5 @@
-"""Training-engine pieces: atomic checkpoint writes, a guard against non-finite losses, and prediction images in
-TensorBoard."""
+"""Training-engine pieces: atomic checkpoint writes, a guard against non-finite losses, a clock of training time,
+and prediction images in TensorBoard."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -29,6 +30,7 @@ __all__ = [
     "NonFiniteLossGuard",
     "PredictionImageLogger",
     "RandomStateCheckpoint",
+    "TrainingClock",
     "ValidateAtStepLimit",
     "prediction_grid",
 ]
@@ -246,6 +248,48 @@ class LastCheckpoint(Checkpoint):
         # The full checkpoint (optimizer, loops, callbacks): it is what --resume continues from.
         trainer.save_checkpoint(os.path.join(directory, "last.ckpt"), weights_only=False)
         self._saved_step = trainer.global_step
+
+
+class TrainingClock(L.Callback):
+    """Logs ``time/train_minutes`` at every validation: the wall-clock minutes spent training so far, validation
+    excluded, counted on across resumes (the count is in the checkpoint). It is the x-axis of quality against
+    training time. The clock stops only after the device has finished the queued work, so that GPU time spent on
+    training is not booked to validation."""
+
+    def __init__(self) -> None:
+        self.minutes = 0.0
+        self._since: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._since = time.perf_counter()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop(pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log("time/train_minutes", self.minutes, on_step=False, on_epoch=True)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._since = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop(pl_module)
+
+    def _stop(self, pl_module: L.LightningModule) -> None:
+        if self._since is None:
+            return
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self.minutes += (time.perf_counter() - self._since) / 60
+        self._since = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"minutes": self.minutes}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.minutes = float(state_dict["minutes"])
 
 
 class ValidateAtStepLimit(L.Callback):

@@ -20,6 +20,7 @@ from convlstm.tasks.callbacks import (
     NonFiniteLossGuard,
     PredictionImageLogger,
     RandomStateCheckpoint,
+    TrainingClock,
     ValidateAtStepLimit,
 )
 
@@ -111,7 +112,8 @@ def make_trainer(
             Checkpoints also carry the random generators' states (:class:`RandomStateCheckpoint`), so a resumed
             run continues as if it had never stopped.
         image_every_n_epochs: :class:`PredictionImageLogger` period; None for no images.
-        loggers: TensorBoard + CSV loggers (False: none).
+        loggers: TensorBoard + CSV loggers (False: none); they also get the learning rate at every step and the
+            minutes of training so far at every validation ("time/train_minutes", :class:`TrainingClock`).
         enable_progress_bar: Show the progress bar.
         deterministic: Ask torch for deterministic algorithms.
         callbacks: More callbacks.
@@ -142,6 +144,7 @@ def make_trainer(
         )
         run_loggers = [csv, tensorboard]
         all_callbacks.append(LearningRateMonitor(logging_interval="step"))
+        all_callbacks.append(TrainingClock())
         if image_every_n_epochs is not None:
             all_callbacks.append(PredictionImageLogger(every_n_epochs=image_every_n_epochs))
     if checkpoints:
