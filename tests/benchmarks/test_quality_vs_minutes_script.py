@@ -1,0 +1,52 @@
+"""benchmarks/quality_vs_minutes.py at a tiny size: trains for a few seconds, validating every 5 steps, then prints
+MSE per frame against minutes and writes its JSON file and figure."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.scripts import run_benchmark
+
+TINY = [
+    "-o", "data.train_sequences=64",
+    "-o", "data.val_sequences=4",
+    "-o", "data.test_sequences=4",
+    "-o", "data.num_workers=0",
+    "-o", "trainer.val_check_interval=5",
+    "-o", "trainer.enable_progress_bar=false",
+    "-o", "model.args={hidden_channels: [4]}",
+]  # fmt: skip
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_benchmark("quality_vs_minutes.py", *args, timeout=300)
+
+
+def test_tiny_run_prints_the_curve_and_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "minutes"
+    done = _run("--minutes", "0.15", "--out", str(out), *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "quality_vs_minutes.json").read_text())
+    curve = results["curve"]
+    assert len(curve) >= 2
+    steps = [point["step"] for point in curve]
+    assert steps[:2] == [5, 10]  # trainer.val_check_interval counts steps
+    minutes = [point["minutes"] for point in curve]
+    assert minutes == sorted(minutes) and 0 < minutes[-1] < 0.15  # training time only, within the budget
+    assert set(results["test"]) == {"openstl_convlstm_s", "persistence"}
+    assert all(scores["mse_per_frame"] > 0 for scores in results["test"].values())
+    assert (out / "quality_vs_minutes.png").stat().st_size > 0
+    assert "| *OpenSTL ConvLSTM-S, 200 epochs (V100)* | *29.8* |" in done.stdout
+    assert f"| {minutes[0]:.2f} | 5 | {curve[0]['mse_per_frame']:.1f} |" in done.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [(["--minutes", "0"], "--minutes must be > 0"), ([], "is not empty")])
+def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "minutes"
+    out.mkdir()
+    (out / "keep.txt").write_text("a user's file")
+    done = _run("--out", str(out), *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert (out / "keep.txt").read_text() == "a user's file"
