@@ -2,12 +2,14 @@
 MSE per frame against minutes and writes its JSON file and figure."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.scripts import run_benchmark
+from tests.benchmarks.scripts import ROOT, run_benchmark
 
 TINY = [
     "-o", "data.train_sequences=64",
@@ -50,3 +52,25 @@ def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str
     done = _run("--out", str(out), *args)
     assert done.returncode == 2 and message in done.stderr
     assert (out / "keep.txt").read_text() == "a user's file"
+
+
+def test_the_gpu_session_script_runs_its_quality_part_and_brings_the_results_out(tmp_path: Path) -> None:
+    # The script is what a lent GPU machine runs; here its quality part runs at the tiny size, to keep it working.
+    out = tmp_path / "session"
+    # The script calls python3, as the GPU image names it: here that must be the interpreter running the tests.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "OUT": str(out), "MINUTES": "0.1", "OMP_NUM_THREADS": "1", "PATH": path}
+    script = ROOT / "benchmarks" / "gpu_session.sh"
+    done = subprocess.run(
+        ["bash", str(script), "quality", *TINY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mnist_log.txt",
+        "nvidia_smi_quality.txt",
+        "quality_vs_minutes.json",
+        "quality_vs_minutes.png",
+    ]
+    assert json.loads((out / "quality_vs_minutes.json").read_text())["curve"]
+    wrong = subprocess.run(["bash", str(script), "speeed"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "expected speed or quality" in wrong.stderr
