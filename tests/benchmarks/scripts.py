@@ -19,3 +19,13 @@ def run_benchmark(name: str, *args: str, timeout: float) -> subprocess.Completed
         timeout=timeout,
         check=False,
     )
+
+
+def assert_refused_keeping_out(name: str, out: Path, args: list[str], message: str) -> None:
+    """``name`` run with ``--out`` at a folder that holds a user's file must exit 2 saying ``message`` and leave the
+    file as it was (bad arguments, or an --out that is not empty)."""
+    out.mkdir()
+    (out / "keep.txt").write_text("a user's file")
+    done = run_benchmark(name, "--out", str(out), *args, timeout=300)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
+    assert (out / "keep.txt").read_text() == "a user's file"

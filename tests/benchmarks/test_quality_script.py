@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.scripts import run_benchmark
+from tests.benchmarks.scripts import assert_refused_keeping_out, run_benchmark
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,9 +42,4 @@ def test_tiny_run_prints_tables_and_writes_results(tmp_path: Path) -> None:
     [(["--scale", "0"], "--scale must be positive"), (["--jobs", "0"], "--jobs must be >= 1"), ([], "is not empty")],
 )
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
-    out = tmp_path / "quality"
-    out.mkdir()
-    (out / "keep.txt").write_text("a user's file")
-    done = _run("--out", str(out), *args)
-    assert done.returncode == 2 and message in done.stderr
-    assert (out / "keep.txt").read_text() == "a user's file"
+    assert_refused_keeping_out("quality.py", tmp_path / "quality", args, message)

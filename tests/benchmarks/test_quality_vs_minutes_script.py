@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.scripts import ROOT, run_benchmark
+from tests.benchmarks.scripts import ROOT, assert_refused_keeping_out, run_benchmark
 
 TINY = [
     "-o", "data.train_sequences=64",
@@ -46,12 +46,7 @@ def test_tiny_run_prints_the_curve_and_writes_results(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [(["--minutes", "0"], "--minutes must be > 0"), ([], "is not empty")])
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
-    out = tmp_path / "minutes"
-    out.mkdir()
-    (out / "keep.txt").write_text("a user's file")
-    done = _run("--out", str(out), *args)
-    assert done.returncode == 2 and message in done.stderr
-    assert (out / "keep.txt").read_text() == "a user's file"
+    assert_refused_keeping_out("quality_vs_minutes.py", tmp_path / "minutes", args, message)
 
 
 def test_the_gpu_session_script_runs_its_quality_part_and_brings_the_results_out(tmp_path: Path) -> None:
