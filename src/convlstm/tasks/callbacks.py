@@ -251,28 +251,28 @@ class LastCheckpoint(Checkpoint):
 
 
 class TrainingClock(L.Callback):
-    """Logs ``time/train_minutes`` at every validation: the wall-clock minutes spent training so far, validation
-    excluded, counted on across resumes (the count is in the checkpoint). It is the x-axis of quality against
-    training time. The clock stops only after the device has finished the queued work, so that GPU time spent on
-    training is not booked to validation."""
+    """Logs ``time/train_minutes`` at every validation of a fit: the wall-clock minutes spent training so far,
+    validation and checkpoint writing excluded, counted on across resumes (the count is in the checkpoint). It is
+    the x-axis of quality against training time. The clock runs from a training batch's start to the next
+    validation or the end of training, and stops only after the device has finished the queued work, so that GPU
+    time spent on training is not booked to validation."""
 
     def __init__(self) -> None:
         self.minutes = 0.0
         self._since: float | None = None
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._since = time.perf_counter()
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop(pl_module)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            pl_module.log("time/train_minutes", self.minutes, on_step=False, on_epoch=True)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            self._since = time.perf_counter()
+            pl_module.log("time/train_minutes", self.minutes, on_step=False, on_epoch=True)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop(pl_module)
