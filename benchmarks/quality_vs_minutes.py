@@ -1,11 +1,12 @@
 """Forecast quality against minutes of training (issue #6, item 8): OpenSTL's ConvLSTM-S on Moving MNIST for a
 wall-clock budget.
 
-Trains a recipe (default ``configs/moving_mnist_openstl.yaml``) with ``convlstm fit`` for ``--minutes`` of
-training, validating every ``trainer.val_check_interval`` steps; every validation logs the minutes of training so
-far (validation excluded) beside the validation scores. Then scores the test split with ``convlstm evaluate`` and
-prints MSE per frame against minutes, the test scores of the best checkpoint and its baselines, and the published
-numbers beside them (ANCHORS §3 and §10). Writes ``<out>/quality_vs_minutes.json`` and a figure of the curve.
+Trains a recipe (default ``configs/moving_mnist_openstl.yaml``) with ``convlstm fit`` for ``--minutes`` of wall
+clock (the Trainer's ``max_time``, validation included), validating every ``trainer.val_check_interval`` steps;
+every validation logs the minutes of training so far (validation left out) beside the validation scores. Then
+scores the test split with ``convlstm evaluate`` and prints MSE per frame against minutes, the test scores of the
+best checkpoint and its baselines, and the published numbers beside them (ANCHORS §3 and §10). Writes
+``<out>/quality_vs_minutes.json`` and a figure of the curve.
 
 Usage:
     python benchmarks/quality_vs_minutes.py --minutes 5 --out runs/mnist-minutes           # the GPU run
@@ -80,7 +81,7 @@ def device_name() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget")
+    parser.add_argument("--minutes", type=float, default=5.0, help="wall-clock budget of the fit, validation included")
     parser.add_argument("--out", type=Path, required=True, help="a new or empty directory")
     parser.add_argument("--config", type=Path, default=CONFIGS / "moving_mnist_openstl.yaml", help="the recipe")
     parser.add_argument("-o", "--override", action="append", default=[], help="section.key=value, as convlstm fit")
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure = plot_training_curve(
         columns, args.out / "quality_vs_minutes.png", x="minutes", metrics=[f"val/{SCORE}"], dpi=80
     )
-    print(f"\n{recipe.name} on {results['device']}, {args.minutes} minutes of training\n")
+    print(f"\n{recipe.name} on {results['device']}, a fit of {args.minutes} minutes of wall clock\n")
     print(markdown(curve, results["test"]))
     print(f"\n{figure}\n{args.out / 'quality_vs_minutes.json'}")
     return 0
