@@ -335,7 +335,7 @@ def run_studies(
         return
     # Each job gets its share of the cores as torch threads: on 2 cores, two single-threaded runs at a time each
     # took about as long as one run alone on two threads (README, Results), so the studies finish in half the time.
-    threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+    threads = max(1, usable_cores() // jobs)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(run, study.name, chain, extra=extras[study.name]): study for study, chain in work}
@@ -347,6 +347,13 @@ def run_studies(
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity where the system has one, as on Linux; else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _start_worker(threads: int) -> None:
@@ -394,9 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=names, default=names, help="studies to run")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step budget")
     parser.add_argument("--test-sequences", type=int, default=TEST_SEQUENCES, help="test sequences per study")
-    parser.add_argument(
-        "--jobs", type=int, default=min(2, len(os.sched_getaffinity(0))), help="runs trained at the same time"
-    )
+    parser.add_argument("--jobs", type=int, default=min(2, usable_cores()), help="runs trained at the same time")
     parser.add_argument("--json", type=Path, default=None, help="results file (default: <out>/quality.json)")
     args = parser.parse_args(argv)
     if not args.scale > 0:
