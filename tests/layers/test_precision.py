@@ -158,20 +158,47 @@ def test_compiled_gates_equal_eager_gates() -> None:
     torch.testing.assert_close(compiled_bf16.float(), eager_bf16.float(), atol=1e-2, rtol=0)
 
 
-def test_fused_schedule_casts_its_weight_once_per_call_under_autocast() -> None:
-    """The concatenated weight is no parameter, so autocast would cast it (and autograd save the copy) every step."""
-    layer = ConvLSTM(3, 4, 3, input_schedule="fused")
-    weight_shape = (16, 7, 3, 3)
-    storages = set()
+@pytest.mark.parametrize(
+    ("layer_class", "schedule", "kwargs"),
+    [
+        (ConvLSTM, "fused", {}),
+        (ConvLSTM, "per_step", {}),
+        (ConvLSTM, "batched", {}),
+        (ConvGRU, "per_step", {}),
+        (ConvGRU, "batched", {}),
+        (ConvGRU, "per_step", {"reset_after": False}),  # its recurrent weight is used in two slices
+    ],
+)
+@pytest.mark.parametrize("cache_enabled", [True, False])
+def test_every_schedule_casts_each_weight_once_per_call_under_autocast(
+    layer_class: type[ConvLSTM] | type[ConvGRU], schedule: str, kwargs: dict[str, object], cache_enabled: bool
+) -> None:
+    """Autocast caches casts of parameters only, and nothing with its cache off (as under CUDA-graph capture): a
+    weight cast inside the step would be cast, and saved for the backward pass, once per step. Each weight the
+    layer uses (input, recurrent, or the two side by side) must be saved once, whatever the cache does, and the
+    outputs must not depend on the cache."""
+    torch.manual_seed(0)
+    layer = layer_class(3, 4, 3, input_schedule=schedule, **kwargs)  # type: ignore[arg-type]
+    cell = layer.cells[0]
+    shapes = {tuple(cell.input_conv.weight.shape), tuple(cell.recurrent_conv.weight.shape)}
+    if schedule == "fused":
+        shapes.add(tuple(cell.fused_weight().shape))
+    storages: dict[tuple[int, ...], set[int]] = {shape: set() for shape in shapes}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        if tuple(t.shape) == weight_shape and t.dtype == torch.bfloat16:
-            storages.add(t.untyped_storage().data_ptr())
+        if tuple(t.shape) in storages and t.dtype == torch.bfloat16:
+            storages[tuple(t.shape)].add(t.untyped_storage().data_ptr())
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _bf16():
-        layer(torch.randn(2, 6, 3, 5, 5))
-    assert len(storages) == 1
+    x = torch.randn(2, 6, 3, 5, 5)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache_enabled)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
+        out, _ = layer(x)
+    assert all(len(saved) <= 1 for saved in storages.values()), {k: len(v) for k, v in storages.items()}
+    assert sum(len(saved) for saved in storages.values()) >= 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference, _ = layer(x)
+    assert torch.equal(out, reference)
 
 
 # ------------------------------------------------------------------------------------------------ ConvGRU state

@@ -181,27 +181,38 @@ class ConvRNNCellBase(nn.Module):
         return input_mask, recurrent_mask
 
     # ----------------------------------------------------------------------------------------------- gates
-    def input_gates(self, x: Tensor, input_mask: Tensor | None = None) -> Tensor | None:
+    def input_gates(
+        self, x: Tensor, input_mask: Tensor | None = None, *, weight: Tensor | None = None
+    ) -> Tensor | None:
         """Input-to-state pre-activations with the gate biases: (N, C_in, *S) -> (N, G * C_hidden, *S_state).
 
         Returns None for a cell without input (in_channels=0). A mask (N, G, C_in, *S) gives each gate its own
-        dropped copy of x; the G copies run as one grouped convolution with the same weight.
+        dropped copy of x; the G copies run as one grouped convolution with the same weight. ``weight`` stands in
+        for the input convolution's own (a copy already cast for autocast, say).
         """
         if self.input_conv is None:
             return None
         if input_mask is None:
-            return self.input_conv(x, self.bias)
-        return self.input_conv((x.unsqueeze(1) * input_mask).flatten(1, 2), self.bias, groups=self.num_gates)
+            return self.input_conv(x, self.bias, weight=weight)
+        masked = (x.unsqueeze(1) * input_mask).flatten(1, 2)
+        return self.input_conv(masked, self.bias, weight=weight, groups=self.num_gates)
 
     def recurrent_gates(
-        self, h: Tensor, recurrent_mask: Tensor | None, *, first: int = 0, count: int | None = None
+        self,
+        h: Tensor,
+        recurrent_mask: Tensor | None,
+        *,
+        first: int = 0,
+        count: int | None = None,
+        weight: Tensor | None = None,
     ) -> Tensor:
-        """State-to-state pre-activations of gates [first, first + count).
+        """State-to-state pre-activations of gates [first, first + count); ``weight`` stands in for the recurrent
+        convolution's own (all gates' blocks).
 
         Shape: (N, C_hidden, *S) -> (N, count * C_hidden, *S).
         """
         g = self.num_gates if count is None else count
-        weight: Tensor = self.recurrent_conv.weight
+        weight = self.recurrent_conv.weight if weight is None else weight
         if g != self.num_gates:
             f = self.hidden_channels
             weight = weight[first * f : (first + g) * f]
@@ -241,8 +252,16 @@ class ConvRNNCellBase(nn.Module):
         """One step from the frame itself, with one convolution over cat([x, h]) (when :attr:`can_fuse`)."""
         raise NotImplementedError
 
-    def step(self, x_gates: Tensor | None, state: Any, recurrent_mask: Tensor | None = None) -> Any:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`)."""
+    def step(
+        self,
+        x_gates: Tensor | None,
+        state: Any,
+        recurrent_mask: Tensor | None = None,
+        *,
+        recurrent_weight: Tensor | None = None,
+    ) -> Any:
+        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`);
+        ``recurrent_weight`` stands in for the recurrent convolution's own."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:

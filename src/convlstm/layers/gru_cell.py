@@ -129,8 +129,16 @@ class ConvGRUCell(ConvRNNCellBase):
             return _channel_view(self.bias, self.spatial_dims).expand(like.shape[0], -1, *like.shape[2:])
         return like.new_zeros(like.shape[0], 3 * self.hidden_channels, *like.shape[2:])
 
-    def step(self, x_gates: Tensor | None, state: Tensor | None, recurrent_mask: Tensor | None = None) -> Tensor:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`).
+    def step(
+        self,
+        x_gates: Tensor | None,
+        state: Tensor | None,
+        recurrent_mask: Tensor | None = None,
+        *,
+        recurrent_weight: Tensor | None = None,
+    ) -> Tensor:
+        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`);
+        ``recurrent_weight`` stands in for the recurrent convolution's own.
 
         Under autocast with a reduced-precision dtype, h comes back in float32 (``float32_state``) or in that dtype.
         """
@@ -156,12 +164,13 @@ class ConvGRUCell(ConvRNNCellBase):
                 rz = rz + _channel_view(self.recurrent_bias[: 2 * f], self.spatial_dims)
                 h_n = _channel_view(self.recurrent_bias[2 * f :], self.spatial_dims)
         elif self.reset_after:
-            recurrent = widen(self.recurrent_gates(state, recurrent_mask))
+            recurrent = widen(self.recurrent_gates(state, recurrent_mask, weight=recurrent_weight))
             if self.recurrent_bias is not None:
                 recurrent = recurrent + _channel_view(self.recurrent_bias, self.spatial_dims)
             rz, h_n = x_rz + recurrent[:, : 2 * f], recurrent[:, 2 * f :]
         else:
-            rz, h_n = x_rz + widen(self.recurrent_gates(state, recurrent_mask, first=0, count=2)), None
+            rz_recurrent = self.recurrent_gates(state, recurrent_mask, first=0, count=2, weight=recurrent_weight)
+            rz, h_n = x_rz + widen(rz_recurrent), None
         if self.gate_norm is not None:
             rz = widen(self.gate_norm(rz))
         r, z = self.recurrent_activation(rz).chunk(2, dim=1)
@@ -170,7 +179,8 @@ class ConvGRUCell(ConvRNNCellBase):
         elif self.reset_after:
             candidate = x_n + r * h_n  # type: ignore[operator]
         else:
-            candidate = x_n + widen(self.recurrent_gates(r * h_prev, recurrent_mask, first=2, count=1))
+            n_recurrent = self.recurrent_gates(r * h_prev, recurrent_mask, first=2, count=1, weight=recurrent_weight)
+            candidate = x_n + widen(n_recurrent)
         if self.candidate_norm is not None:
             candidate = widen(self.candidate_norm(candidate))
         n = self.activation(candidate)

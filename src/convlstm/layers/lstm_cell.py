@@ -179,8 +179,16 @@ class ConvLSTMCell(ConvRNNCellBase):
         if self.peephole is not None:
             nn.init.zeros_(self.peephole)
 
-    def step(self, x_gates: Tensor | None, state: LSTMState | None, recurrent_mask: Tensor | None = None) -> LSTMState:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`).
+    def step(
+        self,
+        x_gates: Tensor | None,
+        state: LSTMState | None,
+        recurrent_mask: Tensor | None = None,
+        *,
+        recurrent_weight: Tensor | None = None,
+    ) -> LSTMState:
+        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`);
+        ``recurrent_weight`` stands in for the recurrent convolution's own.
 
         A missing state means zeros; its state-to-state convolution is skipped rather than computed on zeros.
         """
@@ -190,7 +198,7 @@ class ConvLSTMCell(ConvRNNCellBase):
             gates, c_prev = x_gates, None
         else:
             h_prev, c_prev = state
-            recurrent = self.recurrent_gates(h_prev, recurrent_mask)
+            recurrent = self.recurrent_gates(h_prev, recurrent_mask, weight=recurrent_weight)
             if x_gates is not None:
                 gates = x_gates + recurrent
             elif self.bias is not None:

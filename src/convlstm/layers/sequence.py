@@ -240,7 +240,11 @@ def _run_steps(
     steps = x.shape[1]
     has_input = cell.input_conv is not None
     batched_gates = _batched_input_gates(cell, x, input_mask) if schedule == "batched" else None
-    fused_weight = _fused_weight(cell, x) if schedule == "fused" else None
+    # Every step reuses one cast of each weight it needs (see _per_call_weight).
+    fused_weight = _per_call_weight(cell.fused_weight(), x) if schedule == "fused" else None
+    input_conv = cell.input_conv if schedule == "per_step" else None
+    input_weight = None if input_conv is None else _per_call_weight(input_conv.weight, x)
+    recurrent_weight = _per_call_weight(cell.recurrent_conv.weight, x) if schedule != "fused" else None
     hidden: list[Tensor] = []
     for t in reversed(range(steps)) if backwards else range(steps):
         if fused_weight is not None and state is not None:
@@ -249,8 +253,8 @@ def _run_steps(
             if batched_gates is not None:
                 gates: Tensor | None = batched_gates[:, t]
             else:
-                gates = cell.input_gates(x[:, t], input_mask) if has_input else None
-            state = cell.step(gates, state, recurrent_mask)
+                gates = cell.input_gates(x[:, t], input_mask, weight=input_weight) if has_input else None
+            state = cell.step(gates, state, recurrent_mask, recurrent_weight=recurrent_weight)
         hidden.append(hidden_of(state))
     if backwards:
         hidden.reverse()
@@ -259,13 +263,14 @@ def _run_steps(
     return _stack_steps(hidden), state
 
 
-def _fused_weight(cell: ConvRNNCellBase, x: Tensor) -> Tensor:
-    """The cell's fused weight, cast once per call under autocast: autocast caches casts of parameters only, so the
-    concatenated weight would be cast again, and saved for the backward pass again, at every step."""
-    weight = cell.fused_weight()
+def _per_call_weight(weight: Tensor, x: Tensor) -> Tensor:
+    """``weight`` as every step of one call uses it: under autocast, cast once to the autocast dtype of x's device.
+    Autocast caches only casts of parameters, and none while a CUDA graph is captured (its cache is off there), so
+    a weight cast inside the step would be cast, and saved for the backward pass, once per step (as the concatenated
+    fused weight always would)."""
     device_type = x.device.type
     if torch.is_autocast_enabled(device_type):
-        weight = weight.to(torch.get_autocast_dtype(device_type))
+        return weight.to(torch.get_autocast_dtype(device_type))
     return weight
 
 
