@@ -12,6 +12,7 @@ from tests.models.registry_cases import build, example_input, run, summary
 
 GOLDEN_MODELS = [
     "encoder_forecaster_tiny",
+    "radar_convlstm_advection",
     "fc_lstm_tiny",
     "next_frame_tiny",
     "prednet_tiny",

@@ -18,7 +18,12 @@ SHI_MOVING_MNIST_COUNTS = {
     "shi2015_convlstm_9x9_1x1_128_128": 11_550_224,
     "shi2015_convlstm_9x9_1x1_128_64_64": 8_830_480,
 }
-SMALL_BUILDERS = ["encoder_forecaster_tiny", "shi2015_radar_convlstm", "shi2015_radar_convgru"]
+SMALL_BUILDERS = [
+    "encoder_forecaster_tiny",
+    "shi2015_radar_convlstm",
+    "shi2015_radar_convgru",
+    "radar_convlstm_advection",
+]
 
 
 def _tiny(**overrides: Any) -> EncoderForecaster:
@@ -36,7 +41,7 @@ def _randomize_peepholes(model: torch.nn.Module) -> None:
 
 
 def test_builders_are_registered() -> None:
-    names = set(list_models("shi2015_*")) | set(list_models("encoder_forecaster_*"))
+    names = set(list_models("shi2015_*")) | set(list_models("encoder_forecaster_*")) | set(list_models("radar_*"))
     assert set(SHI_MOVING_MNIST_COUNTS) | set(SMALL_BUILDERS) <= names
 
 
@@ -223,7 +228,7 @@ def test_bad_context_is_rejected_with_a_clear_message() -> None:
 def test_bad_state_is_rejected() -> None:
     model = _tiny()
     state = model.encode(torch.rand(2, 3, 1, 8, 8))
-    with pytest.raises(ValueError, match="state must be a list of 2 layer states"):
+    with pytest.raises(ValueError, match=r"state must be a list of 2 entries \(one per layer\)"):
         model.forecast(state[:1], 2)
     with pytest.raises(ValueError, match=r"state\[1\] h must have shape"):
         model.forecast([state[0], (state[1][0][:, :3], state[1][1])], 2)
@@ -241,6 +246,7 @@ def test_bad_state_is_rejected() -> None:
         ({"patch_size": 0}, "patch_size must be an int >= 1"),
         ({"in_channels": 0}, "in_channels must be an int >= 1"),
         ({"default_horizon": 0}, "default_horizon must be an int >= 1"),
+        ({"motion_radius": -1}, "motion_radius must be an int >= 0"),
     ],
 )
 def test_bad_constructor_arguments(overrides: dict[str, Any], message: str) -> None:

@@ -5,6 +5,10 @@ context (B, T_in, C, H, W) --space-to-depth--> encoder stack (L ConvLSTM layers)
 (L layers; layer 1 has no input, layer l > 1 reads layer l - 1) --1x1 conv over all forecaster h--> depth-to-space
 --> predictions (B, horizon, C, H, W).
 
+Two additions of ours, both off by default: ``head="advection"`` forecasts by moving the last frame along a velocity
+field read from the forecaster (:mod:`convlstm.models.advection_head`), and ``motion_radius`` feeds the encoder
+block-matching costs of each frame against the one before (:mod:`convlstm.models.motion_cues`).
+
 Shi's naming ConvLSTM(K_i)-K_h-C1-K_h-C2 maps to ``kernel_size=K_i`` (input-to-state, every layer),
 ``recurrent_kernel_size=K_h`` (state-to-state) and ``hidden_channels=[C1, C2]``.
 """
@@ -14,16 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
+from convlstm.models.advection_head import AdvectionHead
 from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.motion_cues import cue_channels, matching_costs
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
 CellKind = Literal["lstm", "gru"]
-#: One entry per layer: (h, c) pairs for cell="lstm", h tensors for cell="gru" (the state of the sequence layers).
+HeadKind = Literal["pixels", "advection"]
+HEADS = ("pixels", "advection")
+#: One entry per layer: (h, c) pairs for cell="lstm", h tensors for cell="gru" (the state of the sequence layers);
+#: with head="advection" the last frame seen (B, C, H, W) follows, since that head moves it.
 RecurrentState = list[Any]
 
 
@@ -39,6 +49,8 @@ class EncoderForecasterConfig:
     output_activation: OutputActivation = "sigmoid"
     initial_mean: float | None = None
     default_horizon: int = 10
+    head: HeadKind = "pixels"
+    motion_radius: int = 0
 
 
 class EncoderForecaster(Forecaster):
@@ -61,6 +73,13 @@ class EncoderForecaster(Forecaster):
         initial_mean: the mean pixel value a fresh model predicts (the data's mean; see
             :func:`~convlstm.models.output_head.start_at_mean`), or None for PyTorch's default initialisation.
         default_horizon: frames predicted when forward gets no horizon.
+        head: "pixels", Shi's 1x1 convolution that draws each frame from the forecaster states, or "advection",
+            which moves the last context frame by a velocity field read from those states and adds a change
+            (:class:`~convlstm.models.advection_head.AdvectionHead`; starts at persistence and needs
+            output_activation="none").
+        motion_radius: with r > 0, each encoder step also reads the (2r + 1)^2 block-matching costs of its frame
+            against the one before (displacements up to r pixels; zeros for the very first frame), averaged over
+            each patch. 0: frames only, as Shi.
 
     Shape:
         context: (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
@@ -87,6 +106,8 @@ class EncoderForecaster(Forecaster):
         output_activation: OutputActivation = "sigmoid",
         initial_mean: float | None = None,
         default_horizon: int = 10,
+        head: HeadKind = "pixels",
+        motion_radius: int = 0,
     ) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
@@ -101,6 +122,9 @@ class EncoderForecaster(Forecaster):
         if peephole and cell == "gru":
             raise ValueError("peephole=True needs cell='lstm': a ConvGRU has no cell state to peep at")
         check_output_head(output_activation, initial_mean)
+        _check_head(head, output_activation, initial_mean)
+        if not isinstance(motion_radius, int) or isinstance(motion_radius, bool) or motion_radius < 0:
+            raise ValueError(f"motion_radius must be an int >= 0, got {motion_radius!r}")
         if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
             raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
         self.config = config_from_arguments(EncoderForecasterConfig, locals())
@@ -110,6 +134,10 @@ class EncoderForecaster(Forecaster):
         self.output_activation = output_activation
         self.default_horizon = default_horizon
 
+        self.motion_radius = motion_radius
+        # The advection head moves the last frame and the motion cues compare each frame with the one before:
+        # both need the last frame seen, which the state then carries so that chunked encoding equals one call.
+        self.keeps_last_frame = head == "advection" or motion_radius > 0
         patched = in_channels * patch_size**2
         layers: dict[str, Any] = {
             "hidden_channels": hidden_channels,
@@ -117,16 +145,21 @@ class EncoderForecaster(Forecaster):
             "num_layers": len(hidden_channels),
             "recurrent_kernel_size": recurrent_kernel_size,
         }
+        encoder_inputs = patched + (cue_channels(motion_radius) if motion_radius else 0)
         if cell == "lstm":
-            self.encoder: ConvLSTM | ConvGRU = ConvLSTM(patched, peephole=peephole, **layers)
+            self.encoder: ConvLSTM | ConvGRU = ConvLSTM(encoder_inputs, peephole=peephole, **layers)
             # in_channels=0: the first forecaster layer is state-to-state only (Shi's figure 3).
             self.forecaster: ConvLSTM | ConvGRU = ConvLSTM(0, peephole=peephole, **layers)
         else:
-            self.encoder = ConvGRU(patched, **layers)
+            self.encoder = ConvGRU(encoder_inputs, **layers)
             self.forecaster = ConvGRU(0, **layers)
-        self.head = nn.Conv2d(sum(hidden_channels), patched, kernel_size=1)
-        if initial_mean is not None:
-            start_at_mean(self.head, output_activation, initial_mean)
+        self.head_kind = head
+        if head == "advection":
+            self.head: nn.Module = AdvectionHead(sum(hidden_channels), in_channels, patch_size)
+        else:
+            self.head = nn.Conv2d(sum(hidden_channels), patched, kernel_size=1)
+            if initial_mean is not None:
+                start_at_mean(self.head, output_activation, initial_mean)
 
     def forward(
         self,
@@ -166,8 +199,28 @@ class EncoderForecaster(Forecaster):
             shape = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
             raise ValueError(f"context must have shape (B, T, C={self.in_channels}, H, W), got {shape}")
         patches = space_to_depth(context, self.patch_size, name="context")  # (B, T, C*p*p, H/p, W/p)
-        _, final = self.encoder(patches, state)
+        layers = None if state is None else state[: len(self.encoder.cells)]
+        if self.motion_radius:
+            previous = None if state is None else state[-1]
+            patches = torch.cat((patches, self._motion_cues(previous, context)), dim=2)
+        _, final = self.encoder(patches, layers)
+        if self.keeps_last_frame:
+            final.append(context[:, -1])
         return final
+
+    def _motion_cues(self, previous: Tensor | None, context: Tensor) -> Tensor:
+        """(B, T, cue channels, H / p, W / p): each context frame against the one before it; ``previous`` (B, C, H, W)
+        is the frame before the context, or None at the start, where the first frame gets zeros (no motion seen)."""
+        batch = context.shape[0]
+        earlier = context[:, :-1] if previous is None else torch.cat((previous.unsqueeze(1), context[:, :-1]), dim=1)
+        later = context[:, 1:] if previous is None else context
+        costs = matching_costs(earlier.flatten(0, 1), later.flatten(0, 1), self.motion_radius)
+        if self.patch_size > 1:
+            costs = F.avg_pool2d(costs, self.patch_size)
+        costs = costs.unflatten(0, (batch, later.shape[1]))
+        if previous is None:
+            costs = torch.cat((costs.new_zeros(batch, 1, *costs.shape[2:]), costs), dim=1)
+        return costs
 
     def forecast(self, state: RecurrentState, horizon: int) -> Tensor:
         """Runs the forecaster stack from an encoder state (see :meth:`encode`) for ``horizon`` steps.
@@ -177,22 +230,37 @@ class EncoderForecaster(Forecaster):
         """
         if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
             raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
-        if not isinstance(state, list | tuple) or len(state) != len(self.forecaster.cells):
+        entries = len(self.forecaster.cells) + self.keeps_last_frame
+        if not isinstance(state, list | tuple) or len(state) != entries:
             got = f"{type(state).__name__} of length {len(state)}" if isinstance(state, list | tuple) else state
-            raise ValueError(
-                f"state must be a list of {len(self.forecaster.cells)} layer states as encode returns, got {got}"
-            )
+            what = "one per layer, then the last frame" if self.keeps_last_frame else "one per layer"
+            raise ValueError(f"state must be a list of {entries} entries ({what}) as encode returns, got {got}")
+        layers = list(state[: len(self.forecaster.cells)])
         first = state[0]
         h = first[0] if isinstance(first, tuple | list) else first
         if not isinstance(h, Tensor) or h.ndim != 4:
             raise ValueError(f"state[0] must hold a hidden state (B, F, h, w), got {type(h).__name__}")
         # The forecaster takes no input: a (B, horizon, 0, h, w) tensor carries only the step count and size.
         steps = h.new_empty(h.shape[0], horizon, 0, *h.shape[2:])
-        hidden, _ = self.forecaster.forward_layers(steps, list(state))
+        hidden, _ = self.forecaster.forward_layers(steps, layers)
         stacked = torch.cat(hidden, dim=2)  # (B, horizon, sum(hidden_channels), h, w)
+        if self.head_kind == "advection":
+            return self.head(stacked, state[-1])
         out = self.head(stacked.flatten(0, 1)).unflatten(0, stacked.shape[:2])  # (B, horizon, C*p*p, h, w)
         out = activate(out, self.output_activation)
         return depth_to_space(out, self.patch_size, name="prediction")
+
+
+def _check_head(head: str, output_activation: str, initial_mean: float | None) -> None:
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if head == "advection" and output_activation != "none":
+        raise ValueError(
+            "head='advection' needs output_activation='none': it moves the last frame and adds a change, "
+            f"keeping the frames' own range, got output_activation={output_activation!r}"
+        )
+    if head == "advection" and initial_mean is not None:
+        raise ValueError(f"head='advection' starts at persistence, so initial_mean must be None, got {initial_mean!r}")
 
 
 def _check_hidden(hidden_channels: int | Sequence[int]) -> list[int]:
@@ -269,6 +337,13 @@ def shi2015_radar_convlstm(**overrides: Any) -> EncoderForecaster:
 def shi2015_radar_convgru(**overrides: Any) -> EncoderForecaster:
     """The radar configuration with ConvGRU cells (no peepholes) in place of ConvLSTM."""
     return _build({**_RADAR, "cell": "gru", "peephole": False}, overrides)
+
+
+@register_model
+def radar_convlstm_advection(**overrides: Any) -> EncoderForecaster:
+    """Shi's radar ConvLSTM with motion cues (radius 2) and the advection head: it forecasts by moving the last frame
+    along a learned velocity field and adding a learned change (see the README's nowcasting results)."""
+    return _build({**_RADAR, "head": "advection", "output_activation": "none", "motion_radius": 2}, overrides)
 
 
 @register_model
