@@ -167,6 +167,15 @@ STUDIES: tuple[Study, ...] = (
         runs=(
             Run("ConvLSTM encoder-forecaster", (f"model.args={{{RADAR_ENCODER_FORECASTER}}}",)),
             Run(
+                "ConvLSTM, motion cues + advection head",
+                (
+                    "model.name=radar_convlstm_advection",
+                    "model.args={hidden_channels: [32, 32], default_horizon: 15}",
+                    "task.args.lr=0.001",
+                ),
+                steps=800,
+            ),
+            Run(
                 "ConvGRU encoder-forecaster",
                 ("model.name=shi2015_radar_convgru", f"model.args={{{RADAR_ENCODER_FORECASTER}}}"),
             ),
