@@ -85,7 +85,7 @@ def test_chunked_encoding_and_a_saved_model_forecast_alike(tmp_path: Path) -> No
     [
         ({"head": "flow"}, "head must be one of"),
         ({"head": "advection"}, "output_activation='none'"),
-        ({"head": "advection", "output_activation": "none", "initial_mean": 0.1}, "starts at persistence"),
+        ({"head": "advection", "output_activation": "none", "initial_mean": 0.1}, "starts from the last frame"),
     ],
 )
 def test_bad_head_arguments(overrides: dict[str, object], message: str) -> None:

@@ -33,7 +33,7 @@ CellKind = Literal["lstm", "gru"]
 HeadKind = Literal["pixels", "advection"]
 HEADS = ("pixels", "advection")
 #: One entry per layer: (h, c) pairs for cell="lstm", h tensors for cell="gru" (the state of the sequence layers);
-#: with head="advection" the last frame seen (B, C, H, W) follows, since that head moves it.
+#: with the advection head or motion cues, the last frame seen (B, C, H, W) follows.
 RecurrentState = list[Any]
 
 
@@ -75,7 +75,7 @@ class EncoderForecaster(Forecaster):
         default_horizon: frames predicted when forward gets no horizon.
         head: "pixels", Shi's 1x1 convolution that draws each frame from the forecaster states, or "advection",
             which moves the last context frame by a velocity field read from those states and adds a change
-            (:class:`~convlstm.models.advection_head.AdvectionHead`; starts at persistence and needs
+            (:class:`~convlstm.models.advection_head.AdvectionHead`; starts close to persistence and needs
             output_activation="none").
         motion_radius: with r > 0, each encoder step also reads the (2r + 1)^2 block-matching costs of its frame
             against the one before (displacements up to r pixels; zeros for the very first frame), averaged over
@@ -193,7 +193,8 @@ class EncoderForecaster(Forecaster):
 
         Returns:
             The encoder state after the last frame, one entry per layer: (h, c) for cell="lstm", h for "gru",
-            each (B, hidden_channels[l], H / p, W / p).
+            each (B, hidden_channels[l], H / p, W / p); then, with the advection head or motion cues, the last
+            frame (B, C, H, W).
         """
         if not isinstance(context, Tensor) or context.ndim != 5 or context.shape[2] != self.in_channels:
             shape = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
@@ -260,7 +261,9 @@ def _check_head(head: str, output_activation: str, initial_mean: float | None) -
             f"keeping the frames' own range, got output_activation={output_activation!r}"
         )
     if head == "advection" and initial_mean is not None:
-        raise ValueError(f"head='advection' starts at persistence, so initial_mean must be None, got {initial_mean!r}")
+        raise ValueError(
+            f"head='advection' starts from the last frame, so initial_mean must be None, got {initial_mean!r}"
+        )
 
 
 def _check_hidden(hidden_channels: int | Sequence[int]) -> list[int]:
