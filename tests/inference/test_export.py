@@ -17,6 +17,8 @@ CONTEXT, HORIZON = 2, 2
 # (builder, overrides, frame shape (C, H, W)): every registered learnable family, and persistence.
 FAMILIES = {
     "encoder_forecaster": ("encoder_forecaster_tiny", {}, (1, 8, 8)),
+    # Motion cues (shifted differences) and the advection head (grid_sample, moving by its random first velocities).
+    "encoder_forecaster_advection": ("radar_convlstm_advection", {"hidden_channels": [4, 4]}, (1, 8, 8)),
     "fc_lstm": ("fc_lstm_tiny", {"height": 8, "width": 8}, (1, 8, 8)),
     "next_frame": ("next_frame_tiny", {}, (1, 8, 8)),
     # One pooling level and two PredNet layers: every block of the family, in a graph small enough to export fast.
