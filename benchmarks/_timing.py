@@ -1,5 +1,7 @@
-"""Timing helpers shared by the benchmarks: synchronized wall-clock timing, peak memory, atomic JSON output."""
+"""Helpers shared by the benchmarks: synchronized wall-clock timing, peak memory, atomic JSON output, and the refusal
+of an --out folder that is in use."""
 
+import argparse
 import gc
 import json
 import os
@@ -117,3 +119,9 @@ def format_columns(header: list[str], lines: list[list[str]]) -> str:
         ]
         text.append("  ".join(cells))
     return "\n".join(text)
+
+
+def refuse_used_out(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Exits through ``parser`` (status 2) when ``out`` holds anything: a script's results never overwrite a user's."""
+    if out.exists() and any(out.iterdir()):
+        parser.error(f"--out {out} is not empty; nothing there is overwritten: choose a new directory")

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from _timing import write_json_atomic
+from _timing import refuse_used_out, write_json_atomic
 from convlstm.cli import commands
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
@@ -419,8 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.test_sequences < 1:
         parser.error(f"--test-sequences must be >= 1, got {args.test_sequences}")
-    if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"--out {args.out} is not empty; nothing there is overwritten: choose a new directory")
+    refuse_used_out(parser, args.out)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from _timing import write_json_atomic
+from _timing import refuse_used_out, write_json_atomic
 from convlstm.cli import commands
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
@@ -88,8 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.minutes < 24 * 60:
         parser.error(f"--minutes must be > 0 and under a day, got {args.minutes}")
-    if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"--out {args.out} is not empty; nothing there is overwritten: choose a new directory")
+    refuse_used_out(parser, args.out)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     recipe = load_recipe(args.config, [*args.override, f"trainer.max_minutes={args.minutes}"])
