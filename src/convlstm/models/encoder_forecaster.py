@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
+from convlstm.layers.conv import check_positive_int
 from convlstm.models.advection_head import AdvectionHead
 from convlstm.models.base import Forecaster, config_from_arguments
 from convlstm.models.motion_cues import cue_channels, matching_costs
@@ -110,12 +111,11 @@ class EncoderForecaster(Forecaster):
         motion_radius: int = 0,
     ) -> None:
         super().__init__()
-        if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+        check_positive_int(in_channels, "in_channels")
         hidden_channels = _check_hidden(hidden_channels)
         for name, value in (("kernel_size", kernel_size), ("recurrent_kernel_size", recurrent_kernel_size)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            if value is not None:
+                check_positive_int(value, name)
         check_patch_size(patch_size)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
@@ -123,10 +123,8 @@ class EncoderForecaster(Forecaster):
             raise ValueError("peephole=True needs cell='lstm': a ConvGRU has no cell state to peep at")
         check_output_head(output_activation, initial_mean)
         _check_head(head, output_activation, initial_mean)
-        if not isinstance(motion_radius, int) or isinstance(motion_radius, bool) or motion_radius < 0:
-            raise ValueError(f"motion_radius must be an int >= 0, got {motion_radius!r}")
-        if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
-            raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
+        check_positive_int(motion_radius, "motion_radius", minimum=0)
+        check_positive_int(default_horizon, "default_horizon")
         self.config = config_from_arguments(EncoderForecasterConfig, locals())
         self.in_channels = in_channels
         self.patch_size = patch_size
@@ -229,8 +227,7 @@ class EncoderForecaster(Forecaster):
         Returns:
             (B, horizon, C, H, W) predictions.
         """
-        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
-            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        check_positive_int(horizon, "horizon")
         entries = len(self.forecaster.cells) + self.keeps_last_frame
         if not isinstance(state, list | tuple) or len(state) != entries:
             got = f"{type(state).__name__} of length {len(state)}" if isinstance(state, list | tuple) else state
