@@ -1,9 +1,10 @@
-"""Helpers shared by the benchmarks: synchronized wall-clock timing, peak memory, atomic JSON output, and the refusal
-of an --out folder that is in use."""
+"""Helpers shared by the benchmarks: synchronized wall-clock timing, peak memory, atomic JSON output, Markdown table
+cells, and the refusal of an --out folder that is in use."""
 
 import argparse
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -125,3 +126,12 @@ def refuse_used_out(parser: argparse.ArgumentParser, out: Path) -> None:
     """Exits through ``parser`` (status 2) when ``out`` holds anything: a script's results never overwrite a user's."""
     if out.exists() and any(out.iterdir()):
         parser.error(f"--out {out} is not empty; nothing there is overwritten: choose a new directory")
+
+
+def format_cell(value: float | None, digits: int) -> str:
+    """A table cell: "-" for a missing or non-finite score, scientific notation where ``digits`` would print 0."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    if abs(value) < 10**-digits and value != 0:
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"

@@ -23,7 +23,6 @@ import argparse
 import functools
 import json
 import logging
-import math
 import multiprocessing
 import os
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from _timing import refuse_used_out, write_json_atomic
+from _timing import format_cell, refuse_used_out, write_json_atomic
 from convlstm.cli import commands
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
@@ -382,23 +381,15 @@ def write_figure(study: Study, methods: dict[str, dict[str, Any]], out: Path) ->
     return plot_scores_by_lead_time(methods, path, metrics=study.figure, title=f"{study.name}: test scores", dpi=80)
 
 
-def _format(value: float | None, digits: int) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    if abs(value) < 10**-digits and value != 0:  # would print as zero
-        return f"{value:.2e}"
-    return f"{value:.{digits}f}"
-
-
 def markdown_table(study: Study, methods: dict[str, dict[str, Any]]) -> str:
     titles = [c.title for c in study.columns]
     lines = ["| method | " + " | ".join(titles) + " | minutes |", "|---" * (len(titles) + 2) + "|"]
     for label, scores in methods.items():
-        cells = [_format(c.value(scores), c.digits) for c in study.columns]
+        cells = [format_cell(c.value(scores), c.digits) for c in study.columns]
         minutes = scores.get("minutes")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_format(minutes, 1)} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {format_cell(minutes, 1)} |")
     for label, row in study.published.items():
-        cells = [_format(row.get(c.title), c.digits) for c in study.columns]
+        cells = [format_cell(row.get(c.title), c.digits) for c in study.columns]
         lines.append(f"| *{label}* | " + " | ".join(cells) + " | |")
     return "\n".join(lines)
 

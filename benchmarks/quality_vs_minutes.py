@@ -22,7 +22,6 @@ import argparse
 import csv
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from typing import Any
 
 import torch
 
-from _timing import refuse_used_out, write_json_atomic
+from _timing import format_cell, refuse_used_out, write_json_atomic
 from convlstm.cli import commands
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
@@ -65,9 +64,7 @@ def markdown(curve: list[dict[str, float]], test: dict[str, dict[str, Any]]) -> 
     lines += ["", "| test (best checkpoint) | MSE/frame | SSIM | PSNR |", "|---|---:|---:|---:|"]
     for method, scores in test.items():
         values = [scores.get(k) for k in (SCORE, "ssim", "psnr")]
-        cells = [
-            "-" if v is None or not math.isfinite(v) else f"{v:.{d}f}" for v, d in zip(values, (1, 3, 2), strict=True)
-        ]
+        cells = [format_cell(v, d) for v, d in zip(values, (1, 3, 2), strict=True)]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += [f"| *{label}* | *{value:.1f}* | | |" for label, value in PUBLISHED.items()]
     return "\n".join(lines)
