@@ -2,11 +2,12 @@
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.scripts import assert_refused_keeping_out, run_benchmark
+from tests.benchmarks.scripts import BENCHMARKS, assert_refused_keeping_out, run_benchmark
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,3 +44,18 @@ def test_tiny_run_prints_tables_and_writes_results(tmp_path: Path) -> None:
 )
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     assert_refused_keeping_out("quality.py", tmp_path / "quality", args, message)
+
+
+def test_the_largest_step_budgets_start_first_and_chains_stay_whole() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    from quality import STUDIES, longest_first
+
+    work = longest_first(STUDIES)
+    budgets = [sum(study.runs[i].steps or study.steps for i in chain) for study, chain in work]
+    assert budgets == sorted(budgets, reverse=True)
+    assert work[0][0].name == "nowcasting" and work[0][0].runs[work[0][1][0]].steps == 800
+    # Every run is scheduled exactly once, and PredNet's fine-tuning stays behind the run it starts from.
+    assert sorted((study.name, i) for study, chain in work for i in chain) == sorted(
+        (study.name, i) for study in STUDIES for i in range(len(study.runs))
+    )
+    assert ("prednet", (0, 1)) in [(study.name, chain) for study, chain in work]
