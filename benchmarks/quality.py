@@ -284,9 +284,9 @@ def chains(study: Study) -> list[tuple[int, ...]]:
 
 
 def longest_first(studies: Sequence[Study]) -> list[tuple[Study, tuple[int, ...]]]:
-    """Every chain of ``studies``, the largest step budget first (study order among equals). With two processes,
-    starting the 800-step nowcasting run last left one process idle for its last 7 minutes; starting it first
-    balances the two to within the shortest chain."""
+    """Every chain of ``studies``, the largest step budget first (study order among equals), so that no long run
+    starts late and leaves the other processes idle at the end (in study order, one process ran the last 2.4
+    minutes alone; longest first, the two finished 50 seconds apart)."""
     work = [(study, chain) for study in studies for chain in chains(study)]
     return sorted(work, key=lambda item: -sum(item[0].runs[i].steps or item[0].steps for i in item[1]))
 
