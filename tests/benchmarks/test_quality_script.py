@@ -48,12 +48,12 @@ def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str
 
 def test_the_largest_step_budgets_start_first_and_chains_stay_whole() -> None:
     sys.path.insert(0, str(BENCHMARKS))
-    from quality import STUDIES, longest_first
+    from quality import STUDIES, chain_steps, longest_first
 
     work = longest_first(STUDIES)
-    budgets = [sum(study.runs[i].steps or study.steps for i in chain) for study, chain in work]
-    assert budgets == sorted(budgets, reverse=True)
-    assert work[0][0].name == "nowcasting" and work[0][0].runs[work[0][1][0]].steps == 800
+    budgets = [chain_steps(study, chain) for study, chain in work]
+    assert budgets == sorted(budgets, reverse=True) and budgets[0] == 800 and budgets[-1] == 300
+    assert work[0][0].name == "nowcasting" and work[0][1] == (1,)  # the advection run
     # Every run is scheduled exactly once, and PredNet's fine-tuning stays behind the run it starts from.
     assert sorted((study.name, i) for study, chain in work for i in chain) == sorted(
         (study.name, i) for study in STUDIES for i in range(len(study.runs))
