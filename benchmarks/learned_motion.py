@@ -41,8 +41,8 @@ def mean_velocities(run_dir: Path, sequences: int) -> tuple[Tensor, Tensor]:
     head = getattr(model, "head", None)
     if not isinstance(head, AdvectionHead):
         raise SystemExit(f"{run_dir}/model has no advection head (got {type(head).__name__}); nothing to compare")
-    captured: list[Tensor] = []
-    hook = head.velocity.register_forward_hook(lambda _module, _inputs, output: captured.append(output))
+    captured: list[Tensor] = []  # the forecaster states the head reads, (1, K, F, h, w)
+    hook = head.register_forward_pre_hook(lambda _module, inputs: captured.append(inputs[0]))
     dataset = build_dataset(recipe, "test")
     flow = OpticalFlow()
     model_means, flow_means = [], []
@@ -51,7 +51,7 @@ def mean_velocities(run_dir: Path, sequences: int) -> tuple[Tensor, Tensor]:
             context = dataset[index]["context"].unsqueeze(0)  # (1, T, 1, H, W)
             captured.clear()
             model(context)
-            velocity = F.interpolate(captured[0], size=context.shape[-2:], mode="bilinear", align_corners=False)
+            velocity = head.velocity_field(captured[0][0], context.shape[-2:])  # (K, 2, H, W)
             wet = context[0, -1, 0] > 0
             model_means.append(wet_mean(velocity, wet))  # (K, 2)
             flow_means.append(wet_mean(flow.motion(context)[0, 0], wet))  # (2,)

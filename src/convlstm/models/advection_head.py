@@ -18,6 +18,8 @@ the Lucas-Kanade speed after 400 training steps and 0.12 to 0.36 after 800, agai
 Results 2).
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,13 +54,17 @@ class AdvectionHead(nn.Module):
     def forward(self, states: Tensor, last_frame: Tensor) -> Tensor:
         batch, horizon = states.shape[:2]
         flat = states.flatten(0, 1)  # (B * K, F, h, w)
-        height, width = last_frame.shape[-2:]
-        velocity = F.interpolate(self.velocity(flat), size=(height, width), mode="bilinear", align_corners=False)
+        velocity = self.velocity_field(flat, last_frame.shape[-2:])
         lead = torch.arange(1, horizon + 1, device=states.device, dtype=velocity.dtype).repeat(batch)
         displacement = velocity * lead.view(-1, 1, 1, 1)  # (B * K, 2, H, W): (dx, dy) in pixels
         moved = backtrack(last_frame.repeat_interleave(horizon, dim=0), displacement)
         change = depth_to_space(self.change(flat), self.patch_size, name="change")
         return (moved + change).unflatten(0, (batch, horizon))
+
+    def velocity_field(self, flat_states: Tensor, size: Sequence[int]) -> Tensor:
+        """The mean velocity since the last observation, (N, 2, H, W) pixels per frame (x then y), read from states
+        (N, hidden_channels, H / p, W / p) and upsampled bilinearly to the frame size ``size``."""
+        return F.interpolate(self.velocity(flat_states), size=size, mode="bilinear", align_corners=False)
 
 
 def backtrack(frames: Tensor, displacement: Tensor) -> Tensor:
