@@ -25,6 +25,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,9 +38,14 @@ import numpy as np
 from PIL import Image
 
 from _timing import format_cell, refuse_used_out, write_json_atomic
+from convlstm.accel import cpu_computes_bf16
 from convlstm.cli import commands
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
+from convlstm.cli.run_dir import RunDir
+
+#: --precision: Lightning's training precisions, or "auto" (see training_precision).
+PRECISIONS = ("auto", "32-true", "bf16-mixed")
 
 #: Test sequences scored per study (the same ones for the model and its baselines).
 TEST_SEQUENCES = 256
@@ -52,6 +58,11 @@ class Run:
     label: str
     overrides: tuple[str, ...] = ()
     steps: int | None = None  # this run's step budget, if not the study's
+    bf16_pays: bool = True  # False where benchmarks/cpu_precision.py measured bfloat16 no faster for this model
+    model_of: str | None = None  # trains nothing: scores the model of that study's first run on this study's data
+
+    def trains(self) -> bool:
+        return self.model_of is None
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,7 @@ STUDIES: tuple[Study, ...] = (
             Run(
                 "FC-LSTM",
                 (FC_LSTM, f"model.args={{{FC_LSTM_ARGS}, height: 64, width: 64, initial_mean: {MNIST_MEAN}}}"),
+                bf16_pays=False,
             ),
         ),
         columns=(Column("cross-entropy", "bce_per_sequence", digits=1), *FORECAST_COLUMNS),
@@ -181,6 +193,7 @@ STUDIES: tuple[Study, ...] = (
             Run(
                 "FC-LSTM",
                 (FC_LSTM, f"model.args={{{FC_LSTM_ARGS}, height: 48, width: 48, initial_mean: {RADAR_MEAN}}}"),
+                bf16_pays=False,
             ),
         ),
         columns=(
@@ -237,8 +250,10 @@ STUDIES: tuple[Study, ...] = (
     Study(
         name="anomaly",
         recipe="anomaly",
-        common=("task.args.lr=0.002",),  # the recipe's model, as in the bouncing-balls study
-        runs=(Run("ConvLSTM encoder-forecaster"),),
+        common=(),
+        # A forecaster of normal bouncing balls is what the anomaly recipe trains: the bouncing-balls study's model
+        # is one (the same network and data), so it is scored here instead of training a second (README, Results 5).
+        runs=(Run("ConvLSTM encoder-forecaster of the bouncing-balls study", model_of="bouncing_balls"),),
         columns=(
             Column("ROC-AUC", "auroc"),
             Column("ROC-AUC cumulative", "auroc_cumulative"),
@@ -271,100 +286,155 @@ STUDIES: tuple[Study, ...] = (
 )
 
 
-def chains(study: Study) -> list[tuple[int, ...]]:
-    """The study's runs grouped into chains that must run in turn: a run that starts from the one before it
-    ({previous} in its overrides) joins that run's chain. Different chains may run at the same time."""
-    groups: list[list[int]] = []
-    for index, run in enumerate(study.runs):
-        if groups and any("{previous}" in o for o in run.overrides):
-            groups[-1].append(index)
-        else:
-            groups.append([index])
+#: A run: (study name, index into the study's runs).
+RunRef = tuple[str, int]
+#: Method label -> its metrics.json scores (and "minutes", "precision"), in table order.
+Methods = dict[str, dict[str, Any]]
+
+
+def study_named(name: str) -> Study:
+    return next(study for study in STUDIES if study.name == name)
+
+
+def prerequisite(study: Study, index: int) -> RunRef | None:
+    """The run that run ``index`` of ``study`` needs first: the one before it when it starts from its weights
+    ({previous} in its overrides), the other study's first run when it scores that model (model_of), else None."""
+    run = study.runs[index]
+    if run.model_of is not None:
+        return (run.model_of, 0)
+    if any("{previous}" in o for o in run.overrides):
+        return (study.name, index - 1)
+    return None
+
+
+def with_prerequisites(names: Sequence[str]) -> list[Study]:
+    """The studies named and those whose model one of them scores, in the order of STUDIES."""
+    wanted = set(names) | {run.model_of for study in STUDIES if study.name in names for run in study.runs}
+    return [study for study in STUDIES if study.name in wanted]
+
+
+def chains(studies: Sequence[Study]) -> list[tuple[RunRef, ...]]:
+    """The runs of ``studies`` grouped into chains that must run in turn: a run joins the chain of the run it needs
+    (:func:`prerequisite`, which must come earlier in ``studies``). Different chains may run at the same time."""
+    groups: list[list[RunRef]] = []
+    chain_of: dict[RunRef, list[RunRef]] = {}
+    for study in studies:
+        for index in range(len(study.runs)):
+            needed = prerequisite(study, index)
+            if needed is None:
+                groups.append([])
+            group = groups[-1] if needed is None else chain_of[needed]
+            group.append((study.name, index))
+            chain_of[(study.name, index)] = group
     return [tuple(group) for group in groups]
 
 
-def longest_first(studies: Sequence[Study]) -> list[tuple[Study, tuple[int, ...]]]:
+def longest_first(studies: Sequence[Study]) -> list[tuple[RunRef, ...]]:
     """Every chain of ``studies``, the largest step budget first (study order among equals), so that no long run
     starts late and leaves the other processes idle at the end (in study order, one process ran the last 2.4
     minutes alone; longest first, the two ended 50 seconds and 1.5 minutes apart in two runs)."""
-    work = [(study, chain) for study in studies for chain in chains(study)]
-    return sorted(work, key=lambda item: -chain_steps(*item))
+    return sorted(chains(studies), key=lambda chain: -chain_steps(chain))
 
 
-def chain_steps(study: Study, chain: tuple[int, ...]) -> int:
-    """The optimizer steps of runs ``chain`` of ``study``, before --scale."""
-    return sum(study.runs[i].steps or study.steps for i in chain)
+def run_steps(study: Study, index: int) -> int:
+    """The optimizer steps of run ``index`` of ``study``, before --scale (none for a run that trains nothing)."""
+    run = study.runs[index]
+    return (run.steps or study.steps) if run.trains() else 0
+
+
+def chain_steps(chain: Sequence[RunRef]) -> int:
+    return sum(run_steps(study_named(name), index) for name, index in chain)
+
+
+def training_precision(run: Run, precision: str) -> str:
+    """The Lightning precision ``run`` trains in: ``precision``, or for "auto" bfloat16 autocast ("bf16-mixed")
+    where the CPU multiplies bfloat16 in hardware and it pays for the run's model, else "32-true"."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if run.bf16_pays and cpu_computes_bf16() else "32-true"
 
 
 def run_chain(
-    name: str, indices: tuple[int, ...], *, out: Path, extra: list[str], scale: float, test_sequences: int
-) -> dict[int, dict[str, dict[str, Any]]]:
-    """Fits and evaluates runs ``indices`` of study ``name`` under ``out``, in turn; the first run of a study also
-    scores the recipe's baselines. Returns run index -> (method -> metrics.json scores)."""
-    study = next(s for s in STUDIES if s.name == name)
+    chain: Sequence[RunRef],
+    *,
+    out: Path,
+    extras: dict[str, list[str]],
+    scale: float,
+    test_sequences: int,
+    precision: str,
+) -> dict[RunRef, Methods]:
+    """Fits (or, for a model_of run, copies) and evaluates the runs of ``chain`` under ``out``, in turn; the first
+    run of a study also scores the recipe's baselines. Returns the methods each run scored."""
     settings = [
         "trainer.max_epochs=null",
         "trainer.enable_progress_bar=false",
         f"data.val_sequences={max(1, test_sequences // 4)}",  # validation only picks the best checkpoint
         f"data.test_sequences={test_sequences}",
     ]
-    results: dict[int, dict[str, dict[str, Any]]] = {}
-    for index in indices:
+    results: dict[RunRef, Methods] = {}
+    for name, index in chain:
+        study = study_named(name)
         run = study.runs[index]
         previous = out / study.name / f"run_{index - 1}" / "model"  # a run may start from the one before it
         overrides = [o.replace("{previous}", str(previous)) for o in run.overrides]
-        steps = max(1, round((run.steps or study.steps) * scale))
-        budget = [*settings, f"trainer.max_steps={steps}"]
-        recipe = load_recipe(CONFIGS / f"{study.recipe}.yaml", [*study.common, *extra, *budget, *overrides])
+        trained_in = training_precision(run, precision)
+        steps = max(1, round(run_steps(study, index) * scale))
+        budget = [*settings, f"trainer.precision={trained_in}", f"trainer.max_steps={steps}"]
+        recipe = load_recipe(CONFIGS / f"{study.recipe}.yaml", [*study.common, *extras[name], *budget, *overrides])
         run_dir = out / study.name / f"run_{index}"
         started = time.perf_counter()
-        commands.fit(recipe, run_dir, resume=False)
+        if run.model_of is None:
+            commands.fit(recipe, run_dir, resume=False)
+        else:
+            RunDir(run_dir).create(recipe, resume=False)
+            shutil.copytree(out / run.model_of / "run_0" / "model", run_dir / "model")
+            trained_in = training_precision(study_named(run.model_of).runs[0], precision)
         commands.evaluate(run_dir, baselines=recipe.evaluate.baselines if index == 0 else [])
         scores = json.loads((run_dir / "metrics.json").read_text())["methods"]
-        methods: dict[str, dict[str, Any]] = {}
+        methods: Methods = {}
         for method, values in scores.items():
             # Baselines of a later run answer its own question (copy-last-frame over 5 frames, say): say which.
             label = run.label if method == recipe.model.name else method if index == 0 else f"{method} (as {run.label})"
-            minutes = (time.perf_counter() - started) / 60 if label == run.label else None
-            methods[label] = {**values, "minutes": minutes}
-        results[index] = methods
+            ours = label == run.label
+            minutes = (time.perf_counter() - started) / 60 if ours else None
+            methods[label] = {**values, "minutes": minutes, "precision": trained_in if ours else None}
+        results[(name, index)] = methods
     return results
 
 
 def run_studies(
-    studies: Sequence[Study], out: Path, *, jobs: int, scale: float, test_sequences: int
-) -> Iterator[tuple[Study, dict[str, dict[str, Any]]]]:
-    """Runs every chain of ``studies`` on ``jobs`` processes; yields (study, method -> scores) as each study
-    finishes, its methods in run order. Every study's data files are written first, in this process."""
+    studies: Sequence[Study], out: Path, *, jobs: int, scale: float, test_sequences: int, precision: str
+) -> Iterator[tuple[Study, Methods]]:
+    """Runs every chain of ``studies`` on ``jobs`` processes; yields (study, methods) as each study finishes, its
+    methods in run order. Every study's data files are written first, in this process."""
     extras = {study.name: list(study.prepare(out)) if study.prepare is not None else [] for study in studies}
+    done: dict[str, dict[int, Methods]] = {study.name: {} for study in studies}
+
+    def finished(results: dict[RunRef, Methods]) -> Iterator[tuple[Study, Methods]]:
+        for (name, index), methods in results.items():
+            done[name][index] = methods
+        for study in studies:
+            runs = done[study.name]
+            if study.name in {name for name, _ in results} and len(runs) == len(study.runs):
+                yield study, {label: scores for i in sorted(runs) for label, scores in runs[i].items()}
+
+    run = functools.partial(
+        run_chain, out=out, extras=extras, scale=scale, test_sequences=test_sequences, precision=precision
+    )
     work = longest_first(studies)
-    done: dict[str, dict[int, dict[str, dict[str, Any]]]] = {study.name: {} for study in studies}
-
-    def finished(study: Study, results: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]] | None:
-        done[study.name].update(results)
-        if len(done[study.name]) < len(study.runs):
-            return None
-        runs = done[study.name]
-        return {label: scores for index in sorted(runs) for label, scores in runs[index].items()}
-
-    run = functools.partial(run_chain, out=out, scale=scale, test_sequences=test_sequences)
     if jobs == 1:
-        for study, chain in work:
-            methods = finished(study, run(study.name, chain, extra=extras[study.name]))
-            if methods is not None:
-                yield study, methods
+        for chain in work:
+            yield from finished(run(chain))
         return
     # Each job gets its share of the cores as torch threads: on 2 cores, two single-threaded runs at a time each
     # took about as long as one run alone on two threads (README, Results), so the studies finish in half the time.
     threads = max(1, usable_cores() // jobs)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(run, study.name, chain, extra=extras[study.name]): study for study, chain in work}
+        futures = [pool.submit(run, chain) for chain in work]
         try:
             for future in as_completed(futures):
-                methods = finished(futures[future], future.result())
-                if methods is not None:
-                    yield futures[future], methods
+                yield from finished(future.result())
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
@@ -384,7 +454,7 @@ def _start_worker(threads: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-def write_figure(study: Study, methods: dict[str, dict[str, Any]], out: Path) -> Path | None:
+def write_figure(study: Study, methods: Methods, out: Path) -> Path | None:
     """The study's scores against lead time, one line per method (Shi et al.'s CSI figure for nowcasting)."""
     if not study.figure:
         return None
@@ -394,7 +464,7 @@ def write_figure(study: Study, methods: dict[str, dict[str, Any]], out: Path) ->
     return plot_scores_by_lead_time(methods, path, metrics=study.figure, title=f"{study.name}: test scores", dpi=80)
 
 
-def markdown_table(study: Study, methods: dict[str, dict[str, Any]]) -> str:
+def markdown_table(study: Study, methods: Methods) -> str:
     titles = [c.title for c in study.columns]
     lines = ["| method | " + " | ".join(titles) + " | minutes |", "|---" * (len(titles) + 2) + "|"]
     for label, scores in methods.items():
@@ -415,6 +485,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every step budget")
     parser.add_argument("--test-sequences", type=int, default=TEST_SEQUENCES, help="test sequences per study")
     parser.add_argument("--jobs", type=int, default=min(2, usable_cores()), help="runs trained at the same time")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="training precision; auto: bf16-mixed on CPUs with AMX for the models where it pays, else 32-true",
+    )
     parser.add_argument("--json", type=Path, default=None, help="results file (default: <out>/quality.json)")
     args = parser.parse_args(argv)
     if not args.scale > 0:
@@ -433,12 +509,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scale": args.scale,
         "test_sequences": args.test_sequences,
         "jobs": args.jobs,
+        "precision": args.precision,
         "studies": {},
     }
-    scored: dict[str, dict[str, dict[str, Any]]] = {}
-    selected = [study for study in STUDIES if study.name in args.only]
+    scored: dict[str, Methods] = {}
+    selected = with_prerequisites(args.only)
     for study, methods in run_studies(
-        selected, args.out, jobs=args.jobs, scale=args.scale, test_sequences=args.test_sequences
+        selected,
+        args.out,
+        jobs=args.jobs,
+        scale=args.scale,
+        test_sequences=args.test_sequences,
+        precision=args.precision,
     ):
         scored[study.name] = methods
         results["studies"] = {s.name: scored[s.name] for s in selected if s.name in scored}  # in study order

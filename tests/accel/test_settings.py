@@ -3,15 +3,32 @@ import dataclasses
 import pytest
 import torch
 
+import convlstm.accel.settings as settings_module
 from convlstm import ConvGRU, ConvLSTM
-from convlstm.accel import FastSettings, apply_fast_settings, channels_last_sequence, fast_settings
+from convlstm.accel import FastSettings, apply_fast_settings, channels_last_sequence, cpu_computes_bf16, fast_settings
 
 
-def test_cpu_gets_everything_off() -> None:
+@pytest.mark.parametrize("amx", [False, True])
+def test_cpu_gets_bfloat16_only_with_amx(monkeypatch, amx: bool) -> None:
+    monkeypatch.setattr(settings_module, "cpu_computes_bf16", lambda: amx)
     settings = fast_settings("cpu")
-    assert settings == FastSettings()
+    assert settings == FastSettings(autocast_dtype=torch.bfloat16 if amx else None)
     assert not (settings.compile_gates or settings.cuda_graph or settings.channels_last)
-    assert settings.autocast_dtype is None and settings.input_schedule == "auto"
+    assert settings.float32_cell_state and settings.input_schedule == "auto"
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "expected"),
+    [({"amx_bf16": True, "avx512_bf16": True}, True), ({"amx_bf16": False, "avx512_bf16": True}, False), ({}, False)],
+)
+def test_cpu_computes_bf16_reads_the_amx_flag(monkeypatch, capabilities, expected) -> None:
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
+    assert cpu_computes_bf16() is expected
+
+
+def test_cpu_computes_bf16_is_false_where_torch_cannot_tell(monkeypatch) -> None:
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    assert cpu_computes_bf16() is False
 
 
 def test_cuda_captures_only_static_shapes() -> None:

@@ -8,6 +8,7 @@ from convlstm.accel.settings import (
     FastSettings,
     apply_fast_settings,
     channels_last_sequence,
+    cpu_computes_bf16,
     fast_settings,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "capture_inference",
     "capture_training_step",
     "channels_last_sequence",
+    "cpu_computes_bf16",
     "fast_settings",
     "make_training_step",
 ]

@@ -79,11 +79,20 @@ class FastSettings:
         return ", ".join(on)
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Xeon Sapphire Rapids and later): there
+    bfloat16 autocast trained the models of benchmarks/quality.py about twice as fast as float32 (README, Speed).
+    CPUs without AMX were not measured. False where torch cannot tell (no ``torch.cpu.get_capabilities``)."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    return capabilities is not None and bool(capabilities().get("amx_bf16", False))
+
+
 def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> FastSettings:
     """The fast paths expected to pay on ``device``.
 
-    - CPU: everything off. Measured with benchmarks/layers.py: torch.compile'd gates gained 12 % at a small shape
-      and nothing at OpenSTL ConvLSTM-S, for about 50 s of cold compilation; bfloat16 and CUDA graphs do not apply.
+    - CPU: bfloat16 autocast with the cell state in float32 where the CPU has AMX (:func:`cpu_computes_bf16`),
+      otherwise nothing. Measured with benchmarks/layers.py: torch.compile'd gates gained 12 % at a small shape and
+      nothing at OpenSTL ConvLSTM-S, for about 50 s of cold compilation; CUDA graphs do not apply.
     - CUDA: bfloat16 autocast (where supported) with the cell state in float32, the gate arithmetic compiled
       (when Triton is importable), and with ``static_shapes`` whole steps captured in CUDA graphs with the
       one-convolution-per-step schedule ("fused"; batching the input convolution over time did not pay under a
@@ -98,7 +107,7 @@ def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> 
     """
     device = torch.device(device)
     if device.type != "cuda":
-        return FastSettings()
+        return FastSettings(autocast_dtype=torch.bfloat16 if device.type == "cpu" and cpu_computes_bf16() else None)
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return FastSettings(
         input_schedule="fused" if static_shapes else "auto",
