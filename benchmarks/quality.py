@@ -3,18 +3,20 @@
 Each study trains the recipes of configs/ at a CPU size (the overrides below: fewer steps, smaller frames) with the
 same code as `convlstm fit`, scores the test split with `convlstm evaluate`, and prints one Markdown table per
 study: the table the README shows. Every run is seeded and has a step budget (not a wall-clock one), so the
-numbers repeat on any machine of the same torch version up to the summation order of its thread count; only the
-time differs.
+numbers repeat on any machine of the same torch version and training precision up to the summation order of its
+thread count; only the time differs.
 
 Usage:
     python benchmarks/quality.py [--out DIR] [--only STUDY ...] [--scale X] [--test-sequences N] [--jobs N]
-                                 [--json FILE]
+                                 [--precision auto|32-true|bf16-mixed] [--json FILE]
 
 --scale multiplies every step budget (0.1 for a smoke test). --jobs (default 2, or 1 on one core) trains that
 many runs at a time, each in its own process with its share of the cores, the largest step budgets first; a study's
-table is printed when its last run ends. --out must be a new or empty directory: nothing there is overwritten. The
-published numbers printed beside ours come from GPU training of far larger models for hours (ANCHORS.md): they set
-the scale, they are not a like-for-like comparison.
+table is printed when its last run ends. --precision auto (the default) trains under bfloat16 autocast on CPUs with
+AMX, except the models for which benchmarks/cpu_precision.py measured no gain, and in float32 elsewhere. The anomaly
+study scores the bouncing-balls study's model (--only anomaly trains it too). --out must be a new or empty
+directory: nothing there is overwritten. The published numbers printed beside ours come from GPU training of far
+larger models for hours (ANCHORS.md): they set the scale, they are not a like-for-like comparison.
 """
 
 from __future__ import annotations
@@ -60,9 +62,6 @@ class Run:
     steps: int | None = None  # this run's step budget, if not the study's
     bf16_pays: bool = True  # False where benchmarks/cpu_precision.py measured bfloat16 no faster for this model
     model_of: str | None = None  # trains nothing: scores the model of that study's first run on this study's data
-
-    def trains(self) -> bool:
-        return self.model_of is None
 
 
 @dataclass(frozen=True)
@@ -309,7 +308,9 @@ def prerequisite(study: Study, index: int) -> RunRef | None:
 
 def with_prerequisites(names: Sequence[str]) -> list[Study]:
     """The studies named and those whose model one of them scores, in the order of STUDIES."""
-    wanted = set(names) | {run.model_of for study in STUDIES if study.name in names for run in study.runs}
+    wanted = set(names) | {
+        run.model_of for study in STUDIES if study.name in names for run in study.runs if run.model_of
+    }
     return [study for study in STUDIES if study.name in wanted]
 
 
@@ -336,14 +337,25 @@ def longest_first(studies: Sequence[Study]) -> list[tuple[RunRef, ...]]:
     return sorted(chains(studies), key=lambda chain: -chain_steps(chain))
 
 
-def run_steps(study: Study, index: int) -> int:
-    """The optimizer steps of run ``index`` of ``study``, before --scale (none for a run that trains nothing)."""
+def trained_by(study: Study, index: int) -> tuple[Study, Run]:
+    """The run whose training made the model that run ``index`` of ``study`` scores: itself, or for a model_of run
+    the other study's first run."""
     run = study.runs[index]
-    return (run.steps or study.steps) if run.trains() else 0
+    if run.model_of is None:
+        return study, run
+    source = study_named(run.model_of)
+    return source, source.runs[0]
+
+
+def step_budget(study: Study, run: Run) -> int:
+    """The optimizer steps ``run`` of ``study`` trains for, before --scale."""
+    return run.steps or study.steps
 
 
 def chain_steps(chain: Sequence[RunRef]) -> int:
-    return sum(run_steps(study_named(name), index) for name, index in chain)
+    """The optimizer steps that the runs of ``chain`` train, before --scale (a model_of run trains none)."""
+    runs = [(study_named(name), index) for name, index in chain]
+    return sum(step_budget(study, study.runs[index]) for study, index in runs if study.runs[index].model_of is None)
 
 
 def training_precision(run: Run, precision: str) -> str:
@@ -377,8 +389,10 @@ def run_chain(
         run = study.runs[index]
         previous = out / study.name / f"run_{index - 1}" / "model"  # a run may start from the one before it
         overrides = [o.replace("{previous}", str(previous)) for o in run.overrides]
-        trained_in = training_precision(run, precision)
-        steps = max(1, round(run_steps(study, index) * scale))
+        # A model_of run's recipe records how the model it scores was trained.
+        source_study, source = trained_by(study, index)
+        trained_in = training_precision(source, precision)
+        steps = max(1, round(step_budget(source_study, source) * scale))
         budget = [*settings, f"trainer.precision={trained_in}", f"trainer.max_steps={steps}"]
         recipe = load_recipe(CONFIGS / f"{study.recipe}.yaml", [*study.common, *extras[name], *budget, *overrides])
         run_dir = out / study.name / f"run_{index}"
@@ -388,7 +402,6 @@ def run_chain(
         else:
             RunDir(run_dir).create(recipe, resume=False)
             shutil.copytree(out / run.model_of / "run_0" / "model", run_dir / "model")
-            trained_in = training_precision(study_named(run.model_of).runs[0], precision)
         commands.evaluate(run_dir, baselines=recipe.evaluate.baselines if index == 0 else [])
         scores = json.loads((run_dir / "metrics.json").read_text())["methods"]
         methods: Methods = {}
