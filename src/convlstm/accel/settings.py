@@ -81,7 +81,8 @@ class FastSettings:
 
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Xeon Sapphire Rapids and later): there
-    bfloat16 autocast trained the models of benchmarks/quality.py about twice as fast as float32 (README, Speed).
+    a bfloat16-autocast training step of the convolutional models of benchmarks/quality.py ran 1.45x to 2.33x as
+    fast as in float32 (benchmarks/cpu_precision.py; README, Speed).
     CPUs without AMX were not measured. False where torch cannot tell (no ``torch.cpu.get_capabilities``)."""
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     return capabilities is not None and bool(capabilities().get("amx_bf16", False))
