@@ -36,8 +36,6 @@ from convlstm.cli.building import build_dataset, build_model, build_task
 from convlstm.cli.main import CONFIGS
 from convlstm.cli.recipe import load_recipe
 
-logger = logging.getLogger("benchmarks.cpu_precision")
-
 
 def training_step(study: quality.Study, run: quality.Run, work: Path) -> Callable[[bool], float]:
     """A function that runs one training step of ``run`` (bfloat16 autocast when called with True) on a fixed
@@ -113,7 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             timing = measure(training_step(study, run, Path(work)), repeats=args.repeats)
             auto = quality.training_precision(run, "auto")
             rows.append({"study": study.name, "run": run.label, **timing, "quality_py_trains_in": auto})
-            logger.info("%s / %s: %s", study.name, run.label, timing)
     print(
         format_columns(
             ["study", "run", "float32 s/step", "bf16 s/step", "bf16 speed-up", "quality.py trains in"],

@@ -295,6 +295,11 @@ def study_named(name: str) -> Study:
     return next(study for study in STUDIES if study.name == name)
 
 
+def run_at(ref: RunRef) -> tuple[Study, Run]:
+    study = study_named(ref[0])
+    return study, study.runs[ref[1]]
+
+
 def prerequisite(study: Study, index: int) -> RunRef | None:
     """The run that run ``index`` of ``study`` needs first: the one before it when it starts from its weights
     ({previous} in its overrides), the other study's first run when it scores that model (model_of), else None."""
@@ -323,8 +328,10 @@ def chains(studies: Sequence[Study]) -> list[tuple[RunRef, ...]]:
         for index in range(len(study.runs)):
             needed = prerequisite(study, index)
             if needed is None:
-                groups.append([])
-            group = groups[-1] if needed is None else chain_of[needed]
+                group: list[RunRef] = []
+                groups.append(group)
+            else:
+                group = chain_of[needed]
             group.append((study.name, index))
             chain_of[(study.name, index)] = group
     return [tuple(group) for group in groups]
@@ -341,10 +348,7 @@ def trained_by(study: Study, index: int) -> tuple[Study, Run]:
     """The run whose training made the model that run ``index`` of ``study`` scores: itself, or for a model_of run
     the other study's first run."""
     run = study.runs[index]
-    if run.model_of is None:
-        return study, run
-    source = study_named(run.model_of)
-    return source, source.runs[0]
+    return (study, run) if run.model_of is None else run_at((run.model_of, 0))
 
 
 def step_budget(study: Study, run: Run) -> int:
@@ -354,8 +358,7 @@ def step_budget(study: Study, run: Run) -> int:
 
 def chain_steps(chain: Sequence[RunRef]) -> int:
     """The optimizer steps that the runs of ``chain`` train, before --scale (a model_of run trains none)."""
-    runs = [(study_named(name), index) for name, index in chain]
-    return sum(step_budget(study, study.runs[index]) for study, index in runs if study.runs[index].model_of is None)
+    return sum(step_budget(study, run) for study, run in map(run_at, chain) if run.model_of is None)
 
 
 def training_precision(run: Run, precision: str) -> str:
@@ -385,8 +388,7 @@ def run_chain(
     ]
     results: dict[RunRef, Methods] = {}
     for name, index in chain:
-        study = study_named(name)
-        run = study.runs[index]
+        study, run = run_at((name, index))
         previous = out / study.name / f"run_{index - 1}" / "model"  # a run may start from the one before it
         overrides = [o.replace("{previous}", str(previous)) for o in run.overrides]
         # A model_of run's recipe records how the model it scores was trained.
@@ -426,9 +428,10 @@ def run_studies(
     def finished(results: dict[RunRef, Methods]) -> Iterator[tuple[Study, Methods]]:
         for (name, index), methods in results.items():
             done[name][index] = methods
+        touched = {name for name, _ in results}
         for study in studies:
             runs = done[study.name]
-            if study.name in {name for name, _ in results} and len(runs) == len(study.runs):
+            if study.name in touched and len(runs) == len(study.runs):
                 yield study, {label: scores for i in sorted(runs) for label, scores in runs[i].items()}
 
     run = functools.partial(
