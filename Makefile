@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint typecheck pytest demo bench clean
+.PHONY: setup test test-fast test-portable lint typecheck pytest demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,16 @@ typecheck: setup
 pytest: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test: lint typecheck pytest
+# While developing: everything but the end-to-end runs (marked e2e), which `make test` and CI still run.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not e2e"
+
+# Catches a test tuned to one CPU: torch's portable kernels (no AVX, as on CPUs unlike ours) on one thread.
+test-portable: setup
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow and not e2e" \
+		tests/layers tests/models tests/examples
+
+test: lint typecheck pytest test-portable
 
 demo: setup
 	$(BIN)/convlstm demo

@@ -2,6 +2,7 @@
 cell state, channels-last memory format, and :func:`fast_settings`, which picks what is on per device."""
 
 from convlstm.accel.cuda_graphs import CapturedStep, capture_inference, capture_training_step, make_training_step
+from convlstm.accel.precision import choose_precision, resolve_precision
 from convlstm.accel.settings import (
     BF16_TOLERANCE,
     FLOAT32_TOLERANCE,
@@ -21,7 +22,9 @@ __all__ = [
     "capture_inference",
     "capture_training_step",
     "channels_last_sequence",
+    "choose_precision",
     "cpu_computes_bf16",
     "fast_settings",
     "make_training_step",
+    "resolve_precision",
 ]

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from convlstm import __version__
 from convlstm.cli.recipe import RecipeError, load_recipe, recipe_help
+from convlstm.utils.extras import missing_extra_message
 
 logger = logging.getLogger("convlstm")
 
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"convlstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = commands.add_parser(
@@ -133,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except (RecipeError, ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"convlstm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        message = missing_extra_message(err)
+        if message is None:
+            raise
+        print(f"convlstm {args.command}: error: {message}", file=sys.stderr)
         return 2
     finally:
         # Called again in the same process (tests, notebooks), a kept handler would print twice, or to a closed

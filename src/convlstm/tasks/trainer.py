@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
+from convlstm.accel.precision import resolve_precision, uses_gpu
 from convlstm.tasks.callbacks import (
     AtomicCheckpointIO,
     LastCheckpoint,
@@ -35,8 +36,7 @@ def default_precision(accelerator: str) -> str:
     On a CPU with AMX (:func:`convlstm.accel.cpu_computes_bf16`) "bf16-mixed" trains the convolutional models 1.45x
     to 2.33x as fast per step, but it is not the default there: a CPU run stays in float32 unless asked
     (``trainer.precision``), since it changes the numbers."""
-    uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if uses_gpu else "32-true"
+    return "bf16-mixed" if uses_gpu(accelerator) else "32-true"
 
 
 def _device_count(devices: int | str | Sequence[int]) -> int:
@@ -97,7 +97,9 @@ def make_trainer(
         accelerator: "auto", "cpu", "gpu", ...
         devices: Devices per node.
         num_nodes: Nodes.
-        precision: Default: "bf16-mixed" on a GPU, "32-true" on the CPU.
+        precision: A Lightning precision, or "auto": bfloat16 where the hardware computes it natively, else
+            float32 (:func:`convlstm.accel.choose_precision`, which logs why). Default: "bf16-mixed" on a GPU,
+            "32-true" on the CPU.
         max_epochs: Stop after this many epochs.
         max_steps: Stop after this many optimizer steps (-1: no limit).
         max_time: Stop after this wall time ("DD:HH:MM:SS", a timedelta or a dict), checkpointing first.
@@ -135,8 +137,7 @@ def make_trainer(
         raise ValueError(f"early_stopping_patience must be >= 0 or None, got {early_stopping_patience!r}")
     if seed is not None:
         L.seed_everything(seed, workers=True)
-    if precision is None:
-        precision = default_precision(accelerator)
+    precision = default_precision(accelerator) if precision is None else resolve_precision(precision, accelerator)
     all_callbacks: list[Callback] = list(callbacks)
     run_loggers: list[Logger] = []
     if loggers:

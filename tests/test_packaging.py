@@ -1,0 +1,88 @@
+"""The package as users install it: a wheel and an sdist that pass `twine check`, and a wheel that works in a fresh
+virtual environment without any extra (the layers import and run; the command answers --help and --version; a
+command that needs an extra says which one in one line).
+
+The environment gets torch first, as the Makefile does (TORCH_SPEC; a bare requirement could pull a CUDA build of
+several GB), then the wheel with its declared dependencies from the package index.
+"""
+
+import os
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(*command: str | Path, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run(
+        [str(c) for c in command], capture_output=True, text=True, cwd=cwd, env=env, timeout=900, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{command} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    _run(sys.executable, "-m", "build", "--outdir", out, ROOT)
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh_env(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment holding torch and the wheel with its core dependencies only; returns its bin/."""
+    root = tmp_path_factory.mktemp("venv")
+    venv.create(root, with_pip=True)
+    bin_dir = root / "bin"
+    _run(bin_dir / "python", "-m", "pip", "install", "-q", TORCH_SPEC)
+    (wheel,) = dist.glob("convlstm-*.whl")
+    _run(bin_dir / "python", "-m", "pip", "install", "-q", wheel)
+    return bin_dir
+
+
+def test_wheel_and_sdist_pass_twine_check(dist: Path) -> None:
+    files = sorted(p.name for p in dist.iterdir())
+    assert any(name.endswith(".whl") for name in files) and any(name.endswith(".tar.gz") for name in files), files
+    done = _run(sys.executable, "-m", "twine", "check", "--strict", *sorted(dist.iterdir()))
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_wheel_ships_the_type_marker(dist: Path) -> None:
+    (wheel,) = dist.glob("convlstm-*.whl")
+    assert "convlstm/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_core_install_runs_a_layer(fresh_env: Path, tmp_path: Path) -> None:
+    code = (
+        "import torch, convlstm\n"
+        "layer = convlstm.ConvLSTM(2, 4, kernel_size=3)\n"
+        "out, state = layer(torch.randn(1, 3, 2, 8, 8))\n"
+        "assert out.shape == (1, 3, 4, 8, 8), out.shape\n"
+        "print(convlstm.__file__)\n"
+    )
+    done = _run(fresh_env / "python", "-c", code, cwd=tmp_path)
+    assert "site-packages" in done.stdout, done.stdout  # the installed copy, not the checkout's src/
+
+
+def test_command_answers_help_and_version(fresh_env: Path) -> None:
+    assert "fit" in _run(fresh_env / "convlstm", "--help").stdout
+    version = _run(sys.executable, "-c", "import convlstm; print(convlstm.__version__)").stdout.strip()
+    assert _run(fresh_env / "convlstm", "--version").stdout.strip() == f"convlstm {version}"
+
+
+def test_a_command_that_needs_an_extra_names_it_in_one_line(fresh_env: Path, tmp_path: Path) -> None:
+    done = _run(fresh_env / "convlstm", "fit", "-c", "demo", "--run-dir", tmp_path / "run", check=False)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "convlstm[train]"' in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
