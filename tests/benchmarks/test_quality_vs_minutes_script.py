@@ -34,7 +34,8 @@ def test_tiny_run_prints_the_curve_and_writes_results(tmp_path: Path) -> None:
     curve = results["curve"]
     assert len(curve) >= 2
     steps = [point["step"] for point in curve]
-    assert steps[:2] == [5, 10]  # trainer.val_check_interval counts steps
+    # trainer.val_check_interval counts steps; the last point is where the minutes ran out, on a slow machine early
+    assert steps[0] == 5 and all(step % 5 == 0 for step in steps[:-1]) and steps == sorted(set(steps)), steps
     minutes = [point["minutes"] for point in curve]
     assert minutes == sorted(minutes) and 0 < minutes[-1] < 0.15  # training time only, within the budget
     assert set(results["test"]) == {"openstl_convlstm_s", "persistence"}

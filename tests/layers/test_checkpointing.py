@@ -9,12 +9,13 @@ from torch import Tensor, nn
 
 from convlstm import ConvGRU, ConvLSTM
 from tests.layers.reference import randomize_
+from tests.tolerances import gradient_tolerance
 
 
 def _close(got: Tensor, want: Tensor) -> None:
-    """Equal to 1e-6 of the tensor's largest magnitude (at least 1e-6): float32 keeps about 7 digits, and the
-    batched schedule sums a chunk's input-convolution gradient separately, in another order than one call does."""
-    torch.testing.assert_close(got, want, atol=1e-6 * max(1.0, want.abs().max().item()), rtol=0.0)
+    """Equal to float32 rounding of sums in another order, relative to the tensor's largest magnitude: the batched
+    schedule sums a chunk's input-convolution gradient separately, in another order than one call does."""
+    torch.testing.assert_close(got, want, **gradient_tolerance(want))
 
 
 def _flat_state(state: list[Any]) -> list[Tensor]:
