@@ -33,6 +33,8 @@ _SOURCES = {
     "VideoSequences": "video",
     "WindowCoords": "xarray_source",
     "WindowDataset": "windows",
+    "pad_collate": "collate",
+    "pad_sequences": "collate",
     "XarraySequences": "xarray_source",
     "read_video": "video",
     "select_split": "splits",
@@ -58,6 +60,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from convlstm.data.anomalies import AnomalySequences as AnomalySequences
     from convlstm.data.bouncing_balls import BouncingBalls as BouncingBalls
+    from convlstm.data.collate import pad_collate as pad_collate
+    from convlstm.data.collate import pad_sequences as pad_sequences
     from convlstm.data.hdf5 import HDF5Sequences as HDF5Sequences
     from convlstm.data.hickle_kitti import KittiHickle as KittiHickle
     from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
