@@ -10,17 +10,16 @@ data = SequenceDataModule(factory=functools.partial(HDF5Sequences, "sevir.h5", d
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convlstm.data.normalization import Normalization
 from convlstm.data.windows import WindowDataset
+from convlstm.data.workers import init_worker
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +27,9 @@ SPLITS = ("train", "val", "test")
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and random in a DataLoader worker from torch's per-worker seed (base seed + worker id)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)  # noqa: NPY002 - third-party transforms may use the legacy global generator
-    random.seed(seed)
+    """Sets up a DataLoader worker: one compute thread, seeded numpy and random (see
+    :func:`convlstm.data.workers.init_worker`, which this calls)."""
+    init_worker(worker_id)
 
 
 class _Normalized(Dataset[dict[str, torch.Tensor]]):
