@@ -116,6 +116,8 @@ class XarrayFrames:
     def _read(self, time: slice) -> np.ndarray:
         dataset = self.dataset
         fields = [dataset[name].isel({self.dims[0]: time}).transpose(*self.dims).values for name in self.variables]
+        if len(fields) == 1:
+            return fields[0][:, None]  # (t, 1, H, W) without a copy: the reader copies once (WindowDataset does)
         return np.stack(fields, axis=1)  # (t, C, H, W)
 
     def _read_through_cache(self, start: int, stop: int, chunk: int) -> np.ndarray:
