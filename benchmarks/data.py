@@ -6,9 +6,10 @@ are timed the same way, for information.
 
 With --archive-gb SIZE it first times windows read from a chunked zarr archive of SIZE GB that it writes to disk
 (one float32 variable, 256 x 256 frames, chunks of 16 frames; 20-frame windows, 10 in and 10 out), in windows per
-second: plain xarray indexing in a shuffled order (``ds["field"].isel(time=...).values``, no dask), then
-XarraySequences through a DataLoader with 0 and 2 workers, shuffled as usual and in ChunkAwareSampler's order with
-a chunk cache. These rows are not pinned to one core (the workers need their own).
+second, in batches of 8: plain xarray indexing in a shuffled order (``ds["field"].isel(time=...).values``, no dask,
+stacked with torch.stack), then XarraySequences through a DataLoader with 0 and 2 workers, shuffled as usual and in
+ChunkAwareSampler's order with a chunk cache. These rows are not pinned to one core (the workers need their own);
+the main process and each worker use one torch thread.
 
 Usage:
     python benchmarks/data.py [--sequences N] [--all] [--json FILE]
@@ -44,6 +45,7 @@ TARGET_PER_S = 1_000.0
 ARCHIVE_FRAME = 256  # H = W of the archive's frames
 ARCHIVE_CHUNK = 16  # frames per time chunk
 CONTEXT, TARGET = 10, 10
+BATCH = 8
 
 
 def write_archive(path: Path, gigabytes: float, seed: int = 0) -> int:
@@ -97,6 +99,9 @@ class Prefix(Sampler[int]):
 
 def archive_rows(gigabytes: float, windows: int, directory: str | None, passes: int = 2) -> dict[str, object]:
     """Times the archive rows (see the module docstring), the best of ``passes``; returns their numbers."""
+    # One torch thread here, as in each worker (init_worker): on a busy machine the main process's OpenMP threads
+    # would otherwise spin in every batch's torch.stack.
+    torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix="convlstm-archive-", dir=directory))
     path = root / "archive.zarr"
     try:
@@ -134,12 +139,18 @@ def archive_rows(gigabytes: float, windows: int, directory: str | None, passes: 
         opened = xr.open_dataset(path, engine="zarr", chunks=None, cache=False)  # lazy, no dask
 
         def plain() -> Iterable[object]:
-            for start in shuffled:
-                yield opened["field"].isel(time=slice(start, start + CONTEXT + TARGET)).values
+            # The same batches of 8 as the DataLoader rows make, stacked the same way.
+            starts = list(shuffled)
+            for first in range(0, len(starts), BATCH):
+                windows = [
+                    torch.from_numpy(opened["field"].isel(time=slice(s, s + CONTEXT + TARGET)).values)
+                    for s in starts[first : first + BATCH]
+                ]
+                yield torch.stack(windows)
 
         def loader(dataset: XarraySequences, sampler: Sampler[int], workers: int) -> Callable[[], Iterable[object]]:
             return lambda: DataLoader(
-                dataset, batch_size=8, sampler=sampler, num_workers=workers, worker_init_fn=init_worker
+                dataset, batch_size=BATCH, sampler=sampler, num_workers=workers, worker_init_fn=init_worker
             )
 
         chunked = Prefix(ChunkAwareSampler(cached, seed=0), count)
