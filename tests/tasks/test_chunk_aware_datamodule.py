@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from torch.utils.data import DistributedSampler
 
 from convlstm.data import ChunkAwareSampler, XarraySequences
 from convlstm.tasks import SequenceDataModule
@@ -28,6 +29,8 @@ def test_chunk_aware_training_order(tmp_path: Path) -> None:
     )
     module = SequenceDataModule(train=windows, batch_size=5, seed=4, chunk_aware=True)
     loader = module.train_dataloader()
+    # A DistributedSampler: under DDP Lightning keeps it (it shards by itself) instead of wrapping and reshuffling it.
+    assert isinstance(loader.sampler, ChunkAwareSampler) and isinstance(loader.sampler, DistributedSampler)
     seen = torch.cat([batch["context"] for batch in loader])
     expected = ChunkAwareSampler(windows, seed=4).order()
     assert torch.equal(seen, torch.stack([windows[i]["context"] for i in expected]))

@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 from convlstm.data.windows import WindowDataset
 
 
-class ChunkAwareSampler(Sampler[int]):
+class ChunkAwareSampler(DistributedSampler[int]):
     """Visits the windows of a :class:`~convlstm.data.windows.WindowDataset` chunk by chunk, and gives each
     distributed rank its own contiguous share of that order.
 
@@ -27,8 +27,8 @@ class ChunkAwareSampler(Sampler[int]):
     window is read by two ranks. With ``drop_last=False`` the order is first padded with its own first windows to a
     multiple of ``num_replicas`` so that every rank takes as many steps (the padding is the only repetition, fewer
     than ``num_replicas`` windows); with ``drop_last=True`` the remainder is left out instead. Call
-    :meth:`set_epoch` before each epoch for a new order (Lightning does, when the trainer is told not to replace
-    the sampler: ``use_distributed_sampler=False``).
+    :meth:`set_epoch` before each epoch for a new order (Lightning does). It is a ``DistributedSampler``, so
+    Lightning's DDP keeps it as it is instead of wrapping it in a distributed sampler that would reshuffle it.
 
     Args:
         dataset: the windows.
@@ -67,16 +67,21 @@ class ChunkAwareSampler(Sampler[int]):
             raise ValueError(f"rank must lie in [0, num_replicas={num_replicas}), got {rank}")
         if drop_last and len(dataset) < num_replicas:
             raise ValueError(f"drop_last=True leaves no window: {len(dataset)} windows for {num_replicas} ranks")
+        # DistributedSampler's own __init__ is not called: it would ask torch.distributed for the ranks even when
+        # they are given. The attributes it defines are set here, with the same meanings.
         self.dataset, self.chunk_frames, self.shuffle, self.seed = dataset, chunk_frames, shuffle, seed
+        self.windows = dataset
         self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
         self.epoch = 0
+        self.num_samples = len(self)
+        self.total_size = self.num_samples * num_replicas
         self._groups = self._group_windows()
 
     def _group_windows(self) -> list[list[int]]:
         """Window indices grouped by (recording's frames, time chunk of the first frame), in index order."""
         groups: dict[tuple[int, int], list[int]] = {}
-        for index in range(len(self.dataset)):
-            recording, start = self.dataset.locate(index)
+        for index in range(len(self.windows)):
+            recording, start = self.windows.locate(index)
             key = (id(recording.frames), (recording.start + start) // self.chunk_frames)
             groups.setdefault(key, []).append(index)
         return list(groups.values())
@@ -97,7 +102,7 @@ class ChunkAwareSampler(Sampler[int]):
         return result
 
     def __len__(self) -> int:
-        total = len(self.dataset)
+        total = len(self.windows)
         return total // self.num_replicas if self.drop_last else -(-total // self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:

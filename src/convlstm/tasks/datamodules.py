@@ -60,10 +60,10 @@ class SequenceDataModule(L.LightningDataModule):
         normalize: "standard" or "minmax" to fit a Normalization on the training split (only) and apply it to
             every split; it is saved in checkpoints through state_dict.
         drop_last: drop the last incomplete training batch.
-        chunk_aware: visit the training windows chunk by chunk on disk instead of in a uniform shuffle (order of
-            :class:`~convlstm.data.sampling.ChunkAwareSampler`, still fixed by seed and epoch), for a
-            WindowDataset read from a time-chunked archive with a ``chunk_cache``; under DDP Lightning deals
-            the order out to the processes in turn, so each still reads its windows chunk by chunk.
+        chunk_aware: visit the training windows chunk by chunk on disk instead of in a uniform shuffle, with a
+            :class:`~convlstm.data.sampling.ChunkAwareSampler` (order fixed by seed and epoch), for a
+            WindowDataset read from a time-chunked archive with a ``chunk_cache``; under DDP it gives each
+            process its own contiguous share (Lightning keeps it). A run resumed mid-epoch restarts that epoch.
     """
 
     def __init__(
@@ -123,7 +123,15 @@ class SequenceDataModule(L.LightningDataModule):
         fresh = train and callable(getattr(dataset, "set_epoch", None))
         # The training order is a function of (seed, epoch) alone, so a resumed run sees the batches an unbroken
         # run would (a shuffling generator would restart from its seed at every resume).
-        sampler = FreshEpochSampler(dataset, seed=self.seed, chunk_aware=self.chunk_aware) if train else None
+        sampler: Sampler[int] | None = None
+        if train and self.chunk_aware:
+            if not isinstance(dataset, WindowDataset):
+                raise ValueError(
+                    f"chunk_aware=True needs a WindowDataset (windows of recordings), got {type(dataset).__name__}"
+                )
+            sampler = ChunkAwareSampler(dataset, seed=self.seed)
+        elif train:
+            sampler = FreshEpochSampler(dataset, seed=self.seed)
         if self.normalization is not None:
             dataset = _Normalized(dataset, self.normalization)
         loader_class = ResumableDataLoader if train else DataLoader
@@ -171,12 +179,10 @@ class FreshEpochSampler(Sampler[int]):
     ``set_epoch`` on the sampler before each training epoch. Since the order does not depend on how many epochs
     this process has run, a resumed run gets the order an unbroken run would; ``skip`` (set by
     :class:`ResumableDataLoader`) leaves out the first indices of the next epoch read, to resume mid-epoch.
-    With ``chunk_aware`` (a WindowDataset) the order is :class:`~convlstm.data.sampling.ChunkAwareSampler`'s.
     """
 
-    def __init__(self, dataset: Any, *, seed: int, chunk_aware: bool = False) -> None:
+    def __init__(self, dataset: Any, *, seed: int) -> None:
         self.dataset, self.seed, self.epoch, self.skip = dataset, seed, 0, 0
-        self.chunks = ChunkAwareSampler(dataset, seed=seed, num_replicas=1, rank=0) if chunk_aware else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -184,11 +190,8 @@ class FreshEpochSampler(Sampler[int]):
             self.dataset.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        skip, self.skip = self.skip, 0
-        if self.chunks is not None:
-            self.chunks.set_epoch(self.epoch)
-            return iter(self.chunks.order()[skip:])
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        skip, self.skip = self.skip, 0
         return iter(torch.randperm(len(self.dataset), generator=generator)[skip:].tolist())
 
     def __len__(self) -> int:
