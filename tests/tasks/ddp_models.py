@@ -4,7 +4,8 @@ those over :data:`CI_MAX_PARAMETERS`) trains two steps under torch's Distributed
 ``find_unused_parameters=False``, each rank on its half of a batch. Rank 0 also computes the gradient of the whole
 batch in one process. Each rank writes ``models_rank{r}.json``: per model, the parameters without a gradient, the
 largest difference of the averaged DDP gradient from the one-process gradient (relative to its largest value), and
-whether the ranks hold identical weights after the steps (or the error that stopped it)."""
+whether the ranks hold identical weights after the steps (or the error that stopped it); and
+``windows_rank{r}.json``: the windows a ChunkAwareSampler gives it (ranks read from the process group)."""
 
 import copy
 import datetime
@@ -13,12 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from convlstm import create_model, list_models
+from convlstm.data import ChunkAwareSampler, Recording, WindowDataset
 from convlstm.models import PredNet
 from tests.models.registry_cases import build, example_input, run
 
@@ -102,6 +105,11 @@ def main(out: Path, everything: bool) -> None:
             results[name] = {"error": f"{type(error).__name__}: {error}"}
             break
     (out / f"models_rank{rank}.json").write_text(json.dumps(results, indent=1))
+    # The windows this rank's ChunkAwareSampler picks, with the ranks read from the process group.
+    frames = np.zeros((50, 1, 2, 2), dtype=np.float32)
+    windows = WindowDataset([Recording(name="zeros", frames=frames)], context_frames=3, target_frames=2)
+    share = list(ChunkAwareSampler(windows, chunk_frames=8, seed=0))
+    (out / f"windows_rank{rank}.json").write_text(json.dumps(share))
     dist.destroy_process_group()
 
 

@@ -113,6 +113,10 @@ def test_every_registered_model_trains_under_ddp_without_unused_parameters(tmp_p
     """find_unused_parameters=False on two gloo ranks; half a batch each equals the whole batch on one process."""
     results = _run_models_on_two_ranks(tmp_path)
     _assert_models_train_under_ddp(results, _trainable_models(CI_MAX_PARAMETERS))
+    # ChunkAwareSampler, reading the ranks from the process group: disjoint halves of the 46 windows.
+    shares = [set(json.loads((tmp_path / f"windows_rank{r}.json").read_text())) for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == 23
+    assert not shares[0] & shares[1] and shares[0] | shares[1] == set(range(46))
 
 
 @pytest.mark.slow
