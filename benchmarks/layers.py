@@ -8,14 +8,18 @@ layer's outputs against a random target) and a forward pass under inference_mode
 - "keras ConvLSTM2D": keras.layers.ConvLSTM2D on the torch backend, stacked, channels-last input (training only);
 - "ours": convlstm.ConvLSTM once per explicit input_schedule ("per_step", "batched", "fused", ...), the one that
   "auto" picks for the shape, batch and device marked "(auto)";
-- with --compile-gates, ours with the gate arithmetic (lstm_pointwise) wrapped by torch.compile.
+- with --compile-gates, ours with the gate arithmetic (lstm_pointwise) wrapped by torch.compile;
+- with --lengths, ours ("auto") on a padded batch: half the sequences at full length, half at half length, passed
+  as ``lengths=`` (all steps are still computed; masking adds a select per step). Without ``lengths`` the layer
+  runs the unmasked code path, so the other rows are those of the plain layer.
 
 Before timing, every implementation gets the same weights and must give the same outputs on a small input, so the
 table compares equal computations. Rates are sequences per second (median over the repeats, warm-up excluded).
 
 Usage:
     python benchmarks/layers.py --device cpu|cuda --dtype float32|bfloat16 [--shape small|openstl-s|all]
-        [--batch N ...] [--json FILE] [--repeats N] [--warmup N] [--threads N] [--compile-gates] [--no-keras]
+        [--batch N ...] [--json FILE] [--repeats N] [--warmup N] [--threads N] [--compile-gates] [--lengths]
+        [--no-keras]
 """
 
 import argparse
@@ -417,8 +421,20 @@ def auto_schedule(shape: Shape, batch: int, device: torch.device) -> str:
     return choose_schedule(probe, can_fuse=can_fuse)
 
 
+def padded_lengths(shape: Shape, batch: int, device: torch.device) -> Tensor:
+    """Lengths of a padded batch: the first half of the sequences full, the rest half as long (at least 1)."""
+    lengths = torch.full((batch,), shape.frames, dtype=torch.int64)
+    lengths[(batch + 1) // 2 :] = max(1, shape.frames // 2)
+    return lengths.to(device)
+
+
 def candidates_for(
-    shape: Shape, batch: int, device: torch.device, keras: ModuleType | None, compile_gates: bool
+    shape: Shape,
+    batch: int,
+    device: torch.device,
+    keras: ModuleType | None,
+    compile_gates: bool,
+    with_lengths: bool = False,
 ) -> list[Callable[[], Candidate]]:
     """Builders of the implementations to time, in table order; each is built just before it is timed.
 
@@ -434,6 +450,13 @@ def candidates_for(
         candidate.context = compiled_gates
         return candidate
 
+    def ours_padded() -> Candidate:
+        candidate, model = ours_candidate(shape, device, "auto")
+        lengths = padded_lengths(shape, batch, device)
+        candidate.name = f"ours {auto} (auto), lengths="
+        candidate.forward = lambda x: model(x, lengths=lengths)[0]
+        return candidate
+
     makers: list[Callable[[], Candidate]] = [lambda: straightforward_candidate(shape, device)[0]]
     if keras is not None:
         makers.append(lambda: keras_candidate(keras, shape)[0])
@@ -441,6 +464,8 @@ def candidates_for(
         makers.append(partial(ours, schedule, f"ours {schedule}" + (" (auto)" if schedule == auto else "")))
     if compile_gates:
         makers.append(ours_compiled)
+    if with_lengths:
+        makers.append(ours_padded)
     return makers
 
 
@@ -517,6 +542,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="write all numbers to this file")
     parser.add_argument("--compile-gates", action="store_true", help="add a row with torch.compile'd gate arithmetic")
     parser.add_argument("--no-keras", action="store_true", help="skip keras.layers.ConvLSTM2D")
+    parser.add_argument("--lengths", action="store_true", help="add a row: ours on a padded batch with lengths=")
     args = parser.parse_args(argv)
     for name in ("batch", "repeats", "warmup", "threads"):
         values = getattr(args, name)
@@ -558,7 +584,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         repeats = args.repeats or (shape.cuda_repeats if device.type == "cuda" else shape.cpu_repeats)
         settings = Settings(device, dtype, warmup, repeats)
         print(f"\n{shape.name}, batch {batch}: {shape.describe()}; warm-up {warmup}, median of {repeats}")
-        makers = candidates_for(shape, batch, device, keras, args.compile_gates)
+        makers = candidates_for(shape, batch, device, keras, args.compile_gates, args.lengths)
         rows = [measure(make, shape, batch, settings) for make in makers]
         print(format_table(rows, device))
         for note in compile_notes(rows):

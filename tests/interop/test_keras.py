@@ -370,3 +370,48 @@ def test_mixed_precision_policy_is_logged(caplog: pytest.LogCaptureFixture) -> N
         model = from_keras_weights(*_raw(), config)
     assert "mixed_float16" in caplog.text
     assert model.cell(0).recurrent_conv.weight.dtype == torch.float32
+
+
+MASKED_CASES = {
+    "forward": {},
+    "go_backwards": {"go_backwards": True},
+}
+
+
+@pytest.mark.parametrize("kwargs", MASKED_CASES.values(), ids=MASKED_CASES.keys())
+def test_masked_conv_lstm_2d_matches_keras(keras: ModuleType, kwargs: dict[str, Any]) -> None:
+    """A Keras mask (with gaps, and a sequence whose first steps are masked) from an initial state: outputs on
+    every step, masked ones included, and the final (h, c) agree with our ``mask`` argument."""
+    x = _sequence((6, 7))
+    layer = _keras_layer(keras, "ConvLSTM2D", x, kernel_size=3, padding="same", return_sequences=True, **kwargs)
+    mask = np.ones((BATCH, STEPS), dtype=bool)
+    mask[0, 5:] = False  # padding at the end
+    mask[1, :2] = False  # masked first steps: Keras outputs zeros there, whatever the initial state
+    mask[1, 4] = False  # a gap: the state is carried over it
+    rng = np.random.default_rng(7)
+    h0, c0 = (rng.standard_normal((BATCH, 6, 7, FILTERS)).astype(np.float32) for _ in range(2))
+    expected = [_numpy(e, keras) for e in layer(x, mask=mask, initial_state=[h0, c0])]
+    model = from_keras(layer)
+    state = [(keras_to_torch_layout(h0[:, None])[:, 0], keras_to_torch_layout(c0[:, None])[:, 0])]
+    for schedule in ("per_step", "batched", "fused"):
+        model.input_schedule = schedule
+        with torch.no_grad():
+            out, [(h, c)] = model(keras_to_torch_layout(x), state, mask=torch.as_tensor(mask))
+        keras_order = out.flip(1) if kwargs.get("go_backwards") else out
+        np.testing.assert_allclose(torch_to_keras_layout(keras_order).numpy(), expected[0], **TOL)
+        np.testing.assert_allclose(h.movedim(1, -1).numpy(), expected[1], **TOL)
+        np.testing.assert_allclose(c.movedim(1, -1).numpy(), expected[2], **TOL)
+
+
+def test_keras_lengths_mask_equals_our_lengths(keras: ModuleType) -> None:
+    """A padding mask built from lengths, as Keras's Masking layer would give it, equals ``lengths=``."""
+    x = _sequence((9,))
+    layer = _keras_layer(keras, "ConvLSTM1D", x, kernel_size=3, padding="same", return_sequences=True)
+    lengths = np.array([STEPS - 3, STEPS])
+    mask = np.arange(STEPS)[None, :] < lengths[:, None]
+    expected = [_numpy(e, keras) for e in layer(x, mask=mask)]
+    with torch.no_grad():
+        out, [(h, c)] = from_keras(layer)(keras_to_torch_layout(x), lengths=torch.as_tensor(lengths))
+    np.testing.assert_allclose(torch_to_keras_layout(out).numpy(), expected[0], **TOL)
+    np.testing.assert_allclose(h.movedim(1, -1).numpy(), expected[1], **TOL)
+    np.testing.assert_allclose(c.movedim(1, -1).numpy(), expected[2], **TOL)

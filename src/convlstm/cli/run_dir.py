@@ -24,6 +24,16 @@ MODEL_DIR = "model"
 DEMO_MARKER = ".convlstm-demo"
 
 
+def launched_rank() -> int:
+    """This process's global rank as its launcher set it (torchrun: RANK, SLURM: SLURM_PROCID, Lightning's DDP
+    launcher: NODE_RANK and LOCAL_RANK); 0 when it was started alone."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    return int(os.environ.get("NODE_RANK", "0")) + int(os.environ.get("LOCAL_RANK", "0"))
+
+
 class RunDir:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -49,8 +59,11 @@ class RunDir:
         """Claims the directory for a new run, or checks that a resumed run is the same recipe.
 
         A directory that already holds a run is never overwritten: resuming needs --resume, a new run another
-        --run-dir.
+        --run-dir. In a multi-process run (Lightning's DDP launcher, torchrun, SLURM) only rank 0 claims it: the
+        other processes run the same command and share rank 0's directory.
         """
+        if launched_rank() > 0:
+            return
         if self.recipe_path.exists() and not resume:
             raise FileExistsError(
                 f"{self.path} already holds a run ({RECIPE_FILE}); pass --resume to continue it or choose another "

@@ -15,6 +15,7 @@ _SOURCES = {
     "AnomalySequences": "anomalies",
     "BouncingBalls": "bouncing_balls",
     "CenterCrop": "transforms",
+    "ChunkAwareSampler": "sampling",
     "Compose": "transforms",
     "HDF5Sequences": "hdf5",
     "ImageFolderSequences": "image_folders",
@@ -33,6 +34,9 @@ _SOURCES = {
     "VideoSequences": "video",
     "WindowCoords": "xarray_source",
     "WindowDataset": "windows",
+    "init_worker": "workers",
+    "pad_collate": "collate",
+    "pad_sequences": "collate",
     "XarraySequences": "xarray_source",
     "read_video": "video",
     "select_split": "splits",
@@ -58,6 +62,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from convlstm.data.anomalies import AnomalySequences as AnomalySequences
     from convlstm.data.bouncing_balls import BouncingBalls as BouncingBalls
+    from convlstm.data.collate import pad_collate as pad_collate
+    from convlstm.data.collate import pad_sequences as pad_sequences
     from convlstm.data.hdf5 import HDF5Sequences as HDF5Sequences
     from convlstm.data.hickle_kitti import KittiHickle as KittiHickle
     from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
@@ -67,6 +73,7 @@ if TYPE_CHECKING:
     from convlstm.data.normalization import Normalization as Normalization
     from convlstm.data.numpy_arrays import NumpySequences as NumpySequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
+    from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
     from convlstm.data.splits import (
         RecordingSplit as RecordingSplit,
@@ -96,5 +103,6 @@ if TYPE_CHECKING:
     from convlstm.data.video import read_video as read_video
     from convlstm.data.windows import Recording as Recording
     from convlstm.data.windows import WindowDataset as WindowDataset
+    from convlstm.data.workers import init_worker as init_worker
     from convlstm.data.xarray_source import WindowCoords as WindowCoords
     from convlstm.data.xarray_source import XarraySequences as XarraySequences

@@ -2,8 +2,11 @@
 
 Chosen variables become channels; the time, y (lat) and x (lon) dimensions become T, H, W. Files are opened
 without dask (chunks=None, cache=False): xarray's lazy backend arrays read only the time slice of each
-window, so archives larger than memory work. Each window's coordinates are kept, so a prediction can be
-written back as an xarray.Dataset with a lead-time dimension:
+window, so archives larger than memory work. A store chunked along time decodes whole chunks: with
+``chunk_cache=N`` each process keeps its last N decoded time chunks, so that consecutive windows in the same
+chunks (the order of :class:`~convlstm.data.sampling.ChunkAwareSampler`) decode each chunk once.
+
+Each window's coordinates are kept, so a prediction can be written back as an xarray.Dataset with a lead-time dimension:
 
     data = XarraySequences("era5.zarr", variables=["t2m", "tp"], context_frames=12, target_frames=6)
     prediction = model(data[i]["context"][None])[0]                     # (6, 2, H, W)
@@ -15,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +61,31 @@ class XarrayFrames:
         variables: the variables, in channel order; each must have exactly the dims (time, y, x).
         dims: names of the (time, y, x) dimensions.
         source: the file, for error messages.
+        chunk_cache: decoded time chunks to keep per process (0: none; each read then reads just its slice).
+            Only for stores chunked along time (:attr:`time_chunk` not None); each cached chunk holds
+            time_chunk x C x H x W values.
+
+    Attributes:
+        time_chunk: frames per chunk along time on disk (the largest over the variables), or None when the
+            storage is not chunked along time (a contiguous netCDF variable, an in-memory dataset).
     """
 
     def __init__(
-        self, open_dataset: Callable[[], xr.Dataset], variables: Sequence[str], dims: tuple[str, str, str], source: str
+        self,
+        open_dataset: Callable[[], xr.Dataset],
+        variables: Sequence[str],
+        dims: tuple[str, str, str],
+        source: str,
+        *,
+        chunk_cache: int = 0,
     ) -> None:
+        if isinstance(chunk_cache, bool) or not isinstance(chunk_cache, int) or chunk_cache < 0:
+            raise ValueError(f"chunk_cache must be an int >= 0 (time chunks kept per process), got {chunk_cache!r}")
         self.open_dataset, self.variables, self.dims = open_dataset, list(variables), dims
+        self.chunk_cache = chunk_cache
         self._dataset: xr.Dataset | None = None
         self._pid: int | None = None
+        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         dataset = self.dataset
         for name in self.variables:
             if name not in dataset.data_vars:
@@ -75,20 +96,64 @@ class XarrayFrames:
                     "select the other dims first (dataset.sel / isel) and pass the dataset"
                 )
         self.shape = (dataset.sizes[dims[0]], len(self.variables), dataset.sizes[dims[1]], dataset.sizes[dims[2]])
+        self.time_chunk = time_chunk_of(dataset, self.variables, dims[0])
 
     @property
     def dataset(self) -> xr.Dataset:
+        """The open dataset of this process (opened again after a fork: file handles are not shared)."""
         if self._dataset is None or self._pid != os.getpid():
             self._dataset, self._pid = self.open_dataset(), os.getpid()
+            self._chunks.clear()
         return self._dataset
 
     def __getitem__(self, time: slice) -> np.ndarray:
+        if self.chunk_cache and self.time_chunk is not None:
+            start, stop, step = time.indices(self.shape[0])
+            if step == 1 and stop > start:
+                return self._read_through_cache(start, stop, self.time_chunk)
+        return self._read(time)
+
+    def _read(self, time: slice) -> np.ndarray:
         dataset = self.dataset
         fields = [dataset[name].isel({self.dims[0]: time}).transpose(*self.dims).values for name in self.variables]
+        if len(fields) == 1:
+            return fields[0][:, None]  # (t, 1, H, W) without a copy: the reader copies once (WindowDataset does)
         return np.stack(fields, axis=1)  # (t, C, H, W)
 
+    def _read_through_cache(self, start: int, stop: int, chunk: int) -> np.ndarray:
+        """Frames [start, stop) assembled from whole decoded time chunks, the last ``chunk_cache`` of them kept."""
+        parts = []
+        for k in range(start // chunk, (stop - 1) // chunk + 1):
+            frames = self._chunks.get(k)
+            if frames is None:
+                frames = self._read(slice(k * chunk, min((k + 1) * chunk, self.shape[0])))
+                self._chunks[k] = frames
+                while len(self._chunks) > self.chunk_cache:
+                    self._chunks.popitem(last=False)
+            else:
+                self._chunks.move_to_end(k)
+            parts.append(frames[max(start, k * chunk) - k * chunk : min(stop, (k + 1) * chunk) - k * chunk])
+        return np.concatenate(parts)  # a copy: the cached chunks stay as they are
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_dataset": None, "_pid": None}
+        return {**self.__dict__, "_dataset": None, "_pid": None, "_chunks": OrderedDict()}
+
+
+def time_chunk_of(dataset: xr.Dataset, variables: Sequence[str], time_dim: str) -> int | None:
+    """Frames per chunk along ``time_dim`` on disk, the largest over ``variables``; None when none of them is
+    chunked along time (as the backend reports it in each variable's encoding)."""
+    sizes = []
+    for name in variables:
+        variable = dataset[name]
+        encoding = variable.encoding
+        preferred = encoding.get("preferred_chunks") or {}
+        if time_dim in preferred:
+            sizes.append(int(preferred[time_dim]))
+            continue
+        chunks = encoding.get("chunks") or encoding.get("chunksizes")
+        if chunks is not None and len(chunks) == variable.ndim:
+            sizes.append(int(chunks[variable.dims.index(time_dim)]))
+    return max(sizes) if sizes else None
 
 
 @dataclass
@@ -161,7 +226,12 @@ class XarraySequences(WindowDataset):
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
         time_dim, y_dim, x_dim: dimension names of T, H, W.
         engine: xarray engine to open a path with (default: zarr for zarr stores, else xarray's choice).
+        chunk_cache: decoded time chunks each process keeps (see :class:`XarrayFrames`; 0: none). Pair it with
+            :class:`~convlstm.data.sampling.ChunkAwareSampler`, which visits the windows chunk by chunk.
         context_frames, target_frames, stride, transform, nan_policy, skip_invalid: as in WindowDataset.
+
+    Attributes:
+        time_chunk: frames per chunk along time on disk, or None (see :class:`XarrayFrames`).
     """
 
     def __init__(
@@ -181,6 +251,7 @@ class XarraySequences(WindowDataset):
         transform: Transform | None = None,
         nan_policy: NanPolicy = "raise",
         skip_invalid: bool = False,
+        chunk_cache: int = 0,
     ) -> None:
         if isinstance(source, xr.Dataset):
             opener, name = functools.partial(_given, source), "dataset"
@@ -190,7 +261,8 @@ class XarraySequences(WindowDataset):
             raise ValueError(f"{name}: variables must name at least one variable")
         self.dims = (time_dim, y_dim, x_dim)
         self.variables = list(variables)
-        frames = XarrayFrames(opener, variables, self.dims, name)
+        frames = XarrayFrames(opener, variables, self.dims, name, chunk_cache=chunk_cache)
+        self.time_chunk = frames.time_chunk
         dataset = frames.dataset
         self._time, self._y, self._x = (np.asarray(dataset[d].values) for d in self.dims)
         runs = regular_runs(self._time, source=name)

@@ -43,6 +43,16 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
     a chunk's input frames and starting state and recomputes its activations in the backward pass. Memory for
     the backward pass then grows with T by the layer outputs (which every layer returns anyway) instead of by all
     gate activations; one more forward pass is the price. Outputs and gradients are those of the plain layer.
+
+    Variable-length sequences: ``lengths`` (B,) or ``mask`` (B, T) mark the valid steps of a padded batch, with the
+    semantics of Keras's masked recurrent layers (ConvLSTM2D included). On a masked step the cell does not advance:
+    the state is carried over unchanged, and the output repeats the last output computed before it in processing
+    order, or is zero when no valid step has been processed yet (Keras's ``zero_output_for_mask=False``, its
+    default). So with ``lengths`` (padding at the end) the returned state is each sequence's state after its own
+    last valid step; the reverse direction first passes over the padding without changing the state and then
+    runs over each sequence's valid part only, as if the sequence were alone; outputs on padded steps repeat the
+    last valid output (forward) or are zero (reverse). Without ``lengths`` and ``mask`` the layer runs exactly as
+    before, on the same code path.
     """
 
     cells: nn.ModuleList
@@ -112,24 +122,44 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         """The cell of ``layer`` (0 is the bottom) and ``direction`` (1 is the backward one when bidirectional)."""
         return self.cells[layer * self.num_directions + direction]  # type: ignore[return-value]
 
-    def forward(self, x: Tensor, state: list[StateT] | None = None) -> tuple[Tensor, list[StateT]]:
+    def forward(
+        self,
+        x: Tensor,
+        state: list[StateT] | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, list[StateT]]:
         """Runs the stack over a sequence.
 
         Args:
             x: (B, T, C_in, *spatial). A layer without input (in_channels=0) takes x of shape (B, T, 0, *spatial),
                 which only carries the number of steps and the frame size.
             state: the initial state (see the class docstring), or None for zeros.
+            lengths: optional (B,) integer tensor (or sequence of ints): sequence b is valid on steps
+                [0, lengths[b]) and padded after (as for torch.nn.utils.rnn.pack_padded_sequence).
+            mask: optional (B, T) boolean tensor, True on valid steps (Keras's mask; may have gaps). At most one
+                of ``lengths`` and ``mask``; see the class docstring for what masked steps do.
 
         Returns:
             (output, state): output (B, T, F_last * num_directions, *spatial_state) of the last layer, aligned with
-            the input frames (also for reverse=True); the state after the last step of each layer and direction.
+            the input frames (also for reverse=True); the state after the last step of each layer and direction
+            (with ``lengths``: after each sequence's last valid step).
         """
-        outputs, final = self.forward_layers(x, state)
+        outputs, final = self.forward_layers(x, state, lengths=lengths, mask=mask)
         return outputs[-1], final
 
-    def forward_layers(self, x: Tensor, state: list[StateT] | None = None) -> tuple[list[Tensor], list[StateT]]:
+    def forward_layers(
+        self,
+        x: Tensor,
+        state: list[StateT] | None = None,
+        *,
+        lengths: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> tuple[list[Tensor], list[StateT]]:
         """As :meth:`forward`, but returns the output sequence of every layer (bottom first)."""
         self._check_input(x)
+        step_mask = steps_mask(lengths, mask, batch=x.shape[0], steps=x.shape[1], device=x.device)
         batch = x.shape[0]
         sizes = self._state_sizes(tuple(x.shape[3:]))
         if state is not None:
@@ -143,7 +173,11 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
                 index = layer * self.num_directions + direction
                 backwards = self.reverse or direction == 1
                 out, last = self._run_cell(
-                    self.cell(layer, direction), layer_input, None if state is None else state[index], backwards
+                    self.cell(layer, direction),
+                    layer_input,
+                    None if state is None else state[index],
+                    backwards,
+                    step_mask,
                 )
                 directional.append(out)
                 final.append(last)
@@ -189,13 +223,23 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
             )
         return self.input_schedule
 
-    def _run_cell(self, cell: CellT, x: Tensor, state: StateT | None, backwards: bool) -> tuple[Tensor, StateT]:
+    def _run_cell(
+        self, cell: CellT, x: Tensor, state: StateT | None, backwards: bool, step_mask: Tensor | None = None
+    ) -> tuple[Tensor, StateT]:
         """Runs one cell over all steps: x (B, T, C, *S) -> outputs (B, T, F, *S_state), last state.
 
         With ``checkpoint_every`` (and autograd recording), the steps run in chunks whose activations are
         recomputed in the backward pass. The dropout masks are drawn here, once per call, so a recomputed chunk
-        uses the masks of its forward pass.
+        uses the masks of its forward pass. ``step_mask`` (B, T) bool marks valid steps (None: all are).
         """
+        hidden, last = self._run_cell_steps(cell, x, state, backwards, step_mask)
+        if step_mask is None:
+            return hidden, last
+        return _zero_before_first_valid(hidden, step_mask, backwards), last
+
+    def _run_cell_steps(
+        self, cell: CellT, x: Tensor, state: StateT | None, backwards: bool, step_mask: Tensor | None
+    ) -> tuple[Tensor, StateT]:
         batch, steps = x.shape[:2]
         has_input = cell.input_conv is not None
         input_mask, recurrent_mask = cell.dropout_masks(x if has_input else None, batch, cell.state_size(x.shape[3:]))
@@ -212,11 +256,14 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         )
         every = self.checkpoint_every
         if every is None or not torch.is_grad_enabled():
-            return run(x, state)
+            return run(x, state, step_mask=step_mask)
         starts = range(0, steps, every)
         chunks: list[Tensor] = []
         for start in reversed(starts) if backwards else starts:
-            hidden, state = _checkpointed(run, x[:, start : start + every], state)
+            chunk_mask = None if step_mask is None else step_mask[:, start : start + every]
+            hidden, state = _checkpointed(
+                functools.partial(run, step_mask=chunk_mask), x[:, start : start + every], state
+            )
             chunks.append(hidden)
         if backwards:
             chunks.reverse()
@@ -235,8 +282,12 @@ def _run_steps(
     input_mask: Tensor | None,
     recurrent_mask: Tensor | None,
     backwards: bool,
+    step_mask: Tensor | None = None,
 ) -> tuple[Tensor, StateT]:
-    """Runs ``cell`` over the steps of x (B, t, C, *S) from ``state``: -> hidden (B, t, F, *S_state), last state."""
+    """Runs ``cell`` over the steps of x (B, t, C, *S) from ``state``: -> hidden (B, t, F, *S_state), last state.
+
+    ``step_mask`` (B, t) bool: on a False step the state is carried over (its hidden is what the step returns).
+    """
     steps = x.shape[1]
     has_input = cell.input_conv is not None
     batched_gates = _batched_input_gates(cell, x, input_mask) if schedule == "batched" else None
@@ -247,20 +298,82 @@ def _run_steps(
     recurrent_weight = _per_call_weight(cell.recurrent_conv.weight, x) if schedule != "fused" else None
     hidden: list[Tensor] = []
     for t in reversed(range(steps)) if backwards else range(steps):
+        previous = state
         if fused_weight is not None and state is not None:
-            state = cell.fused_step(x[:, t], state, fused_weight)
+            new_state = cell.fused_step(x[:, t], state, fused_weight)
         else:
             if batched_gates is not None:
                 gates: Tensor | None = batched_gates[:, t]
             else:
                 gates = cell.input_gates(x[:, t], input_mask, weight=input_weight) if has_input else None
-            state = cell.step(gates, state, recurrent_mask, recurrent_weight=recurrent_weight)
+            new_state = cell.step(gates, state, recurrent_mask, recurrent_weight=recurrent_weight)
+        if step_mask is not None:
+            new_state = _keep_where_masked(step_mask[:, t], new_state, previous)
+        state = new_state
         hidden.append(hidden_of(state))
     if backwards:
         hidden.reverse()
     if state is None:
         raise AssertionError("unreachable: at least one step ran")
     return _stack_steps(hidden), state
+
+
+def steps_mask(
+    lengths: Tensor | Sequence[int] | None, mask: Tensor | None, *, batch: int, steps: int, device: torch.device
+) -> Tensor | None:
+    """The (B, T) boolean mask of valid steps from ``lengths`` (B,) or ``mask`` (B, T); None when neither is given
+    or every step is valid (so that a full batch runs the unmasked code path)."""
+    if lengths is not None and mask is not None:
+        raise ValueError("pass at most one of lengths (B,) and mask (B, T), got both")
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if lengths.shape != (batch,) or lengths.dtype.is_floating_point or lengths.dtype.is_complex:
+            raise ValueError(
+                f"lengths must be an integer tensor of shape (B,)=({batch},), "
+                f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
+            )
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 0 or high > steps:
+            raise ValueError(f"lengths must lie in [0, T={steps}], got values from {low} to {high}")
+        if low == steps:
+            return None
+        return torch.arange(steps, device=device) < lengths.to(device).unsqueeze(1)
+    if mask is not None:
+        if not isinstance(mask, Tensor) or mask.shape != (batch, steps) or mask.dtype != torch.bool:
+            got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"mask must be a bool tensor of shape (B, T)=({batch}, {steps}), got {got}")
+        if bool(mask.all()):
+            return None
+        return mask.to(device)
+    return None
+
+
+def _keep_where_masked(valid: Tensor, new: StateT, previous: StateT | None) -> StateT:
+    """The new state where ``valid`` (B,) is True, the previous one (zeros before the first step) elsewhere."""
+    new_parts = (new,) if isinstance(new, Tensor) else tuple(new)
+    old_parts = (
+        (None,) * len(new_parts) if previous is None else (previous,) if isinstance(previous, Tensor) else previous
+    )
+    kept = []
+    for n, o in zip(new_parts, old_parts, strict=True):
+        where = valid.view(-1, *([1] * (n.ndim - 1)))
+        kept.append(torch.where(where, n, torch.zeros_like(n) if o is None else o.to(n.dtype)))
+    if isinstance(new, Tensor):
+        return kept[0]
+    return tuple(kept)  # type: ignore[return-value]
+
+
+def _zero_before_first_valid(hidden: Tensor, step_mask: Tensor, backwards: bool) -> Tensor:
+    """Zeroes the outputs (B, T, F, *S) of masked steps processed before any valid one of their sequence (Keras
+    gives zeros there, not the initial state); later masked steps keep the carried-over output."""
+    order = step_mask.flip(1) if backwards else step_mask
+    seen = order.to(torch.uint8).cummax(dim=1).values.bool()
+    if backwards:
+        seen = seen.flip(1)
+    if bool(seen.all()):
+        return hidden
+    seen = seen.view(*seen.shape, *([1] * (hidden.ndim - 2)))
+    return torch.where(seen, hidden, torch.zeros_like(hidden))
 
 
 def _per_call_weight(weight: Tensor, x: Tensor) -> Tensor:

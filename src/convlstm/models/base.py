@@ -124,9 +124,15 @@ class Forecaster(PretrainedModel):
 
     Returns:
         predictions (B, horizon, C, H, W).
+
+    Models with :attr:`accepts_context_lengths` also take ``context_lengths`` (B,): a padded batch of contexts of
+    different lengths (valid frames first, padding after, as :func:`convlstm.data.pad_collate` makes them), each
+    forecast starting after its own last valid frame.
     """
 
     default_horizon: int = 1
+    #: Whether forward takes ``context_lengths=`` (contexts of different lengths in one padded batch).
+    accepts_context_lengths: ClassVar[bool] = False
 
     def check_forecast_arguments(
         self,
@@ -166,17 +172,55 @@ class Forecaster(PretrainedModel):
         return horizon, mask
 
 
-OneStep = Callable[[Tensor, Any], tuple[Tensor, Any]]
+OneStep = Callable[..., tuple[Tensor, Any]]
 
 
-def rollout(one_step: OneStep, context: Tensor, horizon: int, targets: Tensor | None, mask: Tensor | None) -> Tensor:
+def check_context_lengths(context_lengths: Tensor | None, context: Tensor) -> Tensor | None:
+    """Validates ``context_lengths`` (B,) against a padded context (B, T_in, ...): integers in [1, T_in], on the
+    context's device. None stays None."""
+    if context_lengths is None:
+        return None
+    lengths = torch.as_tensor(context_lengths)
+    batch, steps = context.shape[:2]
+    if lengths.shape != (batch,) or lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
+        raise ValueError(
+            f"context_lengths must be an integer tensor of shape (B,)=({batch},), "
+            f"got {lengths.dtype} of shape {tuple(lengths.shape)}"
+        )
+    if int(lengths.min()) < 1 or int(lengths.max()) > steps:
+        raise ValueError(
+            f"context_lengths must lie in [1, T_in={steps}] (a forecast needs a frame to start from), "
+            f"got values from {int(lengths.min())} to {int(lengths.max())}"
+        )
+    return lengths.to(context.device)
+
+
+def last_valid(frames: Tensor, lengths: Tensor | None) -> Tensor:
+    """Each sequence's frame at its last valid step: (B, T, ...) -> (B, ...); the last frame without lengths."""
+    if lengths is None:
+        return frames[:, -1]
+    return frames[torch.arange(frames.shape[0], device=frames.device), lengths - 1]
+
+
+def rollout(
+    one_step: OneStep,
+    context: Tensor,
+    horizon: int,
+    targets: Tensor | None,
+    mask: Tensor | None,
+    context_lengths: Tensor | None = None,
+) -> Tensor:
     """Forecasts with a next-frame model: reads the context, then feeds each prediction (or, where ``mask`` says so,
     the true frame) back for ``horizon`` frames.
 
-    ``one_step(frames (B, T, C, H, W), state) -> (predictions of frames t + 1 (B, T, C, H, W), state)``.
+    ``one_step(frames (B, T, C, H, W), state, lengths=None) -> (predictions of frames t + 1 (B, T, C, H, W), state)``.
+    With ``context_lengths`` (B,), each sequence's forecast starts after its own last valid context frame.
     """
-    predicted, state = one_step(context, None)
-    prediction = predicted[:, -1]  # (B, C, H, W): the forecast of the first frame after the context
+    if context_lengths is None:
+        predicted, state = one_step(context, None)
+    else:
+        predicted, state = one_step(context, None, lengths=context_lengths)
+    prediction = last_valid(predicted, context_lengths)  # (B, C, H, W): the first frame after the context
     predictions = [prediction]
     for step in range(1, horizon):
         frame = next_input(prediction, step - 1, targets, mask)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from convlstm.layers import ConvGRU, ConvLSTM
 from convlstm.layers.conv import check_positive_int
 from convlstm.models.advection_head import AdvectionHead
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import Forecaster, check_context_lengths, config_from_arguments, last_valid
 from convlstm.models.motion_cues import cue_channels, matching_costs
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
@@ -93,6 +93,7 @@ class EncoderForecaster(Forecaster):
 
     family = "encoder_forecaster"
     config_class = EncoderForecasterConfig
+    accepts_context_lengths = True
 
     def __init__(
         self,
@@ -165,6 +166,8 @@ class EncoderForecaster(Forecaster):
         horizon: int | None = None,
         targets: Tensor | None = None,
         teacher_forcing: Tensor | None = None,
+        *,
+        context_lengths: Tensor | None = None,
     ) -> Tensor:
         """Predicts ``horizon`` frames after ``context``.
 
@@ -173,6 +176,8 @@ class EncoderForecaster(Forecaster):
             horizon: frames to predict (default: ``default_horizon``).
             targets / teacher_forcing: validated as in :class:`Forecaster`, then ignored: the forecaster stack
                 takes no input, so there is nothing to feed the true frames into.
+            context_lengths: optional (B,): contexts of different lengths, padded at the end; each forecast
+                starts from the encoder state after its own last valid frame.
 
         Returns:
             (B, horizon, C, H, W) predictions.
@@ -180,14 +185,19 @@ class EncoderForecaster(Forecaster):
         horizon, _ = self.check_forecast_arguments(
             context, horizon, targets, teacher_forcing, channels=self.in_channels
         )
-        return self.forecast(self.encode(context), horizon)
+        lengths = check_context_lengths(context_lengths, context)
+        return self.forecast(self.encode(context, lengths=lengths), horizon)
 
-    def encode(self, context: Tensor, state: RecurrentState | None = None) -> RecurrentState:
+    def encode(
+        self, context: Tensor, state: RecurrentState | None = None, *, lengths: Tensor | None = None
+    ) -> RecurrentState:
         """Runs the encoder over ``context``, continuing from ``state``; chunks fed in turn equal one call.
 
         Args:
             context: (B, T, C, H, W) frames.
             state: what an earlier call returned, or None to start from zeros.
+            lengths: optional (B,): frames at and after lengths[b] are padding, and the state returned is the one
+                after each sequence's last valid frame.
 
         Returns:
             The encoder state after the last frame, one entry per layer: (h, c) for cell="lstm", h for "gru",
@@ -202,9 +212,9 @@ class EncoderForecaster(Forecaster):
         if self.motion_radius:
             previous = None if state is None else state[-1]
             patches = torch.cat((patches, self._motion_cues(previous, context)), dim=2)
-        _, final = self.encoder(patches, layers)
+        _, final = self.encoder(patches, layers, lengths=lengths)
         if self.keeps_last_frame:
-            final.append(context[:, -1])
+            final.append(last_valid(context, lengths))
         return final
 
     def _motion_cues(self, previous: Tensor | None, context: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
-from convlstm.models.base import Forecaster, config_from_arguments, rollout
+from convlstm.models.base import Forecaster, check_context_lengths, config_from_arguments, rollout
 from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
@@ -66,6 +66,7 @@ class NextFramePredictor(Forecaster):
 
     family = "next_frame"
     config_class = NextFramePredictorConfig
+    accepts_context_lengths = True
 
     def __init__(
         self,
@@ -121,10 +122,13 @@ class NextFramePredictor(Forecaster):
         decoder.append(nn.Conv2d(previous, patched, kernel_size, padding=pad))
         self.decoder = nn.Sequential(*decoder)
 
-    def one_step(self, frames: Tensor, state: list[LSTMState] | None = None) -> tuple[Tensor, list[LSTMState]]:
+    def one_step(
+        self, frames: Tensor, state: list[LSTMState] | None = None, *, lengths: Tensor | None = None
+    ) -> tuple[Tensor, list[LSTMState]]:
         """Predictions of frame t + 1 at every step t, continuing from ``state`` (None: zeros).
 
-        Running it frame by frame, passing the state on, gives the same result as one call.
+        Running it frame by frame, passing the state on, gives the same result as one call. With ``lengths`` (B,),
+        frames after each sequence's length are padding: the state returned is the one after its last valid frame.
 
         Returns:
             (predictions (B, T, C, H, W), state after the last frame).
@@ -132,7 +136,7 @@ class NextFramePredictor(Forecaster):
         self._check_frames(frames, "frames")
         patches = space_to_depth(frames, self.patch_size, name="frames")  # (B, T, C p^2, H / p, W / p)
         features = per_frame(self.encoder, patches)  # (B, T, E_last, H / d, W / d)
-        hidden, state = self.rnn(features, state)  # (B, T, F_last, H / d, W / d)
+        hidden, state = self.rnn(features, state, lengths=lengths)  # (B, T, F_last, H / d, W / d)
         out = per_frame(self.decoder, hidden)  # (B, T, C p^2, H / p, W / p)
         if self.config.output_activation == "sigmoid":
             out = torch.sigmoid(out)
@@ -144,13 +148,17 @@ class NextFramePredictor(Forecaster):
         horizon: int | None = None,
         targets: Tensor | None = None,
         teacher_forcing: Tensor | None = None,
+        *,
+        context_lengths: Tensor | None = None,
     ) -> Tensor:
-        """Reads the context, then rolls out ``horizon`` frames, feeding each forecast (or true frame) back."""
+        """Reads the context, then rolls out ``horizon`` frames, feeding each forecast (or true frame) back;
+        ``context_lengths`` (B,) as in :class:`~convlstm.models.base.Forecaster`."""
         horizon, mask = self.check_forecast_arguments(
             context, horizon, targets, teacher_forcing, channels=self.config.in_channels
         )
         self._check_frames(context, "context")
-        return rollout(self.one_step, context, horizon, targets, mask)
+        lengths = check_context_lengths(context_lengths, context)
+        return rollout(self.one_step, context, horizon, targets, mask, lengths)
 
     def _check_frames(self, frames: Tensor, name: str) -> None:
         channels = self.config.in_channels

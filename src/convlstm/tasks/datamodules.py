@@ -10,17 +10,17 @@ data = SequenceDataModule(factory=functools.partial(HDF5Sequences, "sevir.h5", d
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convlstm.data.normalization import Normalization
+from convlstm.data.sampling import ChunkAwareSampler
 from convlstm.data.windows import WindowDataset
+from convlstm.data.workers import init_worker
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,9 @@ SPLITS = ("train", "val", "test")
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed numpy and random in a DataLoader worker from torch's per-worker seed (base seed + worker id)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)  # noqa: NPY002 - third-party transforms may use the legacy global generator
-    random.seed(seed)
+    """Sets up a DataLoader worker: one compute thread, seeded numpy and random (see
+    :func:`convlstm.data.workers.init_worker`, which this calls)."""
+    init_worker(worker_id)
 
 
 class _Normalized(Dataset[dict[str, torch.Tensor]]):
@@ -61,6 +60,10 @@ class SequenceDataModule(L.LightningDataModule):
         normalize: "standard" or "minmax" to fit a Normalization on the training split (only) and apply it to
             every split; it is saved in checkpoints through state_dict.
         drop_last: drop the last incomplete training batch.
+        chunk_aware: visit the training windows chunk by chunk on disk instead of in a uniform shuffle, with a
+            :class:`~convlstm.data.sampling.ChunkAwareSampler` (order fixed by seed and epoch), for a
+            WindowDataset read from a time-chunked archive with a ``chunk_cache``; under DDP it gives each
+            process its own contiguous share (Lightning keeps it). A run resumed mid-epoch restarts that epoch.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class SequenceDataModule(L.LightningDataModule):
         seed: int = 0,
         normalize: Literal["standard", "minmax"] | None = None,
         drop_last: bool = False,
+        chunk_aware: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0:
@@ -92,6 +96,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.seed = seed
         self.normalize = normalize
         self.drop_last = drop_last
+        self.chunk_aware = chunk_aware
         self.normalization: Normalization | None = None
 
     def dataset(self, split: str) -> Dataset[Any] | None:
@@ -118,7 +123,15 @@ class SequenceDataModule(L.LightningDataModule):
         fresh = train and callable(getattr(dataset, "set_epoch", None))
         # The training order is a function of (seed, epoch) alone, so a resumed run sees the batches an unbroken
         # run would (a shuffling generator would restart from its seed at every resume).
-        sampler = FreshEpochSampler(dataset, seed=self.seed) if train else None
+        sampler: Sampler[int] | None = None
+        if train and self.chunk_aware:
+            if not isinstance(dataset, WindowDataset):
+                raise ValueError(
+                    f"chunk_aware=True needs a WindowDataset (windows of recordings), got {type(dataset).__name__}"
+                )
+            sampler = ChunkAwareSampler(dataset, seed=self.seed)
+        elif train:
+            sampler = FreshEpochSampler(dataset, seed=self.seed)
         if self.normalization is not None:
             dataset = _Normalized(dataset, self.normalization)
         loader_class = ResumableDataLoader if train else DataLoader

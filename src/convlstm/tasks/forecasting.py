@@ -101,7 +101,9 @@ class ForecastingTask(TaskBase):
 
     Batches are dicts with "context" (B, T_in, C, H, W) and "target" (B, T_out, C, H, W), optionally "mask"
     (valid pixels, broadcastable to the target, 1/True = valid) and "target_rain_rate" (mm/h, the target's shape;
-    otherwise rain rates come from the target through ``units``).
+    otherwise rain rates come from the target through ``units``). A batch of contexts of different lengths, padded
+    at the end, carries "context_lengths" (B,) (as :func:`convlstm.data.pad_collate` makes it); it is passed on as
+    the model's ``context_lengths=`` (models with ``accepts_context_lengths``; others refuse such a batch).
 
     Training feeds the model the true frames where the scheduled-sampling mask says so (the model is called without
     ``targets``/``teacher_forcing`` when ``sampling="none"``, so any ``model(context, horizon)`` works). Validation,
@@ -229,6 +231,19 @@ class ForecastingTask(TaskBase):
             )
         return context, target
 
+    def _context_lengths(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """``{"context_lengths": ...}`` for a padded batch of contexts, else nothing (the plain call)."""
+        lengths = batch.get("context_lengths")
+        if lengths is None:
+            return {}
+        if not getattr(self.model, "accepts_context_lengths", False):
+            raise ValueError(
+                f"the batch has 'context_lengths' (contexts of different lengths), but {type(self.model).__name__} "
+                "does not take context_lengths=; use a model with accepts_context_lengths (encoder_forecaster, "
+                "next_frame) or contexts of one length"
+            )
+        return {"context_lengths": lengths}
+
     def _true_rain_rate(self, batch: Mapping[str, Any], target: Tensor) -> Tensor:
         given = batch.get("target_rain_rate")
         return given.float() if isinstance(given, Tensor) else rain_rate_of(target, self.hparams["units"], zr=self.zr)
@@ -254,10 +269,11 @@ class ForecastingTask(TaskBase):
         context, target = self._unpack(batch)
         batch_size, horizon = target.shape[:2]
         mask = self.sampling.mask(self.global_step, batch_size, horizon, device=context.device)
+        extra = self._context_lengths(batch)
         if mask is None:
-            pred = self.model(context, horizon)
+            pred = self.model(context, horizon, **extra)
         else:
-            pred = self.model(context, horizon, targets=target, teacher_forcing=mask)
+            pred = self.model(context, horizon, targets=target, teacher_forcing=mask, **extra)
         loss = self._loss(batch, pred, target)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/teacher_forcing", self.sampling.probability(self.global_step), batch_size=batch_size)
@@ -265,7 +281,7 @@ class ForecastingTask(TaskBase):
 
     def _evaluation_step(self, stage: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         context, target = self._unpack(batch)
-        pred = self.model(context, target.shape[1])
+        pred = self.model(context, target.shape[1], **self._context_lengths(batch))
         loss = self._loss(batch, pred, target)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=target.shape[0])
         scores = self.scores[stage]
@@ -297,7 +313,8 @@ class ForecastingTask(TaskBase):
                 f"a prediction batch must be a tensor or a dict with 'context', got {type(batch).__name__}"
             )
         horizon = target.shape[1] if isinstance(target, Tensor) else self.hparams["predict_horizon"]
-        return self.model(context, horizon)
+        extra = self._context_lengths(batch) if isinstance(batch, Mapping) else {}
+        return self.model(context, horizon, **extra)
 
     # --- epoch boundaries ------------------------------------------------------------------------------------
 
