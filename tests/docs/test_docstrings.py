@@ -35,7 +35,7 @@ def _method_doc(cls: type, name: str) -> bool:
     return any(_has_doc(vars(base).get(name)) for base in cls.__mro__ if name in vars(base))
 
 
-def _own_public_members(cls: type) -> list[tuple[str, object]]:
+def _own_public_members(cls: type) -> list[str]:
     members = []
     for name, member in vars(cls).items():
         if name.startswith("_"):
@@ -43,7 +43,7 @@ def _own_public_members(cls: type) -> list[tuple[str, object]]:
         if isinstance(member, staticmethod | classmethod):
             member = member.__func__
         if inspect.isfunction(member) or isinstance(member, property):
-            members.append((name, member))
+            members.append(name)
     return members
 
 
@@ -60,7 +60,7 @@ def missing_docstrings(module: ModuleType) -> list[str]:
         if inspect.isclass(obj):
             if not _has_doc(obj) or obj.__doc__ == type.__doc__:
                 missing.append(name)
-            missing += [f"{name}.{member}" for member, value in _own_public_members(obj) if not _method_doc(obj, member)]
+            missing += [f"{name}.{member}" for member in _own_public_members(obj) if not _method_doc(obj, member)]
         elif inspect.isroutine(obj) or inspect.ismodule(obj):
             if not _has_doc(obj):
                 missing.append(name)
