@@ -159,9 +159,16 @@ class XarraySequences(WindowDataset):
         variables: the variables to read, in channel order.
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
-        time_dim, y_dim, x_dim: dimension names of T, H, W.
+        time_dim: name of the time dimension (T).
+        y_dim: name of the y dimension (H).
+        x_dim: name of the x dimension (W).
         engine: xarray engine to open a path with (default: zarr for zarr stores, else xarray's choice).
-        context_frames, target_frames, stride, transform, nan_policy, skip_invalid: as in WindowDataset.
+        context_frames: as in WindowDataset.
+        target_frames: as in WindowDataset.
+        stride: as in WindowDataset.
+        transform: as in WindowDataset.
+        nan_policy: as in WindowDataset.
+        skip_invalid: as in WindowDataset.
     """
 
     def __init__(
