@@ -1,19 +1,19 @@
 """The examples of README.md and of the documentation pages run as written.
 
-Convention: a fenced block runs in CI when the line just above its opening fence is ``<!-- runnable -->`` (an HTML
-comment, invisible on GitHub and on the site). Blocks without the marker are shown, not run (commands that need the
-user's files, or minutes of training).
+Convention: a fenced block runs in the tests when the line just above its opening fence is ``<!-- runnable -->``
+(an HTML comment, invisible on GitHub and on the site). Blocks without the marker are shown, not run (commands that
+need the user's files, or minutes of training).
 
 - ```python blocks of one page run in order in one namespace, like the cells of a notebook, so a later block may
-  use what an earlier one defined. They run in a fresh temporary directory with ``KERAS_BACKEND=torch``.
-- ```bash blocks may hold only ``convlstm ...`` commands (with ``\\`` continuations), comments and blank lines;
-  each command runs through ``convlstm.cli.main.main`` in the same directory as the page's Python blocks, with the
-  repository's ``configs/`` reachable as ``configs/``, and must exit with 0. ``convlstm fit`` gets the overrides in
-  ``TINY_FIT`` appended (two optimizer steps on a handful of sequences), so the example checks the command, its
-  flags and recipe keys, and the data layout, not the minutes of training; ``convlstm demo`` gets
-  ``--minutes 0.05``.
-
-Each runnable block must finish in seconds: the whole file stays within CI's budget.
+  use what an earlier one defined. They run in a fresh temporary directory with ``KERAS_BACKEND=torch``, and each
+  must finish in seconds.
+- ```bash blocks may hold only ``convlstm ...`` commands (with ``\\`` continuations), comments and blank lines.
+  In CI each command is checked without training: its arguments are parsed by the real parser, and for
+  ``convlstm fit`` the recipe is loaded with the command's overrides (an unknown key or a wrong type fails). Under
+  ``-m slow`` the commands run too, through ``convlstm.cli.main.main``, in the page's directory with the
+  repository's ``configs/`` reachable as ``configs/``; ``convlstm fit`` then gets ``TINY_FIT`` appended (two
+  optimizer steps on a handful of sequences), so the run checks the data layout and the pipeline, not the minutes
+  of training.
 """
 
 import os
@@ -77,8 +77,16 @@ def _sized_for_ci(argv: list[str]) -> list[str]:
 PAGES_WITH_EXAMPLES = [page for page in PAGES if runnable_blocks(page.read_text(encoding="utf-8"))]
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda page: str(page.relative_to(ROOT)))
-def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def check_command(argv: list[str]) -> None:
+    """Parses a ``convlstm`` command line as the program would, and loads a ``fit``'s recipe with its overrides."""
+    from convlstm.cli import main as program
+
+    args = program.build_parser().parse_args(argv)  # exits (SystemExit) on an unknown flag
+    if args.command == "fit":
+        program.load_recipe(args.config, args.override)
+
+
+def run_page(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, run_commands: bool) -> None:
     from convlstm.cli.main import main
 
     monkeypatch.chdir(tmp_path)
@@ -91,9 +99,36 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
         elif lang == "bash":
             for argv in convlstm_commands(code):
-                assert main(_sized_for_ci(argv)) == 0, f"{where}: convlstm {shlex.join(argv)} failed"
+                if run_commands:
+                    assert main(_sized_for_ci(argv)) == 0, f"{where}: convlstm {shlex.join(argv)} failed"
+                else:
+                    check_command(argv)
         else:
             raise ValueError(f"{where}: runnable blocks are python or bash, got {lang!r}")
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_page(page, tmp_path, monkeypatch, run_commands=False)
+
+
+PAGES_WITH_COMMANDS = [
+    page for page in PAGES_WITH_EXAMPLES if any(lang == "bash" for lang, _, _ in runnable_blocks(page.read_text()))
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES_WITH_COMMANDS, ids=lambda page: str(page.relative_to(ROOT)))
+def test_page_commands_run_end_to_end(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_page(page, tmp_path, monkeypatch, run_commands=True)
+
+
+def test_a_wrong_command_is_caught_without_training(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        check_command(["fit", "-c", str(ROOT / "configs" / "demo.yaml"), "--no-such-flag"])
+    with pytest.raises(ValueError, match="no_such_key"):
+        check_command(["fit", "-c", str(ROOT / "configs" / "demo.yaml"), "-o", "trainer.no_such_key=1"])
+    check_command(["evaluate", "--run-dir", str(tmp_path)])  # parsed only: the run need not exist
 
 
 def test_the_readme_and_the_tutorials_have_runnable_examples() -> None:
@@ -103,10 +138,14 @@ def test_the_readme_and_the_tutorials_have_runnable_examples() -> None:
 
 
 def test_only_marked_blocks_are_collected() -> None:
-    page = f"```python\nnot_run()\n```\n\n{MARKER}\n```python\nrun()\n```\n\n{MARKER}\n```bash\nconvlstm list-models\n```\n"
+    page = (
+        f"```python\nnot_run()\n```\n\n{MARKER}\n```python\nrun()\n```\n\n"
+        f"{MARKER}\n```bash\nconvlstm list-models\n```\n"
+    )
     blocks = runnable_blocks(page)
     assert [(lang, code) for lang, code, _ in blocks] == [("python", "run()\n"), ("bash", "convlstm list-models\n")]
-    assert blocks[0][2] == 6  # the code's first line in the page, so tracebacks point at it
+    assert blocks[0][2] == 7  # the code's first line in the page, so tracebacks point at it
     with pytest.raises(ValueError, match="only convlstm commands"):
         convlstm_commands("rm -rf runs\n")
-    assert convlstm_commands("convlstm fit -c a.yaml \\\n  -o x=1  # comment\n") == [["fit", "-c", "a.yaml", "-o", "x=1"]]
+    continued = "convlstm fit -c a.yaml \\\n  -o x=1  # comment\n"
+    assert convlstm_commands(continued) == [["fit", "-c", "a.yaml", "-o", "x=1"]]
