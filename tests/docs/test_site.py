@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ["Tutorials", "How-to guides", "Explanation", "Reference", "Results"]
 
-pytest.importorskip("mkdocs", reason="mkdocs is not installed: pip install -e '.[docs]' to build and test the site")
-pytest.importorskip("material", reason="mkdocs-material is not installed: pip install -e '.[docs]'")
-pytest.importorskip("mkdocstrings_handlers.python", reason="mkdocstrings[python] is not installed: pip install '.[docs]'")
+INSTALL = "pip install -e '.[docs]' to build and test the site"
+pytest.importorskip("mkdocs", reason=f"mkdocs is not installed: {INSTALL}")
+pytest.importorskip("material", reason=f"mkdocs-material is not installed: {INSTALL}")
+pytest.importorskip("mkdocstrings_handlers.python", reason=f"mkdocstrings[python] is not installed: {INSTALL}")
 
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess[str]:
