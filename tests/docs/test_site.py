@@ -149,3 +149,17 @@ def test_a_missing_image_is_detected(site: Path, tmp_path: Path) -> None:
     shutil.copytree(site, copy)
     (copy / "images" / "demo_forecast.png").unlink()
     assert "broken" in render(copy / "index.html", tmp_path / "profile")["image-sizes"].split(",")
+
+
+def test_every_image_of_every_page_exists(site: Path) -> None:
+    """Chromium checks two pages; this checks the image references of all of them against the built files."""
+    missing, count = [], 0
+    for page in site.rglob("*.html"):
+        for source in re.findall(r'<img [^>]*src="([^"]+)"', page.read_text(encoding="utf-8")):
+            if source.startswith(("data:", "http:", "https:")):
+                continue
+            count += 1
+            if not (page.parent / source).resolve().is_file():
+                missing.append(f"{page.relative_to(site)}: {source}")
+    assert count >= 8  # the pictures of the home page, tutorials, explanation and results
+    assert missing == []
