@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-portable lint typecheck pytest demo bench clean
+.PHONY: setup test test-fast test-portable lint typecheck pytest demo bench docs docs-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,5 +44,13 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/layers.py --device cpu
 
+# The documentation site (mkdocs.yml, pages in docs/): a strict build fails on a broken link, a page missing from
+# the nav or an API object that does not resolve. tests/docs/test_site.py runs the same build in `make test`.
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	$(BIN)/mkdocs serve
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site

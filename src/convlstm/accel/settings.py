@@ -22,16 +22,16 @@ from convlstm.layers.sequence import ConvRNNBase
 
 logger = logging.getLogger(__name__)
 
-#: Largest differences of bfloat16 autocast (cell state in float32) from float32 over sequences of 20 frames:
-#: "output" is the max absolute difference of the outputs (which lie in [-1, 1]), "gradient" that of the gradients
-#: divided by the largest absolute float32 gradient. Measured on the CPU (2026-11-28; 5x5 kernels, 16 x 16 x 16
-#: input, batch 2): 2 x 32 hidden 0.0014 / 0.012, the same with forget bias 4 (c grows) 0.0098 / 0.011, 4 x 128
-#: hidden (ConvLSTM-S) 0.0004 / 0.016; keeping c in bfloat16 doubles the output errors. The limits leave about 2-3x
-#: room for other convolution algorithms (cuDNN); tests/layers/test_precision.py checks them.
+# Measured on the CPU (2026-11-28; 5x5 kernels, 16 x 16 x 16 input, batch 2): 2 x 32 hidden 0.0014 / 0.012, the
+# same with forget bias 4 (c grows) 0.0098 / 0.011, 4 x 128 hidden (ConvLSTM-S) 0.0004 / 0.016; keeping c in
+# bfloat16 doubles the output errors. The limits leave about 2-3x room for other convolution algorithms (cuDNN).
 BF16_TOLERANCE = {"output": 0.02, "gradient": 0.05}
+"""Largest differences of bfloat16 autocast (cell state in float32) from float32 over sequences of 20 frames:
+"output" is the max absolute difference of the outputs (which lie in [-1, 1]), "gradient" that of the gradients
+divided by the largest absolute float32 gradient. tests/layers/test_precision.py checks them."""
 
-#: The same for float32 fast paths (compiled gates, CUDA graphs, channels_last) with TF32 off.
 FLOAT32_TOLERANCE = {"output": 1e-5, "gradient": 1e-4}
+"""The same as :data:`BF16_TOLERANCE` for float32 fast paths (compiled gates, CUDA graphs, channels_last), TF32 off."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +71,7 @@ class FastSettings:
         return torch.autocast(torch.device(device).type, dtype=self.autocast_dtype)
 
     def describe(self) -> str:
+        """A one-line summary of the switches that are on, for logs."""
         on = [f"schedule {self.input_schedule}"]
         if self.autocast_dtype is not None:
             on.append(f"{str(self.autocast_dtype).removeprefix('torch.')} autocast")

@@ -98,7 +98,8 @@ class OpticalFlow(Forecaster):
         Args:
             context: (B, T_in, C, H, W) finite frames, T_in >= motion_frames.
             horizon: frames to predict (default: ``default_horizon``).
-            targets / teacher_forcing: validated, then ignored (nothing is fed back).
+            targets: validated, then ignored (nothing is fed back).
+            teacher_forcing: validated, then ignored.
 
         Returns:
             (B, horizon, C, H, W) on the context's device and dtype, without gradient.

@@ -148,6 +148,7 @@ class SeededSequences(Dataset[Item]):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
+        """The arguments shown inside the dataset's repr (none here; sources add theirs)."""
         return ""
 
     def __repr__(self) -> str:

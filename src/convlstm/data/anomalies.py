@@ -158,6 +158,7 @@ class AnomalySequences(SeededSequences):
 
     @property
     def num_frames(self) -> int:
+        """Frames per sequence (context and target together)."""
         return self.context_frames + self.target_frames
 
     def is_abnormal(self, index: int) -> bool:

@@ -196,6 +196,7 @@ class BouncingBalls(SeededSequences):
 
     @property
     def num_frames(self) -> int:
+        """Frames per sequence (context and target together)."""
         return self.sequence_length if self.sequence_length is not None else self.context_frames + self.target_frames
 
     def trajectory(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

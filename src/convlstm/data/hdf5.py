@@ -54,7 +54,12 @@ class HDF5Sequences(WindowDataset):
         split_by: how recordings are split; default RecordingSplit() (whole recordings, seeded).
         skip_invalid: leave out files that are missing or malformed, and recordings too short for a window,
             logging what was skipped and why.
-        context_frames, target_frames, stride, transform, nan_policy, value_scale: as in WindowDataset.
+        context_frames: as in WindowDataset.
+        target_frames: as in WindowDataset.
+        stride: as in WindowDataset.
+        transform: as in WindowDataset.
+        nan_policy: as in WindowDataset.
+        value_scale: as in WindowDataset.
     """
 
     def __init__(

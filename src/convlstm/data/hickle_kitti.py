@@ -64,7 +64,11 @@ class KittiHickle(WindowDataset):
     Args:
         root: folder with X_{split}.hkl and sources_{split}.hkl.
         split: which pair of files: "train", "val" or "test" (the files are the split).
-        context_frames, target_frames, stride, transform, skip_invalid: as in WindowDataset.
+        context_frames: as in WindowDataset.
+        target_frames: as in WindowDataset.
+        stride: as in WindowDataset.
+        transform: as in WindowDataset.
+        skip_invalid: as in WindowDataset.
         nan_policy: as in WindowDataset (only float frames can hold NaN).
 
     Frames are scaled from uint8 to [0, 1] (value_scale 1/255), as PredNet does.

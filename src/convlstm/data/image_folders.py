@@ -121,7 +121,10 @@ class ImageFolderSequences(WindowDataset):
         size: (height, width) to resize every frame to; without it frames of different sizes raise an error.
         skip_invalid: leave out sequences with unreadable, missing or differently sized frames, or too few
             frames, logging what was skipped and why.
-        context_frames, target_frames, stride, transform: as in WindowDataset.
+        context_frames: as in WindowDataset.
+        target_frames: as in WindowDataset.
+        stride: as in WindowDataset.
+        transform: as in WindowDataset.
     """
 
     def __init__(

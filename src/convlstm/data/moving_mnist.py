@@ -205,6 +205,7 @@ class MovingMNIST(SeededSequences):
 
     @property
     def num_frames(self) -> int:
+        """Frames per sequence (context and target together)."""
         return self.context_frames + self.target_frames
 
     def sample_motion(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

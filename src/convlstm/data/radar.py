@@ -229,6 +229,7 @@ class SyntheticRadar(SeededSequences):
 
     @property
     def num_frames(self) -> int:
+        """Frames per sequence (context and target together)."""
         return self.context_frames + self.target_frames
 
     def generate(self, rng: np.random.Generator) -> RadarSequence:

@@ -81,7 +81,10 @@ class VideoSequences(WindowDataset):
         frame_step: keep every frame_step-th decoded frame.
         size: (height, width) to resize the frames to.
         skip_invalid: leave out videos that cannot be decoded or are too short, logging what and why.
-        context_frames, target_frames, stride, transform: as in WindowDataset.
+        context_frames: as in WindowDataset.
+        target_frames: as in WindowDataset.
+        stride: as in WindowDataset.
+        transform: as in WindowDataset.
     """
 
     def __init__(

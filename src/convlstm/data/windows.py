@@ -60,6 +60,7 @@ class Recording:
 
     @property
     def num_frames(self) -> int:
+        """Frames of the recording between start and stop."""
         stop = self.frames.shape[0] if self.stop is None else self.stop
         return stop - self.start
 

@@ -224,11 +224,18 @@ class XarraySequences(WindowDataset):
         variables: the variables to read, in channel order.
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
-        time_dim, y_dim, x_dim: dimension names of T, H, W.
+        time_dim: name of the time dimension (T).
+        y_dim: name of the y dimension (H).
+        x_dim: name of the x dimension (W).
         engine: xarray engine to open a path with (default: zarr for zarr stores, else xarray's choice).
         chunk_cache: decoded time chunks each process keeps (see :class:`XarrayFrames`; 0: none). Pair it with
             :class:`~convlstm.data.sampling.ChunkAwareSampler`, which visits the windows chunk by chunk.
-        context_frames, target_frames, stride, transform, nan_policy, skip_invalid: as in WindowDataset.
+        context_frames: as in WindowDataset.
+        target_frames: as in WindowDataset.
+        stride: as in WindowDataset.
+        transform: as in WindowDataset.
+        nan_policy: as in WindowDataset.
+        skip_invalid: as in WindowDataset.
 
     Attributes:
         time_chunk: frames per chunk along time on disk, or None (see :class:`XarrayFrames`).

@@ -81,7 +81,8 @@ def export_onnx(
     Args:
         model: a forecaster (``model(context, horizon=...)``).
         path: the .onnx file to write (one file, weights inside: models under 2 GB).
-        context_frames, horizon: the fixed input and output lengths.
+        context_frames: the fixed input length.
+        horizon: the fixed output length.
         frame_shape: (C, H, W) of the frames.
         opset: the ONNX opset.
         exporter: "dynamo" (torch.export-based), "torchscript", or "auto": dynamo, and TorchScript if that fails.

@@ -39,6 +39,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "neural_gpu_sigmoid": neural_gpu_sigmoid,
     "linear": _identity,
 }
+"""Activations by name, as cells and layers accept them for ``activation`` and ``recurrent_activation``."""
 
 
 def get_activation(name: str, *, argument: str = "activation") -> Activation:

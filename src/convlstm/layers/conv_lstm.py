@@ -27,14 +27,16 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
         reverse: process time from last to first (Keras go_backwards). Outputs stay aligned with the input
             frames: Keras returns them in processing order, that is ``output.flip(1)``.
         dropout: dropout on the outputs of every layer but the last (as torch.nn.LSTM).
-        input_dropout / recurrent_dropout: Keras-style dropout inside the cells, one mask per gate, fixed over the
-            time steps of a call, in training mode only.
+        input_dropout: Keras-style dropout of the input inside the cells, one mask per gate, fixed over the time
+            steps of a call, in training mode only.
+        recurrent_dropout: the same for the state.
         input_schedule: "auto" (by device and batch), "batched" (one input-to-state convolution over all frames),
             "per_step" or "fused" (one convolution over cat([x, h]) per step); see :mod:`convlstm.layers.schedule`.
         checkpoint_every: None (keep every activation for the backward pass), or recompute the activations of
             each chunk of this many steps in the backward pass (activation checkpointing: less memory for long
             sequences, one more forward pass of compute; same outputs and gradients).
-        Remaining arguments are those of :class:`ConvLSTMCell`; each may also be a list with one entry per layer.
+
+    The remaining arguments are those of :class:`ConvLSTMCell`; each may also be a list with one entry per layer.
 
     Shape:
         x: (B, T, C_in, *spatial) -> output (B, T, hidden_channels[-1] * num_directions, *spatial_state);

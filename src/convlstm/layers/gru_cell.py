@@ -107,6 +107,8 @@ class ConvGRUCell(ConvRNNCellBase):
         )
 
     def reset_parameters(self) -> None:
+        """Re-initialises the convolutions as torch.nn.ConvNd does; biases start at zero, the reset and update
+        gates' at ``gate_bias``."""
         if self.input_conv is not None:
             self.input_conv.reset_parameters()
         self.recurrent_conv.reset_parameters()

@@ -11,9 +11,9 @@ from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _channel_view,
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.norm import BlockNorm, NormKind
 
-#: Initial bias of the forget gate: 1.0, as Keras' unit_forget_bias and Jozefowicz et al. (2015) recommend, so that
-#: a fresh cell remembers rather than forgets.
 DEFAULT_FORGET_BIAS = 1.0
+"""Initial bias of the forget gate: 1.0, as Keras' unit_forget_bias and Jozefowicz et al. (2015) recommend, so that a
+fresh cell remembers rather than forgets."""
 
 
 #: Dtypes whose cell state drifts when rounded every step: under autocast the cell keeps c in float32 instead.
@@ -91,16 +91,19 @@ class ConvLSTMCell(ConvRNNCellBase):
         stride: stride of the input-to-state convolution (the state is smaller then, as in Keras).
         padding: "same" (exact also for even kernels: the extra pixel goes after) or "valid" (no padding), for the
             input-to-state convolution; the state-to-state one is always "same".
-        dilation / recurrent_dilation: dilations of the two convolutions (recurrent_dilation defaults to dilation).
+        dilation: dilation of the input-to-state convolution.
+        recurrent_dilation: dilation of the state-to-state convolution (default: dilation).
         bias: learn gate biases.
         peephole: add Shi's per-channel peephole connections.
         forget_bias: initial forget-gate bias (default :data:`DEFAULT_FORGET_BIAS` = 1.0).
-        activation: for g and the output (tanh); recurrent_activation: for i, f, o (sigmoid). Either may be
-            "sigmoid", "tanh", "relu", "hard_sigmoid" (Keras 3), "hard_sigmoid_keras2", "linear".
+        activation: for g and the output (tanh): "sigmoid", "tanh", "relu", "hard_sigmoid" (Keras 3),
+            "hard_sigmoid_keras2" or "linear".
+        recurrent_activation: for i, f, o (sigmoid); the same choices.
         norm: None, "layer" or "group": normalizes the gate pre-activations (per gate) and the cell state before
             the output activation; parameters do not depend on the frame size.
         norm_groups: groups per gate for norm="group".
-        input_dropout / recurrent_dropout: Keras' dropout / recurrent_dropout (one mask per gate).
+        input_dropout: Keras' dropout (one mask per gate).
+        recurrent_dropout: Keras' recurrent_dropout (one mask per gate).
 
     Two attributes, not arguments, switch how (not what) the cell computes, and may be set after construction
     (:func:`convlstm.accel.apply_fast_settings` sets them on a whole model):
@@ -165,6 +168,8 @@ class ConvLSTMCell(ConvRNNCellBase):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Re-initialises the convolutions as torch.nn.ConvNd does; biases and peepholes start at zero, except the
+        forget gate's bias, which starts at ``forget_bias``."""
         if self.input_conv is not None:
             self.input_conv.reset_parameters()
         self.recurrent_conv.reset_parameters()

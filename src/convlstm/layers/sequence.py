@@ -113,6 +113,7 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
 
     @staticmethod
     def hidden_of(state: StateT) -> Tensor:
+        """The hidden tensor h of one layer's state: h of an LSTM's (h, c), a GRU's state itself."""
         raise NotImplementedError
 
     def _check_state(self, state: list[StateT], batch: int, sizes: list[tuple[int, ...]]) -> None:

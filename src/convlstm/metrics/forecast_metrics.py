@@ -25,6 +25,7 @@ _PLAIN: dict[str, Callable[..., Tensor]] = {
 }
 _BALANCED: dict[str, Callable[..., Tensor]] = {"b_mse": nowcasting.balanced_mse, "b_mae": nowcasting.balanced_mae}
 FORECAST_METRICS: tuple[str, ...] = (*_PLAIN, *_BALANCED)
+"""Names of every score :class:`ForecastMetrics` can compute."""
 BALANCED_METRICS: tuple[str, ...] = tuple(_BALANCED)
 DEFAULT_FORECAST_METRICS: tuple[str, ...] = (
     "mse_per_pixel",
@@ -35,6 +36,7 @@ DEFAULT_FORECAST_METRICS: tuple[str, ...] = (
     "ssim",
     "correlation",
 )
+"""The scores :class:`ForecastMetrics` computes when given no names."""
 # Scores whose sequence value is the sum of its frames rather than their mean.
 _SUMMED_OVER_TIME = frozenset({"bce_per_sequence"})
 

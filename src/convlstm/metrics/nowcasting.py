@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 HKO_THRESHOLDS: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0, 30.0)
+"""Rain-rate thresholds in mm/h of the HKO-7 benchmark, at which contingency scores are reported."""
 BALANCE_THRESHOLDS: tuple[float, ...] = (2.0, 5.0, 10.0, 30.0)
 BALANCE_WEIGHTS: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
 _SCORES = ("pod", "far", "csi", "hss")

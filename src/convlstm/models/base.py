@@ -48,6 +48,7 @@ class PretrainedModel(nn.Module):
 
     @classmethod
     def from_config(cls, config: Any) -> "PretrainedModel":
+        """Builds the model from its config dataclass, whose fields are the constructor's arguments."""
         return cls(**dataclasses.asdict(config))
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
@@ -122,8 +123,7 @@ class Forecaster(PretrainedModel):
         teacher_forcing: bool mask (horizon,) or (B, horizon): where True, step k + 1 is fed the true frame k
             instead of the prediction k (scheduled sampling draws this mask; models never compute a loss).
 
-    Returns:
-        predictions (B, horizon, C, H, W).
+    forward returns the predictions (B, horizon, C, H, W).
 
     Models with :attr:`accepts_context_lengths` also take ``context_lengths`` (B,): a padded batch of contexts of
     different lengths (valid frames first, padding after, as :func:`convlstm.data.pad_collate` makes them), each

@@ -174,8 +174,9 @@ class EncoderForecaster(Forecaster):
         Args:
             context: (B, T_in, C, H, W) observed frames; H and W divisible by patch_size.
             horizon: frames to predict (default: ``default_horizon``).
-            targets / teacher_forcing: validated as in :class:`Forecaster`, then ignored: the forecaster stack
-                takes no input, so there is nothing to feed the true frames into.
+            targets: validated as in :class:`Forecaster`, then ignored: the forecaster stack takes no input, so
+                there is nothing to feed the true frames into.
+            teacher_forcing: validated, then ignored (as ``targets``).
             context_lengths: optional (B,): contexts of different lengths, padded at the end; each forecast
                 starts from the encoder state after its own last valid frame.
 

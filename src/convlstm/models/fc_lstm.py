@@ -43,7 +43,9 @@ class FCLSTM(Forecaster):
     predictions are never fed back, so a ``teacher_forcing`` mask is validated and otherwise ignored.
 
     Args:
-        in_channels, height, width: size of the frames (C, H, W); the input layer has C * H * W units.
+        in_channels: channels C of the frames; the input layer has C * H * W units.
+        height: height H of the frames.
+        width: width W of the frames.
         hidden_sizes: units of each LSTM layer, bottom first (the forecaster mirrors the encoder).
         peephole: diagonal peephole weights (Gers & Schmidhuber), as Srivastava et al. use.
         output_activation: "sigmoid" for data in [0, 1], or "none".

@@ -50,7 +50,9 @@ class SequenceDataModule(L.LightningDataModule):
     """Train / val / test datasets and their DataLoaders.
 
     Args:
-        train, val, test: the datasets (items are dicts of tensors); None for a split not used.
+        train: the training dataset (items are dicts of tensors); None for a split not used.
+        val: the validation dataset, or None.
+        test: the test dataset, or None.
         factory: alternatively, builds a split's dataset as factory(split=name); used for the splits not given.
         batch_size: training batch size.
         eval_batch_size: validation / test batch size (default batch_size).

@@ -46,10 +46,12 @@ class ForecastScores:
 
     @property
     def uses_balanced(self) -> bool:
+        """Whether HKO-7's balanced scores (B-MSE, B-MAE) are among those computed."""
         names = self.default_extra if self.names is None else self.names
         return any(name in BALANCED_METRICS for name in names)
 
     def reset(self) -> None:
+        """Forget every batch seen so far."""
         self.metrics = None
         self.table = None
 

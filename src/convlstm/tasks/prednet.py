@@ -52,9 +52,10 @@ class PredNetTask(TaskBase):
         extrap_start_time: Step from which predictions are fed back (fine-tuning mode); None to train on errors.
         metrics: Scores for evaluation (None: the default set, without SSIM for frames under 11x11).
         log_per_lead_time: Also log scores per predicted frame.
-        optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio, lr_milestones,
-            lr_gamma: As :class:`~convlstm.tasks.ForecastingTask`. Lotter et al.: Adam at 1e-3, then 1e-4 after
-            epoch 75 (``lr_schedule="multistep", lr_milestones=(75,)``).
+
+    The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
+    lr_milestones, lr_gamma) are those of :class:`~convlstm.tasks.ForecastingTask`. Lotter et al.: Adam at 1e-3,
+    then 1e-4 after epoch 75 (``lr_schedule="multistep", lr_milestones=(75,)``).
     """
 
     def __init__(

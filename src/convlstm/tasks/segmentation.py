@@ -37,8 +37,9 @@ class SegmentationTask(TaskBase):
         class_weights: Optional per-class weights of the cross-entropy, K values.
         dice_smooth: Smoothing of the soft Dice.
         log_per_lead_time: Also log mIoU and mean Dice per frame index.
-        optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio, lr_milestones,
-            lr_gamma: As :class:`~convlstm.tasks.ForecastingTask`; Adam at 1e-3 by default.
+
+    The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
+    lr_milestones, lr_gamma) are those of :class:`~convlstm.tasks.ForecastingTask`; Adam at 1e-3 by default.
     """
 
     def __init__(

@@ -155,7 +155,11 @@ def tbptt_one_step_loss(
     comes back attached to every chunk's graph (for evaluation under ``torch.no_grad()``, or a custom backward).
 
     Args:
-        model, frames, chunk, loss_fn, state: As :func:`tbptt_chunks`.
+        model: As :func:`tbptt_chunks`.
+        frames: As :func:`tbptt_chunks`.
+        chunk: As :func:`tbptt_chunks`.
+        loss_fn: As :func:`tbptt_chunks`.
+        state: As :func:`tbptt_chunks`.
         backward: Back-propagate chunk by chunk.
 
     Returns:
@@ -208,8 +212,9 @@ class TBPTTForecastingTask(TaskBase):
         loss: ``"mse"``, ``"mae"`` or ``"bce"`` (per pixel, see :mod:`convlstm.tasks.losses`).
         update: ``"per_sequence"`` or ``"per_chunk"`` (see above).
         gradient_clip_val: Clip the gradient norm to this before each step; None for no clipping.
-        optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio, lr_milestones,
-            lr_gamma: As :class:`~convlstm.tasks.ForecastingTask`.
+
+    The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
+    lr_milestones, lr_gamma) are those of :class:`~convlstm.tasks.ForecastingTask`.
 
     Example:
         >>> model = create_model("next_frame_convlstm")
