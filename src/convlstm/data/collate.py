@@ -27,8 +27,8 @@ def pad_collate(
         The batch: padded (B, T_max, C, *spatial) tensors under ``keys``, their lengths under ``key + "_lengths"``.
 
     Shape:
-        items[i][key]: (T_i, C, *spatial), equal except in T_i -> batch[key]: (B, max T_i, C, *spatial);
-        batch[key + "_lengths"]: (B,).
+        ``items[i][key]``: (T_i, C, *spatial), equal except in T_i -> ``batch[key]``: (B, max T_i, C, *spatial);
+        ``batch[key + "_lengths"]``: (B,).
     """
     if not isinstance(items, Sequence) or len(items) == 0:
         raise ValueError(f"items must be a non-empty sequence of dict items, got {items!r}")
