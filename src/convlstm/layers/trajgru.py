@@ -53,11 +53,12 @@ def warp(h: Tensor, flows: Tensor) -> Tensor:
     displacement = flows.unflatten(1, (links, 2))  # (B, L, 2, H, W)
     x = grid_x + displacement[:, :, 0]
     y = grid_y + displacement[:, :, 1]
-    # grid_sample with align_corners=True maps -1 and +1 to the centres of the first and last pixels.
-    grid = torch.stack((2 * x / max(width - 1, 1) - 1, 2 * y / max(height - 1, 1) - 1), dim=-1)  # (B, L, H, W, 2)
+    # With align_corners=False, -1 and +1 are the outer edges of the frame, so pixel i's centre is (2i + 1) / n - 1:
+    # a displacement keeps its meaning (and its gradient) even in a frame one pixel wide.
+    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)  # (B, L, H, W, 2)
     repeated = h.unsqueeze(1).expand(batch, links, channels, height, width).flatten(0, 1)  # (B*L, F, H, W)
     sampled = F.grid_sample(
-        repeated, grid.flatten(0, 1).to(h.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+        repeated, grid.flatten(0, 1).to(h.dtype), mode="bilinear", padding_mode="zeros", align_corners=False
     )
     return sampled.unflatten(0, (batch, links))
 
