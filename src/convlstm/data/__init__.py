@@ -23,6 +23,7 @@ _SOURCES = {
     "MovingMNISTFile": "moving_mnist",
     "MovingShapesSegmentation": "shapes",
     "Normalization": "normalization",
+    "ODIMSequences": "odim",
     "NumpySequences": "numpy_arrays",
     "RandomCrop": "transforms",
     "Recording": "windows",
@@ -35,6 +36,7 @@ _SOURCES = {
     "WindowDataset": "windows",
     "XarraySequences": "xarray_source",
     "read_video": "video",
+    "write_forecast_netcdf": "forecast_netcdf",
     "select_split": "splits",
     "split_indices": "splits",
     "to_tchw": "layout",
@@ -58,6 +60,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from convlstm.data.anomalies import AnomalySequences as AnomalySequences
     from convlstm.data.bouncing_balls import BouncingBalls as BouncingBalls
+    from convlstm.data.forecast_netcdf import write_forecast_netcdf as write_forecast_netcdf
     from convlstm.data.hdf5 import HDF5Sequences as HDF5Sequences
     from convlstm.data.hickle_kitti import KittiHickle as KittiHickle
     from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from convlstm.data.moving_mnist import MovingMNISTFile as MovingMNISTFile
     from convlstm.data.normalization import Normalization as Normalization
     from convlstm.data.numpy_arrays import NumpySequences as NumpySequences
+    from convlstm.data.odim import ODIMSequences as ODIMSequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
     from convlstm.data.splits import (
