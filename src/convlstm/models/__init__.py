@@ -1,8 +1,9 @@
 """Models: one file per family; importing this package registers all of them."""
 
-from convlstm.models import encoder_forecaster, fc_lstm, next_frame, prednet, trajgru_forecaster, unet
+from convlstm.models import encoder_forecaster, exceedance, fc_lstm, next_frame, prednet, trajgru_forecaster, unet
 from convlstm.models.base import Forecaster, PretrainedModel, from_pretrained
 from convlstm.models.encoder_forecaster import EncoderForecaster
+from convlstm.models.exceedance import ExceedanceForecaster
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
@@ -15,6 +16,7 @@ __all__ = [
     "ConvLSTMUNet",
     "ConvLSTMUNetForecaster",
     "EncoderForecaster",
+    "ExceedanceForecaster",
     "Forecaster",
     "NextFramePredictor",
     "PredNet",
@@ -22,6 +24,7 @@ __all__ = [
     "TrajGRUForecaster",
     "create_model",
     "encoder_forecaster",
+    "exceedance",
     "fc_lstm",
     "from_pretrained",
     "list_models",
