@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from convlstm.baselines import STEPS
 from convlstm.data.radar import SyntheticRadar
 from convlstm.inference.ensemble import ensemble_forecast
 from convlstm.metrics import ContingencyTable
@@ -44,6 +45,7 @@ FSS_THRESHOLDS = (0.5, 2.0, 10.0)
 FSS_SCALES = (1, 4, 8, 16)
 RADAR = {"image_size": 32, "speed_range": (0.5, 1.5), "edge_rain_rate": 0.5, "context_frames": 5, "target_frames": 10}
 BATCH = 4
+HORIZON = 10
 #: The synthetic radar's mean pixel at 48 x 48 (the deterministic networks start predicting it).
 RADAR_MEAN = 0.067
 SMALL = {"hidden_channels": [32, 32], "default_horizon": 10}
@@ -130,7 +132,7 @@ def main() -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """Scores the saved networks and the baselines on the test sequences; writes JSON and prints tables."""
-    horizon = RADAR["target_frames"]
+    horizon = HORIZON
     test = SyntheticRadar(split="test", seed=args.seed, num_sequences=args.test, **RADAR)  # type: ignore[arg-type]
     batches = list(DataLoader(test, batch_size=8))
     deterministic: dict[str, nn.Module] = {name: from_pretrained(args.weights / name).eval() for name in NETWORKS}
@@ -142,6 +144,7 @@ def evaluate(args: argparse.Namespace) -> None:
     deterministic["persistence"] = create_model("persistence", default_horizon=horizon)
     exceedance = from_pretrained(args.weights / "exceedance").eval()
     steps_model = create_model("steps", members=args.members, default_horizon=horizon)
+    assert isinstance(steps_model, STEPS)
 
     results: dict[str, Any] = {"deterministic": {}, "probabilistic": {}, "ensemble": {}, "reliability": {}}
     tables = {n: ContingencyTable(thresholds=THRESHOLDS, lead_times=horizon) for n in deterministic}
