@@ -315,3 +315,37 @@ def exceedance_from_deterministic(forecast: Tensor, thresholds: Sequence[float] 
         raise ValueError(f"forecast must be (B, T, 1, H, W), got shape {tuple(forecast.shape)}")
     values = _check_thresholds(thresholds)
     return torch.cat([(forecast >= thr).to(forecast.dtype) for thr in values], dim=2)
+
+
+class DeterministicFieldScores:
+    """The field's scores a deterministic rain forecast has: FSS at a few scales, and the Brier score and ROC area
+    of its 0/1 exceedance forecast (its probabilities are 0 or 1, so the ROC is one point and its area the mean of
+    POD and 1 - POFD). For ``convlstm evaluate``; keys as :class:`FractionsSkillScore` and
+    :class:`ProbabilityScores`.
+
+    Args:
+        thresholds: rain-rate thresholds (mm/h).
+        lead_times: predicted frames T.
+        scales: FSS window sides in pixels.
+    """
+
+    def __init__(self, *, thresholds: Sequence[float], lead_times: int, scales: Sequence[int] = (1, 8)) -> None:
+        self.thresholds = _check_thresholds(thresholds)
+        self.fss = FractionsSkillScore(thresholds=self.thresholds, scales=scales, lead_times=lead_times)
+        self.probability = ProbabilityScores(thresholds=self.thresholds, lead_times=lead_times, n_prob_thresholds=2)
+
+    def update(self, pred_rain: Tensor, true_rain: Tensor) -> None:
+        """Adds a batch of (B, T, 1, H, W) rain rates (mm/h)."""
+        self.fss.update(pred_rain, true_rain)
+        self.probability.update(exceedance_from_deterministic(pred_rain, self.thresholds), true_rain)
+
+    def compute(self) -> dict[str, Tensor]:
+        """FSS, Brier score and ROC area by name (mean over lead times and ``_by_lead_time``)."""
+        return {**self.fss.compute(), **self.probability.compute()}
+
+
+def field_scores_available() -> bool:
+    """Whether pysteps, which computes the field's scores, is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("pysteps") is not None
