@@ -35,6 +35,8 @@ _DB_FLOOR = -15.0
 
 @dataclass
 class STEPSConfig:
+    """The constructor arguments of :class:`STEPS`, as saved with a model."""
+
     in_channels: int | None = None
     members: int = 8
     motion_frames: int = 3

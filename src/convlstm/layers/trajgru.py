@@ -161,6 +161,7 @@ class TrajGRUCell(nn.Module):
         return n + z * (state - n)
 
     def extra_repr(self) -> str:
+        """Channels, links and activations, for the module's repr."""
         return (
             f"{self.in_channels}, {self.hidden_channels}, links={self.links}, "
             f"activation={self.activation_name}, recurrent_activation={self.recurrent_activation_name}"

@@ -26,6 +26,8 @@ EXCEEDANCE_THRESHOLDS: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0, 30.0)
 
 @dataclass
 class ExceedanceForecasterConfig:
+    """The constructor arguments of :class:`ExceedanceForecaster`, as saved with a model."""
+
     backbone: str = "shi2015_radar_convlstm"
     backbone_args: dict[str, Any] = field(default_factory=dict)
     thresholds: list[float] = field(default_factory=lambda: list(EXCEEDANCE_THRESHOLDS))

@@ -33,6 +33,8 @@ ConvSpec = list[int]
 
 @dataclass
 class TrajGRUForecasterConfig:
+    """The constructor arguments of :class:`TrajGRUForecaster`, as saved with a model."""
+
     in_channels: int = 1
     hidden_channels: list[int] = field(default_factory=lambda: [64, 192, 192])
     links: list[int] = field(default_factory=lambda: [13, 13, 9])
