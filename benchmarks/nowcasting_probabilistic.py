@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("nowcasting_probabilistic.json"))
+    parser.add_argument("--figures", type=Path, default=None, help="folder for the reliability / rank PNGs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -188,6 +189,18 @@ def evaluate(args: argparse.Namespace) -> None:
     results["settings"] = {"test_sequences": args.test, "members": args.members, "batch": BATCH, **RADAR}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(results, indent=1, default=float) + "\n")
+    if args.figures is not None:
+        from convlstm.report.probabilistic_figures import plot_rank_histograms, plot_reliability_diagram
+
+        for label in ("0.5", "2"):
+            curves = {name: results["reliability"][name][label] for name in probabilistic}
+            plot_reliability_diagram(
+                curves, args.figures / f"nowcasting_reliability_{label}.png", title=f"P(rain >= {label} mm/h)"
+            )
+        plot_rank_histograms(
+            {name: s["rank_histogram"] for name, s in results["ensemble"].items()},
+            args.figures / "nowcasting_rank_histograms.png",
+        )
     print_tables(results)
 
 
