@@ -53,6 +53,8 @@ def test_generated_data_recipes_run(recipe: str, tmp_path: Path) -> None:
         assert extra is None or scores[extra] > 0
     if recipe == "nowcasting":
         assert set(methods) == {"shi2015_radar_convlstm", "persistence", "optical_flow"}
+        # The field's scores (pysteps): FSS at 1 and 8 pixels, Brier and ROC area of the thresholded forecast.
+        assert all({"fss@0.5_8px", "brier@0.5", "roc_auc@30_by_lead_time"} <= set(s) for s in methods.values())
     if recipe == "anomaly":
         assert all(0.0 <= scores["auroc_cumulative"] <= 1.0 for scores in methods.values())
 

@@ -5,7 +5,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from convlstm.models import FCLSTM, ConvLSTMUNet, PredNet, create_model
+from convlstm.models import FCLSTM, ConvLSTMUNet, PredNet, TrajGRUForecaster, create_model
 
 CONTEXT_FRAMES = 3
 HORIZON = 2
@@ -19,6 +19,9 @@ def frame_shape(model: nn.Module) -> tuple[int, int, int]:
         return (model.config.in_channels, model.config.height, model.config.width)
     if isinstance(model, PredNet):
         return (model.config.stack_sizes[0], FRAME, FRAME)
+    if isinstance(model, TrajGRUForecaster):
+        side = model.smallest_frame()  # 30 for the HKO-7 strides (5, 3, 2), 8 for the CPU variant
+        return (model.in_channels, side * -(-FRAME // side), side * -(-FRAME // side))
     channels = getattr(config, "in_channels", None)
     return (1 if channels is None else channels, FRAME, FRAME)
 

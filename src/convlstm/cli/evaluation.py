@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from convlstm.cli.recipe import Recipe
 from convlstm.cli.run_dir import RunDir
 from convlstm.metrics import ConfusionMatrix, frame_auroc
+from convlstm.metrics.field_scores import DeterministicFieldScores, field_scores_available
 from convlstm.models import create_model
 from convlstm.tasks import ForecastScores, next_frame_psnr, regularity_from_psnr
 from convlstm.tasks.losses import rain_rate_of
@@ -49,6 +50,10 @@ def evaluate_forecasters(
     units = recipe.task.args.get("units", "pixel")
     extra_metrics = tuple(recipe.evaluate.extra_metrics)
     scores = {name: ForecastScores(metrics=None, thresholds=rain, default_extra=extra_metrics) for name in methods}
+    field = {}  # FSS, Brier and ROC area of each method's rain forecast (pysteps; see metrics.field_scores)
+    if rain is not None and field_scores_available():
+        horizon = recipe.data.target_frames
+        field = {name: DeterministicFieldScores(thresholds=rain, lead_times=horizon) for name in methods}
     samples: list[dict[str, Tensor]] = []
     loader = DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size)
     for batch in loader:
@@ -59,6 +64,8 @@ def evaluate_forecasters(
             extra = {}
             if rain is not None:
                 extra = {"rain_rate": rain_rate_of(target, units), "rain_pred": rain_rate_of(pred, units)}
+                if name in field and pred.shape[2] == 1:
+                    field[name].update(extra["rain_pred"], extra["rain_rate"])
             scores[name].update(pred, target, **extra)
         for i in range(min(keep - len(samples), context.shape[0])):
             sample = {"context": context[i], "truth": target[i]}
@@ -70,6 +77,8 @@ def evaluate_forecasters(
         for part in (acc.metrics, acc.table):
             if part is not None:
                 merged.update({k: _plain(v) for k, v in part.compute().items()})
+        if name in field:
+            merged.update({k: _plain(v) for k, v in field[name].compute().items()})
         results[name] = merged
     return results, samples
 

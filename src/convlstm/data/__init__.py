@@ -24,6 +24,7 @@ _SOURCES = {
     "MovingMNISTFile": "moving_mnist",
     "MovingShapesSegmentation": "shapes",
     "Normalization": "normalization",
+    "ODIMSequences": "odim",
     "NumpySequences": "numpy_arrays",
     "RandomCrop": "transforms",
     "Recording": "windows",
@@ -39,6 +40,7 @@ _SOURCES = {
     "pad_sequences": "collate",
     "XarraySequences": "xarray_source",
     "read_video": "video",
+    "write_forecast_netcdf": "forecast_netcdf",
     "select_split": "splits",
     "split_indices": "splits",
     "to_tchw": "layout",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from convlstm.data.bouncing_balls import BouncingBalls as BouncingBalls
     from convlstm.data.collate import pad_collate as pad_collate
     from convlstm.data.collate import pad_sequences as pad_sequences
+    from convlstm.data.forecast_netcdf import write_forecast_netcdf as write_forecast_netcdf
     from convlstm.data.hdf5 import HDF5Sequences as HDF5Sequences
     from convlstm.data.hickle_kitti import KittiHickle as KittiHickle
     from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
     from convlstm.data.moving_mnist import MovingMNISTFile as MovingMNISTFile
     from convlstm.data.normalization import Normalization as Normalization
     from convlstm.data.numpy_arrays import NumpySequences as NumpySequences
+    from convlstm.data.odim import ODIMSequences as ODIMSequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
     from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation

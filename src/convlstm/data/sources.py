@@ -21,6 +21,7 @@ SOURCES = {
     "image_folders": "ImageFolderSequences",
     "video": "VideoSequences",
     "xarray": "XarraySequences",
+    "odim": "ODIMSequences",
 }
 
 

@@ -5,6 +5,7 @@ from convlstm.layers.conv_lstm import ConvGRU, ConvLSTM
 from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
 from convlstm.layers.norm import BlockNorm
+from convlstm.layers.trajgru import TrajGRU, TrajGRUCell
 
 __all__ = [
     "ACTIVATIONS",
@@ -14,6 +15,8 @@ __all__ = [
     "ConvGRUCell",
     "ConvLSTM",
     "ConvLSTMCell",
+    "TrajGRU",
+    "TrajGRUCell",
     "get_activation",
     "lstm_pointwise",
 ]

@@ -24,6 +24,11 @@ def neural_gpu_sigmoid(x: Tensor) -> Tensor:
     return (1.2 * torch.sigmoid(x) - 0.1).clamp(0.0, 1.0)
 
 
+def leaky_relu_02(x: Tensor) -> Tensor:
+    """Leaky ReLU with negative slope 0.2, the activation of the TrajGRU networks of Shi et al. (2017)."""
+    return F.leaky_relu(x, 0.2)
+
+
 def _identity(x: Tensor) -> Tensor:
     return x
 
@@ -37,6 +42,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "hard_sigmoid_keras3": hard_sigmoid_keras3,
     "hard_sigmoid_keras2": hard_sigmoid_keras2,
     "neural_gpu_sigmoid": neural_gpu_sigmoid,
+    "leaky_relu": leaky_relu_02,
     "linear": _identity,
 }
 """Activations by name, as cells and layers accept them for ``activation`` and ``recurrent_activation``."""

@@ -7,6 +7,13 @@ critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (a
 """
 
 from convlstm.metrics.anomaly import cumulative_regularity, frame_auroc, regularity_score
+from convlstm.metrics.field_scores import (
+    EnsembleScores,
+    FractionsSkillScore,
+    ProbabilityScores,
+    exceedance_from_deterministic,
+    exceedance_from_ensemble,
+)
 from convlstm.metrics.forecast import (
     bce_per_sequence,
     correlation,
@@ -35,7 +42,10 @@ __all__ = [
     "HKO_THRESHOLDS",
     "ConfusionMatrix",
     "ContingencyTable",
+    "EnsembleScores",
     "ForecastMetrics",
+    "FractionsSkillScore",
+    "ProbabilityScores",
     "balanced_mae",
     "balanced_mse",
     "balanced_weights",
@@ -43,6 +53,8 @@ __all__ = [
     "correlation",
     "cumulative_regularity",
     "dice_from_confusion",
+    "exceedance_from_deterministic",
+    "exceedance_from_ensemble",
     "frame_auroc",
     "iou_from_confusion",
     "mae_per_frame",

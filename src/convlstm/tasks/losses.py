@@ -25,6 +25,7 @@ __all__ = [
     "RainUnits",
     "balanced_loss",
     "bce_loss",
+    "exceedance_loss",
     "extrapolation_loss",
     "forecast_loss",
     "mae_loss",
@@ -187,6 +188,54 @@ def forecast_loss(
             mae_weight=balanced_mae_weight,
         )
     raise ValueError(f"loss must be one of {FORECAST_LOSSES}, got {name!r}")
+
+
+def exceedance_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    thresholds: Sequence[float],
+    mask: Tensor | None = None,
+    units: RainUnits = "pixel",
+    zr: tuple[float, float] = HKO7_ZR,
+    threshold_weights: Sequence[float] | None = None,
+) -> Tensor:
+    """Per-threshold binary cross-entropy of exceedance logits, as categorical nowcasters train.
+
+    Channel k of ``logits`` scores the event "true rain rate >= thresholds[k]" (the convention of the contingency
+    scores); the loss is the mean over pixels of each threshold's cross-entropy, averaged over thresholds with
+    ``threshold_weights`` (equal by default). Each threshold is its own binary problem, so the probabilities need
+    not be ordered across thresholds; a trained model makes them nearly so.
+
+    Args:
+        logits: (B, T, K, *spatial), one channel per threshold.
+        target: (B, T, 1, *spatial) true frames in ``units``.
+        thresholds: K rain rates in mm/h.
+        mask: optional valid-pixel mask broadcastable to target's shape.
+        units / zr: how target becomes a rain rate (see :func:`rain_rate_of`).
+        threshold_weights: K non-negative weights, or None for equal ones.
+    """
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
+        raise ValueError(f"logits and target must be tensors, got {type(logits).__name__}, {type(target).__name__}")
+    k = len(thresholds)
+    if k == 0:
+        raise ValueError("thresholds must hold at least one rain rate, got none")
+    expected = (*target.shape[:2], k, *target.shape[3:])
+    if target.ndim < 4 or target.shape[2] != 1 or tuple(logits.shape) != expected:
+        raise ValueError(
+            f"logits must be (B, T, K={k}, *spatial) and target (B, T, 1, *spatial) alike, got logits "
+            f"{tuple(logits.shape)} and target {tuple(target.shape)}"
+        )
+    weights = torch.ones(k) if threshold_weights is None else torch.as_tensor(threshold_weights, dtype=torch.float32)
+    if weights.shape != (k,) or bool((weights < 0).any()) or not float(weights.sum()) > 0:
+        raise ValueError(f"threshold_weights must be {k} non-negative numbers, not all 0, got {threshold_weights!r}")
+    rain = rain_rate_of(target, units, zr=zr)  # (B, T, 1, *spatial)
+    events = torch.cat([(rain >= float(t)).float() for t in thresholds], dim=2)
+    entropy = F.binary_cross_entropy_with_logits(logits.float(), events, reduction="none")
+    weight = _valid_weight(mask, target)
+    per_threshold = torch.stack([_masked_mean(entropy[:, :, i : i + 1], weight) for i in range(k)])
+    weights = weights.to(per_threshold.device)
+    return (per_threshold * weights).sum() / weights.sum()
 
 
 def _check_segmentation(logits: Tensor, labels: Tensor) -> None:

@@ -1,0 +1,352 @@
+"""The verification scores forecasters use, per lead time, computed by pysteps where it has them.
+
+- :class:`FractionsSkillScore`: FSS at several thresholds and neighbourhood sizes (pysteps.verification.spatialscores).
+- :class:`ProbabilityScores`: for exceedance probabilities, the Brier score (ours: pysteps has none), the
+  reliability diagram and the ROC curve with its area (pysteps.verification.probscores).
+- :class:`EnsembleScores`: for ensembles, CRPS (pysteps.verification.probscores) and the rank histogram
+  (pysteps.verification.ensscores).
+
+Every accumulator takes batches of (B, T, ...) tensors in rain rate (mm/h), keeps one pysteps object per lead time
+(and threshold, and scale), and returns ``"<score>"`` (the mean over lead times) and ``"<score>_by_lead_time"``.
+
+Thresholds: an event is a value >= threshold for FSS, the Brier score, reliability, ROC and the rank histogram's
+dry cut-off (pysteps' convention for these scores, and HKO-7's for CSI in :class:`ContingencyTable`); pysteps'
+det_cat_fct alone counts value > threshold. The two agree unless a value sits exactly on a threshold.
+
+pysteps is an optional dependency (the ``nowcast`` extra); it is imported when an accumulator is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from convlstm.metrics._checks import check_lead_times, check_no_nan, check_tensor
+from convlstm.metrics.nowcasting import HKO_THRESHOLDS, threshold_label
+
+#: Neighbourhood sides (pixels) for FSS by default.
+FSS_SCALES: tuple[int, ...] = (1, 4, 8, 16)
+
+
+def _pysteps(module: str) -> ModuleType:
+    import importlib
+
+    try:
+        return importlib.import_module(f"pysteps.verification.{module}")
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "these scores use pysteps: install the nowcast extra (pip install 'convlstm[nowcast]')"
+        ) from err
+
+
+def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(float(t) for t in thresholds)
+    if not values or any(not math.isfinite(t) for t in values):
+        raise ValueError(f"thresholds must be a non-empty sequence of finite numbers, got {thresholds!r}")
+    if len({threshold_label(t) for t in values}) != len(values):
+        raise ValueError(f"thresholds must be distinct, got {values}")
+    return values
+
+
+def _fields(x: Tensor, name: str, lead_times: int, *, ndim: int) -> np.ndarray:
+    """A float64 numpy copy of a (B, T, ...) tensor after checking its rank and lead times."""
+    check_tensor(x, name)
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if x.shape[1] != lead_times:
+        raise ValueError(f"{name} has {x.shape[1]} lead times (dim 1 of {tuple(x.shape)}), expected {lead_times}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
+    check_no_nan(x, name)
+    return x.detach().to("cpu", torch.float64).numpy()
+
+
+def _by_lead_time(results: dict[str, Tensor], key: str, values: Sequence[float]) -> None:
+    series = torch.tensor(list(values), dtype=torch.float64)
+    results[key] = torch.nanmean(series)
+    results[f"{key}_by_lead_time"] = series
+
+
+class FractionsSkillScore:
+    """Fractions skill score (Roberts & Lean 2008) per threshold, neighbourhood size and lead time, via pysteps.
+
+    FSS compares the fractions of event pixels (value >= threshold) in square windows of ``scale`` pixels around
+    every pixel: 1 is perfect, 0 no skill; scale 1 compares pixels one by one. Sums run over every sequence,
+    channel and frame of a lead time before the ratio is taken (pysteps' accumulation).
+
+    Args:
+        thresholds: event thresholds in the units of the fields (mm/h).
+        scales: window sides in pixels.
+        lead_times: predicted frames T.
+
+    Keys of :meth:`compute`: ``"fss@2_8px"`` (threshold 2, window 8) and ``"fss@2_8px_by_lead_time"``.
+    """
+
+    def __init__(
+        self, *, thresholds: Sequence[float] = HKO_THRESHOLDS, scales: Sequence[int] = FSS_SCALES, lead_times: int
+    ) -> None:
+        self._spatial = _pysteps("spatialscores")
+        self.thresholds = _check_thresholds(thresholds)
+        if not scales or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in scales):
+            raise ValueError(f"scales must be a non-empty sequence of ints >= 1 (pixels), got {scales!r}")
+        self.scales = tuple(scales)
+        self.lead_times = check_lead_times(lead_times)
+        self._objects = {
+            (thr, scale, t): self._spatial.fss_init(thr, scale)
+            for thr in self.thresholds
+            for scale in self.scales
+            for t in range(self.lead_times)
+        }
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Adds a batch: pred and target (B, T, C, H, W) in the units of the thresholds."""
+        p, o = _fields(pred, "pred", self.lead_times, ndim=5), _fields(target, "target", self.lead_times, ndim=5)
+        if p.shape != o.shape:
+            raise ValueError(f"pred and target must have the same shape, got {p.shape} and {o.shape}")
+        for (_, _, t), obj in self._objects.items():
+            for b in range(p.shape[0]):
+                for c in range(p.shape[2]):
+                    self._spatial.fss_accum(obj, p[b, t, c], o[b, t, c])
+
+    def compute(self) -> dict[str, Tensor]:
+        """FSS by name (mean over lead times, and per lead time); NaN where neither field had an event."""
+        results: dict[str, Tensor] = {}
+        for thr in self.thresholds:
+            for scale in self.scales:
+                values = []
+                for t in range(self.lead_times):
+                    obj = self._objects[(thr, scale, t)]
+                    denominator = obj["sum_fct_sq"] + obj["sum_obs_sq"]
+                    values.append(self._spatial.fss_compute(obj) if denominator > 0 else math.nan)
+                _by_lead_time(results, f"fss@{threshold_label(thr)}_{scale}px", values)
+        return results
+
+
+class ProbabilityScores:
+    """Scores of exceedance probabilities per threshold and lead time: Brier score, reliability, ROC area.
+
+    The forecast is a probability P(value >= threshold) per pixel; the outcome is target >= threshold.
+
+    - Brier score (ours; pysteps has none): mean of (p - o)^2 over all pixels of a lead time; 0 is perfect.
+    - Reliability diagram (pysteps reldiag): the observed frequency of events in each of ``n_bins`` bins of
+      forecast probability, against the mean forecast probability of the bin; on the diagonal is reliable.
+    - ROC (pysteps ROC_curve): probability of detection against probability of false detection for
+      ``n_prob_thresholds`` probability thresholds in [0, 1]; its area ``roc_auc`` is 0.5 for no skill, 1 perfect.
+
+    Args:
+        thresholds: the rain-rate thresholds whose exceedance the probabilities give (one channel each).
+        lead_times: predicted frames T.
+        n_bins: bins of the reliability diagram.
+        n_prob_thresholds: probability thresholds of the ROC curve.
+
+    Keys of :meth:`compute`: ``"brier@2"``, ``"roc_auc@2"`` (mean over lead times and ``_by_lead_time``);
+    :meth:`reliability` and :meth:`roc_curve` return the curves pooled over lead times.
+    """
+
+    def __init__(
+        self,
+        *,
+        thresholds: Sequence[float] = HKO_THRESHOLDS,
+        lead_times: int,
+        n_bins: int = 10,
+        n_prob_thresholds: int = 11,
+    ) -> None:
+        self._prob = _pysteps("probscores")
+        self.thresholds = _check_thresholds(thresholds)
+        self.lead_times = check_lead_times(lead_times)
+        self.n_bins, self.n_prob_thresholds = n_bins, n_prob_thresholds
+        shape = (len(self.thresholds), self.lead_times)
+        self._squared_error = np.zeros(shape)
+        self._count = np.zeros(shape)
+        # min_count=0: every bin is accumulated; empty bins come out NaN.
+        self._reliability = [
+            [self._prob.reldiag_init(thr, n_bins=n_bins, min_count=0) for _ in range(self.lead_times)]
+            for thr in self.thresholds
+        ]
+        self._roc = [
+            [self._prob.ROC_curve_init(thr, n_prob_thrs=n_prob_thresholds) for _ in range(self.lead_times)]
+            for thr in self.thresholds
+        ]
+
+    def update(self, probabilities: Tensor, target: Tensor) -> None:
+        """Adds a batch.
+
+        Args:
+            probabilities: (B, T, K, H, W) exceedance probabilities in [0, 1], one channel per threshold.
+            target: (B, T, 1, H, W) observed values (mm/h).
+        """
+        p = _fields(probabilities, "probabilities", self.lead_times, ndim=5)
+        o = _fields(target, "target", self.lead_times, ndim=5)
+        k = len(self.thresholds)
+        if p.shape[2] != k or o.shape[2] != 1 or p.shape[:2] != o.shape[:2] or p.shape[3:] != o.shape[3:]:
+            raise ValueError(
+                f"probabilities must be (B, T, {k}, H, W) (one channel per threshold) and target (B, T, 1, H, W), "
+                f"got {p.shape} and {o.shape}"
+            )
+        if p.min() < 0 or p.max() > 1:
+            raise ValueError(f"probabilities must lie in [0, 1], got values in [{p.min():g}, {p.max():g}]")
+        for i, thr in enumerate(self.thresholds):
+            for t in range(self.lead_times):
+                forecast, observed = p[:, t, i], o[:, t, 0]
+                self._squared_error[i, t] += np.square(forecast - (observed >= thr)).sum()
+                self._count[i, t] += forecast.size
+                self._prob.reldiag_accum(self._reliability[i][t], forecast, observed)
+                self._prob.ROC_curve_accum(self._roc[i][t], forecast, observed)
+
+    def compute(self) -> dict[str, Tensor]:
+        """Brier score and ROC area by name (mean over lead times, and per lead time)."""
+        results: dict[str, Tensor] = {}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for i, thr in enumerate(self.thresholds):
+                label = threshold_label(thr)
+                brier = np.where(self._count[i] > 0, self._squared_error[i] / np.maximum(self._count[i], 1), np.nan)
+                _by_lead_time(results, f"brier@{label}", brier.tolist())
+                areas = [float(self._prob.ROC_curve_compute(roc, compute_area=True)[2]) for roc in self._roc[i]]
+                _by_lead_time(results, f"roc_auc@{label}", areas)
+        return results
+
+    def reliability(self, threshold: float) -> dict[str, list[float]]:
+        """The reliability diagram of ``threshold`` pooled over lead times: mean forecast probability, observed
+        frequency and sample count per bin (NaN for an empty bin)."""
+        i = self._index(threshold)
+        pooled = self._prob.reldiag_init(self.thresholds[i], n_bins=self.n_bins, min_count=0)
+        for obj in self._reliability[i]:
+            for key in ("X_sum", "Y_sum", "num_idx", "sample_size"):
+                pooled[key] = pooled[key] + obj[key]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            forecast, observed = self._prob.reldiag_compute(pooled)
+        return {
+            "forecast_probability": [float(v) for v in forecast],
+            "observed_frequency": [float(v) for v in observed],
+            "count": [int(v) for v in pooled["sample_size"]],
+        }
+
+    def roc_curve(self, threshold: float) -> dict[str, Any]:
+        """The ROC curve of ``threshold`` pooled over lead times: POFD, POD and the area under it."""
+        i = self._index(threshold)
+        pooled = self._prob.ROC_curve_init(self.thresholds[i], n_prob_thrs=self.n_prob_thresholds)
+        for obj in self._roc[i]:
+            for key in ("hits", "misses", "false_alarms", "corr_neg"):
+                pooled[key] = pooled[key] + obj[key]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pod, pofd, area = self._prob.ROC_curve_compute(pooled, compute_area=True)
+        return {"pofd": [float(v) for v in pofd], "pod": [float(v) for v in pod], "area": float(area)}
+
+    def _index(self, threshold: float) -> int:
+        for i, thr in enumerate(self.thresholds):
+            if thr == float(threshold):
+                return i
+        raise ValueError(f"threshold must be one of {self.thresholds}, got {threshold!r}")
+
+
+class EnsembleScores:
+    """CRPS and the rank histogram of an ensemble forecast, per lead time, via pysteps.
+
+    - CRPS (pysteps CRPS): the integral of the squared difference between the ensemble's empirical distribution
+      and the observation's step function, averaged over pixels; in the units of the values (mm/h), 0 is perfect.
+      For a one-member ensemble it is the mean absolute error.
+    - Rank histogram (pysteps rankhist): where the observation falls among the sorted members, over the pixels
+      where the observation or any member reaches ``rank_threshold`` (pixels dry in every member and in the
+      observation are skipped). Flat is well dispersed; U-shaped under-dispersed; a hump over-dispersed.
+
+    Args:
+        members: ensemble size N.
+        lead_times: predicted frames T.
+        rank_threshold: the dry cut-off of the rank histogram (mm/h), or None to count every pixel.
+
+    Keys of :meth:`compute`: ``"crps"`` and ``"crps_by_lead_time"``; :meth:`rank_histogram` gives the histogram.
+    """
+
+    def __init__(self, *, members: int, lead_times: int, rank_threshold: float | None = 0.1) -> None:
+        self._prob, self._ens = _pysteps("probscores"), _pysteps("ensscores")
+        if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+            raise ValueError(f"members must be an int >= 1, got {members!r}")
+        self.members = members
+        self.lead_times = check_lead_times(lead_times)
+        self._crps = [self._prob.CRPS_init() for _ in range(self.lead_times)]
+        self._rank = [self._ens.rankhist_init(members, rank_threshold) for _ in range(self.lead_times)]
+
+    def update(self, ensemble: Tensor, target: Tensor) -> None:
+        """Adds a batch: ensemble (B, N, T, C, H, W) and target (B, T, C, H, W), in mm/h."""
+        e = check_tensor(ensemble, "ensemble")
+        if e.ndim != 6 or e.shape[1] != self.members:
+            raise ValueError(f"ensemble must be (B, N={self.members}, T, C, H, W), got shape {tuple(e.shape)}")
+        members = _fields(e.transpose(1, 2), "ensemble", self.lead_times, ndim=6)  # (B, T, N, C, H, W)
+        o = _fields(target, "target", self.lead_times, ndim=5)
+        if members.shape[:2] + members.shape[3:] != o.shape:
+            raise ValueError(f"ensemble {tuple(e.shape)} and target {tuple(target.shape)} must match in B, T, C, H, W")
+        for t in range(self.lead_times):
+            forecast = np.moveaxis(members[:, t], 1, 0)  # (N, B, C, H, W)
+            self._prob.CRPS_accum(self._crps[t], forecast, o[:, t])
+            self._ens.rankhist_accum(self._rank[t], forecast, o[:, t])
+
+    def compute(self) -> dict[str, Tensor]:
+        """CRPS by lead time and its mean."""
+        results: dict[str, Tensor] = {}
+        values = [self._prob.CRPS_compute(obj) if obj["n"] > 0 else math.nan for obj in self._crps]
+        _by_lead_time(results, "crps", values)
+        return results
+
+    def rank_histogram(self) -> list[float]:
+        """The rank histogram pooled over lead times: N + 1 frequencies summing to 1."""
+        counts = np.sum([obj["n"] for obj in self._rank], axis=0)
+        total = counts.sum()
+        return [float(c / total) if total else math.nan for c in counts]
+
+
+def exceedance_from_ensemble(ensemble: Tensor, thresholds: Sequence[float] = HKO_THRESHOLDS) -> Tensor:
+    """The fraction of members at or above each threshold: (B, N, T, 1, H, W) -> (B, T, K, H, W)."""
+    check_tensor(ensemble, "ensemble")
+    if ensemble.ndim != 6 or ensemble.shape[3] != 1:
+        raise ValueError(f"ensemble must be (B, N, T, 1, H, W), got shape {tuple(ensemble.shape)}")
+    values = _check_thresholds(thresholds)
+    return torch.cat([(ensemble >= thr).to(ensemble.dtype).mean(dim=1) for thr in values], dim=2)
+
+
+def exceedance_from_deterministic(forecast: Tensor, thresholds: Sequence[float] = HKO_THRESHOLDS) -> Tensor:
+    """A deterministic forecast as 0/1 exceedance probabilities: (B, T, 1, H, W) -> (B, T, K, H, W)."""
+    check_tensor(forecast, "forecast")
+    if forecast.ndim != 5 or forecast.shape[2] != 1:
+        raise ValueError(f"forecast must be (B, T, 1, H, W), got shape {tuple(forecast.shape)}")
+    values = _check_thresholds(thresholds)
+    return torch.cat([(forecast >= thr).to(forecast.dtype) for thr in values], dim=2)
+
+
+class DeterministicFieldScores:
+    """The field's scores a deterministic rain forecast has: FSS at a few scales, and the Brier score and ROC area
+    of its 0/1 exceedance forecast (its probabilities are 0 or 1, so the ROC is one point and its area the mean of
+    POD and 1 - POFD). For ``convlstm evaluate``; keys as :class:`FractionsSkillScore` and
+    :class:`ProbabilityScores`.
+
+    Args:
+        thresholds: rain-rate thresholds (mm/h).
+        lead_times: predicted frames T.
+        scales: FSS window sides in pixels.
+    """
+
+    def __init__(self, *, thresholds: Sequence[float], lead_times: int, scales: Sequence[int] = (1, 8)) -> None:
+        self.thresholds = _check_thresholds(thresholds)
+        self.fss = FractionsSkillScore(thresholds=self.thresholds, scales=scales, lead_times=lead_times)
+        self.probability = ProbabilityScores(thresholds=self.thresholds, lead_times=lead_times, n_prob_thresholds=2)
+
+    def update(self, pred_rain: Tensor, true_rain: Tensor) -> None:
+        """Adds a batch of (B, T, 1, H, W) rain rates (mm/h)."""
+        self.fss.update(pred_rain, true_rain)
+        self.probability.update(exceedance_from_deterministic(pred_rain, self.thresholds), true_rain)
+
+    def compute(self) -> dict[str, Tensor]:
+        """FSS, Brier score and ROC area by name (mean over lead times and ``_by_lead_time``)."""
+        return {**self.fss.compute(), **self.probability.compute()}
+
+
+def field_scores_available() -> bool:
+    """Whether pysteps, which computes the field's scores, is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("pysteps") is not None
