@@ -6,7 +6,7 @@ critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (a
 ``"<name>_by_lead_time"`` (one value per lead time).
 """
 
-from convlstm.metrics.anomaly import cumulative_regularity, frame_auroc, regularity_score
+from convlstm.metrics.anomaly import anomaly_aurocs, cumulative_regularity, frame_auroc, regularity_score
 from convlstm.metrics.forecast import (
     bce_per_sequence,
     correlation,
@@ -36,6 +36,7 @@ __all__ = [
     "ConfusionMatrix",
     "ContingencyTable",
     "ForecastMetrics",
+    "anomaly_aurocs",
     "balanced_mae",
     "balanced_mse",
     "balanced_weights",

@@ -1,30 +1,62 @@
 """Models: one file per family; importing this package registers all of them."""
 
+import warnings
+from typing import Any
+
 from convlstm.models import encoder_forecaster, fc_lstm, next_frame, prednet, unet
-from convlstm.models.base import Forecaster, PretrainedModel, from_pretrained
+from convlstm.models.base import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ForecastingModel,
+    PretrainedModel,
+    from_pretrained,
+    model_from_config,
+)
 from convlstm.models.encoder_forecaster import EncoderForecaster
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
-from convlstm.models.registry import create_model, list_models, register_model
+from convlstm.models.registry import (
+    create_model,
+    family_class,
+    list_families,
+    list_models,
+    model_family,
+    register_model,
+)
 from convlstm.models.unet import ConvLSTMUNet, ConvLSTMUNetForecaster
 
 __all__ = [
+    "CONFIG_FILE",
     "FCLSTM",
+    "WEIGHTS_FILE",
     "ConvLSTMUNet",
     "ConvLSTMUNetForecaster",
     "EncoderForecaster",
-    "Forecaster",
+    "ForecastingModel",
     "NextFramePredictor",
     "PredNet",
     "PretrainedModel",
     "create_model",
     "encoder_forecaster",
+    "family_class",
     "fc_lstm",
     "from_pretrained",
+    "list_families",
     "list_models",
+    "model_family",
+    "model_from_config",
     "next_frame",
     "prednet",
     "register_model",
     "unet",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Forecaster":  # the old name of ForecastingModel, which clashed with the streaming forecaster
+        warnings.warn(
+            "convlstm.models.Forecaster is deprecated; use ForecastingModel", DeprecationWarning, stacklevel=2
+        )
+        return ForecastingModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from convlstm.layers import ConvGRU, ConvLSTM
 from convlstm.layers.conv import check_positive_int
 from convlstm.models.advection_head import AdvectionHead
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.motion_cues import cue_channels, matching_costs
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
@@ -54,7 +54,7 @@ class EncoderForecasterConfig:
     motion_radius: int = 0
 
 
-class EncoderForecaster(Forecaster):
+class EncoderForecaster(ForecastingModel):
     """Shi et al.'s encoder-forecaster network of ConvLSTM (or ConvGRU) layers.
 
     The forecaster stack runs from the copied encoder state alone: its first layer has no input, so predictions are
@@ -171,7 +171,7 @@ class EncoderForecaster(Forecaster):
         Args:
             context: (B, T_in, C, H, W) observed frames; H and W divisible by patch_size.
             horizon: frames to predict (default: ``default_horizon``).
-            targets / teacher_forcing: validated as in :class:`Forecaster`, then ignored: the forecaster stack
+            targets / teacher_forcing: validated as in :class:`ForecastingModel`, then ignored: the forecaster stack
                 takes no input, so there is nothing to feed the true frames into.
 
         Returns:

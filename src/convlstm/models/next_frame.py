@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
-from convlstm.models.base import Forecaster, config_from_arguments, rollout
+from convlstm.models.base import ForecastingModel, config_from_arguments, rollout
 from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
@@ -40,7 +40,7 @@ def per_frame(module: nn.Module, x: Tensor) -> Tensor:
     return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
-class NextFramePredictor(Forecaster):
+class NextFramePredictor(ForecastingModel):
     """Encoder -> ConvLSTM stack -> decoder, predicting frame t + 1 at every step t.
 
     Args:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTMCell
-from convlstm.models.base import Forecaster, config_from_arguments, next_input
+from convlstm.models.base import ForecastingModel, config_from_arguments, next_input
 from convlstm.models.registry import register_model
 
 OutputMode = Literal["prediction", "error", "all"]
@@ -99,7 +99,7 @@ class PredNetOutput:
     error_units: list[Tensor]
 
 
-class PredNet(Forecaster):
+class PredNet(ForecastingModel):
     """PredNet: a stack of ConvLSTM layers that each predict their input and pass their prediction error up.
 
     Args:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
-from convlstm.models.base import Forecaster, PretrainedModel, check_tensor_type, config_from_arguments, rollout
+from convlstm.models.base import ForecastingModel, PretrainedModel, check_tensor_type, config_from_arguments, rollout
 from convlstm.models.registry import register_model
 
 Cell = Literal["lstm", "gru"]
@@ -295,7 +295,7 @@ class ConvLSTMUNetForecasterConfig:
     default_horizon: int = 10
 
 
-class ConvLSTMUNetForecaster(Forecaster):
+class ConvLSTMUNetForecaster(ForecastingModel):
     """The ConvLSTM U-Net as a next-frame forecaster: at every step it predicts frame t + 1 from frames up to t.
 
     ``model(context, horizon)`` reads the context (its last output is the first forecast), then rolls out

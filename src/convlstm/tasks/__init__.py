@@ -2,7 +2,7 @@
 scoring, their losses, scheduled sampling, callbacks and ``make_trainer``."""
 
 from convlstm.tasks.anomaly import AnomalyTask, next_frame_psnr, regularity_from_psnr, score_sequences
-from convlstm.tasks.base import TaskBase, build_model, load_task, model_identity
+from convlstm.tasks.base import TaskBase, load_task, model_identity, read_checkpoint
 from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger, prediction_grid
 from convlstm.tasks.datamodules import SequenceDataModule
 from convlstm.tasks.forecasting import ForecastingTask, ForecastScores
@@ -43,7 +43,6 @@ __all__ = [
     "TaskBase",
     "balanced_loss",
     "bce_loss",
-    "build_model",
     "extrapolation_loss",
     "forecast_loss",
     "load_task",
@@ -54,6 +53,7 @@ __all__ = [
     "next_frame_psnr",
     "prediction_grid",
     "prednet_error_loss",
+    "read_checkpoint",
     "regularity_from_psnr",
     "score_sequences",
     "segmentation_loss",

@@ -11,8 +11,11 @@ import os
 from pathlib import Path
 
 import yaml
+from torch import nn
 
-from convlstm.cli.recipe import Recipe, RecipeError, recipe_from_dict
+from convlstm.experiment.recipe import Recipe, RecipeError, recipe_from_dict
+from convlstm.models import CONFIG_FILE, from_pretrained
+from convlstm.tasks import load_task
 from convlstm.utils.atomic import atomic_write_text, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
@@ -25,19 +28,24 @@ DEMO_MARKER = ".convlstm-demo"
 
 
 class RunDir:
+    """A run directory (layout in the module docstring); nothing is read or written until a method asks."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     @property
     def recipe_path(self) -> Path:
+        """The recipe as run."""
         return self.path / RECIPE_FILE
 
     @property
     def model_dir(self) -> Path:
+        """The best model, as save_pretrained writes it."""
         return self.path / MODEL_DIR
 
     @property
     def checkpoint_dir(self) -> Path:
+        """Lightning checkpoints (best by val/loss, last.ckpt)."""
         return self.path / "checkpoints"
 
     def next_log_version(self) -> int:
@@ -69,6 +77,7 @@ class RunDir:
                 logger.info("removed %s, left by an interrupted write", path)
 
     def recipe(self) -> Recipe:
+        """The recipe this run was made with."""
         if not self.recipe_path.is_file():
             raise FileNotFoundError(f"{self.recipe_path} not found: is {self.path} a run directory made by `fit`?")
         try:
@@ -78,6 +87,7 @@ class RunDir:
         return recipe_from_dict(raw, origin=str(self.recipe_path))
 
     def last_checkpoint(self) -> Path | None:
+        """last.ckpt, or None before the first one is written."""
         last = self.checkpoint_dir / "last.ckpt"
         return last if last.is_file() else None
 
@@ -104,3 +114,9 @@ class RunDir:
         if not target.is_relative_to(self.path.resolve()):
             raise ValueError(f"output {name!r} would be written outside the run directory {self.path}")
         return target
+
+    def trained_model(self) -> nn.Module:
+        """The trained model in eval mode: the saved best model, else the model of the best checkpoint."""
+        if (self.model_dir / CONFIG_FILE).exists():
+            return from_pretrained(self.model_dir).eval()
+        return load_task(self.best_checkpoint()).model.eval()
