@@ -16,7 +16,8 @@ table is printed when its last run ends. --precision auto (the default) trains u
 AMX, except the models for which benchmarks/cpu_precision.py measured no gain, and in float32 elsewhere. The anomaly
 study scores the bouncing-balls study's model (--only anomaly trains it too). --out must be a new or empty
 directory: nothing there is overwritten. The published numbers printed beside ours come from GPU training of far
-larger models for hours (ANCHORS.md): they set the scale, they are not a like-for-like comparison.
+larger models for hours (the papers cited with each table): they set the scale, they are not a like-for-like
+comparison.
 """
 
 from __future__ import annotations

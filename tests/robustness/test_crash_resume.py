@@ -41,7 +41,7 @@ def _recipe(folder: Path) -> Path:
         "seed": 3,
         "data": {
             "source": "numpy",
-            "args": {"path": str(folder / "frames.npy"), "layout": "NTCHW"},
+            "args": {"root": str(folder / "frames.npy"), "layout": "NTCHW"},
             "context_frames": 2,
             "target_frames": 1,
             "batch_size": 4,

@@ -87,10 +87,10 @@ class VideoSequences(WindowDataset):
     def __init__(
         self,
         root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        split: str = "train",
         *,
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         stride: int = 1,
         transform: Transform | None = None,

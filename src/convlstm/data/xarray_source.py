@@ -27,6 +27,7 @@ from torch import Tensor
 
 from convlstm.data.splits import Splitter, TimeBlockSplit, select_split
 from convlstm.data.windows import NanPolicy, Recording, Transform, WindowDataset
+from convlstm.utils.deprecation import renamed_keywords
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class XarraySequences(WindowDataset):
     window spans a gap.
 
     Args:
-        source: path of a netCDF file or zarr store, or an xarray.Dataset (already selected / subset).
+        root: path of a netCDF file or zarr store, or an xarray.Dataset (already selected / subset).
         variables: the variables to read, in channel order.
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
@@ -165,14 +166,15 @@ class XarraySequences(WindowDataset):
         context_frames, target_frames, stride, transform, nan_policy, skip_invalid: as in WindowDataset.
     """
 
+    @renamed_keywords(source="root")
     def __init__(
         self,
-        source: str | os.PathLike[str] | xr.Dataset,
+        root: str | os.PathLike[str] | xr.Dataset,
+        split: str = "train",
         *,
         variables: Sequence[str],
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         time_dim: str = "time",
         y_dim: str = "lat",
@@ -183,10 +185,10 @@ class XarraySequences(WindowDataset):
         nan_policy: NanPolicy = "raise",
         skip_invalid: bool = False,
     ) -> None:
-        if isinstance(source, xr.Dataset):
-            opener, name = functools.partial(_given, source), "dataset"
+        if isinstance(root, xr.Dataset):
+            opener, name = functools.partial(_given, root), "dataset"
         else:
-            opener, name = functools.partial(open_lazy, source, engine), str(source)
+            opener, name = functools.partial(open_lazy, root, engine), str(root)
         if not variables:
             raise ValueError(f"{name}: variables must name at least one variable")
         self.dims = (time_dim, y_dim, x_dim)

@@ -3,10 +3,11 @@
 import torch
 from torch import Tensor, nn
 
-from convlstm.layers.cell_base import ConvRNNCellBase, _channel_view, _check_finite_number
+from convlstm.layers.cell_base import ConvRNNCellBase, _channel_view
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.lstm_cell import REDUCED_PRECISION
 from convlstm.layers.norm import BlockNorm, NormKind
+from convlstm.utils.checks import check_finite
 
 
 class ConvGRUCell(ConvRNNCellBase):
@@ -83,7 +84,7 @@ class ConvGRUCell(ConvRNNCellBase):
             recurrent_dropout=recurrent_dropout,
         )
         self.reset_after = reset_after
-        self.gate_bias = _check_finite_number(gate_bias, "gate_bias")
+        self.gate_bias = check_finite("gate_bias", gate_bias)
         # reset_after multiplies r with the whole recurrent term, so its candidate bias must sit there (b_hn).
         self.recurrent_bias = (
             nn.Parameter(torch.zeros(3 * hidden_channels)) if reset_after and bias and norm is None else None

@@ -7,9 +7,10 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import Activation
-from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _channel_view, _check_finite_number
+from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _channel_view
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.norm import BlockNorm, NormKind
+from convlstm.utils.checks import check_finite
 
 #: Initial bias of the forget gate: 1.0, as Keras' unit_forget_bias and Jozefowicz et al. (2015) recommend, so that
 #: a fresh cell remembers rather than forgets.
@@ -156,7 +157,7 @@ class ConvLSTMCell(ConvRNNCellBase):
             input_dropout=input_dropout,
             recurrent_dropout=recurrent_dropout,
         )
-        self.forget_bias = _check_finite_number(forget_bias, "forget_bias")
+        self.forget_bias = check_finite("forget_bias", forget_bias)
         self.peephole = nn.Parameter(torch.zeros(3, hidden_channels)) if peephole else None
         self.gate_norm = BlockNorm(4, hidden_channels, norm, groups=norm_groups) if norm is not None else None
         self.cell_norm = BlockNorm(1, hidden_channels, norm, groups=norm_groups) if norm is not None else None

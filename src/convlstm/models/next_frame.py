@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
+from convlstm.layers.folding import per_frame
 from convlstm.models.base import ForecastingModel, config_from_arguments, rollout
 from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
@@ -33,11 +34,6 @@ class NextFramePredictorConfig:
     output_activation: OutputActivation = "sigmoid"
     default_horizon: int = 10
     patch_size: int = 1
-
-
-def per_frame(module: nn.Module, x: Tensor) -> Tensor:
-    """Applies a frame module to every frame: (B, T, C, H, W) -> (B, T, C', H', W') by folding time into batch."""
-    return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
 
 class NextFramePredictor(ForecastingModel):
