@@ -1,13 +1,11 @@
 """convlstm: convolutional recurrent networks (ConvLSTM, ConvGRU) for spatiotemporal image sequences."""
 
-import warnings
-from typing import Any
-
 # Importing the baselines registers them beside the models (they sit above models, which cannot import them).
 import convlstm.baselines  # noqa: F401
 from convlstm.inference import StreamingForecaster
 from convlstm.layers import ConvGRU, ConvGRUCell, ConvLSTM, ConvLSTMCell
 from convlstm.models import create_model, from_pretrained, list_models
+from convlstm.utils.deprecation import deprecated_aliases
 
 __version__ = "0.1.0"
 
@@ -24,8 +22,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Forecaster":  # the old name of StreamingForecaster, which clashed with the models' base class
-        warnings.warn("convlstm.Forecaster is deprecated; use StreamingForecaster", DeprecationWarning, stacklevel=2)
-        return StreamingForecaster
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_aliases(__name__, Forecaster=(StreamingForecaster, "StreamingForecaster"))

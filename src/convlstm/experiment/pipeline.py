@@ -10,18 +10,10 @@ from typing import Any
 
 import torch
 
+from convlstm.experiment import scoring
 from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
 from convlstm.experiment.recipe import Recipe, load_recipe
 from convlstm.experiment.run_dir import DEMO_MARKER, RunDir
-from convlstm.experiment.scoring import (
-    evaluate_anomaly,
-    evaluate_forecasters,
-    evaluate_prednet,
-    evaluate_segmentation,
-    first_sequences,
-    load_baselines,
-    write_outputs,
-)
 from convlstm.models import PretrainedModel, create_model, list_models
 from convlstm.tasks import AnomalyTask, load_task, read_checkpoint
 from convlstm.utils.atomic import atomic_write_text
@@ -80,19 +72,21 @@ def evaluate(run_dir: Path, *, baselines: list[str] | None = None, num_sequences
     run = RunDir(run_dir)
     recipe = run.recipe()
     model = run.trained_model()
-    dataset = first_sequences(build_dataset(recipe, "test"), num_sequences or recipe.evaluate.num_sequences)
+    dataset = scoring.first_sequences(build_dataset(recipe, "test"), num_sequences or recipe.evaluate.num_sequences)
     names = recipe.evaluate.baselines if baselines is None else baselines
     samples: list[dict[str, Any]] = []
     if recipe.task.kind == "segmentation":
-        results = evaluate_segmentation(model, dataset, recipe, num_classes=int(recipe.task.args["num_classes"]))
+        num_classes = int(recipe.task.args["num_classes"])
+        results = scoring.evaluate_segmentation(model, dataset, recipe, num_classes=num_classes)
     elif recipe.task.kind == "prednet":
-        results = evaluate_prednet(model, dataset, recipe)
+        results = scoring.evaluate_prednet(model, dataset, recipe)
     elif recipe.task.kind == "anomaly":
-        results = evaluate_anomaly({recipe.model.name: model, **load_baselines(names, model)}, dataset, recipe)
+        methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
+        results = scoring.evaluate_anomaly(methods, dataset, recipe)
     else:
-        methods = {recipe.model.name: model, **load_baselines(names, model)}
-        results, samples = evaluate_forecasters(methods, dataset, recipe, keep=recipe.evaluate.animations)
-    return write_outputs(run, recipe, results, samples)
+        methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
+        results, samples = scoring.evaluate_forecasters(methods, dataset, recipe, keep=recipe.evaluate.animations)
+    return scoring.write_outputs(run, recipe, results, samples)
 
 
 @dataclass(frozen=True)

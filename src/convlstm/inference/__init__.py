@@ -1,8 +1,5 @@
 """Inference outside training: streaming forecasts frame by frame, and export to ONNX / torch.export."""
 
-import warnings
-from typing import Any
-
 from convlstm.inference.export import (
     ExportedForecaster,
     ExportError,
@@ -13,6 +10,7 @@ from convlstm.inference.export import (
     load_exported,
 )
 from convlstm.inference.streaming import StreamingForecaster, stream_for
+from convlstm.utils.deprecation import deprecated_aliases
 
 __all__ = [
     "ExportError",
@@ -27,8 +25,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Forecaster":  # the old name of StreamingForecaster, which clashed with the models' base class
-        warnings.warn("convlstm.Forecaster is deprecated; use StreamingForecaster", DeprecationWarning, stacklevel=2)
-        return StreamingForecaster
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_aliases(__name__, Forecaster=(StreamingForecaster, "StreamingForecaster"))

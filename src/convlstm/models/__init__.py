@@ -1,8 +1,5 @@
 """Models: one file per family; importing this package registers all of them."""
 
-import warnings
-from typing import Any
-
 from convlstm.models import encoder_forecaster, fc_lstm, next_frame, prednet, unet
 from convlstm.models.base import (
     CONFIG_FILE,
@@ -25,6 +22,7 @@ from convlstm.models.registry import (
     register_model,
 )
 from convlstm.models.unet import ConvLSTMUNet, ConvLSTMUNetForecaster
+from convlstm.utils.deprecation import deprecated_aliases
 
 __all__ = [
     "CONFIG_FILE",
@@ -53,10 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Forecaster":  # the old name of ForecastingModel, which clashed with the streaming forecaster
-        warnings.warn(
-            "convlstm.models.Forecaster is deprecated; use ForecastingModel", DeprecationWarning, stacklevel=2
-        )
-        return ForecastingModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_aliases(__name__, Forecaster=(ForecastingModel, "ForecastingModel"))

@@ -4,7 +4,6 @@ forecaster call ``model(context, horizon, targets=None, teacher_forcing=None)``.
 import dataclasses
 import json
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 
 from convlstm.models.registry import family_class, register_family
 from convlstm.utils.atomic import atomic_path, atomic_write_text
+from convlstm.utils.deprecation import deprecated_aliases
 from convlstm.utils.tensor_checks import check_like_parameters
 
 CONFIG_FILE = "config.json"
@@ -180,13 +180,7 @@ class ForecastingModel(PretrainedModel):
         return horizon, mask
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Forecaster":  # the old name of ForecastingModel, which clashed with the streaming forecaster
-        warnings.warn(
-            "convlstm.models.base.Forecaster is deprecated; use ForecastingModel", DeprecationWarning, stacklevel=2
-        )
-        return ForecastingModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_aliases(__name__, Forecaster=(ForecastingModel, "ForecastingModel"))
 
 
 OneStep = Callable[[Tensor, Any], tuple[Tensor, Any]]

@@ -45,22 +45,24 @@ def check_probability(name: str, value: object) -> float:
 
 def check_range(name: str, value: object, low: float, high: float) -> tuple[float, float]:
     """A (lo, hi) pair of numbers with low <= lo <= hi <= high."""
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
-    lo = check_float(f"{name}[0]", value[0], low, high)
-    hi = check_float(f"{name}[1]", value[1], low, high)
-    if lo > hi:
-        raise ValueError(f"{name} must satisfy low <= high, got {value!r}")
-    return lo, hi
+    lo, hi = _check_pair(name, value, "numbers")
+    return _ordered(name, value, check_float(f"{name}[0]", lo, low, high), check_float(f"{name}[1]", hi, low, high))
 
 
 def check_int_range(name: str, value: object, low: int, high: int) -> tuple[int, int]:
     """A (lo, hi) pair of ints with low <= lo <= hi <= high."""
+    lo, hi = _check_pair(name, value, "ints")
+    return _ordered(name, value, check_int(f"{name}[0]", lo, low, high), check_int(f"{name}[1]", hi, low, high))
+
+
+def _check_pair(name: str, value: object, of: str) -> tuple[Any, Any]:
     if not isinstance(value, tuple | list) or len(value) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair of ints, got {value!r}")
-    lo = check_int(f"{name}[0]", value[0], low, high)
-    hi = check_int(f"{name}[1]", value[1], low, high)
-    if lo > hi:
+        raise ValueError(f"{name} must be a (low, high) pair of {of}, got {value!r}")
+    return value[0], value[1]
+
+
+def _ordered(name: str, value: object, lo: T, hi: T) -> tuple[T, T]:
+    if lo > hi:  # type: ignore[operator]
         raise ValueError(f"{name} must satisfy low <= high, got {value!r}")
     return lo, hi
 

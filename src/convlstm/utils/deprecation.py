@@ -31,3 +31,17 @@ def renamed_keywords(**renames: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def deprecated_aliases(module: str, **aliases: tuple[Any, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` for ``module`` that answers each old name (``old=(object, new name)``) with
+    the object and a DeprecationWarning naming the new one, and raises AttributeError for any other name."""
+
+    def __getattr__(name: str) -> Any:
+        if name in aliases:
+            value, new = aliases[name]
+            warnings.warn(f"{module}.{name} is deprecated; use {new}", DeprecationWarning, stacklevel=2)
+            return value
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
