@@ -52,4 +52,12 @@ def make_dataset(
     for name, value in (("context_frames", context_frames), ("target_frames", target_frames), ("seed", seed)):
         if name in accepted:
             kwargs[name] = value
+    required = [
+        n for n, p in accepted.items() if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    lacking = [n for n in required if n not in kwargs]
+    if lacking:
+        raise ValueError(
+            f"data.args must set {lacking} for {cls.__name__} ({source}); it takes {sorted(set(accepted) - fixed)}"
+        )
     return cls(**kwargs)

@@ -101,6 +101,11 @@ class VideoSequences(WindowDataset):
     ) -> None:
         if isinstance(root, str | os.PathLike):
             root = Path(root)
+            if not root.exists():
+                raise FileNotFoundError(
+                    f"video root not found: {root} (expected a folder of videos or one video file, "
+                    f"suffixes {VIDEO_SUFFIXES})"
+                )
             paths = list_videos(root) if root.is_dir() else [root]
             if not paths:
                 raise ValueError(f"{root}: no video files with suffixes {VIDEO_SUFFIXES}")

@@ -106,8 +106,11 @@ def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
             f"task.args {unknown} are not arguments of {task_class.__name__} (task.kind {recipe.task.kind}); "
             f"it takes {sorted(accepted)}"
         )
+    args = dict(recipe.task.args)
+    if recipe.task.kind == "tbptt":  # it steps its optimiser itself, so it clips too (the Trainer must not)
+        args.setdefault("gradient_clip_val", recipe.trainer.gradient_clip_val)
     try:
-        return task_class(model, **recipe.task.args)
+        return task_class(model, **args)
     except TypeError as err:
         raise RecipeError(f"task.args do not fit {task_class.__name__}: {err}") from None
 
@@ -137,7 +140,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         "max_epochs": t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
         "max_steps": t.max_steps,
         "max_time": max_time,
-        "gradient_clip_val": t.gradient_clip_val,
+        "gradient_clip_val": None if recipe.task.kind == "tbptt" else t.gradient_clip_val,
         "early_stopping_patience": t.early_stopping_patience,
         "enable_progress_bar": t.enable_progress_bar,
         **extra,

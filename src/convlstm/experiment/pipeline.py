@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning import seed_everything
 
 from convlstm.experiment import scoring
 from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
@@ -22,22 +23,44 @@ logger = logging.getLogger(__name__)
 
 
 def fit(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
-    """Trains the recipe's model; saves the best checkpoint's model to <run>/model. Returns the run directory."""
+    """Trains the recipe's model; saves the best checkpoint's model to <run>/model. Returns the run directory.
+
+    Data, model and task are built before the Trainer, so that a bad recipe fails with its own message before
+    Lightning prints anything. A new run that fails before its first training step leaves no run behind: the
+    directory is removed if this call created it, else emptied of what it wrote, and the error says so.
+    """
     run = RunDir(run_dir)
+    created = not run.path.exists()
     run.create(recipe, resume=resume)
-    trainer = build_trainer(recipe, run)  # seeds everything first, so the model's initialisation is seeded
-    data = build_datamodule(recipe, ("train", "val"))
-    task = build_task(recipe, build_model(recipe))
-    checkpoint = run.last_checkpoint() if resume else None
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"--resume: no last.ckpt in {run.checkpoint_dir}")
-    if checkpoint is not None:
-        # Lightning's own errors for a truncated or foreign file name neither the file nor the problem.
-        read_checkpoint(checkpoint)
-    trainer.fit(task, datamodule=data, ckpt_path=checkpoint, weights_only=True)
+    trainer: Any = None
+    try:
+        # Seeded before the model is built, so that its initialisation is seeded; the Trainer does not seed again.
+        seed_everything(recipe.seed, workers=True, verbose=False)
+        data = build_datamodule(recipe, ("train", "val"))
+        task = build_task(recipe, build_model(recipe))
+        checkpoint = run.last_checkpoint() if resume else None
+        if resume and checkpoint is None:
+            raise FileNotFoundError(f"--resume: no last.ckpt in {run.checkpoint_dir}")
+        if checkpoint is not None:
+            # Lightning's own errors for a truncated or foreign file name neither the file nor the problem.
+            read_checkpoint(checkpoint)
+        trainer = build_trainer(recipe, run, seed=None)
+        trainer.fit(task, datamodule=data, ckpt_path=checkpoint, weights_only=True)
+    except Exception as err:
+        if not resume and (trainer is None or trainer.global_step == 0):
+            _say_removed(err, run.discard(created=created))
+        raise
     if trainer.global_rank == 0:
         _save_best_model(run)
     return run.path
+
+
+def _say_removed(err: BaseException, what: str) -> None:
+    """Adds what was cleaned up to the error's one-line message (or as a note where the message is not one string)."""
+    if len(err.args) == 1 and isinstance(err.args[0], str):
+        err.args = (f"{err.args[0]} ({what})",)
+    else:
+        err.add_note(what)
 
 
 def _save_best_model(run: RunDir) -> None:

@@ -8,6 +8,7 @@ runs/<name>/metrics.json, report.html, *.png, *.gif     written by `convlstm eva
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -75,6 +76,17 @@ class RunDir:
             # A run killed while writing a checkpoint leaves its temporary file beside the intact old one.
             for path in remove_stale_temporaries(self.path):
                 logger.info("removed %s, left by an interrupted write", path)
+
+    def discard(self, *, created: bool) -> str:
+        """Undoes :meth:`create` for a run that wrote no checkpoint: removes the directory if ``created``, else what
+        the run put into it (recipe, logs, checkpoints), so that the next ``fit`` can use it. Returns what it did."""
+        if created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return f"removed {self.path}, which this fit created; nothing was trained"
+        self.recipe_path.unlink(missing_ok=True)
+        for folder in (self.path / LOGS, self.checkpoint_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"removed what this fit wrote into {self.path}; nothing was trained"
 
     def recipe(self) -> Recipe:
         """The recipe this run was made with."""
