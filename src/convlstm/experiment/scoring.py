@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from convlstm.experiment.recipe import Recipe
 from convlstm.experiment.run_dir import RunDir
-from convlstm.metrics import ConfusionMatrix, anomaly_aurocs
+from convlstm.metrics import ConfusionMatrix, ForecastScores, anomaly_aurocs
 from convlstm.models import create_model
-from convlstm.tasks import ForecastScores, next_frame_psnr, regularity_from_psnr
+from convlstm.tasks import next_frame_psnr, regularity_from_psnr
 from convlstm.tasks.losses import rain_rate_of
 from convlstm.utils.atomic import atomic_write_text
 

@@ -267,6 +267,6 @@ def _inverted_dropout_mask(ref: Tensor, shape: Sequence[int], p: float) -> Tenso
     return ref.new_empty(shape).bernoulli_(keep).div_(keep)
 
 
-def _channel_view(weight: Tensor, spatial_dims: int) -> Tensor:
+def channel_view(weight: Tensor, spatial_dims: int) -> Tensor:
     """(C,) -> (1, C, 1, ..., 1), to broadcast a per-channel weight over a batch of frames."""
     return weight.view(1, -1, *([1] * spatial_dims))

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor, nn
 
-from convlstm.layers.cell_base import ConvRNNCellBase, _channel_view
+from convlstm.layers.cell_base import ConvRNNCellBase, channel_view
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.lstm_cell import REDUCED_PRECISION
 from convlstm.layers.norm import BlockNorm, NormKind
@@ -127,7 +127,7 @@ class ConvGRUCell(ConvRNNCellBase):
         if x_gates is not None:
             return x_gates
         if self.bias is not None:
-            return _channel_view(self.bias, self.spatial_dims).expand(like.shape[0], -1, *like.shape[2:])
+            return channel_view(self.bias, self.spatial_dims).expand(like.shape[0], -1, *like.shape[2:])
         return like.new_zeros(like.shape[0], 3 * self.hidden_channels, *like.shape[2:])
 
     def step(
@@ -162,12 +162,12 @@ class ConvGRUCell(ConvRNNCellBase):
             rz = x_rz
             h_n: Tensor | None = None
             if self.recurrent_bias is not None:
-                rz = rz + _channel_view(self.recurrent_bias[: 2 * f], self.spatial_dims)
-                h_n = _channel_view(self.recurrent_bias[2 * f :], self.spatial_dims)
+                rz = rz + channel_view(self.recurrent_bias[: 2 * f], self.spatial_dims)
+                h_n = channel_view(self.recurrent_bias[2 * f :], self.spatial_dims)
         elif self.reset_after:
             recurrent = widen(self.recurrent_gates(state, recurrent_mask, weight=recurrent_weight))
             if self.recurrent_bias is not None:
-                recurrent = recurrent + _channel_view(self.recurrent_bias, self.spatial_dims)
+                recurrent = recurrent + channel_view(self.recurrent_bias, self.spatial_dims)
             rz, h_n = x_rz + recurrent[:, : 2 * f], recurrent[:, 2 * f :]
         else:
             rz_recurrent = self.recurrent_gates(state, recurrent_mask, first=0, count=2, weight=recurrent_weight)

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import Activation
-from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _channel_view
+from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, channel_view
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.norm import BlockNorm, NormKind
 from convlstm.utils.checks import check_finite
@@ -53,13 +53,13 @@ def lstm_pointwise(
     i, f, g, o = gates.chunk(4, dim=1)
     spatial = gates.ndim - 2
     if peephole is not None and c_prev is not None:
-        i = i + _channel_view(peephole[0], spatial) * c_prev
-        f = f + _channel_view(peephole[1], spatial) * c_prev
+        i = i + channel_view(peephole[0], spatial) * c_prev
+        f = f + channel_view(peephole[1], spatial) * c_prev
     c = recurrent_activation(i) * activation(g)
     if c_prev is not None:
         c = c + recurrent_activation(f) * c_prev
     if peephole is not None:
-        o = o + _channel_view(peephole[2], spatial) * c
+        o = o + channel_view(peephole[2], spatial) * c
     h = recurrent_activation(o) * activation(c if cell_norm is None else cell_norm(c))
     return (h.to(dtype) if wide else h), c
 
@@ -203,7 +203,7 @@ class ConvLSTMCell(ConvRNNCellBase):
             if x_gates is not None:
                 gates = x_gates + recurrent
             elif self.bias is not None:
-                gates = recurrent + _channel_view(self.bias, self.spatial_dims)
+                gates = recurrent + channel_view(self.bias, self.spatial_dims)
             else:
                 gates = recurrent
         return self.pointwise(gates, c_prev)

@@ -18,6 +18,7 @@ from convlstm.metrics.forecast import (
     ssim,
 )
 from convlstm.metrics.forecast_metrics import DEFAULT_FORECAST_METRICS, FORECAST_METRICS, ForecastMetrics
+from convlstm.metrics.forecast_scores import ForecastScores
 from convlstm.metrics.nowcasting import (
     HKO_THRESHOLDS,
     ContingencyTable,
@@ -36,6 +37,7 @@ __all__ = [
     "ConfusionMatrix",
     "ContingencyTable",
     "ForecastMetrics",
+    "ForecastScores",
     "anomaly_aurocs",
     "balanced_mae",
     "balanced_mse",

@@ -1,11 +1,12 @@
 """Training systems (LightningModules) and the training engine: forecasting, segmentation, PredNet and anomaly
 scoring, their losses, scheduled sampling, callbacks and ``make_trainer``."""
 
+from convlstm.metrics import ForecastScores  # kept here too: its home was tasks
 from convlstm.tasks.anomaly import AnomalyTask, next_frame_psnr, regularity_from_psnr, score_sequences
 from convlstm.tasks.base import TaskBase, load_task, model_identity, read_checkpoint
 from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger, prediction_grid
 from convlstm.tasks.datamodules import SequenceDataModule
-from convlstm.tasks.forecasting import ForecastingTask, ForecastScores
+from convlstm.tasks.forecasting import ForecastingTask
 from convlstm.tasks.losses import (
     balanced_loss,
     bce_loss,

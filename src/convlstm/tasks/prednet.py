@@ -19,9 +19,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from convlstm.metrics import ForecastScores
 from convlstm.models.prednet import parse_layer_loss_weights, time_loss_weights
 from convlstm.tasks.base import TaskBase, frames_of
-from convlstm.tasks.forecasting import ForecastScores
 from convlstm.tasks.losses import extrapolation_loss, prednet_error_loss
 from convlstm.tasks.optim import LRSchedule, OptimizerName
 
