@@ -161,7 +161,7 @@ def test_undecodable_recipe_files_name_themselves(tmp_path: Path) -> None:
         ("data.batch_size=0", "batch_size >= 1"),
         ("data.eval_batch_size=0", "eval_batch_size must be >= 1"),
         ("data.num_workers=-1", "num_workers >= 0"),
-        ("data.context_frames=-1", "context_frames must be >= 1"),
+        ("data.context_frames=-1", "context_frames must be an int >= 1"),
         ("data.source=nope", "data source must be one of"),
         ("data.args.foo=1", "data.args ['foo'] are not arguments of BouncingBalls"),
         ("model.name=nope", "unknown model name 'nope'"),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from convlstm.data.sources import SOURCES
 from convlstm.metrics.forecast_metrics import BALANCED_METRICS
 
 TaskKind = Literal["forecasting", "tbptt", "segmentation", "prednet", "anomaly"]
@@ -30,12 +31,7 @@ def _help(text: str) -> dict[str, str]:
 class DataSection:
     """The ``data`` section: which source, its arguments, the frame counts and the loaders."""
 
-    source: str = field(
-        metadata=_help(
-            "data source: moving_mnist, bouncing_balls, radar, shapes, anomalies, numpy, "
-            "hdf5, kitti_hickle, image_folders, video, xarray (convlstm.data.sources)"
-        )
-    )
+    source: str = field(metadata=_help(f"data source: {', '.join(SOURCES)} (convlstm.data.sources)"))
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("the source's own constructor arguments"))
     context_frames: int = field(default=10, metadata=_help("input frames per sequence"))
     target_frames: int = field(default=10, metadata=_help("frames to predict"))
