@@ -35,6 +35,7 @@ def _add_run_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="convlstm",
         description="Train, evaluate and export convolutional recurrent networks for image sequences.",
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns 0, or 2 after printing a one-line error for a bad recipe, file or argument."""
     args = build_parser().parse_args(argv)
     # Our messages only: Lightning configures its own logger, and a root handler would print its lines twice.
     handler = logging.StreamHandler()

@@ -25,6 +25,7 @@ SOURCES = {
 
 
 def source_class(source: str) -> type:
+    """The dataset class that the recipe name ``source`` stands for (ValueError naming the known ones)."""
     if source not in SOURCES:
         raise ValueError(f"data source must be one of {sorted(SOURCES)}, got {source!r}")
     return getattr(data, SOURCES[source])

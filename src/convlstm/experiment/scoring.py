@@ -99,6 +99,7 @@ def evaluate_prednet(model: nn.Module, dataset: Dataset[Any], recipe: Recipe) ->
 
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, dataset: Dataset[Any], recipe: Recipe, *, num_classes: int) -> Results:
+    """Per-class and mean IoU / Dice of the model's per-frame labels over the test sequences (confusion matrix)."""
     confusion = ConfusionMatrix(num_classes=num_classes, lead_times=recipe.data.context_frames)
     for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
         output = model(batch["context"])
