@@ -201,6 +201,9 @@ def test_a_recipe_fits_and_evaluates(case: Case, tmp_path: Path) -> None:
     assert set(methods) == {case.model[0], *case.baselines} | ({"copy_last_frame"} if case.kind == "prednet" else set())
     for scores in methods.values():
         assert case.score in scores
+    if case.kind == "anomaly":  # `convlstm test` scores an anomaly run with AnomalyTask
+        assert main(["test", "--run-dir", str(run)]) == 0
+        assert "test/psnr" in json.loads((run / "test_metrics.json").read_text())
 
 
 def test_every_source_family_and_task_kind_has_a_case() -> None:
