@@ -32,16 +32,14 @@ from torch.utils.data import default_collate
 import quality
 from _timing import device_name, format_columns, write_json_atomic
 from convlstm.accel import cpu_computes_bf16
-from convlstm.cli.building import build_dataset, build_model, build_task
-from convlstm.cli.main import CONFIGS
-from convlstm.cli.recipe import load_recipe
+from convlstm.experiment import build_dataset, build_model, build_task, load_recipe
 
 
 def training_step(study: quality.Study, run: quality.Run, work: Path) -> Callable[[bool], float]:
     """A function that runs one training step of ``run`` (bfloat16 autocast when called with True) on a fixed
     batch, from the same starting weights each time, and returns its seconds."""
     extra = study.prepare(work) if study.prepare is not None else []
-    recipe = load_recipe(CONFIGS / f"{study.recipe}.yaml", [*study.common, *extra, *run.overrides])
+    recipe = load_recipe(study.recipe, [*study.common, *extra, *run.overrides])
     dataset = build_dataset(recipe, "train")
     batch = default_collate([dataset[i] for i in range(recipe.data.batch_size)])
     task = build_task(recipe, build_model(recipe))

@@ -1,8 +1,9 @@
 """GPU speed of a ConvLSTM-S training step and of inference: the straightforward per-step formulation against each
 fast path of convlstm.accel, side by side in one run, with peak memory and a numerics check of every path.
 
-Workloads, on the ConvLSTM-S shapes of ANCHORS §3 (4 x 128 hidden, 5x5 kernels, 16x16x16 input, 20 frames; a
-training step is forward, backward and Adam step on the MSE of the last layer's outputs against a fixed target):
+Workloads, on the ConvLSTM-S shapes of the OpenSTL benchmark (Tan et al. 2023: 4 x 128 hidden, 5x5 kernels,
+16x16x16 input, 20 frames; a training step is forward, backward and Adam step on the MSE of the last layer's
+outputs against a fixed target):
 
 - train b16: batch 16; reference row: the straightforward formulation in float32 (cuDNN's TF32, torch's default);
 - train b128 bf16: batch 128; reference row: the straightforward formulation under bfloat16 autocast;

@@ -88,7 +88,7 @@ SHAPES = {
     "small": Shape(
         "small", 1, 32, 2, 3, 32, 10, cpu_batches=(8,), cuda_batches=(8, 64), cpu_repeats=5, cuda_repeats=20
     ),
-    # OpenSTL ConvLSTM-S on Moving MNIST: 64x64 frames as 4x4 patches, all 20 frames fed in (ANCHORS §3).
+    # OpenSTL ConvLSTM-S on Moving MNIST: 64x64 frames as 4x4 patches, all 20 frames fed in (Tan et al. 2023).
     "openstl-s": Shape(
         "openstl-s", 16, 128, 4, 5, 16, 20, cpu_batches=(4,), cuda_batches=(16, 128), cpu_repeats=3, cuda_repeats=20
     ),

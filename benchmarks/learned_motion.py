@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convlstm.baselines.optical_flow import OpticalFlow
-from convlstm.cli.building import build_dataset
-from convlstm.cli.recipe import load_recipe
+from convlstm.experiment import build_dataset, load_recipe
 from convlstm.models import from_pretrained
 from convlstm.models.advection_head import AdvectionHead
 

@@ -1,10 +1,10 @@
 """CPU-sized results of every application against its baselines, in one run (issue #6).
 
-Each study trains the recipes of configs/ at a CPU size (the overrides below: fewer steps, smaller frames) with the
-same code as `convlstm fit`, scores the test split with `convlstm evaluate`, and prints one Markdown table per
-study: the table the README shows. Every run is seeded and has a step budget (not a wall-clock one), so the
-numbers repeat on any machine of the same torch version and training precision up to the summation order of its
-thread count; only the time differs.
+Each study trains the packaged recipes (src/convlstm/recipes/) at a CPU size (the overrides below: fewer steps,
+smaller frames) with the same code as `convlstm fit`, scores the test split with `convlstm evaluate`, and prints
+one Markdown table per study: the table the README shows. Every run is seeded and has a step budget (not a
+wall-clock one), so the numbers repeat on any machine of the same torch version and training precision up to the
+summation order of its thread count; only the time differs.
 
 Usage:
     python benchmarks/quality.py [--out DIR] [--only STUDY ...] [--scale X] [--test-sequences N] [--jobs N]
@@ -16,7 +16,8 @@ table is printed when its last run ends. --precision auto (the default) trains u
 AMX, except the models for which benchmarks/cpu_precision.py measured no gain, and in float32 elsewhere. The anomaly
 study scores the bouncing-balls study's model (--only anomaly trains it too). --out must be a new or empty
 directory: nothing there is overwritten. The published numbers printed beside ours come from GPU training of far
-larger models for hours (ANCHORS.md): they set the scale, they are not a like-for-like comparison.
+larger models for hours (the papers cited with each table): they set the scale, they are not a like-for-like
+comparison.
 """
 
 from __future__ import annotations
@@ -40,11 +41,9 @@ import numpy as np
 from PIL import Image
 
 from _timing import format_cell, refuse_used_out, write_json_atomic
+from convlstm import experiment
 from convlstm.accel import cpu_computes_bf16
-from convlstm.cli import commands
-from convlstm.cli.main import CONFIGS
-from convlstm.cli.recipe import load_recipe
-from convlstm.cli.run_dir import RunDir
+from convlstm.experiment import RunDir, load_recipe
 
 #: --precision: Lightning's training precisions, or "auto" (see training_precision).
 PRECISIONS = ("auto", "32-true", "bf16-mixed")
@@ -396,15 +395,15 @@ def run_chain(
         trained_in = training_precision(source, precision)
         steps = max(1, round(step_budget(source_study, source) * scale))
         budget = [*settings, f"trainer.precision={trained_in}", f"trainer.max_steps={steps}"]
-        recipe = load_recipe(CONFIGS / f"{study.recipe}.yaml", [*study.common, *extras[name], *budget, *overrides])
+        recipe = load_recipe(study.recipe, [*study.common, *extras[name], *budget, *overrides])
         run_dir = out / study.name / f"run_{index}"
         started = time.perf_counter()
         if run.model_of is None:
-            commands.fit(recipe, run_dir, resume=False)
+            experiment.fit(recipe, run_dir, resume=False)
         else:
             RunDir(run_dir).create(recipe, resume=False)
             shutil.copytree(out / run.model_of / "run_0" / "model", run_dir / "model")
-        commands.evaluate(run_dir, baselines=recipe.evaluate.baselines if index == 0 else [])
+        experiment.evaluate(run_dir, baselines=recipe.evaluate.baselines if index == 0 else [])
         scores = json.loads((run_dir / "metrics.json").read_text())["methods"]
         methods: Methods = {}
         for method, values in scores.items():

@@ -1,8 +1,11 @@
 """convlstm: convolutional recurrent networks (ConvLSTM, ConvGRU) for spatiotemporal image sequences."""
 
-from convlstm.inference import Forecaster
+# Importing the baselines registers them beside the models (they sit above models, which cannot import them).
+import convlstm.baselines  # noqa: F401
+from convlstm.inference import StreamingForecaster
 from convlstm.layers import ConvGRU, ConvGRUCell, ConvLSTM, ConvLSTMCell
 from convlstm.models import create_model, from_pretrained, list_models
+from convlstm.utils.deprecation import deprecated_aliases
 
 __version__ = "0.1.0"
 
@@ -11,9 +14,12 @@ __all__ = [
     "ConvGRUCell",
     "ConvLSTM",
     "ConvLSTMCell",
-    "Forecaster",
+    "StreamingForecaster",
     "__version__",
     "create_model",
     "from_pretrained",
     "list_models",
 ]
+
+
+__getattr__ = deprecated_aliases(__name__, Forecaster=(StreamingForecaster, "StreamingForecaster"))

@@ -8,10 +8,7 @@ import pytest
 import torch
 
 from convlstm.baselines.optical_flow import OpticalFlow
-from convlstm.cli.building import build_dataset
-from convlstm.cli.main import CONFIGS
-from convlstm.cli.recipe import load_recipe
-from convlstm.cli.run_dir import RunDir
+from convlstm.experiment import RunDir, build_dataset, load_recipe
 from convlstm.models import create_model
 from tests.benchmarks.scripts import BENCHMARKS, run_benchmark
 
@@ -24,7 +21,7 @@ HORIZON = 3
 
 def _run_dir(tmp_path: Path, name: str, **model_args: object) -> tuple[Path, torch.nn.Module]:
     recipe = load_recipe(
-        CONFIGS / "nowcasting.yaml",
+        "nowcasting",
         ["data.args.image_size=32", "data.test_sequences=3", f"data.target_frames={HORIZON}", "data.num_workers=0"],
     )
     directory = tmp_path / "run"

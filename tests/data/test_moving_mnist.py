@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from convlstm.data.moving_mnist import (
+    SPLITS,
     MovingMNIST,
     MovingMNISTFile,
     bounce,
@@ -258,3 +259,25 @@ def test_official_file_rejects_wrong_shape(tmp_path):
 def test_official_file_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.npy"):
         MovingMNISTFile(tmp_path / "missing.npy")
+
+
+def test_official_file_splits_whole_sequences_like_the_other_file_loaders(tmp_path):
+    data = _official_file(tmp_path / "seq.npy", frames=4, sequences=20, size=8)
+    parts = {s: MovingMNISTFile(tmp_path / "seq.npy", s, context_frames=2, target_frames=2) for s in SPLITS}
+    assert [len(parts[s]) for s in SPLITS] == [16, 2, 2]  # RecordingSplit's 80 / 10 / 10 %
+    assert sorted(i for s in SPLITS for i in parts[s].indices) == list(range(20))  # a partition
+    first_test = parts["test"].indices[0]
+    expected = torch.from_numpy(data[:2, first_test].astype(np.float32) / 255.0)
+    assert torch.equal(parts["test"][0]["context"][:, 0], expected)
+    assert len(MovingMNISTFile(tmp_path / "seq.npy", context_frames=2, target_frames=2)) == 20  # "all"
+    with pytest.raises(ValueError, match="split='holdout'"):
+        MovingMNISTFile(tmp_path / "seq.npy", "holdout", context_frames=2, target_frames=2)
+    with pytest.raises(ValueError, match="got the folder"):
+        MovingMNISTFile(tmp_path, context_frames=2, target_frames=2)
+
+
+def test_official_file_takes_its_old_keyword_with_a_warning(tmp_path):
+    _official_file(tmp_path / "seq.npy", frames=4, sequences=2, size=8)
+    with pytest.warns(DeprecationWarning, match="'path' is deprecated; use 'root'"):
+        ds = MovingMNISTFile(path=tmp_path / "seq.npy", context_frames=2, target_frames=2)
+    assert len(ds) == 2

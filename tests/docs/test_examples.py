@@ -10,8 +10,8 @@ need the user's files, or minutes of training).
 - ```bash blocks may hold only ``convlstm ...`` commands (with ``\\`` continuations), comments and blank lines.
   In CI each command is checked without training: its arguments are parsed by the real parser, and for
   ``convlstm fit`` the recipe is loaded with the command's overrides (an unknown key or a wrong type fails). Under
-  ``-m slow`` the commands run too, through ``convlstm.cli.main.main``, in the page's directory with the
-  repository's ``configs/`` reachable as ``configs/``; ``convlstm fit`` then gets ``TINY_FIT`` appended (two
+  ``-m slow`` the commands run too, through ``convlstm.cli.main.main``, in a temporary directory (recipes are named
+  as the package ships them: ``-c demo``); ``convlstm fit`` then gets ``TINY_FIT`` appended (two
   optimizer steps on a handful of sequences), so the run checks the data layout and the pipeline, not the minutes
   of training.
 """
@@ -91,7 +91,6 @@ def run_page(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, run
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(os.environ, "KERAS_BACKEND", "torch")
-    (tmp_path / "configs").symlink_to(ROOT / "configs")
     namespace: dict[str, object] = {"__name__": "docs_example"}
     for lang, code, line in runnable_blocks(page.read_text(encoding="utf-8")):
         where = f"{page.relative_to(ROOT)}:{line}"
@@ -125,9 +124,9 @@ def test_page_commands_run_end_to_end(page: Path, tmp_path: Path, monkeypatch: p
 
 def test_a_wrong_command_is_caught_without_training(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        check_command(["fit", "-c", str(ROOT / "configs" / "demo.yaml"), "--no-such-flag"])
+        check_command(["fit", "-c", "demo", "--no-such-flag"])
     with pytest.raises(ValueError, match="no_such_key"):
-        check_command(["fit", "-c", str(ROOT / "configs" / "demo.yaml"), "-o", "trainer.no_such_key=1"])
+        check_command(["fit", "-c", "demo", "-o", "trainer.no_such_key=1"])
     check_command(["evaluate", "--run-dir", str(tmp_path)])  # parsed only: the run need not exist
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.inference import ExportError, check_export, export_onnx, export_torch, load_exported
-from convlstm.models import Forecaster, create_model
+from convlstm.models import ForecastingModel, create_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -127,7 +127,7 @@ def test_optical_flow_cannot_be_exported(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-class DataDependent(Forecaster):
+class DataDependent(ForecastingModel):
     """Chooses its forecast by a value of the input: a branch that tracing cannot keep."""
 
     def forward(self, context: Tensor, horizon: int | None = None, *args: object) -> Tensor:

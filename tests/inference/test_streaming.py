@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from convlstm.inference import Forecaster
+from convlstm.inference import StreamingForecaster
 from convlstm.models import create_model
 
 HORIZON = 3
@@ -68,7 +68,7 @@ def held_tensors(obj: Any) -> list[Tensor]:
 def test_forecast_after_every_frame_equals_the_batch_call(family: str) -> None:
     model, shape = build(family)
     x = frames(2, 6, shape)
-    stream = Forecaster(model, horizon=HORIZON)
+    stream = StreamingForecaster(model, horizon=HORIZON)
     forecasts = []
     for t in range(x.shape[1]):
         got = stream.update(x[:, t])
@@ -87,7 +87,7 @@ def test_the_state_carries_the_past(family: str) -> None:
     """A forecast from the last frame alone differs from the streamed one: the earlier frames count."""
     model, shape = build(family)
     x = frames(1, 4, shape)
-    stream = Forecaster(model, horizon=HORIZON)
+    stream = StreamingForecaster(model, horizon=HORIZON)
     for t in range(x.shape[1]):
         streamed = stream.update(x[:, t])
     with torch.no_grad():
@@ -99,7 +99,7 @@ def test_the_state_carries_the_past(family: str) -> None:
 def test_memory_is_constant(family: str) -> None:
     model, shape = build(family)
     x = frames(2, 50, shape)
-    stream = Forecaster(model, horizon=2)
+    stream = StreamingForecaster(model, horizon=2)
     sizes = {}
     for t in range(x.shape[1]):
         stream.update(x[:, t])
@@ -115,7 +115,7 @@ def test_memory_is_constant(family: str) -> None:
 def test_forecast_leaves_the_state_untouched(family: str) -> None:
     model, shape = build(family)
     x = frames(2, 3, shape)
-    stream = Forecaster(model, horizon=HORIZON)
+    stream = StreamingForecaster(model, horizon=HORIZON)
     for t in range(x.shape[1]):
         stream.push(x[:, t])
     before = [h.clone() for h in held_tensors(stream)]
@@ -130,8 +130,8 @@ def test_forecast_leaves_the_state_untouched(family: str) -> None:
 def test_streams_in_a_batch_are_independent(family: str) -> None:
     model, shape = build(family)
     x = frames(3, 4, shape)
-    together = Forecaster(model, horizon=HORIZON)
-    alone = [Forecaster(model, horizon=HORIZON) for _ in range(3)]
+    together = StreamingForecaster(model, horizon=HORIZON)
+    alone = [StreamingForecaster(model, horizon=HORIZON) for _ in range(3)]
     for t in range(x.shape[1]):
         batch = together.update(x[:, t])
         for b, stream in enumerate(alone):
@@ -142,12 +142,12 @@ def test_streams_in_a_batch_are_independent(family: str) -> None:
 def test_reset_starts_over(family: str) -> None:
     model, shape = build(family)
     first, second = frames(2, 3, shape, seed=1), frames(1, 2, shape, seed=2)
-    stream = Forecaster(model, horizon=HORIZON)
+    stream = StreamingForecaster(model, horizon=HORIZON)
     for t in range(first.shape[1]):
         stream.update(first[:, t])
     stream.reset()
     assert stream.frames_seen == 0
-    fresh = Forecaster(model, horizon=HORIZON)
+    fresh = StreamingForecaster(model, horizon=HORIZON)
     for t in range(second.shape[1]):  # another batch size after the reset
         torch.testing.assert_close(stream.update(second[:, t]), fresh.update(second[:, t]), atol=0, rtol=0)
 
@@ -159,7 +159,7 @@ def test_optical_flow_streams_over_its_motion_window() -> None:
     # A smooth random field moving one pixel right per frame: corners for Lucas-Kanade to track.
     field = torch.nn.functional.avg_pool2d(frames(1, 1, (1, 36, 36))[:, 0], 3, stride=1)  # (1, 1, 34, 34)
     x = torch.stack([field.roll(t, dims=-1)[..., 5:29, 5:29] for t in range(6)], dim=1)  # (1, 6, 1, 24, 24)
-    stream = Forecaster(model, horizon=2)
+    stream = StreamingForecaster(model, horizon=2)
     stream.push(x[:, 0])
     stream.push(x[:, 1])
     with pytest.raises(ValueError, match="motion_frames=3"):
@@ -172,13 +172,13 @@ def test_optical_flow_streams_over_its_motion_window() -> None:
 
 def test_default_horizon_is_the_models() -> None:
     model, shape = build("next_frame")
-    assert Forecaster(model).horizon == model.default_horizon
-    assert Forecaster(model).update(frames(1, 1, shape)[:, 0]).shape[1] == model.default_horizon
+    assert StreamingForecaster(model).horizon == model.default_horizon
+    assert StreamingForecaster(model).update(frames(1, 1, shape)[:, 0]).shape[1] == model.default_horizon
 
 
 def test_bad_frames_and_arguments_are_refused() -> None:
     model, shape = build("encoder_forecaster")
-    stream = Forecaster(model, horizon=2)
+    stream = StreamingForecaster(model, horizon=2)
     with pytest.raises(ValueError, match="at least one frame"):
         stream.forecast()
     with pytest.raises(ValueError, match=r"\(B, C, H, W\), got \(1, 1, 1, 8, 8\)"):
@@ -192,8 +192,8 @@ def test_bad_frames_and_arguments_are_refused() -> None:
         stream.update(nan)
     assert stream.frames_seen == 1  # refused frames are not counted
     with pytest.raises(ValueError, match="horizon must be an int >= 1"):
-        Forecaster(model, horizon=0)
+        StreamingForecaster(model, horizon=0)
     with pytest.raises(ValueError, match="can stream"):
-        Forecaster(create_model("convlstm_unet"))  # a segmentation network, not a forecaster
+        StreamingForecaster(create_model("convlstm_unet"))  # a segmentation network, not a forecaster
     with pytest.raises(ValueError, match="can stream"):
-        Forecaster(nn.Linear(2, 2), horizon=1)
+        StreamingForecaster(nn.Linear(2, 2), horizon=1)

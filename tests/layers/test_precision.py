@@ -75,7 +75,7 @@ def _errors(layer: ConvLSTM, x: torch.Tensor, weights: torch.Tensor, *, autocast
 
 @pytest.fixture(scope="module")
 def stack() -> tuple[ConvLSTM, torch.Tensor, torch.Tensor]:
-    """2 x 32 hidden, 5x5, 16 x 16 x 16 frames, 20 steps: ConvLSTM-S (ANCHORS §3) scaled down in width and depth.
+    """2 x 32 hidden, 5x5, 16 x 16 x 16 frames, 20 steps: OpenSTL's ConvLSTM-S scaled down in width and depth.
     A forget bias of 4 (f about 0.98) lets c grow over the sequence, where its precision matters most."""
     torch.manual_seed(0)
     layer = ConvLSTM(16, 32, 5, 2, forget_bias=4.0)

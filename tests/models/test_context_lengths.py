@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from convlstm import create_model
-from convlstm.models.base import Forecaster
+from convlstm.models.base import ForecastingModel
 
 LENGTHS = [4, 2, 3]
 
@@ -27,7 +27,7 @@ def test_padded_contexts_forecast_as_each_alone(overrides: dict[str, object]) ->
     torch.manual_seed(0)
     kwargs = dict(overrides)
     model = create_model(str(kwargs.pop("name")), **kwargs)
-    assert isinstance(model, Forecaster) and model.accepts_context_lengths
+    assert isinstance(model, ForecastingModel) and model.accepts_context_lengths
     context = torch.rand(len(LENGTHS), max(LENGTHS), 1, 16, 16)
     for b, length in enumerate(LENGTHS):
         context[b, length:] = 0.0  # padding

@@ -10,7 +10,7 @@ from torch import Tensor
 from convlstm.models import create_model, from_pretrained, list_models
 from convlstm.models.encoder_forecaster import EncoderForecaster, EncoderForecasterConfig
 
-# Shi et al. 2015, table 1 (ANCHORS §1): the published parameter counts of the Moving MNIST models.
+# Shi et al. 2015, table 1: the published parameter counts of the Moving MNIST models.
 SHI_MOVING_MNIST_COUNTS = {
     "shi2015_convlstm_5x5_256": 13_524_496,
     "shi2015_convlstm_5x5_128_128": 10_042_896,

@@ -25,7 +25,7 @@ def _randomize_peepholes(model: torch.nn.Module) -> None:
 
 
 def test_fc_lstm_2048_2048_has_the_published_parameter_count() -> None:
-    # Shi et al. 2015, table 1 (ANCHORS §1). On the meta device: shapes only, no 570 MB of weights.
+    # Shi et al. 2015, table 1. On the meta device: shapes only, no 570 MB of weights.
     with torch.device("meta"):
         model = create_model("fc_lstm_2048_2048")
     assert sum(p.numel() for p in model.parameters()) == 142_667_776

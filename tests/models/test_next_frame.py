@@ -150,7 +150,7 @@ def test_bad_sizes_and_arguments_raise() -> None:
 def test_patches_with_no_encoder_stages_make_openstl_convlstm_s() -> None:
     torch.manual_seed(0)
     model = create_model("openstl_convlstm_s")
-    # ANCHORS §3: OpenSTL's ConvLSTM-S uses 11.68M of its 15.0M parameters.
+    # OpenSTL (Tan et al. 2023):'s ConvLSTM-S uses 11.68M of its 15.0M parameters.
     assert sum(p.numel() for p in model.parameters()) == 11_677_712
     frames = _frames(batch=1, steps=3, size=16)
     one_step, state = model.one_step(frames)

@@ -263,7 +263,7 @@ def test_bad_sizes_and_arguments_raise() -> None:
         PredNet(stack_sizes=(3, 4, 8), r_stack_sizes=(3, 4))
     with pytest.raises(ValueError, match="layer_loss_weights must have 3 entries"):
         PredNet(stack_sizes=(3, 4, 8), layer_loss_weights=(1.0, 0.1))
-    with pytest.raises(ValueError, match="layer loss weights must be one of"):
+    with pytest.raises(ValueError, match="layer_loss_weights must be one of"):
         PredNet(layer_loss_weights="L_1")
     with pytest.raises(ValueError, match="output_mode must be one of"):
         model.run(_frames(), output_mode="R0")  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """Checks every registered model through one interface (timm style)."""
 
+import dataclasses
 import json
 import math
 
@@ -8,7 +9,17 @@ import pytest
 import torch
 
 import convlstm
-from convlstm.models import ConvLSTMUNet, PredNet, from_pretrained
+from convlstm.models import (
+    ConvLSTMUNet,
+    ForecastingModel,
+    PredNet,
+    family_class,
+    from_pretrained,
+    list_families,
+    list_models,
+    model_family,
+    model_from_config,
+)
 from tests.models.golden import GOLDEN_FILE, GOLDEN_MODELS, compute
 from tests.models.registry_cases import HORIZON, build, example_input, frame_shape, run
 from tests.tolerances import FLOAT32_REORDERED
@@ -25,6 +36,37 @@ def test_registry_lists_every_family() -> None:
     assert convlstm.list_models("shi2015_*") == sorted(n for n in ALL if n.startswith("shi2015_"))
     with pytest.raises(ValueError, match="unknown model name 'convlstm_unett'; did you mean convlstm_unet"):
         convlstm.create_model("convlstm_unett")
+
+
+def test_every_builder_records_the_family_of_the_model_it_builds() -> None:
+    for name in ALL:
+        family = model_family(name)
+        assert family in list_families()
+        assert name in list_models(family=family)
+        if name not in HUGE:
+            model = convlstm.create_model(name)
+            assert model.family == family and isinstance(model, family_class(family))
+    with pytest.raises(ValueError, match="unknown model family 'no_such'"):
+        family_class("no_such")
+
+
+def test_one_function_rebuilds_a_saved_config_for_files_and_checkpoints() -> None:
+    model = convlstm.create_model("next_frame_tiny")
+    saved = dataclasses.asdict(model.config)
+    rebuilt = model_from_config("next_frame", saved)
+    assert type(rebuilt) is type(model) and rebuilt.config == model.config
+    del saved["patch_size"]  # a config written before a defaulted field existed
+    assert model_from_config("next_frame", saved).config.patch_size == model.config.patch_size
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        model_from_config("next_frame", {**saved, "colour": 1})
+
+
+def test_the_old_base_class_name_warns() -> None:
+    with pytest.warns(DeprecationWarning, match="use ForecastingModel"):
+        from convlstm.models import Forecaster
+    assert Forecaster is ForecastingModel
+    with pytest.warns(DeprecationWarning, match="use StreamingForecaster"):
+        assert convlstm.Forecaster is convlstm.StreamingForecaster
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if n not in HUGE])

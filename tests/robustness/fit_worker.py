@@ -12,8 +12,8 @@ from typing import Any
 import lightning as L
 import torch
 
-from convlstm.cli import building
 from convlstm.cli.main import main
+from convlstm.experiment import building
 
 PAUSE_S = 0.3
 

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from convlstm.cli.main import main
-from convlstm.cli.run_dir import RunDir
+from convlstm.experiment import RunDir
 from convlstm.tasks import load_task
 from convlstm.utils.atomic import remove_stale_temporaries
 
@@ -41,7 +41,7 @@ def _recipe(folder: Path) -> Path:
         "seed": 3,
         "data": {
             "source": "numpy",
-            "args": {"path": str(folder / "frames.npy"), "layout": "NTCHW"},
+            "args": {"root": str(folder / "frames.npy"), "layout": "NTCHW"},
             "context_frames": 2,
             "target_frames": 1,
             "batch_size": 4,
@@ -198,7 +198,7 @@ def test_a_write_killed_midway_leaves_the_old_checkpoint_whole(tmp_path: Path) -
 
 
 def test_resume_removes_temporary_files_of_an_interrupted_write(tmp_path: Path) -> None:
-    from convlstm.cli.recipe import recipe_from_dict
+    from convlstm.experiment import recipe_from_dict
 
     recipe = recipe_from_dict({"name": "r", "data": {"source": "moving_mnist"}, "model": {"name": "persistence"}})
     run = RunDir(tmp_path / "run")

@@ -14,13 +14,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convlstm.cli.main import CONFIGS, main
-from convlstm.cli.recipe import Recipe, RecipeError, load_recipe, recipe_from_dict
-from convlstm.cli.run_dir import RunDir
+from convlstm.cli.main import main
+from convlstm.experiment import Recipe, RecipeError, RunDir, load_recipe, recipe_from_dict
+from convlstm.experiment.recipe import recipe_source
 
 FUZZ = settings(max_examples=50, deadline=5000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
-DEMO = yaml.safe_load((CONFIGS / "demo.yaml").read_text())
+DEMO = yaml.safe_load(recipe_source("demo")[0])
 TINY = [
     "trainer.max_steps=1",
     "trainer.max_minutes=null",
@@ -139,7 +139,7 @@ def test_any_text_is_a_recipe_or_a_recipe_error(text: str, tmp_path_factory: pyt
 @given(override=st.text(max_size=30))
 def test_any_override_is_applied_or_refused(override: str) -> None:
     try:
-        load_recipe(CONFIGS / "demo.yaml", [override])
+        load_recipe("demo", [override])
     except RecipeError as error:
         _assert_mentions(error, "override")
 
@@ -161,7 +161,7 @@ def test_undecodable_recipe_files_name_themselves(tmp_path: Path) -> None:
         ("data.batch_size=0", "batch_size >= 1"),
         ("data.eval_batch_size=0", "eval_batch_size must be >= 1"),
         ("data.num_workers=-1", "num_workers >= 0"),
-        ("data.context_frames=-1", "context_frames must be >= 1"),
+        ("data.context_frames=-1", "context_frames must be an int >= 1"),
         ("data.source=nope", "data source must be one of"),
         ("data.args.foo=1", "data.args ['foo'] are not arguments of BouncingBalls"),
         ("model.name=nope", "unknown model name 'nope'"),
@@ -195,7 +195,7 @@ def test_values_a_type_cannot_rule_out_end_in_exit_code_2(
 ) -> None:
     overrides = [part for o in [*TINY, override] for part in ("-o", o)]
     run = tmp_path / "run"
-    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run), *overrides]) == 2
+    assert main(["fit", "-c", "demo", "--run-dir", str(run), *overrides]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("convlstm fit: error: ")]
     assert len(lines) == 1 and message in lines[0], lines
     assert not (run / "checkpoints").exists()  # refused before any training
@@ -203,7 +203,7 @@ def test_values_a_type_cannot_rule_out_end_in_exit_code_2(
 
 @pytest.mark.parametrize("override", ["no_equals_sign", "=1", "data.batch_size=[1, 2", "name.inner=1", "data..x=1"])
 def test_bad_overrides_end_in_exit_code_2(override: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    command = ["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(tmp_path / "run"), "-o", override]
+    command = ["fit", "-c", "demo", "--run-dir", str(tmp_path / "run"), "-o", override]
     assert main(command) == 2
     assert "error:" in capsys.readouterr().err
 
@@ -227,7 +227,7 @@ def test_commands_on_a_missing_run_directory(tmp_path: Path, capsys: pytest.Capt
 )
 def test_predict_refuses_bad_input_files(contents: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = RunDir(tmp_path / "run")
-    run.create(load_recipe(CONFIGS / "demo.yaml"), resume=False)  # predict checks its input before the model
+    run.create(load_recipe("demo"), resume=False)  # predict checks its input before the model
     source = tmp_path / "input.npy"
     if contents is None:
         np.save(source, np.array([{"a": 1}], dtype=object), allow_pickle=True)

@@ -12,8 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convlstm.models import create_model
-from convlstm.models.base import Forecaster
+from convlstm.models import ForecastingModel, create_model
 
 FUZZ = settings(max_examples=30, deadline=10_000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
@@ -134,7 +133,7 @@ def test_forecasters_work_or_raise_value_errors(name: str, data: st.DataObject) 
     except (ValueError, TypeError) as error:
         _assert_build_error(error)
         return
-    assert isinstance(model, Forecaster)
+    assert isinstance(model, ForecastingModel)
     channels = getattr(model.config, "in_channels", None) or (
         model.config.stack_sizes[0] if name == "prednet_tiny" else 1
     )

@@ -169,7 +169,7 @@ def test_nan_in_the_data_stops_the_command_with_the_file_named(
         "name": "nan",
         "data": {
             "source": "numpy",
-            "args": {"path": str(tmp_path / "frames.npy"), "layout": "NTCHW"},
+            "args": {"root": str(tmp_path / "frames.npy"), "layout": "NTCHW"},
             "context_frames": 2,
             "target_frames": 1,
             "batch_size": 4,

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
-from convlstm.cli.main import CONFIGS, main
-from convlstm.cli.recipe import RecipeError, load_recipe, recipe_from_dict
-from convlstm.cli.run_dir import RunDir
+from convlstm.cli.main import main
+from convlstm.experiment import RecipeError, RunDir, load_recipe, recipe_from_dict
+from convlstm.experiment.recipe import recipe_source
 from convlstm.models import create_model, from_pretrained
 from convlstm.models.base import CONFIG_FILE, WEIGHTS_FILE
 from convlstm.tasks import ForecastingTask, load_task
@@ -70,7 +70,7 @@ def test_checkpoints_with_pickled_code_are_refused(malicious: tuple[Path, Path])
 def _run_dir(root: Path, checkpoint: Path) -> Path:
     """A run directory as `convlstm fit` leaves it, with ``checkpoint`` as its last.ckpt."""
     recipe = load_recipe(
-        CONFIGS / "demo.yaml",
+        "demo",
         [
             "model.name=next_frame_tiny",
             "model.args={encoder_channels: [4, 4], hidden_channels: [4], default_horizon: 2}",
@@ -232,13 +232,13 @@ def test_the_yaml_payload_is_live_when_loaded_unsafely(tmp_path: Path) -> None:
 def test_recipes_with_python_tags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     marker = tmp_path / "code_ran"
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text((CONFIGS / "demo.yaml").read_text() + f"\ndescription: {_python_tag(marker)}\n")
+    recipe.write_text(recipe_source("demo")[0] + f"\ndescription: {_python_tag(marker)}\n")
     with pytest.raises(RecipeError, match="is not valid YAML"):
         load_recipe(recipe)
     assert main(["fit", "-c", str(recipe), "--run-dir", str(tmp_path / "run")]) == 2
     assert "could not determine a constructor" in capsys.readouterr().err
     override = ["-o", f"description={_python_tag(marker)}"]
-    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(tmp_path / "run"), *override]) == 2
+    assert main(["fit", "-c", "demo", "--run-dir", str(tmp_path / "run"), *override]) == 2
     assert "the value is not valid YAML" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "run").exists()
 
@@ -246,7 +246,7 @@ def test_recipes_with_python_tags_are_refused(tmp_path: Path, capsys: pytest.Cap
 def test_a_tampered_run_recipe_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     marker = tmp_path / "code_ran"
     run = RunDir(tmp_path / "run")
-    run.create(load_recipe(CONFIGS / "demo.yaml"), resume=False)
+    run.create(load_recipe("demo"), resume=False)
     run.recipe_path.write_text(run.recipe_path.read_text() + f"\ndescription: {_python_tag(marker)}\n")
     with pytest.raises(RecipeError, match=r"recipe.yaml is not a valid YAML recipe"):
         run.recipe()

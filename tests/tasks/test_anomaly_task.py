@@ -114,7 +114,7 @@ def test_bad_inputs():
         score_sequences(LastFrame(), frames, context_frames=8)
     with pytest.raises(ValueError, match="first_frames"):
         AnomalyTask(LastFrame(), first_frames="drop")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"score must be one of \('regularity', 'cumulative'\), got 'max'"):
+    with pytest.raises(ValueError, match=r"score must be one of \['regularity', 'cumulative'\], got 'max'"):
         score_sequences(LastFrame(), frames, score="max")  # type: ignore[arg-type]
     task = AnomalyTask(LastFrame())
     with pytest.raises(ValueError, match="labels must be"):

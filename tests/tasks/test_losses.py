@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from convlstm.metrics import balanced_mae, balanced_mse, bce_per_sequence
+from convlstm.models.prednet import parse_layer_loss_weights, time_loss_weights
 from convlstm.tasks.losses import (
     balanced_loss,
     bce_loss,
@@ -16,8 +17,6 @@ from convlstm.tasks.losses import (
     mae_loss,
     mse_loss,
     prednet_error_loss,
-    prednet_layer_weights,
-    prednet_time_weights,
     rain_rate_of,
     segmentation_loss,
     soft_dice_loss,
@@ -170,14 +169,14 @@ def test_segmentation_loss_combines_cross_entropy_and_dice():
 
 
 def test_prednet_weights_and_error_loss():
-    assert prednet_layer_weights("L_0", 4).tolist() == [1.0, 0.0, 0.0, 0.0]
-    assert prednet_layer_weights("L_all", 4).tolist() == pytest.approx([1.0, 0.1, 0.1, 0.1])
-    assert prednet_time_weights(10).tolist() == pytest.approx([0.0] + [1 / 9] * 9)
-    with pytest.raises(ValueError, match="one weight per layer"):
-        prednet_layer_weights([1.0, 0.5], 3)
+    assert parse_layer_loss_weights("L_0", 4) == (1.0, 0.0, 0.0, 0.0)
+    assert parse_layer_loss_weights("L_all", 4) == pytest.approx((1.0, 0.1, 0.1, 0.1))
+    assert time_loss_weights(10).tolist() == pytest.approx([0.0] + [1 / 9] * 9)
+    with pytest.raises(ValueError, match="one per layer"):
+        parse_layer_loss_weights([1.0, 0.5], 3)
     g = torch.Generator().manual_seed(6)
     errors = torch.rand(3, 5, 2, generator=g)
-    layer_w, time_w = torch.tensor([1.0, 0.1]), prednet_time_weights(5)
+    layer_w, time_w = torch.tensor([1.0, 0.1]), time_loss_weights(5)
     expected = (
         sum(
             float(time_w[t] * layer_w[l] * errors[b, t, l])

@@ -43,8 +43,26 @@ def test_error_loss_matches_weighted_sum():
         assert float(custom.training_step(frames, 0)) == pytest.approx(float(errors[:, 0, 0].mean()), rel=1e-5)
     with pytest.raises(ValueError, match="time_loss_weights"):
         PredNetTask(model, time_loss_weights=(1.0, 0.0)).training_step(frames, 0)
-    with pytest.raises(ValueError, match="one weight per layer"):
+    with pytest.raises(ValueError, match="layer_loss_weights must have 2 entries"):
         PredNetTask(model, layer_loss_weights=(1.0, 0.1, 0.1)).training_step(frames, 0)
+
+
+def test_the_models_own_layer_loss_weights_train_unless_the_task_overrides_them():
+    """PredNet's config carries layer_loss_weights; the task trains with them unless given its own."""
+    from convlstm.models.prednet import PredNet
+
+    frames = torch.rand(2, 4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    weighted = PredNet(stack_sizes=(1, 4), layer_loss_weights=(1.0, 0.5))
+    with torch.no_grad():
+        errors, _ = weighted.run(frames, output_mode="error")
+        own = PredNetTask(weighted).training_step(frames, 0)
+        overridden = PredNetTask(weighted, layer_loss_weights="L_0").training_step(frames, 0)
+    # float32 sums of 2 x 3 x 2 terms: a few ulps
+    per_step = errors[:, 1:, 0] + 0.5 * errors[:, 1:, 1]
+    assert float(own) == pytest.approx(float(per_step.mean()), rel=1e-5)
+    assert float(overridden) == pytest.approx(float(errors[:, 1:, 0].mean()), rel=1e-5)
+    assert float(own) > float(overridden)
 
 
 def test_extrapolation_loss_uses_fed_back_predictions():

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from convlstm import ConvLSTM, ConvLSTMCell
-from convlstm.models.base import Forecaster, config_from_arguments, next_input
+from convlstm.models.base import ForecastingModel, config_from_arguments, next_input
 
 QUIET_TRAINER: dict[str, Any] = {
     "accelerator": "cpu",
@@ -33,7 +33,7 @@ class TinyForecasterConfig:
     hidden: int = 4
 
 
-class TinyForecaster(Forecaster):
+class TinyForecaster(ForecastingModel):
     """One ConvLSTM layer and a 1x1 head; feeds its predictions (or, where teacher forcing says, the truth) back.
 
     Records the ``teacher_forcing`` mask of each call in :attr:`seen_masks` so tests can check what the task sent.

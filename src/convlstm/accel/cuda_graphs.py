@@ -1,7 +1,7 @@
 """Whole training and inference steps captured in CUDA graphs, for static shapes.
 
 At small batch a ConvLSTM step is bound by kernel launches (hundreds of small kernels per sequence); replaying a
-captured graph launches them all at once (ANCHORS §10: 237 -> 638 sequences/s at batch 16 on an H200). The step
+captured graph launches them all at once (benchmarks/gpu.py measures the gain). The step
 must not synchronise with the host (no ``.item()``, no Python branch on a tensor's value): capture fails if it does.
 
 Usage::
@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+
+from convlstm.utils.checks import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ def capture_training_step(
         ValueError: not on CUDA, an optimizer without capturable=True, or warmup_steps < 1.
     """
     device = _check_cuda("capture_training_step", model, example_inputs)
-    _check_warmup(warmup_steps)
+    check_int("warmup_steps", warmup_steps)
     if optimizer is not None:
         for group in optimizer.param_groups:
             if "capturable" in group and not group["capturable"]:
@@ -172,7 +174,7 @@ def capture_inference(
         ValueError: not on CUDA, or warmup_steps < 1.
     """
     device = _check_cuda("capture_inference", fn if isinstance(fn, nn.Module) else None, example_inputs)
-    _check_warmup(warmup_steps)
+    check_int("warmup_steps", warmup_steps)
     static_inputs = tuple(x.detach().clone() for x in example_inputs)
 
     def forward(*inputs: Tensor) -> Any:
@@ -246,11 +248,6 @@ def _parameter_device(module: nn.Module, name: str) -> torch.device:
     if first is None:
         raise ValueError(f"{name} has no parameters to train")
     return first.device
-
-
-def _check_warmup(steps: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"warmup_steps must be an int >= 1, got {steps!r}")
 
 
 def _check_cuda(what: str, module: nn.Module | None, inputs: Sequence[Tensor]) -> torch.device:

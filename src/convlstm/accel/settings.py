@@ -22,9 +22,8 @@ from convlstm.layers.sequence import ConvRNNBase
 
 logger = logging.getLogger(__name__)
 
-# Measured on the CPU (2026-11-28; 5x5 kernels, 16 x 16 x 16 input, batch 2): 2 x 32 hidden 0.0014 / 0.012, the
-# same with forget bias 4 (c grows) 0.0098 / 0.011, 4 x 128 hidden (ConvLSTM-S) 0.0004 / 0.016; keeping c in
-# bfloat16 doubles the output errors. The limits leave about 2-3x room for other convolution algorithms (cuDNN).
+# The limits leave room of a few times the differences seen on the CPU (5x5 kernels, 16 x 16 x 16 input) for other
+# convolution algorithms (cuDNN); keeping c in bfloat16 would double the output errors.
 BF16_TOLERANCE = {"output": 0.02, "gradient": 0.05}
 """Largest differences of bfloat16 autocast (cell state in float32) from float32 over sequences of 20 frames:
 "output" is the max absolute difference of the outputs (which lie in [-1, 1]), "gradient" that of the gradients
@@ -82,9 +81,8 @@ class FastSettings:
 
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Xeon Sapphire Rapids and later): there
-    a bfloat16-autocast training step of the convolutional models of benchmarks/quality.py ran 1.45x to 2.33x as
-    fast as in float32 (benchmarks/cpu_precision.py; README, Speed).
-    CPUs without AMX were not measured. False where torch cannot tell (no ``torch.cpu.get_capabilities``)."""
+    a bfloat16-autocast training step of the convolutional models runs faster than in float32
+    (benchmarks/cpu_precision.py measures it). False where torch cannot tell (no ``torch.cpu.get_capabilities``)."""
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     return capabilities is not None and bool(capabilities().get("amx_bf16", False))
 
@@ -93,15 +91,14 @@ def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> 
     """The fast paths expected to pay on ``device``.
 
     - CPU: bfloat16 autocast with the cell state in float32 where the CPU has AMX (:func:`cpu_computes_bf16`),
-      otherwise nothing. Measured with benchmarks/layers.py: torch.compile'd gates gained 12 % at a small shape and
-      nothing at OpenSTL ConvLSTM-S, for about 50 s of cold compilation; CUDA graphs do not apply.
+      otherwise nothing: torch.compile'd gates gain little on the CPU for their cold compilation time
+      (benchmarks/layers.py compares them); CUDA graphs do not apply.
     - CUDA: bfloat16 autocast (where supported) with the cell state in float32, the gate arithmetic compiled
       (when Triton is importable), and with ``static_shapes`` whole steps captured in CUDA graphs with the
-      one-convolution-per-step schedule ("fused"; batching the input convolution over time did not pay under a
-      graph, ANCHORS §10). channels_last stays off until benchmarks/gpu.py shows it pays. These defaults follow
-      ANCHORS §10 (graph capture doubled the small-batch rate; bfloat16 paid at batch 128; what remains at large
-      batch is elementwise memory traffic, which compiling the gates fuses) and are to be confirmed by
-      ``python benchmarks/gpu.py`` on the target GPU.
+      one-convolution-per-step schedule ("fused"; batching the input convolution over time does not pay under a
+      graph). channels_last stays off until benchmarks/gpu.py shows it pays. Why: at small batch kernel launches
+      dominate, which graph capture removes; at large batch bfloat16 pays and what remains is elementwise memory
+      traffic, which compiling the gates fuses. ``python benchmarks/gpu.py`` measures them on the target GPU.
 
     Args:
         device: where the model runs.

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from convlstm.baselines.persistence import check_baseline_arguments, context_channels
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.registry import register_model
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def import_pysteps() -> tuple[Callable[..., Any], Callable[..., Any]]:
     return motion.get_method("lucaskanade"), nowcasts.get_method("extrapolation")
 
 
-class OpticalFlow(Forecaster):
+class OpticalFlow(ForecastingModel):
     """Lucas-Kanade motion plus semi-Lagrangian extrapolation (pysteps), with the forecaster interface.
 
     Each sequence and channel gets its own motion field, held constant over the forecast. Pixels advected in from

@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import Tensor
 
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.registry import register_model
 
 
@@ -15,7 +15,7 @@ class PersistenceConfig:
     default_horizon: int = 10
 
 
-class Persistence(Forecaster):
+class Persistence(ForecastingModel):
     """Repeats the last context frame ``horizon`` times. It has no parameters; its config still saves and loads.
 
     Args:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from convlstm.baselines.optical_flow import import_pysteps
 from convlstm.baselines.persistence import check_baseline_arguments, context_channels
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.registry import register_model
 from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel
 
@@ -47,7 +47,7 @@ class STEPSConfig:
     default_horizon: int = 10
 
 
-class STEPS(Forecaster):
+class STEPS(ForecastingModel):
     """The STEPS ensemble nowcast of pysteps, with the forecaster interface.
 
     Args:

@@ -3,22 +3,24 @@
 import argparse
 import json
 import logging
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from convlstm import __version__
-from convlstm.cli.recipe import RecipeError, load_recipe, recipe_help
+from convlstm.experiment.recipe import RecipeError, list_recipes, load_recipe, recipe_help
 from convlstm.utils.extras import missing_extra_message
 
 logger = logging.getLogger("convlstm")
 
-CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-
 
 def _add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", required=True, help="YAML recipe (one per application in configs/)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        help=f"a YAML recipe file, or the name of a packaged recipe: {', '.join(list_recipes())}",
+    )
     parser.add_argument(
         "--override",
         "-o",
@@ -35,6 +37,7 @@ def _add_run_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="convlstm",
         description="Train, evaluate and export convolutional recurrent networks for image sequences.",
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns 0, or 2 after printing a one-line error for a bad recipe, file or argument."""
     args = build_parser().parse_args(argv)
     # Our messages only: Lightning configures its own logger, and a root handler would print its lines twice.
     handler = logging.StreamHandler()
@@ -150,23 +154,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from convlstm.cli import commands
+    from convlstm import experiment
 
     if args.command == "list-models":
-        return commands.list_models(args.pattern)
+        summaries = experiment.model_summaries(args.pattern)
+        width = max(len(s.name) for s in summaries)
+        for summary in summaries:
+            print(f"{summary.name:<{width}}  {summary.parameters:>12,}  {summary.class_name}")
+        return 0
     if args.command == "fit":
         recipe = load_recipe(args.config, args.override)
-        commands.fit(recipe, Path(args.run_dir or Path("runs") / recipe.name), resume=args.resume)
+        experiment.fit(recipe, Path(args.run_dir or Path("runs") / recipe.name), resume=args.resume)
         return 0
     if args.command == "test":
-        print(json.dumps(commands.test(Path(args.run_dir)), indent=2))
+        print(json.dumps(experiment.test(Path(args.run_dir)), indent=2))
         return 0
     if args.command == "evaluate":
-        report = commands.evaluate(Path(args.run_dir), baselines=args.baselines, num_sequences=args.num_sequences)
+        report = experiment.evaluate(Path(args.run_dir), baselines=args.baselines, num_sequences=args.num_sequences)
         print(f"wrote {report}")
         return 0
     if args.command == "predict":
-        grid = commands.GridOptions(
+        grid = experiment.GridOptions(
             variables=args.variables,
             time_dim=args.time_dim,
             y_dim=args.y_dim,
@@ -174,10 +182,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             engine=args.engine,
             windows=args.windows,
         )
-        commands.predict(Path(args.run_dir), Path(args.input), Path(args.output), horizon=args.horizon, grid=grid)
+        experiment.predict(Path(args.run_dir), Path(args.input), Path(args.output), horizon=args.horizon, grid=grid)
         return 0
     if args.command == "export":
-        written = commands.export(
+        written = experiment.export(
             Path(args.run_dir), Path(args.output), formats=args.formats, frame_shape=args.frame_shape
         )
         for path in written:
@@ -189,25 +197,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def demo(run_dir: Path, *, minutes: float) -> int:
-    """Fits the demo recipe (configs/demo.yaml) for ``minutes``, then evaluates it against persistence."""
-    from convlstm.cli import commands
-    from convlstm.cli.run_dir import DEMO_MARKER
+    """Runs :func:`convlstm.experiment.demo` (the packaged ``demo`` recipe) and prints its scores."""
+    from convlstm import experiment
 
-    if run_dir.exists():
-        if not (run_dir / DEMO_MARKER).exists():
-            raise FileExistsError(f"{run_dir} exists and was not written by `convlstm demo`; choose another --run-dir")
-        shutil.rmtree(run_dir)  # a previous demo's output, replaced by this one
-    recipe = load_recipe(CONFIGS / "demo.yaml", [f"trainer.max_minutes={minutes}"])
-    run_dir.mkdir(parents=True)
-    (run_dir / DEMO_MARKER).touch()
-    commands.fit(recipe, run_dir, resume=False)
-    report = commands.evaluate(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())["methods"]
-    model, baseline = metrics[recipe.model.name]["mse_per_frame"], metrics["persistence"]["mse_per_frame"]
+    result = experiment.demo(run_dir, minutes=minutes)
+    recipe = result.recipe
+    model, baseline = result.model_mse_per_frame, result.persistence_mse_per_frame
     frames = f"{recipe.data.context_frames} -> {recipe.data.target_frames} frames"
     print(f"\n{recipe.data.source}, {frames}, {recipe.data.test_sequences} test sequences:")
     print(f"  MSE per frame: {recipe.model.name} {model:.1f}, persistence {baseline:.1f} ({baseline / model:.2f}x)")
-    print(f"  report: {report}\n  metrics: {run_dir / 'metrics.json'}")
+    print(f"  report: {result.report}\n  metrics: {run_dir / 'metrics.json'}")
     return 0
 
 

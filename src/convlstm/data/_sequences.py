@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from convlstm.utils.checks import check_int
+
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
@@ -30,49 +32,6 @@ def check_split(split: str) -> int:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return SPLITS.index(split)
-
-
-def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    """Return ``value`` if it is an int in [minimum, maximum], else raise ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return int(value)
-
-
-def check_float(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> float:
-    """Return ``value`` as a float if it lies in [low, high] (or (low, high] with ``low_open``), else raise."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not np.isfinite(v) or v > high or v < low or (low_open and v == low):
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value}")
-    return v
-
-
-def check_range(name: str, value: object, low: float, high: float) -> tuple[float, float]:
-    """Return a (lo, hi) pair with low <= lo <= hi <= high, else raise ValueError naming ``name``."""
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
-    lo = check_float(f"{name}[0]", value[0], low, high)
-    hi = check_float(f"{name}[1]", value[1], low, high)
-    if lo > hi:
-        raise ValueError(f"{name} must satisfy low <= high, got {value!r}")
-    return lo, hi
-
-
-def check_int_range(name: str, value: object, low: int, high: int) -> tuple[int, int]:
-    """Return an int (lo, hi) pair with low <= lo <= hi <= high, else raise ValueError naming ``name``."""
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        raise ValueError(f"{name} must be a (low, high) pair of ints, got {value!r}")
-    lo = check_int(f"{name}[0]", value[0], low, high)
-    hi = check_int(f"{name}[1]", value[1], low, high)
-    if lo > hi:
-        raise ValueError(f"{name} must satisfy low <= high, got {value!r}")
-    return lo, hi
 
 
 def dataset_salt(name: str) -> int:

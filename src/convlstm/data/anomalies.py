@@ -26,13 +26,12 @@ from convlstm.data._sequences import (
     Item,
     SeededSequences,
     Transform,
-    check_float,
-    check_int,
     dataset_salt,
     frames_to_item,
 )
 from convlstm.data.bouncing_balls import initial_state, render_balls, simulate_balls
 from convlstm.data.moving_mnist import DIGIT_SIZE, bounce, digit_pool, load_digits, render_digits
+from convlstm.utils.checks import check_float, check_int
 
 KINDS = ("teleport", "stop", "reverse", "appear", "identity")
 SOURCES = ("balls", "digits")

@@ -21,10 +21,9 @@ from convlstm.data._sequences import (
     Item,
     SeededSequences,
     Transform,
-    check_float,
-    check_int,
     frames_to_item,
 )
+from convlstm.utils.checks import check_float, check_int
 
 _PLACEMENT_TRIES = 1000
 
@@ -143,7 +142,6 @@ class BouncingBalls(SeededSequences):
     """Sequences of bouncing balls (Sutskever et al. 2008).
 
     Args:
-        root: Not used (the data is generated); accepted so that every dataset can be built as ``cls(root, ...)``.
         split: "train", "val" or "test" (disjoint random streams).
         transform: Callable applied to the item dict.
         seed: Base seed; item ``i`` is a function of (seed, split, epoch, i) only.
@@ -167,7 +165,6 @@ class BouncingBalls(SeededSequences):
 
     def __init__(
         self,
-        root: object = None,
         split: str = "train",
         transform: Transform | None = None,
         *,

@@ -17,6 +17,7 @@ import h5py
 from convlstm.data.layout import LazyFileArray, layout_recordings
 from convlstm.data.splits import RecordingSplit, Splitter, select_split
 from convlstm.data.windows import NanPolicy, Recording, Transform, WindowDataset, build_recordings
+from convlstm.utils.deprecation import renamed_keywords
 
 
 def _open_dataset(path: Path, key: str) -> h5py.Dataset:
@@ -47,7 +48,7 @@ class HDF5Sequences(WindowDataset):
     """Windows over the recordings of an HDF5 dataset in one or more files.
 
     Args:
-        path: a file or a list of files holding the same dataset (their recordings are concatenated).
+        root: a file or a list of files holding the same dataset (their recordings are concatenated).
         dataset: the dataset's name inside the file, e.g. "vil".
         layout: axis letters of the stored array, e.g. "NHWT" for SEVIR (see convlstm.data.layout).
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
@@ -62,15 +63,16 @@ class HDF5Sequences(WindowDataset):
         value_scale: as in WindowDataset.
     """
 
+    @renamed_keywords(path="root")
     def __init__(
         self,
-        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        split: str = "train",
         *,
         dataset: str,
         layout: str,
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         stride: int = 1,
         transform: Transform | None = None,
@@ -78,7 +80,7 @@ class HDF5Sequences(WindowDataset):
         value_scale: float = 1.0,
         skip_invalid: bool = False,
     ) -> None:
-        paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else [os.fspath(p) for p in path]
+        paths = [os.fspath(root)] if isinstance(root, str | os.PathLike) else [os.fspath(p) for p in root]
         recordings = build_recordings(paths, lambda p: hdf5_recordings(p, dataset, layout), skip_invalid=skip_invalid)
         super().__init__(
             select_split(recordings, split, split_by or RecordingSplit()),

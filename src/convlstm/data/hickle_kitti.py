@@ -77,10 +77,10 @@ class KittiHickle(WindowDataset):
     def __init__(
         self,
         root: str | os.PathLike[str],
+        split: str = "train",
         *,
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         stride: int = 1,
         transform: Transform | None = None,
         nan_policy: NanPolicy = "raise",

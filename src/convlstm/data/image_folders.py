@@ -130,10 +130,10 @@ class ImageFolderSequences(WindowDataset):
     def __init__(
         self,
         root: str | os.PathLike[str],
+        split: str = "train",
         *,
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         stride: int = 1,
         transform: Transform | None = None,

@@ -34,11 +34,12 @@ from convlstm.data._sequences import (
     Item,
     SeededSequences,
     Transform,
-    check_int,
-    check_range,
     check_split,
     frames_to_item,
 )
+from convlstm.data.splits import RecordingSplit
+from convlstm.utils.checks import check_int, check_range
+from convlstm.utils.deprecation import renamed_keywords
 
 logger = logging.getLogger(__name__)
 
@@ -252,10 +253,15 @@ class MovingMNIST(SeededSequences):
 class MovingMNISTFile(Dataset[Item]):
     """Sequences stored in the official Moving MNIST layout: a ``.npy`` of uint8, shape (T, N, H, W).
 
-    The file is memory-mapped, so the 800 MB official test set is not read into memory at once.
+    The file is memory-mapped, so the 800 MB official test set is not read into memory at once. ``split`` chooses
+    sequences the way the other file loaders choose recordings: whole sequences go to "train", "val" and "test" by
+    a seeded shuffle (``split_by``, default :class:`~convlstm.data.RecordingSplit`: 80 / 10 / 10 %), and "all" (the
+    default) keeps every sequence in file order.
 
     Args:
-        path: The ``.npy`` file (e.g. ``mnist_test_seq.npy``, shape (20, 10000, 64, 64)).
+        root: The ``.npy`` file (e.g. ``mnist_test_seq.npy``, shape (20, 10000, 64, 64)).
+        split: "all", or a split name of ``split_by``.
+        split_by: How sequences are assigned to splits (default: ``RecordingSplit()``).
         context_frames: Input frames T_in.
         target_frames: Frames to predict T_out; T_in + T_out must equal the file's T.
         transform: Callable applied to the item dict.
@@ -263,18 +269,23 @@ class MovingMNISTFile(Dataset[Item]):
     Items are dicts with float32 "context" (T_in, 1, H, W) and "target" (T_out, 1, H, W) in [0, 1].
     """
 
+    @renamed_keywords(path="root")
     def __init__(
         self,
-        path: str | Path,
+        root: str | Path,
+        split: str = "all",
         *,
+        split_by: RecordingSplit | None = None,
         context_frames: int = 10,
         target_frames: int = 10,
         transform: Transform | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(root)
         self.context_frames = check_int("context_frames", context_frames, 1)
         self.target_frames = check_int("target_frames", target_frames, 0)
         self.transform = transform
+        if self.path.is_dir():
+            raise ValueError(f"Moving MNIST root must be a .npy file of shape (T, N, H, W), got the folder {self.path}")
         if not self.path.is_file():
             raise FileNotFoundError(f"Moving MNIST file not found: {self.path}")
         try:
@@ -294,15 +305,27 @@ class MovingMNISTFile(Dataset[Item]):
                 f"context_frames + target_frames = {self.context_frames} + {self.target_frames}"
             )
         self.data = data
+        every = list(range(data.shape[1]))
+        by = split_by or RecordingSplit()
+        if split == "all":
+            self.indices = every
+        elif split in by.fractions:
+            self.indices = by.select(every, split)
+            if not self.indices:
+                raise ValueError(
+                    f"{self.path}: split={split!r} is empty: {len(every)} sequences split by {by} leave none for it"
+                )
+        else:
+            raise ValueError(f"split={split!r}: expected 'all' or one of {list(by.fractions)}")
 
     def __len__(self) -> int:
-        return int(self.data.shape[1])
+        return len(self.indices)
 
     def __getitem__(self, index: int) -> Item:
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} sequences in {self.path}")
-        frames = torch.from_numpy(np.array(self.data[:, index])).unsqueeze(1).float().div_(255.0)
+        frames = torch.from_numpy(np.array(self.data[:, self.indices[index]])).unsqueeze(1).float().div_(255.0)
         item = frames_to_item(frames, self.context_frames, self.target_frames)
         return self.transform(item) if self.transform is not None else item
 

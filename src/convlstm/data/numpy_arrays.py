@@ -21,6 +21,7 @@ import numpy as np
 from convlstm.data.layout import LazyFileArray, layout_recordings
 from convlstm.data.splits import RecordingSplit, Splitter, select_split
 from convlstm.data.windows import NanPolicy, Recording, Transform, WindowDataset, build_recordings
+from convlstm.utils.deprecation import renamed_keywords
 
 
 def _open_npy(path: Path) -> np.ndarray:
@@ -59,7 +60,7 @@ class NumpySequences(WindowDataset):
     """Windows over the recordings of one or more .npy / .npz files.
 
     Args:
-        path: a file or a list of files (their recordings are concatenated).
+        root: a file or a list of files (their recordings are concatenated).
         layout: axis letters of the stored arrays, e.g. "NTHW", "TNHW", "NTHWC" (see convlstm.data.layout).
         key: which array of a .npz file (needed when it holds several).
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
@@ -74,15 +75,16 @@ class NumpySequences(WindowDataset):
         value_scale: as in WindowDataset.
     """
 
+    @renamed_keywords(path="root")
     def __init__(
         self,
-        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        split: str = "train",
         *,
         layout: str,
         context_frames: int,
         target_frames: int,
         key: str | None = None,
-        split: str = "train",
         split_by: Splitter | None = None,
         stride: int = 1,
         transform: Transform | None = None,
@@ -90,7 +92,7 @@ class NumpySequences(WindowDataset):
         value_scale: float = 1.0,
         skip_invalid: bool = False,
     ) -> None:
-        paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else [os.fspath(p) for p in path]
+        paths = [os.fspath(root)] if isinstance(root, str | os.PathLike) else [os.fspath(p) for p in root]
         recordings = build_recordings(paths, lambda p: numpy_recordings(p, layout, key), skip_invalid=skip_invalid)
         super().__init__(
             select_split(recordings, split, split_by or RecordingSplit()),

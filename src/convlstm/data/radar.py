@@ -32,9 +32,6 @@ from convlstm.data._sequences import (
     Item,
     SeededSequences,
     Transform,
-    check_float,
-    check_int,
-    check_range,
     dataset_salt,
     frames_to_item,
 )
@@ -48,6 +45,7 @@ from convlstm.units import (
     rain_rate_to_pixel,
     zr_coefficients,
 )
+from convlstm.utils.checks import check_float, check_int, check_range
 
 UNITS = ("pixel", "mm/h")
 
@@ -137,7 +135,6 @@ class SyntheticRadar(SeededSequences):
     """Synthetic radar rain-rate sequences for precipitation nowcasting.
 
     Args:
-        root: Not used (the data is generated); accepted so that every dataset can be built as ``cls(root, ...)``.
         split: "train", "val" or "test" (disjoint random streams).
         transform: Callable applied to the item dict.
         seed: Base seed; item ``i`` is a function of (seed, split, epoch, i) only. The radar mask depends on the
@@ -169,7 +166,6 @@ class SyntheticRadar(SeededSequences):
 
     def __init__(
         self,
-        root: object = None,
         split: str = "train",
         transform: Transform | None = None,
         *,

@@ -23,12 +23,9 @@ from convlstm.data._sequences import (
     Item,
     SeededSequences,
     Transform,
-    check_float,
-    check_int,
-    check_int_range,
-    check_range,
 )
 from convlstm.data.moving_mnist import bounce
+from convlstm.utils.checks import check_float, check_int, check_int_range, check_range
 
 MOTIONS = ("straight", "zigzag", "orbit")
 BACKGROUND = 0.2
@@ -57,7 +54,6 @@ class MovingShapesSegmentation(SeededSequences):
     """Per-pixel segmentation of moving shapes whose class shows only over time.
 
     Args:
-        root: Not used (the data is generated); accepted so that every dataset can be built as ``cls(root, ...)``.
         split: "train", "val" or "test" (disjoint random streams).
         transform: Callable applied to the item dict.
         seed: Base seed; item ``i`` is a function of (seed, split, epoch, i) only.
@@ -83,7 +79,6 @@ class MovingShapesSegmentation(SeededSequences):
 
     def __init__(
         self,
-        root: object = None,
         split: str = "train",
         transform: Transform | None = None,
         *,

@@ -26,6 +26,7 @@ SOURCES = {
 
 
 def source_class(source: str) -> type:
+    """The dataset class that the recipe name ``source`` stands for (ValueError naming the known ones)."""
     if source not in SOURCES:
         raise ValueError(f"data source must be one of {sorted(SOURCES)}, got {source!r}")
     return getattr(data, SOURCES[source])
@@ -53,4 +54,12 @@ def make_dataset(
     for name, value in (("context_frames", context_frames), ("target_frames", target_frames), ("seed", seed)):
         if name in accepted:
             kwargs[name] = value
+    required = [
+        n for n, p in accepted.items() if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    lacking = [n for n in required if n not in kwargs]
+    if lacking:
+        raise ValueError(
+            f"data.args must set {lacking} for {cls.__name__} ({source}); it takes {sorted(set(accepted) - fixed)}"
+        )
     return cls(**kwargs)

@@ -90,10 +90,10 @@ class VideoSequences(WindowDataset):
     def __init__(
         self,
         root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        split: str = "train",
         *,
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         stride: int = 1,
         transform: Transform | None = None,
@@ -104,6 +104,11 @@ class VideoSequences(WindowDataset):
     ) -> None:
         if isinstance(root, str | os.PathLike):
             root = Path(root)
+            if not root.exists():
+                raise FileNotFoundError(
+                    f"video root not found: {root} (expected a folder of videos or one video file, "
+                    f"suffixes {VIDEO_SUFFIXES})"
+                )
             paths = list_videos(root) if root.is_dir() else [root]
             if not paths:
                 raise ValueError(f"{root}: no video files with suffixes {VIDEO_SUFFIXES}")

@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
 from torch import Tensor
 
 from convlstm.data.splits import Splitter, TimeBlockSplit, select_split
 from convlstm.data.windows import NanPolicy, Recording, Transform, WindowDataset
+from convlstm.utils.deprecation import renamed_keywords
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +222,7 @@ class XarraySequences(WindowDataset):
     window spans a gap.
 
     Args:
-        source: path of a netCDF file or zarr store, or an xarray.Dataset (already selected / subset).
+        root: path of a netCDF file or zarr store, or an xarray.Dataset (already selected / subset).
         variables: the variables to read, in channel order.
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
@@ -241,14 +243,15 @@ class XarraySequences(WindowDataset):
         time_chunk: frames per chunk along time on disk, or None (see :class:`XarrayFrames`).
     """
 
+    @renamed_keywords(source="root")
     def __init__(
         self,
-        source: str | os.PathLike[str] | xr.Dataset,
+        root: str | os.PathLike[str] | xr.Dataset,
+        split: str = "train",
         *,
         variables: Sequence[str],
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         time_dim: str = "time",
         y_dim: str = "lat",
@@ -260,10 +263,10 @@ class XarraySequences(WindowDataset):
         skip_invalid: bool = False,
         chunk_cache: int = 0,
     ) -> None:
-        if isinstance(source, xr.Dataset):
-            opener, name = functools.partial(_given, source), "dataset"
+        if isinstance(root, xr.Dataset):
+            opener, name = functools.partial(_given, root), "dataset"
         else:
-            opener, name = functools.partial(open_lazy, source, engine), str(source)
+            opener, name = functools.partial(open_lazy, root, engine), str(root)
         if not variables:
             raise ValueError(f"{name}: variables must name at least one variable")
         self.dims = (time_dim, y_dim, x_dim)
@@ -301,3 +304,69 @@ class XarraySequences(WindowDataset):
             variables=self.variables,
             dims=self.dims,
         )
+
+
+def last_window(
+    source: str | os.PathLike[str],
+    variables: Sequence[str],
+    *,
+    context_frames: int,
+    horizon: int,
+    time_dim: str = "time",
+    y_dim: str = "lat",
+    x_dim: str = "lon",
+    engine: str | None = None,
+) -> tuple[Tensor, WindowCoords]:
+    """The last ``context_frames`` frames without a time gap, to forecast from, and their coordinates.
+
+    Args:
+        source: a netCDF file or zarr store.
+        variables: the variables, in channel order.
+        context_frames: frames the model reads.
+        horizon: steps ahead; the returned coordinates extend the time axis by ``horizon`` regular steps.
+        time_dim, y_dim, x_dim: dimension names.
+        engine: the xarray engine (default: zarr for a zarr store, else xarray's choice).
+
+    Returns:
+        The context (T_in, C, H, W) as float32 and its :class:`WindowCoords`.
+
+    Raises:
+        ValueError: fewer than 2 time steps, no gap-free stretch of ``context_frames``, or NaN in the context.
+    """
+    order = (time_dim, y_dim, x_dim)
+    frames = XarrayFrames(functools.partial(open_lazy, source, engine), variables, order, str(source))
+    try:
+        return _read_last_window(frames, str(source), context_frames, horizon)
+    finally:
+        frames.dataset.close()
+
+
+def _read_last_window(
+    frames: XarrayFrames, source: str, context_frames: int, horizon: int
+) -> tuple[Tensor, WindowCoords]:
+    order = frames.dims
+    time, y, x = (np.asarray(frames.dataset[d].values) for d in order)
+    if len(time) < 2:
+        raise ValueError(f"{source}: needs at least 2 time steps to tell the step, got {len(time)}")
+    start, stop = regular_runs(time, source=str(source))[-1]
+    if stop - start < context_frames:
+        raise ValueError(
+            f"{source}: the model reads context_frames={context_frames} consecutive frames, but the last "
+            f"stretch without a gap in {order[0]} has {stop - start}"
+        )
+    steps = np.diff(time)
+    values, counts = np.unique(steps, return_counts=True)
+    step = values[counts.argmax()]
+    context = torch.from_numpy(np.asarray(frames[slice(stop - context_frames, stop)], dtype=np.float32))
+    if not torch.isfinite(context).all():
+        raise ValueError(f"{source}: the last {context_frames} frames of {frames.variables} hold NaN or inf")
+    ahead = time[stop - 1] + step * np.arange(1, horizon + 1)
+    coords = WindowCoords(
+        time=np.concatenate([time[stop - context_frames : stop], ahead]),
+        y=y,
+        x=x,
+        context_frames=context_frames,
+        variables=list(frames.variables),
+        dims=order,
+    )
+    return context, coords

@@ -9,16 +9,20 @@ from convlstm.inference.export import (
     export_torch,
     load_exported,
 )
-from convlstm.inference.streaming import Forecaster, stream_for
+from convlstm.inference.streaming import StreamingForecaster, stream_for
+from convlstm.utils.deprecation import deprecated_aliases
 
 __all__ = [
     "ExportError",
     "ExportedForecaster",
     "FixedHorizonForecaster",
-    "Forecaster",
+    "StreamingForecaster",
     "check_export",
     "export_onnx",
     "export_torch",
     "load_exported",
     "stream_for",
 ]
+
+
+__getattr__ = deprecated_aliases(__name__, Forecaster=(StreamingForecaster, "StreamingForecaster"))

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.baselines import OpticalFlow
-from convlstm.models.base import Forecaster as ForecastingModel
+from convlstm.models.base import ForecastingModel
 from convlstm.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Streaming inference: frames arrive one at a time, a k-step forecast comes back after each, in constant memory.
 
-:class:`Forecaster` keeps the model's recurrent state between calls (never the frames seen so far) and computes
+:class:`StreamingForecaster` keeps the model's recurrent state between calls (never the frames seen so far) and computes
 each forecast from that state without changing it, so after frames 0..t its forecast equals the batch call
 ``model(frames[:, :t + 1], horizon=k)``. Each model family keeps its state its own way; one small adapter per
 family knows it:
@@ -89,7 +89,7 @@ class _OneStepStream(_Stream):
 
     def forecast(self, horizon: int) -> Tensor:
         if self.prediction is None:
-            raise AssertionError("unreachable: forecast before the first frame is refused by Forecaster")
+            raise AssertionError("unreachable: forecast before the first frame is refused by StreamingForecaster")
         # As the models' forward: the last one-step prediction is the first forecast, then each is fed back.
         prediction, state = self.prediction, self.state
         predictions = [prediction]
@@ -117,7 +117,7 @@ class _PredNetStream(_Stream):
 
     def forecast(self, horizon: int) -> Tensor:
         if self.state is None:
-            raise AssertionError("unreachable: forecast before the first frame is refused by Forecaster")
+            raise AssertionError("unreachable: forecast before the first frame is refused by StreamingForecaster")
         # As PredNet.forward: each step is fed the previous prediction in place of the unseen frame.
         state, predictions = self.state, []
         for _ in range(horizon):
@@ -162,7 +162,7 @@ def stream_for(model: nn.Module) -> _Stream:
     )
 
 
-class Forecaster:
+class StreamingForecaster:
     """Forecasts ``horizon`` frames after every new frame, keeping only the model's state between frames.
 
     Memory does not grow with the number of frames: the object holds the recurrent state (or, for the window
@@ -179,7 +179,7 @@ class Forecaster:
         :meth:`update`: frame (B, C, H, W), one frame of each of B independent streams -> (B, horizon, C, H, W).
 
     Example:
-        >>> stream = Forecaster(model.eval(), horizon=5)
+        >>> stream = StreamingForecaster(model.eval(), horizon=5)
         >>> for frame in camera:                  # (B, C, H, W) each
         ...     forecast = stream.update(frame)   # (B, 5, C, H, W)
     """

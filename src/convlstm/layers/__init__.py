@@ -2,6 +2,7 @@
 
 from convlstm.layers.activations import ACTIVATIONS, get_activation
 from convlstm.layers.conv_lstm import ConvGRU, ConvLSTM
+from convlstm.layers.folding import per_frame
 from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
 from convlstm.layers.norm import BlockNorm
@@ -19,4 +20,5 @@ __all__ = [
     "TrajGRUCell",
     "get_activation",
     "lstm_pointwise",
+    "per_frame",
 ]

@@ -5,7 +5,6 @@ A cell is split in two halves so that sequence layers can choose how to schedule
 at once) and ``step`` (the state-to-state convolution plus the gate arithmetic).
 """
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -17,27 +16,15 @@ from convlstm.layers.conv import (
     IntOrTuple,
     PaddedConv,
     Padding,
-    check_positive_int,
     check_spatial_dims,
     check_weight_size,
     to_tuple,
 )
 from convlstm.layers.norm import BlockNorm, NormKind
+from convlstm.utils.checks import check_int, check_probability
 from convlstm.utils.tensor_checks import check_like_parameters
 
 LSTMState = tuple[Tensor, Tensor]
-
-
-def _check_finite_number(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _check_probability(p: float, name: str) -> float:
-    if not isinstance(p, int | float) or not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
-    return float(p)
 
 
 class ConvRNNCellBase(nn.Module):
@@ -68,8 +55,8 @@ class ConvRNNCellBase(nn.Module):
     ) -> None:
         super().__init__()
         dims = check_spatial_dims(spatial_dims)
-        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=0)
-        self.hidden_channels = check_positive_int(hidden_channels, "hidden_channels")
+        self.in_channels = check_int("in_channels", in_channels, 0)
+        self.hidden_channels = check_int("hidden_channels", hidden_channels)
         if padding not in ("same", "valid"):
             raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
         kernel = to_tuple(kernel_size, dims, "kernel_size")
@@ -84,8 +71,8 @@ class ConvRNNCellBase(nn.Module):
         self.activation_name, self.recurrent_activation_name = activation, recurrent_activation
         self.activation = get_activation(activation, argument="activation")
         self.recurrent_activation = get_activation(recurrent_activation, argument="recurrent_activation")
-        self.input_dropout = _check_probability(input_dropout, "input_dropout")
-        self.recurrent_dropout = _check_probability(recurrent_dropout, "recurrent_dropout")
+        self.input_dropout = check_probability("input_dropout", input_dropout)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
 
         gate_channels = self.num_gates * hidden_channels
         # Both weights are checked before either is allocated.
@@ -280,6 +267,6 @@ def _inverted_dropout_mask(ref: Tensor, shape: Sequence[int], p: float) -> Tenso
     return ref.new_empty(shape).bernoulli_(keep).div_(keep)
 
 
-def _channel_view(weight: Tensor, spatial_dims: int) -> Tensor:
+def channel_view(weight: Tensor, spatial_dims: int) -> Tensor:
     """(C,) -> (1, C, 1, ..., 1), to broadcast a per-channel weight over a batch of frames."""
     return weight.view(1, -1, *([1] * spatial_dims))

@@ -36,12 +36,6 @@ def to_tuple(value: IntOrTuple, spatial_dims: int, name: str, *, minimum: int = 
     return values
 
 
-def check_positive_int(value: int, name: str, *, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 def check_weight_size(out_channels: int, in_channels: int, kernel_size: Sequence[int]) -> None:
     """Raises ValueError, before anything is allocated, for a convolution weight over :data:`MAX_WEIGHT_ELEMENTS`
     (such a request would otherwise fail in the allocator or exhaust memory)."""

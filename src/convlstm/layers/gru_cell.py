@@ -3,10 +3,11 @@
 import torch
 from torch import Tensor, nn
 
-from convlstm.layers.cell_base import ConvRNNCellBase, _channel_view, _check_finite_number
+from convlstm.layers.cell_base import ConvRNNCellBase, channel_view
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.lstm_cell import REDUCED_PRECISION
 from convlstm.layers.norm import BlockNorm, NormKind
+from convlstm.utils.checks import check_finite
 
 
 class ConvGRUCell(ConvRNNCellBase):
@@ -83,7 +84,7 @@ class ConvGRUCell(ConvRNNCellBase):
             recurrent_dropout=recurrent_dropout,
         )
         self.reset_after = reset_after
-        self.gate_bias = _check_finite_number(gate_bias, "gate_bias")
+        self.gate_bias = check_finite("gate_bias", gate_bias)
         # reset_after multiplies r with the whole recurrent term, so its candidate bias must sit there (b_hn).
         self.recurrent_bias = (
             nn.Parameter(torch.zeros(3 * hidden_channels)) if reset_after and bias and norm is None else None
@@ -128,7 +129,7 @@ class ConvGRUCell(ConvRNNCellBase):
         if x_gates is not None:
             return x_gates
         if self.bias is not None:
-            return _channel_view(self.bias, self.spatial_dims).expand(like.shape[0], -1, *like.shape[2:])
+            return channel_view(self.bias, self.spatial_dims).expand(like.shape[0], -1, *like.shape[2:])
         return like.new_zeros(like.shape[0], 3 * self.hidden_channels, *like.shape[2:])
 
     def step(
@@ -163,12 +164,12 @@ class ConvGRUCell(ConvRNNCellBase):
             rz = x_rz
             h_n: Tensor | None = None
             if self.recurrent_bias is not None:
-                rz = rz + _channel_view(self.recurrent_bias[: 2 * f], self.spatial_dims)
-                h_n = _channel_view(self.recurrent_bias[2 * f :], self.spatial_dims)
+                rz = rz + channel_view(self.recurrent_bias[: 2 * f], self.spatial_dims)
+                h_n = channel_view(self.recurrent_bias[2 * f :], self.spatial_dims)
         elif self.reset_after:
             recurrent = widen(self.recurrent_gates(state, recurrent_mask, weight=recurrent_weight))
             if self.recurrent_bias is not None:
-                recurrent = recurrent + _channel_view(self.recurrent_bias, self.spatial_dims)
+                recurrent = recurrent + channel_view(self.recurrent_bias, self.spatial_dims)
             rz, h_n = x_rz + recurrent[:, : 2 * f], recurrent[:, 2 * f :]
         else:
             rz_recurrent = self.recurrent_gates(state, recurrent_mask, first=0, count=2, weight=recurrent_weight)

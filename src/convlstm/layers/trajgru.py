@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers.activations import get_activation
-from convlstm.layers.conv import check_positive_int
+from convlstm.utils.checks import check_int
 from convlstm.utils.tensor_checks import check_like_parameters
 
 
 def _check_odd_kernel(value: int, name: str) -> int:
-    check_positive_int(value, name)
+    check_int(name, value)
     if value % 2 == 0:
         raise ValueError(f"{name} must be odd (the state keeps its size with 'same' padding), got {value}")
     return value
@@ -97,11 +97,11 @@ class TrajGRUCell(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=0)
-        self.hidden_channels = check_positive_int(hidden_channels, "hidden_channels")
+        self.in_channels = check_int("in_channels", in_channels, minimum=0)
+        self.hidden_channels = check_int("hidden_channels", hidden_channels)
         _check_odd_kernel(kernel_size, "kernel_size")
-        self.links = check_positive_int(links, "links")
-        check_positive_int(flow_channels, "flow_channels")
+        self.links = check_int("links", links)
+        check_int("flow_channels", flow_channels)
         _check_odd_kernel(flow_kernel_size, "flow_kernel_size")
         self.activation_name, self.recurrent_activation_name = activation, recurrent_activation
         self.activation = get_activation(activation, argument="activation")
@@ -208,8 +208,8 @@ class TrajGRU(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        self.num_layers = check_positive_int(num_layers, "num_layers")
-        self.in_channels = check_positive_int(in_channels, "in_channels", minimum=0)
+        self.num_layers = check_int("num_layers", num_layers)
+        self.in_channels = check_int("in_channels", in_channels, minimum=0)
         self.hidden_channels = _per_layer(hidden_channels, num_layers, "hidden_channels")
         self.links = _per_layer(links, num_layers, "links")
         cells = []
@@ -268,4 +268,4 @@ def _per_layer(value: int | Sequence[int], num_layers: int, name: str) -> list[i
     values = [value] * num_layers if isinstance(value, int) else list(value)
     if len(values) != num_layers:
         raise ValueError(f"{name} must be an int or have num_layers={num_layers} entries, got {value!r}")
-    return [check_positive_int(v, name) for v in values]
+    return [check_int(name, v) for v in values]

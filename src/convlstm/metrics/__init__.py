@@ -6,7 +6,7 @@ critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (a
 ``"<name>_by_lead_time"`` (one value per lead time).
 """
 
-from convlstm.metrics.anomaly import cumulative_regularity, frame_auroc, regularity_score
+from convlstm.metrics.anomaly import anomaly_aurocs, cumulative_regularity, frame_auroc, regularity_score
 from convlstm.metrics.field_scores import (
     EnsembleScores,
     FractionsSkillScore,
@@ -25,6 +25,7 @@ from convlstm.metrics.forecast import (
     ssim,
 )
 from convlstm.metrics.forecast_metrics import DEFAULT_FORECAST_METRICS, FORECAST_METRICS, ForecastMetrics
+from convlstm.metrics.forecast_scores import ForecastScores
 from convlstm.metrics.nowcasting import (
     HKO_THRESHOLDS,
     ContingencyTable,
@@ -44,8 +45,10 @@ __all__ = [
     "ContingencyTable",
     "EnsembleScores",
     "ForecastMetrics",
+    "ForecastScores",
     "FractionsSkillScore",
     "ProbabilityScores",
+    "anomaly_aurocs",
     "balanced_mae",
     "balanced_mse",
     "balanced_weights",

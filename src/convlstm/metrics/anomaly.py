@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from convlstm.metrics._checks import check_no_nan, check_tensor
 
-__all__ = ["cumulative_regularity", "frame_auroc", "regularity_score"]
+__all__ = ["anomaly_aurocs", "cumulative_regularity", "frame_auroc", "regularity_score"]
 
 
 def regularity_score(psnr: Tensor, video_ids: Tensor | None = None) -> Tensor:
@@ -121,3 +123,46 @@ def frame_auroc(scores: Tensor, labels: Tensor, *, higher_is_anomalous: bool = T
     ranks = torch.unique(flat_scores, return_inverse=True)[1].to(torch.float64)
     ranks = ranks / max(float(ranks.max()), 1.0)
     return binary_auroc(ranks, flat_labels)
+
+
+def anomaly_aurocs(
+    regularity: Tensor, labels: Tensor, kinds: list[str], onsets: Tensor, *, onsets_too: bool = True
+) -> dict[str, Any]:
+    """Frame-level ROC-AUCs of a regularity score (low: anomalous), overall and broken down by anomaly kind.
+
+    Args:
+        regularity: (N, T) scores, NaN where a frame has no score.
+        labels: (N, T) 1 for an abnormal frame.
+        kinds: (N,) the kind of each sequence ("normal" for normal ones, "unknown" where not known).
+        onsets: (N,) the first abnormal frame of each sequence, -1 if normal.
+        onsets_too: also the onset-frame AUROCs (a per-frame score's; a cumulative one only repeats its frames').
+
+    Returns:
+        ``auroc``; with normal sequences present, ``auroc_<kind>`` per kind and, with ``onsets_too``,
+        ``auroc_onset`` and ``auroc_onset_<kind>``, onset frames against normal sequences' frames. A value is None
+        where only one class is present.
+    """
+    scored = ~torch.isnan(regularity)
+
+    def auroc(rows: Tensor, positive: Tensor, counted: Tensor) -> float | None:
+        keep = counted & scored & rows[:, None]
+        chosen = positive[keep]
+        if chosen.numel() == 0 or bool(chosen.all()) or not bool(chosen.any()):
+            return None  # one class only: no ROC curve
+        return float(frame_auroc(regularity[keep], chosen.to(torch.int64), higher_is_anomalous=False))
+
+    everything = torch.ones_like(labels, dtype=torch.bool)
+    normal = torch.tensor([k == "normal" for k in kinds])
+    steps = torch.arange(labels.shape[1])
+    onset_frame = steps[None, :] == onsets[:, None]
+    onset_or_normal = onset_frame | normal[:, None]
+    out: dict[str, Any] = {"auroc": auroc(torch.ones_like(normal), labels.bool(), everything)}
+    if normal.any():
+        if onsets_too:
+            out["auroc_onset"] = auroc(torch.ones_like(normal), onset_frame, onset_or_normal)
+        for kind in sorted(set(kinds) - {"normal", "unknown"}):
+            rows = normal | torch.tensor([k == kind for k in kinds])
+            out[f"auroc_{kind}"] = auroc(rows, labels.bool(), everything)
+            if onsets_too:
+                out[f"auroc_onset_{kind}"] = auroc(rows, onset_frame, onset_or_normal)
+    return out

@@ -1,23 +1,40 @@
 """Models: one file per family; importing this package registers all of them."""
 
 from convlstm.models import encoder_forecaster, exceedance, fc_lstm, next_frame, prednet, trajgru_forecaster, unet
-from convlstm.models.base import Forecaster, PretrainedModel, from_pretrained
+from convlstm.models.base import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    ForecastingModel,
+    PretrainedModel,
+    from_pretrained,
+    model_from_config,
+)
 from convlstm.models.encoder_forecaster import EncoderForecaster
 from convlstm.models.exceedance import ExceedanceForecaster
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
-from convlstm.models.registry import create_model, list_models, register_model
+from convlstm.models.registry import (
+    create_model,
+    family_class,
+    list_families,
+    list_models,
+    model_family,
+    register_model,
+)
 from convlstm.models.trajgru_forecaster import TrajGRUForecaster
 from convlstm.models.unet import ConvLSTMUNet, ConvLSTMUNetForecaster
+from convlstm.utils.deprecation import deprecated_aliases
 
 __all__ = [
+    "CONFIG_FILE",
     "FCLSTM",
+    "WEIGHTS_FILE",
     "ConvLSTMUNet",
     "ConvLSTMUNetForecaster",
     "EncoderForecaster",
     "ExceedanceForecaster",
-    "Forecaster",
+    "ForecastingModel",
     "NextFramePredictor",
     "PredNet",
     "PretrainedModel",
@@ -25,12 +42,19 @@ __all__ = [
     "create_model",
     "encoder_forecaster",
     "exceedance",
+    "family_class",
     "fc_lstm",
     "from_pretrained",
+    "list_families",
     "list_models",
+    "model_family",
+    "model_from_config",
     "next_frame",
     "prednet",
     "register_model",
     "trajgru_forecaster",
     "unet",
 ]
+
+
+__getattr__ = deprecated_aliases(__name__, Forecaster=(ForecastingModel, "ForecastingModel"))

@@ -13,13 +13,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
+from convlstm.models.registry import family_class, register_family
 from convlstm.utils.atomic import atomic_path, atomic_write_text
+from convlstm.utils.deprecation import deprecated_aliases
 from convlstm.utils.tensor_checks import check_like_parameters
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-_FAMILIES: dict[str, type["PretrainedModel"]] = {}
 
 
 def config_from_arguments(config_class: type[Any], arguments: dict[str, Any]) -> Any:
@@ -42,13 +42,11 @@ class PretrainedModel(nn.Module):
         super().__init_subclass__(**kwargs)
         family = cls.__dict__.get("family")
         if family is not None:
-            if family in _FAMILIES and _FAMILIES[family] is not cls:
-                raise ValueError(f"model family {family!r} is defined twice")
-            _FAMILIES[family] = cls
+            register_family(family, cls)
 
     @classmethod
     def from_config(cls, config: Any) -> "PretrainedModel":
-        """Builds the model from its config dataclass, whose fields are the constructor's arguments."""
+        """A freshly initialised model built from an instance of ``config_class``."""
         return cls(**dataclasses.asdict(config))
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
@@ -66,6 +64,37 @@ def _has_default(field: "dataclasses.Field[Any]") -> bool:
     return field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
 
 
+def model_from_config(family: str, config: dict[str, Any]) -> "PretrainedModel":
+    """A freshly initialised model of a registered ``family`` from its saved config (``config.json``'s ``config``,
+    or a checkpoint's ``model_config``). The one way a saved model is rebuilt, by :func:`from_pretrained` and by
+    checkpoint loading alike.
+
+    A config saved before a field was added lacks it; the field's default keeps the old behaviour (a new field must
+    default to it), so only unknown keys and missing fields without a default are refused.
+
+    Raises:
+        ValueError: unknown family, unknown keys, missing required fields, or values the constructor refuses.
+    """
+    return _build_from_config(family, config)[0]
+
+
+def _build_from_config(family: str, arguments: dict[str, Any]) -> tuple["PretrainedModel", list[str]]:
+    model_class = family_class(family)
+    if not issubclass(model_class, PretrainedModel):
+        raise ValueError(f"model family {family!r} is not a PretrainedModel")
+    fields = dataclasses.fields(model_class.config_class)
+    unknown = sorted(set(arguments) - {f.name for f in fields})
+    absent = [f for f in fields if f.name not in arguments]
+    lacking = sorted(f.name for f in absent if not _has_default(f))
+    if unknown or lacking:
+        raise ValueError(f"config of {family} has unknown keys {unknown} and lacks {lacking}")
+    try:
+        model = model_class.from_config(model_class.config_class(**arguments))
+    except (TypeError, ValueError) as err:  # a tampered value the constructor refuses
+        raise ValueError(f"its config does not build a {family}: {err}") from None
+    return model, sorted(f.name for f in absent)
+
+
 def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> PretrainedModel:
     """Rebuilds a model saved with :meth:`PretrainedModel.save_pretrained`, weights included."""
     directory = Path(directory)
@@ -80,28 +109,12 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
         raise ValueError(f"{config_path} is not a saved model config ({err})") from None
     if not isinstance(family, str) or not isinstance(arguments, dict):
         raise ValueError(f"{config_path}: expected a family name and a config mapping, got {family!r}, {arguments!r}")
-    from convlstm.models.registry import _import_all
-
-    _import_all()  # registers every family
-
-    if family not in _FAMILIES:
-        raise ValueError(f"{config_path} names model family {family!r}; known: {sorted(_FAMILIES)}")
-    model_class = _FAMILIES[family]
-    fields = dataclasses.fields(model_class.config_class)
-    # A config saved before a field was added lacks it; the field's default keeps the old behaviour (a new field
-    # must default to it), so only unknown keys and fields without a default are refused.
-    unknown = sorted(set(arguments) - {f.name for f in fields})
-    absent = [f for f in fields if f.name not in arguments]
-    lacking = sorted(f.name for f in absent if not _has_default(f))
-    if unknown or lacking:
-        raise ValueError(f"{config_path}: config of {family} has unknown keys {unknown} and lacks {lacking}")
-    defaulted = sorted(f.name for f in absent)
+    try:
+        model, defaulted = _build_from_config(family, arguments)
+    except ValueError as err:
+        raise ValueError(f"{config_path}: {err}") from None
     # If the weights then do not fit, the missing keys are the likelier culprit: name them and the config.
     blame = f" ({config_path} lacks {defaulted}, which took their defaults)" if defaulted else ""
-    try:
-        model = model_class.from_config(model_class.config_class(**arguments))
-    except (TypeError, ValueError) as err:  # a tampered value the constructor refuses
-        raise ValueError(f"{config_path}: its config does not build a {family}: {err}") from None
     try:
         missing, unexpected = load_model(model, str(weights_path), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as err:
@@ -113,7 +126,7 @@ def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.de
     return model.to(device)
 
 
-class Forecaster(PretrainedModel):
+class ForecastingModel(PretrainedModel):
     """A model that continues a sequence: ``model(context, horizon, targets=None, teacher_forcing=None)``.
 
     Args of forward:
@@ -170,6 +183,9 @@ class Forecaster(PretrainedModel):
                 f"teacher_forcing must have shape ({horizon},) or ({batch}, {horizon}), got {tuple(mask.shape)}"
             )
         return horizon, mask
+
+
+__getattr__ = deprecated_aliases(__name__, Forecaster=(ForecastingModel, "ForecastingModel"))
 
 
 OneStep = Callable[..., tuple[Tensor, Any]]

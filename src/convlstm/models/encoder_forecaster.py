@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
-from convlstm.layers.conv import check_positive_int
 from convlstm.models.advection_head import AdvectionHead
-from convlstm.models.base import Forecaster, check_context_lengths, config_from_arguments, last_valid
+from convlstm.models.base import ForecastingModel, check_context_lengths, config_from_arguments, last_valid
 from convlstm.models.motion_cues import cue_channels, matching_costs
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_int, check_int_list
 
 CellKind = Literal["lstm", "gru"]
 HeadKind = Literal["pixels", "advection"]
@@ -54,7 +54,7 @@ class EncoderForecasterConfig:
     motion_radius: int = 0
 
 
-class EncoderForecaster(Forecaster):
+class EncoderForecaster(ForecastingModel):
     """Shi et al.'s encoder-forecaster network of ConvLSTM (or ConvGRU) layers.
 
     The forecaster stack runs from the copied encoder state alone: its first layer has no input, so predictions are
@@ -112,11 +112,11 @@ class EncoderForecaster(Forecaster):
         motion_radius: int = 0,
     ) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        hidden_channels = _check_hidden(hidden_channels)
+        check_int("in_channels", in_channels)
+        hidden_channels = check_int_list("hidden_channels", hidden_channels)
         for name, value in (("kernel_size", kernel_size), ("recurrent_kernel_size", recurrent_kernel_size)):
             if value is not None:
-                check_positive_int(value, name)
+                check_int(name, value)
         check_patch_size(patch_size)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
@@ -124,8 +124,8 @@ class EncoderForecaster(Forecaster):
             raise ValueError("peephole=True needs cell='lstm': a ConvGRU has no cell state to peep at")
         check_output_head(output_activation, initial_mean)
         _check_head(head, output_activation, initial_mean)
-        check_positive_int(motion_radius, "motion_radius", minimum=0)
-        check_positive_int(default_horizon, "default_horizon")
+        check_int("motion_radius", motion_radius, 0)
+        check_int("default_horizon", default_horizon)
         self.config = config_from_arguments(EncoderForecasterConfig, locals())
         self.in_channels = in_channels
         self.patch_size = patch_size
@@ -174,7 +174,7 @@ class EncoderForecaster(Forecaster):
         Args:
             context: (B, T_in, C, H, W) observed frames; H and W divisible by patch_size.
             horizon: frames to predict (default: ``default_horizon``).
-            targets: validated as in :class:`Forecaster`, then ignored: the forecaster stack takes no input, so
+            targets: validated as in :class:`ForecastingModel`, then ignored: the forecaster stack takes no input, so
                 there is nothing to feed the true frames into.
             teacher_forcing: validated, then ignored (as ``targets``).
             context_lengths: optional (B,): contexts of different lengths, padded at the end; each forecast
@@ -238,7 +238,7 @@ class EncoderForecaster(Forecaster):
         Returns:
             (B, horizon, C, H, W) predictions.
         """
-        check_positive_int(horizon, "horizon")
+        check_int("horizon", horizon)
         entries = len(self.forecaster.cells) + self.keeps_last_frame
         if not isinstance(state, list | tuple) or len(state) != entries:
             got = f"{type(state).__name__} of length {len(state)}" if isinstance(state, list | tuple) else state
@@ -272,13 +272,6 @@ def _check_head(head: str, output_activation: str, initial_mean: float | None) -
         raise ValueError(
             f"head='advection' starts from the last frame, so initial_mean must be None, got {initial_mean!r}"
         )
-
-
-def _check_hidden(hidden_channels: int | Sequence[int]) -> list[int]:
-    values = [hidden_channels] if isinstance(hidden_channels, int) else list(hidden_channels)
-    if not values or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in values):
-        raise ValueError(f"hidden_channels must be a non-empty list of ints >= 1, got {hidden_channels!r}")
-    return values
 
 
 def _build(defaults: dict[str, Any], overrides: dict[str, Any]) -> EncoderForecaster:

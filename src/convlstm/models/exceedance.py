@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import leaky_relu_02
-from convlstm.layers.conv import check_positive_int
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.registry import create_model
+from convlstm.utils.checks import check_int
 
 #: The HKO-7 thresholds in mm/h.
 EXCEEDANCE_THRESHOLDS: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0, 30.0)
@@ -35,7 +35,7 @@ class ExceedanceForecasterConfig:
     head_kernel_size: int = 5
 
 
-class ExceedanceForecaster(Forecaster):
+class ExceedanceForecaster(ForecastingModel):
     """Exceedance probabilities of K rain-rate thresholds from any forecaster plus a convolutional head.
 
     Args:
@@ -66,14 +66,14 @@ class ExceedanceForecaster(Forecaster):
         thresholds = [float(t) for t in thresholds]
         if not thresholds or sorted(set(thresholds)) != thresholds or thresholds[0] <= 0:
             raise ValueError(f"thresholds must be distinct positive rain rates in increasing order, got {thresholds}")
-        check_positive_int(head_channels, "head_channels")
-        check_positive_int(head_kernel_size, "head_kernel_size")
+        check_int("head_channels", head_channels)
+        check_int("head_kernel_size", head_kernel_size)
         if head_kernel_size % 2 == 0:
             raise ValueError(f"head_kernel_size must be odd, got {head_kernel_size}")
         backbone_args = dict(backbone_args or {})
         self.config = config_from_arguments(ExceedanceForecasterConfig, locals())
         net = create_model(backbone, **{**backbone_args, "output_activation": "none"})
-        if not isinstance(net, Forecaster):
+        if not isinstance(net, ForecastingModel):
             raise ValueError(f"backbone must name a forecaster, got {backbone!r} ({type(net).__name__})")
         self.backbone = net
         self.default_horizon = int(getattr(net, "default_horizon", 1))

@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.registry import register_model
 
@@ -34,7 +34,7 @@ class FCLSTMConfig:
     default_horizon: int = 10
 
 
-class FCLSTM(Forecaster):
+class FCLSTM(ForecastingModel):
     """An encoder-forecaster of fully connected LSTMs with peepholes on flattened frames.
 
     The encoder stack reads the flattened context frames; the forecaster stack starts from a copy of its (h, c)

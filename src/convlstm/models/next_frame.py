@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
-from convlstm.models.base import Forecaster, check_context_lengths, config_from_arguments, rollout
+from convlstm.layers.folding import per_frame
+from convlstm.models.base import ForecastingModel, check_context_lengths, config_from_arguments, rollout
 from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
@@ -35,12 +36,7 @@ class NextFramePredictorConfig:
     patch_size: int = 1
 
 
-def per_frame(module: nn.Module, x: Tensor) -> Tensor:
-    """Applies a frame module to every frame: (B, T, C, H, W) -> (B, T, C', H', W') by folding time into batch."""
-    return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-
-
-class NextFramePredictor(Forecaster):
+class NextFramePredictor(ForecastingModel):
     """Encoder -> ConvLSTM stack -> decoder, predicting frame t + 1 at every step t.
 
     Args:

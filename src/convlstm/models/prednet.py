@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTMCell
-from convlstm.models.base import Forecaster, config_from_arguments, next_input
+from convlstm.models.base import ForecastingModel, config_from_arguments, next_input
 from convlstm.models.registry import register_model
 
 OutputMode = Literal["prediction", "error", "all"]
@@ -41,8 +41,49 @@ UPPER_LAYER_WEIGHT = {"L_0": 0.0, "L_all": 0.1}
 def named_layer_loss_weights(name: str, num_layers: int) -> tuple[float, ...]:
     """The paper's layer loss weights for ``num_layers`` layers: "L_0" = (1, 0, ...), "L_all" = (1, 0.1, ...)."""
     if name not in UPPER_LAYER_WEIGHT:
-        raise ValueError(f"layer loss weights must be one of {sorted(UPPER_LAYER_WEIGHT)} or numbers, got {name!r}")
+        raise ValueError(f"layer_loss_weights must be one of {sorted(UPPER_LAYER_WEIGHT)} or numbers, got {name!r}")
     return (1.0,) + (UPPER_LAYER_WEIGHT[name],) * (num_layers - 1)
+
+
+def parse_layer_loss_weights(spec: str | Sequence[float], num_layers: int) -> tuple[float, ...]:
+    """One loss weight per layer from a name ("L_0", "L_all": :func:`named_layer_loss_weights`) or from numbers.
+
+    Raises:
+        ValueError: an unknown name, or not exactly ``num_layers`` numbers.
+    """
+    if isinstance(spec, str):
+        return named_layer_loss_weights(spec, num_layers)
+    try:
+        weights = tuple(float(w) for w in spec)
+    except (TypeError, ValueError):
+        raise ValueError(f"layer_loss_weights must be 'L_0', 'L_all' or numbers, got {spec!r}") from None
+    if len(weights) != num_layers:
+        raise ValueError(f"layer_loss_weights must have {num_layers} entries (one per layer), got {weights}")
+    return weights
+
+
+def weighted_prednet_error(errors: Tensor, layer_weights: Tensor, time_weights: Tensor) -> Tensor:
+    """The paper's error per sequence, sum_t w_t sum_l lambda_l errors[b, t, l], in float32; its batch mean is
+    PredNet's training loss.
+
+    Args:
+        errors: (B, nt, L) mean error of each layer at each step (``output_mode="error"``).
+        layer_weights: lambda (L,).
+        time_weights: w (nt,).
+
+    Returns:
+        (B,) weighted errors.
+    """
+    if not isinstance(errors, Tensor) or errors.ndim != 3:
+        got = tuple(errors.shape) if isinstance(errors, Tensor) else type(errors).__name__
+        raise ValueError(f"errors must have shape (B, nt, L), got {got}")
+    if layer_weights.shape != errors.shape[2:] or time_weights.shape != errors.shape[1:2]:
+        raise ValueError(
+            f"errors of shape {tuple(errors.shape)} need layer_weights ({errors.shape[2]},) and time_weights "
+            f"({errors.shape[1]},), got {tuple(layer_weights.shape)} and {tuple(time_weights.shape)}"
+        )
+    per_step = errors.float() @ layer_weights.to(device=errors.device, dtype=torch.float32)  # (B, nt)
+    return per_step @ time_weights.to(device=errors.device, dtype=torch.float32)  # (B,)
 
 
 def time_loss_weights(num_steps: int) -> Tensor:
@@ -99,7 +140,7 @@ class PredNetOutput:
     error_units: list[Tensor]
 
 
-class PredNet(Forecaster):
+class PredNet(ForecastingModel):
     """PredNet: a stack of ConvLSTM layers that each predict their input and pass their prediction error up.
 
     Args:
@@ -163,12 +204,9 @@ class PredNet(Forecaster):
             raise ValueError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {output_mode!r}")
         if extrap_start_time is not None and (not isinstance(extrap_start_time, int) or extrap_start_time < 1):
             raise ValueError(f"extrap_start_time must be None or an int >= 1, got {extrap_start_time!r}")
-        if isinstance(layer_loss_weights, str):
-            weights = named_layer_loss_weights(layer_loss_weights, num_layers)
-        else:
-            layer_loss_weights = weights = tuple(float(w) for w in layer_loss_weights)
-        if len(weights) != num_layers:
-            raise ValueError(f"layer_loss_weights must have {num_layers} entries (one per layer), got {weights}")
+        weights = parse_layer_loss_weights(layer_loss_weights, num_layers)
+        if not isinstance(layer_loss_weights, str):
+            layer_loss_weights = weights
         if not isinstance(default_horizon, int) or default_horizon < 1:
             raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
         self.config = config_from_arguments(PredNetConfig, locals())
@@ -370,15 +408,9 @@ class PredNet(Forecaster):
             got = tuple(errors.shape) if isinstance(errors, Tensor) else type(errors).__name__
             raise ValueError(f"errors must have shape (B, nt, L={self.num_layers}), got {got}")
         steps = errors.shape[1]
-        lam = torch.as_tensor(self.layer_weights if layer_weights is None else layer_weights, dtype=errors.dtype)
-        w = time_loss_weights(steps) if time_weights is None else torch.as_tensor(time_weights)
-        if lam.shape != (self.num_layers,) or w.shape != (steps,):
-            raise ValueError(
-                f"layer_weights must have shape ({self.num_layers},) and time_weights ({steps},), "
-                f"got {tuple(lam.shape)} and {tuple(w.shape)}"
-            )
-        per_step = errors @ lam.to(errors.device)  # (B, nt)
-        return per_step @ w.to(errors.device, errors.dtype)  # (B,)
+        lam = torch.as_tensor(self.layer_weights if layer_weights is None else layer_weights, dtype=torch.float32)
+        w = time_loss_weights(steps) if time_weights is None else torch.as_tensor(time_weights, dtype=torch.float32)
+        return weighted_prednet_error(errors, lam, w).to(errors.dtype)
 
     # ----------------------------------------------------------------------------------------------- checks
     def _check_frames(self, frames: Tensor, name: str) -> None:

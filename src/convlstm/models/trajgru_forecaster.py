@@ -21,11 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import leaky_relu_02
-from convlstm.layers.conv import check_positive_int
 from convlstm.layers.trajgru import TrajGRUCell
-from convlstm.models.base import Forecaster, config_from_arguments
+from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_int
 
 #: A convolution's [out_channels, kernel, stride, padding] (stem and head) or [kernel, stride, padding] (down/up).
 ConvSpec = list[int]
@@ -58,7 +58,7 @@ def _deconv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size - 1) * stride - 2 * padding + kernel
 
 
-class TrajGRUForecaster(Forecaster):
+class TrajGRUForecaster(ForecastingModel):
     """Shi et al.'s (2017) TrajGRU encoder-forecaster over three (or any number of) resolutions.
 
     Args:
@@ -107,7 +107,7 @@ class TrajGRUForecaster(Forecaster):
         default_horizon: int = 20,
     ) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
+        check_int("in_channels", in_channels)
         hidden = _int_list(hidden_channels, "hidden_channels")
         levels = len(hidden)
         links_ = _int_list(links, "links", length=levels)
@@ -118,7 +118,7 @@ class TrajGRUForecaster(Forecaster):
             if len(specs) != levels - 1:
                 raise ValueError(f"{name} must have len(hidden_channels) - 1 = {levels - 1} entries, got {len(specs)}")
         check_output_head(output_activation, initial_mean)
-        check_positive_int(default_horizon, "default_horizon")
+        check_int("default_horizon", default_horizon)
         hidden_channels, links, stem, head = hidden, links_, stem_, head_
         downsample, upsample = downs, ups
         self.config = config_from_arguments(TrajGRUForecasterConfig, locals())
@@ -227,7 +227,7 @@ class TrajGRUForecaster(Forecaster):
         Returns:
             (B, horizon, C, H, W) predictions.
         """
-        check_positive_int(horizon, "horizon")
+        check_int("horizon", horizon)
         if not isinstance(state, list | tuple) or len(state) != self.levels:
             raise ValueError(f"state must be a list of {self.levels} tensors as encode returns, got {state!r:.80}")
         batch = state[0].shape[0]

@@ -19,7 +19,6 @@ where the choice is visible, rather than here.
 """
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -27,8 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convlstm.layers import ConvGRU, ConvLSTM
-from convlstm.models.base import Forecaster, PretrainedModel, check_tensor_type, config_from_arguments, rollout
+from convlstm.layers.folding import per_frame
+from convlstm.models.base import ForecastingModel, PretrainedModel, check_tensor_type, config_from_arguments, rollout
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_choice, check_int
 
 Cell = Literal["lstm", "gru"]
 Head = Literal["segmentation", "regression"]
@@ -59,11 +60,6 @@ class ConvLSTMUNetConfig:
 
 
 # ---------------------------------------------------------------------------------------------------- blocks
-def per_frame(module: nn.Module, x: Tensor) -> Tensor:
-    """Applies a frame module to every frame: (B, T, C, H, W) -> (B, T, C', H', W') by folding time into batch."""
-    return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-
-
 def _norm(kind: Norm | None, channels: int, groups: int) -> nn.Module:
     if kind is None:
         return nn.Identity()
@@ -176,16 +172,16 @@ class ConvLSTMUNet(PretrainedModel):
         norm_groups: int = 4,
     ) -> None:
         super().__init__()
-        _check_int(in_channels, "in_channels")
-        _check_int(out_channels, "out_channels")
-        _check_int(base_channels, "base_channels")
-        _check_int(depth, "depth")
-        _check_int(kernel_size, "kernel_size")
-        _check_choice(cell, "cell", ("lstm", "gru"))
-        _check_choice(head, "head", ("segmentation", "regression"))
-        _check_choice(output_activation, "output_activation", ("linear", "sigmoid"))
-        _check_choice(upsample, "upsample", ("transposed", "bilinear"))
-        _check_choice(norm, "norm", ("group", "batch", None))
+        check_int("in_channels", in_channels)
+        check_int("out_channels", out_channels)
+        check_int("base_channels", base_channels)
+        check_int("depth", depth)
+        check_int("kernel_size", kernel_size)
+        check_choice("cell", cell, ("lstm", "gru"))
+        check_choice("head", head, ("segmentation", "regression"))
+        check_choice("output_activation", output_activation, ("linear", "sigmoid"))
+        check_choice("upsample", upsample, ("transposed", "bilinear"))
+        check_choice("norm", norm, ("group", "batch", None))
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (for 'same' padding), got {kernel_size}")
         if norm == "group" and (not isinstance(norm_groups, int) or norm_groups < 1 or base_channels % norm_groups):
@@ -295,7 +291,7 @@ class ConvLSTMUNetForecasterConfig:
     default_horizon: int = 10
 
 
-class ConvLSTMUNetForecaster(Forecaster):
+class ConvLSTMUNetForecaster(ForecastingModel):
     """The ConvLSTM U-Net as a next-frame forecaster: at every step it predicts frame t + 1 from frames up to t.
 
     ``model(context, horizon)`` reads the context (its last output is the first forecast), then rolls out
@@ -328,7 +324,7 @@ class ConvLSTMUNetForecaster(Forecaster):
         default_horizon: int = 10,
     ) -> None:
         super().__init__()
-        _check_int(default_horizon, "default_horizon")
+        check_int("default_horizon", default_horizon)
         self.config = config_from_arguments(ConvLSTMUNetForecasterConfig, locals())
         self.default_horizon = default_horizon
         self.net = ConvLSTMUNet(
@@ -367,16 +363,6 @@ class ConvLSTMUNetForecaster(Forecaster):
 
 
 # ---------------------------------------------------------------------------------------------------- checks
-def _check_int(value: int, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def _check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
 def _check_frames(frames: Tensor, channels: int, divisor: int, why: str) -> None:
     if not isinstance(frames, Tensor) or frames.ndim != 5:
         got = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__

@@ -19,6 +19,7 @@ from convlstm.report._arrays import as_frames, to_numpy
 from convlstm.report.colormaps import RAIN_COLORS, RAIN_LEVELS, frames_to_rgb, is_rain_cmap
 from convlstm.report.directions import metric_direction
 from convlstm.utils.atomic import atomic_write_with
+from convlstm.utils.checks import check_int
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,12 +45,6 @@ def _save_png(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
     target = Path(path)
     atomic_write_with(target, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None}))
     return target
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 # --- scores by lead time -------------------------------------------------------------------------------------------
@@ -122,7 +117,7 @@ def plot_scores_by_lead_time(
         >>> plot_scores_by_lead_time({"ConvLSTM": scores, "persistence": base}, "out/scores.png", metrics=["csi@0.5"])
     """
     curves = _curves(results, metrics)
-    ncols = min(_check_positive_int(ncols, "ncols"), len(curves))
+    ncols = min(check_int("ncols", ncols), len(curves))
     nrows = math.ceil(len(curves) / ncols)
     methods = list(results)
     fig = _new_figure(3.0 * ncols, 2.3 * nrows + 0.4 + (0.3 if title else 0.0), dpi)
@@ -200,7 +195,7 @@ def plot_frame_strip(
         sequence = as_frames(frames, "frames")
         labels = None
         steps = len(sequence)
-        nrows = 1 if rows is None else _check_positive_int(rows, "rows")
+        nrows = 1 if rows is None else check_int("rows", rows)
         if nrows > steps:
             raise ValueError(f"rows must be at most the number of frames {steps}, got {rows}")
         ncols = math.ceil(steps / nrows)

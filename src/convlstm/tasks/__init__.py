@@ -1,11 +1,12 @@
 """Training systems (LightningModules) and the training engine: forecasting, segmentation, PredNet and anomaly
 scoring, their losses, scheduled sampling, callbacks and ``make_trainer``."""
 
+from convlstm.metrics import ForecastScores  # kept here too: its home was tasks
 from convlstm.tasks.anomaly import AnomalyTask, next_frame_psnr, regularity_from_psnr, score_sequences
-from convlstm.tasks.base import TaskBase, build_model, load_task, model_identity
+from convlstm.tasks.base import TaskBase, load_task, model_identity, read_checkpoint
 from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger, prediction_grid
 from convlstm.tasks.datamodules import SequenceDataModule
-from convlstm.tasks.forecasting import ForecastingTask, ForecastScores
+from convlstm.tasks.forecasting import ForecastingTask
 from convlstm.tasks.losses import (
     balanced_loss,
     bce_loss,
@@ -44,7 +45,6 @@ __all__ = [
     "TaskBase",
     "balanced_loss",
     "bce_loss",
-    "build_model",
     "extrapolation_loss",
     "forecast_loss",
     "load_task",
@@ -55,6 +55,7 @@ __all__ = [
     "next_frame_psnr",
     "prediction_grid",
     "prednet_error_loss",
+    "read_checkpoint",
     "regularity_from_psnr",
     "score_sequences",
     "segmentation_loss",

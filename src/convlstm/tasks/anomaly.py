@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from convlstm.metrics import cumulative_regularity, frame_auroc, psnr, regularity_score
 from convlstm.tasks.base import TaskBase, frames_of
+from convlstm.utils.checks import check_choice, check_int
 
 __all__ = ["AnomalyScore", "AnomalyTask", "FirstFrames", "next_frame_psnr", "regularity_from_psnr", "score_sequences"]
 
@@ -132,10 +133,8 @@ def score_sequences(
 
 
 def _check_choices(first_frames: str, score: str) -> None:
-    if first_frames not in ("fill", "exclude"):
-        raise ValueError(f"first_frames must be 'fill' or 'exclude', got {first_frames!r}")
-    if score not in _SCORES:
-        raise ValueError(f"score must be one of {_SCORES}, got {score!r}")
+    check_choice("first_frames", first_frames, ("fill", "exclude"))
+    check_choice("score", score, _SCORES)
 
 
 class AnomalyTask(TaskBase):
@@ -169,11 +168,9 @@ class AnomalyTask(TaskBase):
         chunk_size: int = 64,
     ) -> None:
         super().__init__(model)
-        if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 1:
-            raise ValueError(f"context_frames must be an int >= 1, got {context_frames!r}")
+        check_int("context_frames", context_frames)
         _check_choices(first_frames, score)
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        check_int("chunk_size", chunk_size)
         self.save_hyperparameters(ignore=["model"])
         self.record_model()
         self._collected: list[tuple[Tensor, Tensor]] = []

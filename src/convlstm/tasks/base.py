@@ -15,10 +15,10 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from convlstm.models.base import PretrainedModel
+from convlstm.models.base import PretrainedModel, model_from_config
 from convlstm.tasks.optim import OPTIMIZATION_ARGUMENTS, check_optimization, configure_optimization
 
-__all__ = ["TaskBase", "build_model", "frames_of", "load_task", "model_identity", "read_checkpoint"]
+__all__ = ["TaskBase", "frames_of", "load_task", "model_identity", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,20 +28,6 @@ def model_identity(model: nn.Module) -> tuple[str | None, dict[str, Any] | None]
     if isinstance(model, PretrainedModel) and dataclasses.is_dataclass(getattr(model, "config", None)):
         return model.family, dataclasses.asdict(model.config)
     return None, None
-
-
-def build_model(family: str, config: Mapping[str, Any]) -> PretrainedModel:
-    """A freshly initialised model of a registered ``family`` from its config dict (as :func:`model_identity`)."""
-    import convlstm.models  # noqa: F401  # registers every family
-    from convlstm.models.base import _FAMILIES
-
-    if family not in _FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(_FAMILIES)}")
-    model_class = _FAMILIES[family]
-    names = {f.name for f in dataclasses.fields(model_class.config_class)}
-    if set(config) != names:
-        raise ValueError(f"config keys {sorted(config)} do not match the fields of {family}: {sorted(names)}")
-    return model_class.from_config(model_class.config_class(**config))
 
 
 def frames_of(batch: Any, *, with_target: bool = True) -> Tensor:
@@ -112,7 +98,7 @@ class TaskBase(L.LightningModule):
                     f"{path} records no model_family/model_config (the model was not a PretrainedModel): "
                     f"pass model= to from_checkpoint"
                 )
-            model = build_model(family, config)
+            model = model_from_config(family, config)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
         task = cls(model=model, **{k: v for k, v in hparams.items() if k in accepted})
         state = checkpoint.get("state_dict")

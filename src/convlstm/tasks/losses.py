@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convlstm.metrics import balanced_weights, pixel_to_rain_rate
+from convlstm.models.prednet import weighted_prednet_error
 
 __all__ = [
     "FORECAST_LOSSES",
@@ -31,8 +32,6 @@ __all__ = [
     "mae_loss",
     "mse_loss",
     "prednet_error_loss",
-    "prednet_layer_weights",
-    "prednet_time_weights",
     "rain_rate_of",
     "segmentation_loss",
     "soft_dice_loss",
@@ -316,48 +315,15 @@ def segmentation_loss(
     return loss
 
 
-def prednet_layer_weights(spec: Sequence[float] | str, num_layers: int) -> Tensor:
-    """PredNet's per-layer loss weights: ``"L_0"`` = (1, 0, ..., 0), ``"L_all"`` = (1, 0.1, ..., 0.1), or explicit."""
-    if isinstance(spec, str):
-        if spec == "L_0":
-            return torch.tensor([1.0] + [0.0] * (num_layers - 1))
-        if spec == "L_all":
-            return torch.tensor([1.0] + [0.1] * (num_layers - 1))
-        raise ValueError(f"layer_loss_weights must be 'L_0', 'L_all' or a sequence of floats, got {spec!r}")
-    weights = torch.tensor([float(w) for w in spec])
-    if weights.numel() != num_layers:
-        raise ValueError(f"layer_loss_weights needs one weight per layer ({num_layers}), got {tuple(spec)}")
-    return weights
-
-
-def prednet_time_weights(num_steps: int) -> Tensor:
-    """Lotter et al.'s time weights: 0 at t = 0 (nothing to predict from yet), 1 / (nt - 1) after."""
-    if num_steps < 2:
-        raise ValueError(f"PredNet's time weights need at least 2 time steps, got {num_steps}")
-    weights = torch.full((num_steps,), 1.0 / (num_steps - 1))
-    weights[0] = 0.0
-    return weights
-
-
 def prednet_error_loss(errors: Tensor, layer_weights: Tensor, time_weights: Tensor) -> Tensor:
-    """Sum over time and layers of the weighted mean layer errors, averaged over sequences.
+    """PredNet's training loss: the batch mean of :func:`~convlstm.models.prednet.weighted_prednet_error`.
 
     Args:
         errors: (B, T, L) mean error of each layer at each step (PredNet's ``output_mode="error"``).
         layer_weights: (L,).
         time_weights: (T,).
     """
-    if errors.ndim != 3:
-        raise ValueError(f"errors must be (B, T, L), got shape {tuple(errors.shape)}")
-    if layer_weights.shape != errors.shape[2:] or time_weights.shape != errors.shape[1:2]:
-        raise ValueError(
-            f"errors of shape {tuple(errors.shape)} need layer_weights ({errors.shape[2]},) and time_weights "
-            f"({errors.shape[1]},), got {tuple(layer_weights.shape)} and {tuple(time_weights.shape)}"
-        )
-    layer_weights = layer_weights.to(device=errors.device, dtype=torch.float32)
-    time_weights = time_weights.to(device=errors.device, dtype=torch.float32)
-    per_step = errors.float() @ layer_weights  # (B, T)
-    return (per_step @ time_weights).mean()
+    return weighted_prednet_error(errors, layer_weights, time_weights).mean()
 
 
 def extrapolation_loss(predictions: Tensor, frames: Tensor, start: int) -> Tensor:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from convlstm.utils.checks import check_choice
+
 __all__ = ["LR_SCHEDULES", "OPTIMIZERS", "LRSchedule", "OptimizerName", "WarmupCosine", "configure_optimization"]
 
 OptimizerName = Literal["adam", "adamw"]
@@ -32,11 +34,6 @@ class WarmupCosine:
             return (step + 1) / self.warmup_steps
         progress = min((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 1.0)
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 #: The constructor arguments of every task that :func:`configure_optimization` takes.
@@ -66,8 +63,8 @@ def check_optimization(
     lr_gamma: float,
 ) -> None:
     """Validates the optimisation arguments of a task's constructor (so errors come before training starts)."""
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    _check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if not weight_decay >= 0:

@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
+from convlstm.metrics import ForecastScores
+from convlstm.models.prednet import parse_layer_loss_weights, time_loss_weights
 from convlstm.tasks.base import TaskBase, frames_of
-from convlstm.tasks.forecasting import ForecastScores
-from convlstm.tasks.losses import extrapolation_loss, prednet_error_loss, prednet_layer_weights, prednet_time_weights
+from convlstm.tasks.losses import extrapolation_loss, prednet_error_loss
 from convlstm.tasks.optim import LRSchedule, OptimizerName
 
 __all__ = ["PredNetTask"]
@@ -47,7 +49,8 @@ class PredNetTask(TaskBase):
 
     Args:
         model: A PredNet following the protocol of this module.
-        layer_loss_weights: ``"L_0"`` (1, 0, 0, 0), ``"L_all"`` (1, 0.1, 0.1, 0.1) or one weight per layer.
+        layer_loss_weights: ``"L_0"`` (1, 0, 0, 0), ``"L_all"`` (1, 0.1, 0.1, 0.1) or one weight per layer;
+            None (the default): the model's own ``layer_loss_weights`` (PredNet's config).
         time_loss_weights: One weight per step; None gives 0 at t = 0 and 1 / (T - 1) after.
         extrap_start_time: Step from which predictions are fed back (fine-tuning mode); None to train on errors.
         metrics: Scores for evaluation (None: the default set, without SSIM for frames under 11x11).
@@ -62,7 +65,7 @@ class PredNetTask(TaskBase):
         self,
         model: nn.Module,
         *,
-        layer_loss_weights: Sequence[float] | Literal["L_0", "L_all"] = "L_0",
+        layer_loss_weights: Sequence[float] | Literal["L_0", "L_all"] | None = None,
         time_loss_weights: Sequence[float] | None = None,
         extrap_start_time: int | None = None,
         metrics: Sequence[str] | None = None,
@@ -78,8 +81,8 @@ class PredNetTask(TaskBase):
         lr_gamma: float = 0.1,
     ) -> None:
         super().__init__(model)
-        if isinstance(layer_loss_weights, str) and layer_loss_weights not in ("L_0", "L_all"):
-            raise ValueError(f"layer_loss_weights must be 'L_0', 'L_all' or a sequence, got {layer_loss_weights!r}")
+        if layer_loss_weights is not None:
+            parse_layer_loss_weights(layer_loss_weights, getattr(model, "num_layers", len(layer_loss_weights)))
         if extrap_start_time is not None and extrap_start_time < 1:
             raise ValueError(f"extrap_start_time must be >= 1 or None, got {extrap_start_time!r}")
         self.save_hyperparameters(ignore=["model"])
@@ -111,10 +114,13 @@ class PredNetTask(TaskBase):
             raise ValueError(
                 f"output_mode='error' must give (B, T, L) = ({frames.shape[0]}, {frames.shape[1]}, L), got {shape}"
             )
-        layer_weights = prednet_layer_weights(self.hparams["layer_loss_weights"], errors.shape[2])
+        given_layers = self.hparams["layer_loss_weights"]
+        if given_layers is None:  # the model's own (PredNet's config), else the paper's "L_0"
+            given_layers = getattr(self.model, "layer_weights", "L_0")
+        layer_weights = torch.tensor(parse_layer_loss_weights(given_layers, errors.shape[2]))
         given = self.hparams["time_loss_weights"]
         if given is None:
-            time_weights = prednet_time_weights(frames.shape[1])
+            time_weights = time_loss_weights(frames.shape[1])
         elif len(given) != frames.shape[1]:
             raise ValueError(f"time_loss_weights has {len(given)} values for sequences of {frames.shape[1]} frames")
         else:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from convlstm.tasks.base import TaskBase, frames_of
 from convlstm.tasks.losses import bce_loss, mae_loss, mse_loss
 from convlstm.tasks.optim import LRSchedule, OptimizerName
+from convlstm.utils.checks import check_choice, check_int
 
 __all__ = [
     "TBPTT_LOSSES",
@@ -246,12 +247,9 @@ class TBPTTForecastingTask(TaskBase):
             raise ValueError(
                 f"model must have a method one_step(frames, state) -> (predictions, state), got {type(model).__name__}"
             )
-        if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-            raise ValueError(f"chunk must be an int >= 1 (frames per truncated pass), got {chunk!r}")
-        if loss not in TBPTT_LOSSES:
-            raise ValueError(f"loss must be one of {tuple(TBPTT_LOSSES)}, got {loss!r}")
-        if update not in ("per_sequence", "per_chunk"):
-            raise ValueError(f"update must be 'per_sequence' or 'per_chunk', got {update!r}")
+        check_int("chunk", chunk)  # frames per truncated pass
+        check_choice("loss", loss, TBPTT_LOSSES)
+        check_choice("update", update, ("per_sequence", "per_chunk"))
         if gradient_clip_val is not None and not gradient_clip_val > 0:
             raise ValueError(f"gradient_clip_val must be > 0 or None, got {gradient_clip_val!r}")
         if update == "per_chunk" and lr_schedule in ("cosine", "onecycle") and total_steps is None:

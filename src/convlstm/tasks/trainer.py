@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 def default_precision(accelerator: str) -> str:
     """The precision for ``accelerator``: "bf16-mixed" when the run will use a CUDA GPU, else "32-true".
 
-    On a CPU with AMX (:func:`convlstm.accel.cpu_computes_bf16`) "bf16-mixed" trains the convolutional models 1.45x
-    to 2.33x as fast per step, but it is not the default there: a CPU run stays in float32 unless asked
-    (``trainer.precision``), since it changes the numbers."""
+    On a CPU with AMX (:func:`convlstm.accel.cpu_computes_bf16`) "bf16-mixed" trains the convolutional models
+    faster per step (benchmarks/cpu_precision.py measures how much), but it is not the default there: a CPU run
+    stays in float32 unless asked (``trainer.precision``), since it changes the numbers."""
     return "bf16-mixed" if uses_gpu(accelerator) else "32-true"
 
 

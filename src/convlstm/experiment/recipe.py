@@ -5,6 +5,7 @@ overrides any entry (the value is read as YAML: ``-o trainer.max_epochs=3``, ``-
 """
 
 import dataclasses
+import importlib.resources
 import os
 import types
 import typing
@@ -14,9 +15,12 @@ from typing import Any, Literal
 
 import yaml
 
+from convlstm.data.sources import SOURCES
 from convlstm.metrics.forecast_metrics import BALANCED_METRICS
 
-TaskKind = Literal["forecasting", "segmentation", "prednet", "anomaly"]
+TaskKind = Literal["forecasting", "tbptt", "segmentation", "prednet", "anomaly"]
+#: The task kinds a recipe can name.
+TASK_KINDS: tuple[str, ...] = typing.get_args(TaskKind)
 
 
 def _help(text: str) -> dict[str, str]:
@@ -25,12 +29,9 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass
 class DataSection:
-    source: str = field(
-        metadata=_help(
-            "data source: moving_mnist, bouncing_balls, radar, shapes, anomalies, numpy, "
-            "hdf5, kitti_hickle, image_folders, video, xarray (convlstm.data.sources)"
-        )
-    )
+    """The ``data`` section: which source, its arguments, the frame counts and the loaders."""
+
+    source: str = field(metadata=_help(f"data source: {', '.join(SOURCES)} (convlstm.data.sources)"))
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("the source's own constructor arguments"))
     context_frames: int = field(default=10, metadata=_help("input frames per sequence"))
     target_frames: int = field(default=10, metadata=_help("frames to predict"))
@@ -46,6 +47,8 @@ class DataSection:
 
 @dataclass
 class ModelSection:
+    """The ``model`` section: a registered model name and overrides of its builder's arguments."""
+
     name: str = field(metadata=_help("a registered model: `convlstm list-models` shows them"))
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("overrides of the builder's arguments"))
     init_from: str | None = field(
@@ -55,12 +58,18 @@ class ModelSection:
 
 @dataclass
 class TaskSection:
-    kind: TaskKind = field(default="forecasting", metadata=_help("forecasting, segmentation, prednet or anomaly"))
+    """The ``task`` section: the task kind and its arguments."""
+
+    kind: TaskKind = field(
+        default="forecasting", metadata=_help("forecasting, tbptt, segmentation, prednet or anomaly")
+    )
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("the task's arguments (loss, lr, sampling, ...)"))
 
 
 @dataclass
 class TrainerSection:
+    """The ``trainer`` section: the Lightning Trainer settings."""
+
     max_epochs: int | None = field(default=None, metadata=_help("stop after this many epochs"))
     max_steps: int = field(default=-1, metadata=_help("stop after this many optimizer steps (-1: no limit)"))
     max_minutes: float | None = field(default=None, metadata=_help("stop after this much wall time"))
@@ -81,6 +90,8 @@ class TrainerSection:
 
 @dataclass
 class EvaluateSection:
+    """The ``evaluate`` section: what ``convlstm evaluate`` scores and shows."""
+
     baselines: list[str] = field(default_factory=lambda: ["persistence"], metadata=_help("registered baselines"))
     num_sequences: int | None = field(default=None, metadata=_help("test sequences to score (default: all)"))
     animations: int = field(default=2, metadata=_help("GIF animations of test sequences in the report"))
@@ -92,6 +103,8 @@ class EvaluateSection:
 
 @dataclass
 class Recipe:
+    """A whole recipe: data, model, task, Trainer and evaluation, plus a name and a seed."""
+
     name: str = field(metadata=_help("run name: the run directory is runs/<name> unless --run-dir says otherwise"))
     data: DataSection = field(metadata=_help("what to learn from"))
     model: ModelSection = field(metadata=_help("which network"))
@@ -102,6 +115,7 @@ class Recipe:
     description: str = field(default="", metadata=_help("one line shown in reports"))
 
     def to_dict(self) -> dict[str, Any]:
+        """The recipe as nested plain dicts, as YAML stores it."""
         return dataclasses.asdict(self)
 
 
@@ -117,23 +131,66 @@ class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the file, the key, what was expected and what came."""
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Reads a YAML recipe (yaml.safe_load: no Python objects), applies ``key=value`` overrides, checks types."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} not found (the recipes of each application are in configs/)")
+#: The package that holds the shipped recipes (``src/convlstm/recipes/*.yaml``).
+RECIPES_PACKAGE = "convlstm.recipes"
+
+
+def list_recipes() -> list[str]:
+    """The names of the recipes shipped inside the package, sorted (``demo``, ``moving_mnist``, ...)."""
+    folder = importlib.resources.files(RECIPES_PACKAGE)
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def recipe_source(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
+    """The YAML text of a recipe and where it came from: a file path, or the bare name of a packaged recipe.
+
+    A value that names an existing file, or looks like a path (it has a folder or a .yaml / .yml suffix), is read as
+    a file; any other is looked up among :func:`list_recipes`.
+
+    Raises:
+        FileNotFoundError: no such file, or no packaged recipe of that name.
+    """
+    path = Path(name_or_path)
+    looks_like_path = path.is_file() or len(path.parts) > 1 or path.suffix in (".yaml", ".yml")
+    if looks_like_path:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"recipe {path} not found; give a YAML file or the name of a packaged recipe: {list_recipes()}"
+            )
+        return path.read_text(encoding="utf-8"), str(path)
+    name = str(name_or_path)
+    if name not in list_recipes():
+        raise FileNotFoundError(
+            f"recipe {name!r} is neither a file nor a packaged recipe; packaged recipes: {list_recipes()}"
+        )
+    resource = importlib.resources.files(RECIPES_PACKAGE).joinpath(f"{name}.yaml")
+    return resource.read_text(encoding="utf-8"), f"{name} (packaged recipe)"
+
+
+def load_recipe(name_or_path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Reads a YAML recipe (yaml.safe_load: no Python objects), applies ``key=value`` overrides, checks types.
+
+    Args:
+        name_or_path: a YAML file, or the bare name of a packaged recipe (``"demo"``; see :func:`list_recipes`).
+        overrides: ``section.key=value`` strings, the value read as YAML.
+    """
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise RecipeError(f"{path} is not valid YAML: {err}") from None
+        text, origin = recipe_source(name_or_path)
+    except UnicodeDecodeError as err:
+        raise RecipeError(f"{name_or_path} is not valid YAML: {err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{origin} is not valid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise RecipeError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+        raise RecipeError(f"{origin} must hold a mapping of sections, got {type(raw).__name__}")
     for override in overrides:
         apply_override(raw, override)
-    return recipe_from_dict(raw, origin=str(path))
+    return recipe_from_dict(raw, origin=origin)
 
 
 def recipe_from_dict(raw: dict[str, Any], *, origin: str = "recipe") -> Recipe:
+    """Checks a recipe given as nested dicts (as read from YAML) and builds it; ``origin`` names it in errors."""
     recipe: Recipe = _build(Recipe, raw, origin)
     _check_values(recipe, origin)
     return recipe

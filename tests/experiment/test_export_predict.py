@@ -58,7 +58,7 @@ def archive(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run(tmp_path: Path, archive: Path) -> Path:
-    data = {"source": "xarray", "args": {"source": str(archive), "variables": ["t2m", "tp"]}}
+    data = {"source": "xarray", "args": {"root": str(archive), "variables": ["t2m", "tp"]}}
     return make_run(tmp_path, "encoder_forecaster_tiny", {"in_channels": 2, "hidden_channels": [4, 4]}, data)
 
 
@@ -101,7 +101,7 @@ def test_export_writes_only_the_formats_asked_for(run: Path, tmp_path: Path) -> 
 def test_export_skips_what_cannot_be_traced_unless_asked_for(
     tmp_path: Path, archive: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = {"source": "xarray", "args": {"source": str(archive), "variables": ["t2m"]}}
+    data = {"source": "xarray", "args": {"root": str(archive), "variables": ["t2m"]}}
     flow = make_run(tmp_path, "optical_flow", {}, data)
     out = tmp_path / "exported"
     assert main(["export", "--run-dir", str(flow), "--output", str(out)]) == 0

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from convlstm.cli.recipe import load_recipe
-from convlstm.cli.run_dir import RECIPE_FILE, RunDir, launched_rank
+from convlstm.experiment.recipe import load_recipe
+from convlstm.experiment.run_dir import RECIPE_FILE, RunDir, launched_rank
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 LAUNCHER_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")

@@ -10,17 +10,27 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.utils.data import Dataset
 
-from convlstm.cli.recipe import Recipe, RecipeError
-from convlstm.cli.run_dir import LOGS, RunDir
 from convlstm.data.sources import make_dataset, source_class
+from convlstm.experiment.recipe import Recipe, RecipeError
+from convlstm.experiment.run_dir import LOGS, RunDir
 from convlstm.models import create_model, from_pretrained
-from convlstm.tasks import ForecastingTask, PredNetTask, SegmentationTask, SequenceDataModule, TaskBase, make_trainer
+from convlstm.tasks import (
+    ForecastingTask,
+    PredNetTask,
+    SegmentationTask,
+    SequenceDataModule,
+    TaskBase,
+    TBPTTForecastingTask,
+    make_trainer,
+)
 
 logger = logging.getLogger(__name__)
 
-# Anomaly detection trains a next-frame forecaster on normal sequences; only its evaluation differs.
-_TRAINING_TASKS: dict[str, type[TaskBase]] = {
+#: The system that trains each task kind. Anomaly detection trains a forecaster on normal sequences; its test
+#: (:class:`~convlstm.tasks.AnomalyTask`) and evaluation score frames by prediction error.
+TRAINING_TASKS: dict[str, type[TaskBase]] = {
     "forecasting": ForecastingTask,
+    "tbptt": TBPTTForecastingTask,
     "anomaly": ForecastingTask,
     "segmentation": SegmentationTask,
     "prednet": PredNetTask,
@@ -28,6 +38,7 @@ _TRAINING_TASKS: dict[str, type[TaskBase]] = {
 
 
 def build_dataset(recipe: Recipe, split: str) -> Dataset[Any]:
+    """The ``split`` partition of the recipe's data source (generators get the recipe's sequence counts)."""
     data = recipe.data
     args = dict(data.args)
     count = {"train": data.train_sequences, "val": data.val_sequences, "test": data.test_sequences}.get(split)
@@ -44,6 +55,7 @@ def build_dataset(recipe: Recipe, split: str) -> Dataset[Any]:
 
 
 def build_datamodule(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", "test")) -> SequenceDataModule:
+    """A DataModule over the recipe's ``splits``, with its batch sizes, workers and seed."""
     datasets = {split: build_dataset(recipe, split) for split in splits}
     return SequenceDataModule(
         datasets.get("train"),
@@ -57,6 +69,7 @@ def build_datamodule(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", 
 
 
 def build_model(recipe: Recipe) -> nn.Module:
+    """The recipe's registered model with its argument overrides, starting from ``model.init_from`` if given."""
     try:
         model = create_model(recipe.model.name, **recipe.model.args)
     except TypeError as err:  # an argument the model does not take, or of a type it cannot use
@@ -84,7 +97,8 @@ def _load_initial_weights(model: nn.Module, directory: Path) -> None:
 
 
 def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
-    task_class = _TRAINING_TASKS[recipe.task.kind]
+    """The training system of the recipe's ``task.kind`` around ``model``, with ``task.args``."""
+    task_class = TRAINING_TASKS[recipe.task.kind]
     accepted = set(inspect.signature(task_class).parameters) - {"model"}
     unknown = sorted(set(recipe.task.args) - accepted)
     if unknown:
@@ -92,13 +106,17 @@ def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
             f"task.args {unknown} are not arguments of {task_class.__name__} (task.kind {recipe.task.kind}); "
             f"it takes {sorted(accepted)}"
         )
+    args = dict(recipe.task.args)
+    if recipe.task.kind == "tbptt":  # it steps its optimiser itself, so it clips too (the Trainer must not)
+        args.setdefault("gradient_clip_val", recipe.trainer.gradient_clip_val)
     try:
-        return task_class(model, **recipe.task.args)
+        return task_class(model, **args)
     except TypeError as err:
         raise RecipeError(f"task.args do not fit {task_class.__name__}: {err}") from None
 
 
 def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
+    """A Trainer (seeded first) writing logs and checkpoints into ``run``; ``overrides`` replace recipe settings."""
     t = recipe.trainer
     extra: dict[str, Any] = {"log_every_n_steps": t.log_every_n_steps}
     if t.limit_train_batches is not None:
@@ -122,7 +140,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         "max_epochs": t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
         "max_steps": t.max_steps,
         "max_time": max_time,
-        "gradient_clip_val": t.gradient_clip_val,
+        "gradient_clip_val": None if recipe.task.kind == "tbptt" else t.gradient_clip_val,
         "early_stopping_patience": t.early_stopping_patience,
         "enable_progress_bar": t.enable_progress_bar,
         **extra,

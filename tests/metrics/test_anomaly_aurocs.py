@@ -1,11 +1,11 @@
-"""`convlstm evaluate` on anomaly data: the overall ROC-AUC, and its split into onset frames and kinds."""
+"""anomaly_aurocs on anomaly data: the overall ROC-AUC, and its split into onset frames and kinds."""
 
 import math
 
 import pytest
 import torch
 
-from convlstm.cli.evaluation import _anomaly_scores
+from convlstm.metrics import anomaly_aurocs
 
 
 def _case() -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
@@ -23,7 +23,7 @@ def _case() -> tuple[torch.Tensor, torch.Tensor, list[str], torch.Tensor]:
 
 
 def test_onset_and_kind_scores_separate_what_prediction_error_sees() -> None:
-    scores = _anomaly_scores(*_case())
+    scores = anomaly_aurocs(*_case())
     assert scores["auroc_onset_teleport"] == pytest.approx(1.0)
     # A stop's onset frame scores like any normal frame: chance level, not a perfect detection.
     assert scores["auroc_onset_stop"] < 0.9
@@ -48,16 +48,16 @@ def test_overall_score_equals_one_pooled_computation() -> None:
     wins = (anomalous[:, None] > normal[None, :]).double().mean()
     ties = (anomalous[:, None] == normal[None, :]).double().mean()
     greater = wins + 0.5 * ties
-    assert _anomaly_scores(regularity, labels, kinds, onsets)["auroc"] == pytest.approx(float(greater), abs=1e-6)
+    assert anomaly_aurocs(regularity, labels, kinds, onsets)["auroc"] == pytest.approx(float(greater), abs=1e-6)
 
 
 def test_without_normal_sequences_only_the_overall_score() -> None:
     regularity, labels, kinds, onsets = _case()
-    scores = _anomaly_scores(regularity[2:], labels[2:], kinds[2:], onsets[2:])
+    scores = anomaly_aurocs(regularity[2:], labels[2:], kinds[2:], onsets[2:])
     assert set(scores) == {"auroc"}
 
 
 def test_without_onsets_only_the_label_scores() -> None:
-    scores = _anomaly_scores(*_case(), onsets_too=False)
+    scores = anomaly_aurocs(*_case(), onsets_too=False)
     assert set(scores) == {"auroc", "auroc_teleport", "auroc_stop"}
-    assert scores["auroc_teleport"] == _anomaly_scores(*_case())["auroc_teleport"]
+    assert scores["auroc_teleport"] == anomaly_aurocs(*_case())["auroc_teleport"]

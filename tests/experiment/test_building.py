@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convlstm.cli.building import build_model
-from convlstm.cli.recipe import RecipeError, recipe_from_dict
+from convlstm.experiment import RecipeError, build_model, recipe_from_dict
 from convlstm.models import create_model
 
 

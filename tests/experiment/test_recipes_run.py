@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convlstm.cli.main import CONFIGS, main
+from convlstm.cli.main import main
 
 TINY = [
     "-o", "trainer.max_steps=2",
@@ -37,7 +37,7 @@ SMALLER = {
 
 
 def _fit_and_evaluate(recipe: str, run: Path, extra: list[str]) -> dict:
-    assert main(["fit", "-c", str(CONFIGS / f"{recipe}.yaml"), "--run-dir", str(run), *TINY, *extra]) == 0
+    assert main(["fit", "-c", recipe, "--run-dir", str(run), *TINY, *extra]) == 0
     assert main(["evaluate", "--run-dir", str(run)]) == 0
     assert (run / "report.html").is_file()
     return json.loads((run / "metrics.json").read_text())["methods"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convlstm.cli.main import CONFIGS, main
+from convlstm.cli.main import main
 
 TINY = [
     "-o", "trainer.max_steps=4",
@@ -23,7 +23,7 @@ TINY = [
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run_dir), *TINY]) == 0
+    assert main(["fit", "-c", "demo", "--run-dir", str(run_dir), *TINY]) == 0
     return run_dir
 
 
@@ -36,13 +36,13 @@ def test_fit_writes_recipe_checkpoints_and_model(run: Path) -> None:
 
 
 def test_fit_refuses_to_overwrite_a_run(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run), *TINY]) == 2
+    assert main(["fit", "-c", "demo", "--run-dir", str(run), *TINY]) == 2
     assert "already holds a run" in capsys.readouterr().err
 
 
 def test_resume_continues_from_last_checkpoint(run: Path) -> None:
     more = [*TINY, "-o", "trainer.max_steps=6"]
-    assert main(["fit", "-c", str(CONFIGS / "demo.yaml"), "--run-dir", str(run), "--resume", *more]) == 0
+    assert main(["fit", "-c", "demo", "--run-dir", str(run), "--resume", *more]) == 0
     import torch
 
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)

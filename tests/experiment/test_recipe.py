@@ -2,19 +2,35 @@ from pathlib import Path
 
 import pytest
 
-from convlstm.cli.recipe import RecipeError, load_recipe, recipe_from_dict, recipe_help
+from convlstm.experiment import RecipeError, list_recipes, load_recipe, recipe_from_dict, recipe_help
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+RECIPES = list_recipes()
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_every_shipped_recipe_loads(path: Path) -> None:
-    recipe = load_recipe(path)
+def test_the_packaged_recipes_are_found() -> None:
+    assert "demo" in RECIPES and len(RECIPES) >= 10
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_shipped_recipe_loads_by_name(name: str) -> None:
+    recipe = load_recipe(name)
     assert recipe.name and recipe.data.source and recipe.model.name
 
 
+def test_a_recipe_file_loads_by_path_too(tmp_path: Path) -> None:
+    from convlstm.experiment.recipe import recipe_source
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(recipe_source("demo")[0])
+    assert load_recipe(path) == load_recipe("demo")
+    with pytest.raises(FileNotFoundError, match="packaged recipes"):
+        load_recipe("no_such_recipe")
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
 def test_recipes_cover_every_application() -> None:
-    sources = {load_recipe(p).data.source for p in CONFIGS}
+    sources = {load_recipe(p).data.source for p in RECIPES}
     assert {"moving_mnist", "bouncing_balls", "radar", "shapes", "anomalies", "kitti_hickle", "video"} <= sources
 
 

@@ -8,11 +8,15 @@ runs/<name>/metrics.json, report.html, *.png, *.gif     written by `convlstm eva
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import yaml
+from torch import nn
 
-from convlstm.cli.recipe import Recipe, RecipeError, recipe_from_dict
+from convlstm.experiment.recipe import Recipe, RecipeError, recipe_from_dict
+from convlstm.models import CONFIG_FILE, from_pretrained
+from convlstm.tasks import load_task
 from convlstm.utils.atomic import atomic_write_text, remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
@@ -35,19 +39,24 @@ def launched_rank() -> int:
 
 
 class RunDir:
+    """A run directory (layout in the module docstring); nothing is read or written until a method asks."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
     @property
     def recipe_path(self) -> Path:
+        """The recipe as run."""
         return self.path / RECIPE_FILE
 
     @property
     def model_dir(self) -> Path:
+        """The best model, as save_pretrained writes it."""
         return self.path / MODEL_DIR
 
     @property
     def checkpoint_dir(self) -> Path:
+        """Lightning checkpoints (best by val/loss, last.ckpt)."""
         return self.path / "checkpoints"
 
     def next_log_version(self) -> int:
@@ -81,7 +90,19 @@ class RunDir:
             for path in remove_stale_temporaries(self.path):
                 logger.info("removed %s, left by an interrupted write", path)
 
+    def discard(self, *, created: bool) -> str:
+        """Undoes :meth:`create` for a run that wrote no checkpoint: removes the directory if ``created``, else what
+        the run put into it (recipe, logs, checkpoints), so that the next ``fit`` can use it. Returns what it did."""
+        if created:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return f"removed {self.path}, which this fit created; nothing was trained"
+        self.recipe_path.unlink(missing_ok=True)
+        for folder in (self.path / LOGS, self.checkpoint_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"removed what this fit wrote into {self.path}; nothing was trained"
+
     def recipe(self) -> Recipe:
+        """The recipe this run was made with."""
         if not self.recipe_path.is_file():
             raise FileNotFoundError(f"{self.recipe_path} not found: is {self.path} a run directory made by `fit`?")
         try:
@@ -91,6 +112,7 @@ class RunDir:
         return recipe_from_dict(raw, origin=str(self.recipe_path))
 
     def last_checkpoint(self) -> Path | None:
+        """last.ckpt, or None before the first one is written."""
         last = self.checkpoint_dir / "last.ckpt"
         return last if last.is_file() else None
 
@@ -117,3 +139,9 @@ class RunDir:
         if not target.is_relative_to(self.path.resolve()):
             raise ValueError(f"output {name!r} would be written outside the run directory {self.path}")
         return target
+
+    def trained_model(self) -> nn.Module:
+        """The trained model in eval mode: the saved best model, else the model of the best checkpoint."""
+        if (self.model_dir / CONFIG_FILE).exists():
+            return from_pretrained(self.model_dir).eval()
+        return load_task(self.best_checkpoint()).model.eval()

@@ -1,4 +1,4 @@
-"""`convlstm evaluate`: a trained model and chosen baselines side by side on the test split, with a report."""
+"""Scoring: a trained model and chosen baselines side by side on the test split, and the report of it."""
 
 import json
 import logging
@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from convlstm.cli.recipe import Recipe
-from convlstm.cli.run_dir import RunDir
-from convlstm.metrics import ConfusionMatrix, frame_auroc
+from convlstm.experiment.recipe import Recipe
+from convlstm.experiment.run_dir import RunDir
+from convlstm.metrics import ConfusionMatrix, ForecastScores, anomaly_aurocs
 from convlstm.metrics.field_scores import DeterministicFieldScores, field_scores_available
 from convlstm.models import create_model
-from convlstm.tasks import ForecastScores, next_frame_psnr, regularity_from_psnr
+from convlstm.tasks import next_frame_psnr, regularity_from_psnr
 from convlstm.tasks.losses import rain_rate_of
 from convlstm.utils.atomic import atomic_write_text
 
@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 Results = dict[str, dict[str, Any]]
 
 
-def _limited(dataset: Dataset[Any], count: int | None) -> Dataset[Any]:
+def first_sequences(dataset: Dataset[Any], count: int | None) -> Dataset[Any]:
+    """The first ``count`` items of ``dataset`` (all of them for None or a count past its end)."""
     size = len(dataset)  # type: ignore[arg-type]
     return dataset if count is None or count >= size else Subset(dataset, range(count))
 
@@ -107,6 +108,7 @@ def evaluate_prednet(model: nn.Module, dataset: Dataset[Any], recipe: Recipe) ->
 
 @torch.no_grad()
 def evaluate_segmentation(model: nn.Module, dataset: Dataset[Any], recipe: Recipe, *, num_classes: int) -> Results:
+    """Per-class and mean IoU / Dice of the model's per-frame labels over the test sequences (confusion matrix)."""
     confusion = ConfusionMatrix(num_classes=num_classes, lead_times=recipe.data.context_frames)
     for batch in DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size):
         output = model(batch["context"])
@@ -143,44 +145,14 @@ def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], re
             regularity_from_psnr(values, context_frames=context, first_frames="exclude", score=score)
             for score in ("regularity", "cumulative")
         )
-        results[name] = _anomaly_scores(per_frame, all_labels, kinds, all_onsets)
-        kept = _anomaly_scores(cumulative, all_labels, kinds, all_onsets, onsets_too=False)
+        results[name] = anomaly_aurocs(per_frame, all_labels, kinds, all_onsets)
+        kept = anomaly_aurocs(cumulative, all_labels, kinds, all_onsets, onsets_too=False)
         results[name].update({key.replace("auroc", "auroc_cumulative", 1): value for key, value in kept.items()})
     return results
 
 
-def _anomaly_scores(
-    regularity: Tensor, labels: Tensor, kinds: list[str], onsets: Tensor, *, onsets_too: bool = True
-) -> dict[str, Any]:
-    """regularity and labels (N, T), NaN where a frame has no score; kinds (N,) names; onsets (N,), -1 if normal.
-    ``onsets_too``: also the onset-frame AUROCs (a per-frame score's; a cumulative one only repeats its frames')."""
-    scored = ~torch.isnan(regularity)
-
-    def auroc(rows: Tensor, positive: Tensor, counted: Tensor) -> float | None:
-        keep = counted & scored & rows[:, None]
-        chosen = positive[keep]
-        if chosen.numel() == 0 or bool(chosen.all()) or not bool(chosen.any()):
-            return None  # one class only: no ROC curve
-        return _plain(frame_auroc(regularity[keep], chosen.to(torch.int64), higher_is_anomalous=False))
-
-    everything = torch.ones_like(labels, dtype=torch.bool)
-    normal = torch.tensor([k == "normal" for k in kinds])
-    steps = torch.arange(labels.shape[1])
-    onset_frame = steps[None, :] == onsets[:, None]
-    onset_or_normal = onset_frame | normal[:, None]
-    out: dict[str, Any] = {"auroc": auroc(torch.ones_like(normal), labels.bool(), everything)}
-    if normal.any():
-        if onsets_too:
-            out["auroc_onset"] = auroc(torch.ones_like(normal), onset_frame, onset_or_normal)
-        for kind in sorted(set(kinds) - {"normal", "unknown"}):
-            rows = normal | torch.tensor([k == kind for k in kinds])
-            out[f"auroc_{kind}"] = auroc(rows, labels.bool(), everything)
-            if onsets_too:
-                out[f"auroc_onset_{kind}"] = auroc(rows, onset_frame, onset_or_normal)
-    return out
-
-
 def load_baselines(names: list[str], model: nn.Module) -> dict[str, nn.Module]:
+    """The registered baselines ``names``, forecasting as many frames as ``model`` does by default."""
     horizon = getattr(model, "default_horizon", 10)
     return {name: create_model(name, default_horizon=horizon).eval() for name in names}
 

@@ -1,0 +1,171 @@
+"""Training and scoring a recipe: fit, test and evaluate, each on a run directory."""
+
+import fnmatch
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning import seed_everything
+
+from convlstm.experiment import scoring
+from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
+from convlstm.experiment.recipe import Recipe, load_recipe
+from convlstm.experiment.run_dir import DEMO_MARKER, RunDir
+from convlstm.models import PretrainedModel, create_model, list_models
+from convlstm.tasks import AnomalyTask, load_task, read_checkpoint
+from convlstm.utils.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def fit(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
+    """Trains the recipe's model; saves the best checkpoint's model to <run>/model. Returns the run directory.
+
+    Data, model and task are built before the Trainer, so that a bad recipe fails with its own message before
+    Lightning prints anything. A new run that fails before its first training step leaves no run behind: the
+    directory is removed if this call created it, else emptied of what it wrote, and the error says so.
+    """
+    run = RunDir(run_dir)
+    created = not run.path.exists()
+    run.create(recipe, resume=resume)
+    trainer: Any = None
+    try:
+        # Seeded before the model is built, so that its initialisation is seeded; the Trainer does not seed again.
+        seed_everything(recipe.seed, workers=True, verbose=False)
+        data = build_datamodule(recipe, ("train", "val"))
+        task = build_task(recipe, build_model(recipe))
+        checkpoint = run.last_checkpoint() if resume else None
+        if resume and checkpoint is None:
+            raise FileNotFoundError(f"--resume: no last.ckpt in {run.checkpoint_dir}")
+        if checkpoint is not None:
+            # Lightning's own errors for a truncated or foreign file name neither the file nor the problem.
+            read_checkpoint(checkpoint)
+        trainer = build_trainer(recipe, run, seed=None)
+        trainer.fit(task, datamodule=data, ckpt_path=checkpoint, weights_only=True)
+    except Exception as err:
+        if not resume and (trainer is None or trainer.global_step == 0):
+            _say_removed(err, run.discard(created=created))
+        raise
+    if trainer.global_rank == 0:
+        _save_best_model(run)
+    return run.path
+
+
+def _say_removed(err: BaseException, what: str) -> None:
+    """Adds what was cleaned up to the error's one-line message (or as a note where the message is not one string)."""
+    if len(err.args) == 1 and isinstance(err.args[0], str):
+        err.args = (f"{err.args[0]} ({what})",)
+    else:
+        err.add_note(what)
+
+
+def _save_best_model(run: RunDir) -> None:
+    best = run.best_checkpoint()
+    task = load_task(best)
+    if not isinstance(task.model, PretrainedModel):
+        logger.warning("the model is not a registered family; %s keeps only the checkpoint", run.path)
+        return
+    task.model.save_pretrained(run.model_dir)
+    atomic_write_text(run.path / "best_checkpoint.txt", f"{best.relative_to(run.path)}\n")
+    logger.info("best checkpoint %s -> %s", best.name, run.model_dir)
+
+
+def test(run_dir: Path) -> dict[str, float]:
+    """Scores the best checkpoint on the test split with Lightning's test loop; writes ``test_metrics.json``."""
+    run = RunDir(run_dir)
+    recipe = run.recipe()
+    trainer = build_trainer(recipe, run, loggers=False, checkpoints=False, early_stopping_patience=None)
+    task = load_task(run.best_checkpoint())
+    if recipe.task.kind == "anomaly":  # frames scored by next-frame prediction error: test/auroc, test/psnr
+        task = AnomalyTask(task.model, first_frames="exclude")
+    (results,) = trainer.test(task, datamodule=build_datamodule(recipe, ("test",)))
+    scores = {k: float(v) for k, v in results.items()}
+    atomic_write_text(run.resolve("test_metrics.json"), json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
+def evaluate(run_dir: Path, *, baselines: list[str] | None = None, num_sequences: int | None = None) -> Path:
+    """Scores the trained model and ``baselines`` (default: the recipe's) on the first ``num_sequences`` test
+    sequences the way the recipe's task kind asks; writes metrics.json, figures, GIFs and report.html into the run
+    directory and returns the report's path."""
+    run = RunDir(run_dir)
+    recipe = run.recipe()
+    model = run.trained_model()
+    dataset = scoring.first_sequences(build_dataset(recipe, "test"), num_sequences or recipe.evaluate.num_sequences)
+    names = recipe.evaluate.baselines if baselines is None else baselines
+    samples: list[dict[str, Any]] = []
+    if recipe.task.kind == "segmentation":
+        num_classes = int(recipe.task.args["num_classes"])
+        results = scoring.evaluate_segmentation(model, dataset, recipe, num_classes=num_classes)
+    elif recipe.task.kind == "prednet":
+        results = scoring.evaluate_prednet(model, dataset, recipe)
+    elif recipe.task.kind == "anomaly":
+        methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
+        results = scoring.evaluate_anomaly(methods, dataset, recipe)
+    else:
+        methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
+        results, samples = scoring.evaluate_forecasters(methods, dataset, recipe, keep=recipe.evaluate.animations)
+    return scoring.write_outputs(run, recipe, results, samples)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A registered model: its name, its parameter count and its class name."""
+
+    name: str
+    parameters: int
+    class_name: str
+
+
+def model_summaries(pattern: str = "*") -> list[ModelSummary]:
+    """Every registered model whose name matches the shell-style ``pattern``, with its parameter count.
+
+    Raises:
+        ValueError: no model matches.
+    """
+    names = [n for n in list_models() if fnmatch.fnmatch(n, pattern)]
+    if not names:
+        raise ValueError(f"no registered model matches {pattern!r}")
+    summaries = []
+    for name in names:
+        with torch.device("meta"):  # counts parameters without allocating the largest models' weights
+            model = create_model(name)
+        summaries.append(ModelSummary(name, sum(p.numel() for p in model.parameters()), type(model).__name__))
+    return summaries
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`demo` did: the recipe it ran, the report, and the model's and persistence's MSE per frame."""
+
+    recipe: Recipe
+    report: Path
+    model_mse_per_frame: float
+    persistence_mse_per_frame: float
+
+
+def demo(run_dir: Path, *, minutes: float) -> DemoResult:
+    """Fits the packaged ``demo`` recipe for ``minutes`` into ``run_dir``, then evaluates it against persistence.
+
+    A directory left by an earlier demo (it holds a marker file) is replaced; any other existing one is refused.
+    """
+    if run_dir.exists():
+        if not (run_dir / DEMO_MARKER).exists():
+            raise FileExistsError(f"{run_dir} exists and was not written by `convlstm demo`; choose another --run-dir")
+        shutil.rmtree(run_dir)  # a previous demo's output, replaced by this one
+    recipe = load_recipe("demo", [f"trainer.max_minutes={minutes}"])
+    run_dir.mkdir(parents=True)
+    (run_dir / DEMO_MARKER).touch()
+    fit(recipe, run_dir, resume=False)
+    report = evaluate(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())["methods"]
+    return DemoResult(
+        recipe=recipe,
+        report=report,
+        model_mse_per_frame=metrics[recipe.model.name]["mse_per_frame"],
+        persistence_mse_per_frame=metrics["persistence"]["mse_per_frame"],
+    )
