@@ -1,6 +1,7 @@
 """The `convlstm` command end to end on a tiny run: fit, resume, test, evaluate, predict, export, list-models."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,19 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("fit", "test", "predict", "evaluate", "export", "list-models", "demo"):
         assert command in out
+
+
+@pytest.mark.e2e
+def test_demo_says_how_many_steps_it_trained_and_how_it_compares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--run-dir", str(tmp_path / "demo"), "--minutes", "0.05"]) == 0
+    out = capsys.readouterr().out
+    steps = re.search(r"trained (\d+) steps in 0.05 minutes", out)
+    assert steps is not None and int(steps.group(1)) >= 1, out
+    scores = re.search(r"MSE per frame: \S+ ([\d.]+), persistence ([\d.]+) \(([\d.]+)x\)", out)
+    assert scores is not None, out
+    model, persistence, ratio = map(float, scores.groups())
+    assert ratio == pytest.approx(persistence / model, rel=0.01, abs=0.01)
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["methods"]
+    assert f"{metrics['persistence']['mse_per_frame']:.1f}" == f"{persistence:.1f}"

@@ -7,7 +7,6 @@ import pytest
 from convlstm.experiment.recipe import load_recipe
 from convlstm.experiment.run_dir import RECIPE_FILE, RunDir, launched_rank
 
-DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 LAUNCHER_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
 
 
@@ -32,7 +31,7 @@ def test_launched_rank(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], ran
 def test_only_rank_zero_claims_the_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in LAUNCHER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    recipe = load_recipe(DEMO)
+    recipe = load_recipe("demo")
     run = RunDir(tmp_path / "run")
     run.create(recipe, resume=False)
     assert (run.path / RECIPE_FILE).is_file()

@@ -205,6 +205,9 @@ def demo(run_dir: Path, *, minutes: float) -> int:
     model, baseline = result.model_mse_per_frame, result.persistence_mse_per_frame
     frames = f"{recipe.data.context_frames} -> {recipe.data.target_frames} frames"
     print(f"\n{recipe.data.source}, {frames}, {recipe.data.test_sequences} test sequences:")
+    print(
+        f"  trained {result.steps} steps in {minutes:g} minutes (the score improves with the steps a machine manages)"
+    )
     print(f"  MSE per frame: {recipe.model.name} {model:.1f}, persistence {baseline:.1f} ({baseline / model:.2f}x)")
     print(f"  report: {result.report}\n  metrics: {run_dir / 'metrics.json'}")
     return 0

@@ -140,9 +140,11 @@ def model_summaries(pattern: str = "*") -> list[ModelSummary]:
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What :func:`demo` did: the recipe it ran, the report, and the model's and persistence's MSE per frame."""
+    """What :func:`demo` did: the recipe it ran, the optimizer steps that fitted in its minutes, the report, and the
+    model's and persistence's MSE per frame."""
 
     recipe: Recipe
+    steps: int
     report: Path
     model_mse_per_frame: float
     persistence_mse_per_frame: float
@@ -161,10 +163,13 @@ def demo(run_dir: Path, *, minutes: float) -> DemoResult:
     run_dir.mkdir(parents=True)
     (run_dir / DEMO_MARKER).touch()
     fit(recipe, run_dir, resume=False)
+    last = RunDir(run_dir).last_checkpoint()
+    steps = int(read_checkpoint(last)["global_step"]) if last is not None else 0
     report = evaluate(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())["methods"]
     return DemoResult(
         recipe=recipe,
+        steps=steps,
         report=report,
         model_mse_per_frame=metrics[recipe.model.name]["mse_per_frame"],
         persistence_mse_per_frame=metrics["persistence"]["mse_per_frame"],
