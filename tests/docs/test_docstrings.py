@@ -23,6 +23,7 @@ PACKAGES = [
     "convlstm.interop",
     "convlstm.accel",
     "convlstm.report",
+    "convlstm.experiment",
 ]
 
 

@@ -16,6 +16,7 @@ from convlstm.models import CONFIG_FILE, WEIGHTS_FILE, PretrainedModel
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("safetensors", "onnx", "torch")
+"""The formats `convlstm export` writes: weights with their config, ONNX, and a torch.export program."""
 
 
 def export(

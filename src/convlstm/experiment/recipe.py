@@ -19,8 +19,8 @@ from convlstm.data.sources import SOURCES
 from convlstm.metrics.forecast_metrics import BALANCED_METRICS
 
 TaskKind = Literal["forecasting", "tbptt", "segmentation", "prednet", "anomaly"]
-#: The task kinds a recipe can name.
 TASK_KINDS: tuple[str, ...] = typing.get_args(TaskKind)
+"""The task kinds a recipe can name."""
 
 
 def _help(text: str) -> dict[str, str]:

@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.yaml"
 LOGS = "logs"
 MODEL_DIR = "model"
-#: Marks a directory that `convlstm demo` made and may replace; nothing else in a run directory is ever replaced.
 DEMO_MARKER = ".convlstm-demo"
+"""Marks a directory that `convlstm demo` made and may replace; nothing else in a run directory is ever replaced."""
 
 
 def launched_rank() -> int:

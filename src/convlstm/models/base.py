@@ -19,7 +19,9 @@ from convlstm.utils.deprecation import deprecated_aliases
 from convlstm.utils.tensor_checks import check_like_parameters
 
 CONFIG_FILE = "config.json"
+"""The file of a saved model's directory that holds its family and config (JSON)."""
 WEIGHTS_FILE = "model.safetensors"
+"""The file of a saved model's directory that holds its weights (safetensors)."""
 
 
 def config_from_arguments(config_class: type[Any], arguments: dict[str, Any]) -> Any:
