@@ -29,7 +29,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "tasks": FOUNDATION | {"layers", "models", "baselines", "data", "metrics"},
     "experiment": FOUNDATION
     | {"layers", "models", "baselines", "data", "metrics", "report", "inference", "tasks", "recipes", "accel"},
-    "cli": {"experiment"},
+    "cli": FOUNDATION | {"experiment"},
 }
 #: third-party packages -> the subpackages that may import them.
 CONFINED = {

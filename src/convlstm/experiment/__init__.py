@@ -6,67 +6,100 @@ export and scoring. The command line, the benchmarks and users call the same fun
     recipe = load_recipe("demo", ["trainer.max_steps=20"])   # a packaged recipe, or a path to a YAML file
     fit(recipe, Path("runs/demo"), resume=False)
     report = evaluate(Path("runs/demo"))
+
+Names are imported on first use, so that the command line can read recipes and answer ``--help`` without the
+training extra (Lightning) installed.
 """
 
-from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
-from convlstm.experiment.exporting import EXPORT_FORMATS, export
-from convlstm.experiment.pipeline import DemoResult, ModelSummary, demo, evaluate, fit, model_summaries, test
-from convlstm.experiment.predicting import GridOptions, is_gridded, predict, predict_gridded
-from convlstm.experiment.recipe import (
-    TASK_KINDS,
-    Recipe,
-    RecipeError,
-    apply_override,
-    list_recipes,
-    load_recipe,
-    recipe_from_dict,
-    recipe_help,
-)
-from convlstm.experiment.run_dir import DEMO_MARKER, RunDir
-from convlstm.experiment.scoring import (
-    evaluate_anomaly,
-    evaluate_forecasters,
-    evaluate_prednet,
-    evaluate_segmentation,
-    first_sequences,
-    load_baselines,
-    write_outputs,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "DEMO_MARKER",
-    "EXPORT_FORMATS",
-    "TASK_KINDS",
-    "DemoResult",
-    "GridOptions",
-    "ModelSummary",
-    "Recipe",
-    "RecipeError",
-    "RunDir",
-    "apply_override",
-    "build_datamodule",
-    "build_dataset",
-    "build_model",
-    "build_task",
-    "build_trainer",
-    "demo",
-    "evaluate",
-    "evaluate_anomaly",
-    "evaluate_forecasters",
-    "evaluate_prednet",
-    "evaluate_segmentation",
-    "export",
-    "first_sequences",
-    "fit",
-    "is_gridded",
-    "list_recipes",
-    "load_baselines",
-    "load_recipe",
-    "model_summaries",
-    "predict",
-    "predict_gridded",
-    "recipe_from_dict",
-    "recipe_help",
-    "test",
-    "write_outputs",
-]
+_SOURCES = {
+    "DEMO_MARKER": "run_dir",
+    "DemoResult": "pipeline",
+    "EXPORT_FORMATS": "exporting",
+    "GridOptions": "predicting",
+    "ModelSummary": "pipeline",
+    "Recipe": "recipe",
+    "RecipeError": "recipe",
+    "RunDir": "run_dir",
+    "TASK_KINDS": "recipe",
+    "apply_override": "recipe",
+    "build_datamodule": "building",
+    "build_dataset": "building",
+    "build_model": "building",
+    "build_task": "building",
+    "build_trainer": "building",
+    "demo": "pipeline",
+    "evaluate": "pipeline",
+    "evaluate_anomaly": "scoring",
+    "evaluate_forecasters": "scoring",
+    "evaluate_prednet": "scoring",
+    "evaluate_segmentation": "scoring",
+    "export": "exporting",
+    "first_sequences": "scoring",
+    "fit": "pipeline",
+    "is_gridded": "predicting",
+    "list_recipes": "recipe",
+    "load_baselines": "scoring",
+    "load_recipe": "recipe",
+    "model_summaries": "pipeline",
+    "predict": "predicting",
+    "predict_gridded": "predicting",
+    "recipe_from_dict": "recipe",
+    "recipe_help": "recipe",
+    "test": "pipeline",
+    "write_outputs": "scoring",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'convlstm.experiment' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"convlstm.experiment.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from convlstm.experiment.building import build_datamodule as build_datamodule
+    from convlstm.experiment.building import build_dataset as build_dataset
+    from convlstm.experiment.building import build_model as build_model
+    from convlstm.experiment.building import build_task as build_task
+    from convlstm.experiment.building import build_trainer as build_trainer
+    from convlstm.experiment.exporting import EXPORT_FORMATS as EXPORT_FORMATS
+    from convlstm.experiment.exporting import export as export
+    from convlstm.experiment.pipeline import DemoResult as DemoResult
+    from convlstm.experiment.pipeline import ModelSummary as ModelSummary
+    from convlstm.experiment.pipeline import demo as demo
+    from convlstm.experiment.pipeline import evaluate as evaluate
+    from convlstm.experiment.pipeline import fit as fit
+    from convlstm.experiment.pipeline import model_summaries as model_summaries
+    from convlstm.experiment.pipeline import test as test
+    from convlstm.experiment.predicting import GridOptions as GridOptions
+    from convlstm.experiment.predicting import is_gridded as is_gridded
+    from convlstm.experiment.predicting import predict as predict
+    from convlstm.experiment.predicting import predict_gridded as predict_gridded
+    from convlstm.experiment.recipe import TASK_KINDS as TASK_KINDS
+    from convlstm.experiment.recipe import Recipe as Recipe
+    from convlstm.experiment.recipe import RecipeError as RecipeError
+    from convlstm.experiment.recipe import apply_override as apply_override
+    from convlstm.experiment.recipe import list_recipes as list_recipes
+    from convlstm.experiment.recipe import load_recipe as load_recipe
+    from convlstm.experiment.recipe import recipe_from_dict as recipe_from_dict
+    from convlstm.experiment.recipe import recipe_help as recipe_help
+    from convlstm.experiment.run_dir import DEMO_MARKER as DEMO_MARKER
+    from convlstm.experiment.run_dir import RunDir as RunDir
+    from convlstm.experiment.scoring import evaluate_anomaly as evaluate_anomaly
+    from convlstm.experiment.scoring import evaluate_forecasters as evaluate_forecasters
+    from convlstm.experiment.scoring import evaluate_prednet as evaluate_prednet
+    from convlstm.experiment.scoring import evaluate_segmentation as evaluate_segmentation
+    from convlstm.experiment.scoring import first_sequences as first_sequences
+    from convlstm.experiment.scoring import load_baselines as load_baselines
+    from convlstm.experiment.scoring import write_outputs as write_outputs

@@ -23,6 +23,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "PIL": "data",
     "pysteps": "nowcast",
     "cv2": "nowcast",
+    "pyproj": "nowcast",
     "keras": "keras",
     "onnx": "export",
     "onnxruntime": "export",
