@@ -8,8 +8,9 @@ Names are imported on first use: the loaders pull in h5py, hickle, xarray, scipy
 source should not wait for all of them.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from convlstm.utils.lazy import lazy_exports
 
 _SOURCES = {
     "AnomalySequences": "anomalies",
@@ -49,16 +50,7 @@ _SOURCES = {
 __all__ = sorted(_SOURCES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'convlstm.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"convlstm.data.{_SOURCES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
 
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ import h5py
 import numpy as np
 
 from convlstm.data.splits import Splitter, TimeBlockSplit, select_split
-from convlstm.data.windows import NanPolicy, Recording, Transform, WindowDataset
-from convlstm.data.xarray_source import WindowCoords, regular_runs
+from convlstm.data.windows import NanPolicy, Transform, WindowDataset
+from convlstm.data.xarray_source import WindowCoords, recordings_between_gaps
 from convlstm.units import dbz_to_rain_rate, rain_rate_to_pixel
 
 logger = logging.getLogger(__name__)
@@ -221,13 +221,8 @@ class ODIMSequences(WindowDataset):
         self.grid = read_odim_grid(files[0])
         frames = ODIMFrames(files, shape, quantity=quantity, zr_relation=zr_relation, units=units)
         name = str(root) if isinstance(root, str | os.PathLike) else f"{len(files)} ODIM files"
-        runs = regular_runs(times, source=name)
-        if len(runs) > 1:
-            logger.warning("%s: the time series has %d gaps; cut into %d recordings", name, len(runs) - 1, len(runs))
-        whole = Recording(name=name, frames=frames, source=name)
-        recordings = [whole if len(runs) == 1 else whole.segment(a, b) for a, b in runs]
         super().__init__(
-            select_split(recordings, split, split_by or TimeBlockSplit()),
+            select_split(recordings_between_gaps(name, frames, times), split, split_by or TimeBlockSplit()),
             context_frames=context_frames,
             target_frames=target_frames,
             stride=stride,

@@ -215,6 +215,16 @@ def regular_runs(time: np.ndarray, *, source: str = "time coordinate") -> list[t
     return list(zip([0, *cuts], [*cuts, len(time)], strict=True))
 
 
+def recordings_between_gaps(name: str, frames: Any, times: np.ndarray) -> list[Recording]:
+    """One recording per gap-free run of ``times`` (see :func:`regular_runs`; a warning counts the gaps), each
+    slicing ``frames`` lazily."""
+    runs = regular_runs(times, source=name)
+    if len(runs) > 1:
+        logger.warning("%s: the time series has %d gaps; cut into %d recordings", name, len(runs) - 1, len(runs))
+    whole = Recording(name=name, frames=frames, source=name)
+    return [whole if len(runs) == 1 else whole.segment(a, b) for a, b in runs]
+
+
 class XarraySequences(WindowDataset):
     """Windows over variables of a netCDF file or zarr store (or an open xarray Dataset).
 
@@ -275,15 +285,8 @@ class XarraySequences(WindowDataset):
         self.time_chunk = frames.time_chunk
         dataset = frames.dataset
         self._time, self._y, self._x = (np.asarray(dataset[d].values) for d in self.dims)
-        runs = regular_runs(self._time, source=name)
-        if len(runs) > 1:
-            logger.warning(
-                "%s: the time coordinate has %d gaps; cut into %d recordings", name, len(runs) - 1, len(runs)
-            )
-        whole = Recording(name=name, frames=frames, source=name)
-        recordings = [whole if len(runs) == 1 else whole.segment(a, b) for a, b in runs]
         super().__init__(
-            select_split(recordings, split, split_by or TimeBlockSplit()),
+            select_split(recordings_between_gaps(name, frames, self._time), split, split_by or TimeBlockSplit()),
             context_frames=context_frames,
             target_frames=target_frames,
             stride=stride,

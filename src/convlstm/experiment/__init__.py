@@ -11,8 +11,9 @@ Names are imported on first use, so that the command line can read recipes and a
 training extra (Lightning) installed.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from convlstm.utils.lazy import lazy_exports
 
 _SOURCES = {
     "DEMO_MARKER": "run_dir",
@@ -55,16 +56,7 @@ _SOURCES = {
 __all__ = sorted(_SOURCES)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCES:
-        raise AttributeError(f"module 'convlstm.experiment' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"convlstm.experiment.{_SOURCES[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
 
 
 if TYPE_CHECKING:
