@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "metrics": FOUNDATION,
     "report": FOUNDATION | {"metrics"},
     "inference": FOUNDATION | {"layers", "models", "baselines"},
-    "tasks": FOUNDATION | {"layers", "models", "baselines", "data", "metrics"},
+    "tasks": FOUNDATION | {"layers", "models", "baselines", "data", "metrics", "accel"},
     "experiment": FOUNDATION
     | {"layers", "models", "baselines", "data", "metrics", "report", "inference", "tasks", "recipes", "accel"},
     "cli": FOUNDATION | {"experiment"},
