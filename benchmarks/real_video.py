@@ -123,7 +123,7 @@ def recipe(run: str, s: Settings, **changes: Any) -> dict[str, Any]:
         args = {"in_channels": s.channels, "output": run}
         model = {"name": "next_frame_convlstm", "args": args}
         task = {"kind": "forecasting", "args": {"loss": "mse", "lr": 0.0005}}
-    raw = {
+    raw: dict[str, Any] = {
         "name": f"real_video_{run}_{s.channels}ch",
         "description": f"next-frame prediction on real camera clips, {s.channels} channel(s), {s.size}x{s.size}",
         "seed": s.seed,
@@ -283,8 +283,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gif", type=Path, help="copy the animation of --gif-run's last channel setting here")
     parser.add_argument("--gif-run", default="residual", choices=RUNS)
     args = parser.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"--out {args.out} is not empty")
     if args.size < 4 or args.size % 4:
         parser.error(f"--size must be a multiple of 4, got {args.size}")
     if args.clip_frames < args.context_frames + args.target_frames:
@@ -294,6 +292,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.minutes <= 0:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out} is not empty")
     return args
 
 
