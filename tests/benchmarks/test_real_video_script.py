@@ -66,7 +66,7 @@ def test_table_row_gives_copy_over_model_ratios() -> None:
     copy = {"mse_1": 2e-3, "mse_k": 2e-3, "ssim_1": 0.85, "ssim_k": 0.7}
     row = script.format_row({"run": "residual", "channels": 3, "steps": 12, "model": scores, "copy": copy})
     assert row.split() == [
-        "residual", "3", "12", "1.000e-03", "2.000e-03", "2.00", "0.900", "0.850", "4.000e-03", "2.000e-03", "0.50",
+        "residual", "3", "12", "1.000e-03", "2.000e-03", "2.000", "0.900", "0.850", "4.000e-03", "2.000e-03", "0.500",
         "0.800", "0.700",
     ]  # fmt: skip
 
@@ -93,7 +93,7 @@ def test_tiny_study_prints_every_run_against_copy_last(tmp_path: Path) -> None:
     done = run_benchmark("real_video.py", *args, "--gif", str(tmp_path / "anim.gif"), timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout.split("ratio = copy-last MSE / model MSE")[1].splitlines()[2:]
-    assert [line.split()[0] for line in table] == ["residual", "frame", "prednet"]
-    assert [int(line.split()[2]) for line in table] == [2, 2, 4]  # PredNet: 2 steps on errors + 2 fine-tuning
+    assert [line.split()[0] for line in table] == ["residual", "unet", "frame", "prednet"]
+    assert [int(line.split()[2]) for line in table] == [2, 2, 2, 4]  # PredNet: 2 steps on errors + 2 fine-tuning
     assert (tmp_path / "anim.gif").stat().st_size > 0
     assert sorted(p.name for p in (out / "clips").iterdir())[0] == "drift_000.mkv"
