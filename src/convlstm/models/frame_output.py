@@ -4,8 +4,9 @@ Real footage changes little from one frame to the next, so a network that redraw
 its first thousands of steps relearning the background and, early on, scores far below a plain copy of the last
 frame. With ``"residual"`` the prediction is the last frame plus a learned change; the layer that makes the change
 starts at zero, so an untrained model predicts the last frame exactly (copy-last-frame) and training only has to
-learn what moves and what changes. On synthetic data that is redrawn from nothing every frame (Moving MNIST's digits
-on black) there is little background to keep, and redrawing remains the output to compare with.
+learn what moves and what changes. "frame" stays the default: on synthetic frames drawn on black (Moving MNIST's
+digits) there is little background for a copy to keep, and the residual output has been measured on real footage
+only (docs/results/real-video.md).
 """
 
 from typing import Literal
