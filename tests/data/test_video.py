@@ -1,4 +1,5 @@
 import logging
+import subprocess
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -42,6 +43,17 @@ def test_decode_frame_count_and_values(video: Path) -> None:
     frames = read_video(video)
     assert frames.shape == (FRAMES, 3, 32, 48) and frames.dtype == np.uint8
     np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), LEVELS, atol=4)  # lossy codecs
+
+
+def test_variable_frame_rate_video_gives_each_stored_frame_once(tmp_path: Path) -> None:
+    write_video(tmp_path / "steady.mp4", "libx264")
+    # Re-timed so that frame n is shown at n^2 / 10 s: gaps of 0.1 s to 2.3 s, as in a recording that paused.
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "steady.mp4")]
+    command += ["-vf", "setpts=N*N/10/TB", "-fps_mode", "passthrough", "-c:v", "ffv1", str(tmp_path / "vfr.mkv")]
+    subprocess.run(command, check=True)
+    frames = read_video(tmp_path / "vfr.mkv")
+    assert frames.shape == (FRAMES, 3, 32, 48)  # a constant-rate decode would repeat frames to fill the gaps
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), LEVELS, atol=4)  # lossy codec on the way
 
 
 def test_grayscale_stride_and_resize(video: Path) -> None:

@@ -48,7 +48,11 @@ def read_video(
     if frame_step < 1:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     pix_fmt, channels = ("gray", 1) if grayscale else ("rgb24", 3)
-    output_params = [] if size is None else ["-vf", f"scale={size[1]}:{size[0]}:flags=area"]
+    # passthrough: every stored frame once. ffmpeg's default for this output is a constant rate, which repeats
+    # frames of a variable-frame-rate file to fill its gaps (a 68-frame clip came out as 449 frames).
+    output_params = ["-fps_mode", "passthrough"]
+    if size is not None:
+        output_params += ["-vf", f"scale={size[1]}:{size[0]}:flags=area"]
     frames = []
     try:
         reader = imageio_ffmpeg.read_frames(

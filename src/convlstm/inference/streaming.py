@@ -121,7 +121,7 @@ class _PredNetStream(_Stream):
         # As PredNet.forward: each step is fed the previous prediction in place of the unseen frame.
         state, predictions = self.state, []
         for _ in range(horizon):
-            state, _ = self.model.step(state.prediction, state)
+            state, _ = self.model.step(state.prediction, state, observed=False)
             predictions.append(state.prediction)
         return torch.stack(predictions, dim=1)
 

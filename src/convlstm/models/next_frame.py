@@ -18,6 +18,7 @@ from convlstm.layers import ConvLSTM
 from convlstm.layers.cell_base import LSTMState
 from convlstm.layers.folding import per_frame
 from convlstm.models.base import ForecastingModel, check_context_lengths, config_from_arguments, rollout
+from convlstm.models.frame_output import FrameOutput, add_change, check_frame_output, start_at_zero_change
 from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
 
@@ -34,6 +35,7 @@ class NextFramePredictorConfig:
     output_activation: OutputActivation = "sigmoid"
     default_horizon: int = 10
     patch_size: int = 1
+    output: FrameOutput = "frame"
 
 
 class NextFramePredictor(ForecastingModel):
@@ -46,9 +48,12 @@ class NextFramePredictor(ForecastingModel):
         hidden_channels: one ConvLSTM layer per entry, on the encoded maps.
         kernel_size: of the encoder convolutions and of the decoder's last convolution (odd).
         recurrent_kernel_size: of the ConvLSTM layers (odd).
-        output_activation: "sigmoid" (frames in [0, 1]) or "linear".
+        output_activation: "sigmoid" (frames in [0, 1]) or "linear". With output="residual", "sigmoid" clamps
+            the prediction to [0, 1] instead (:func:`~convlstm.models.frame_output.add_change`).
         default_horizon: frames forecast when ``horizon`` is not given.
         patch_size: p; the network works on (C p^2, H / p, W / p) patches of the frames (1: on the frames).
+        output: "frame" (the decoder draws the next frame) or "residual" (the next frame is frame t plus the
+            decoder's output, whose last convolution starts at zero: untrained, the model copies the last frame).
 
     Shape:
         :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
@@ -75,6 +80,7 @@ class NextFramePredictor(ForecastingModel):
         output_activation: OutputActivation = "sigmoid",
         default_horizon: int = 10,
         patch_size: int = 1,
+        output: FrameOutput = "frame",
     ) -> None:
         super().__init__()
         encoder_channels = _int_tuple(encoder_channels, "encoder_channels", allow_empty=True)
@@ -92,6 +98,7 @@ class NextFramePredictor(ForecastingModel):
             raise ValueError(f"kernel_size must be odd (for 'same' padding), got {kernel_size}")
         if output_activation not in ("linear", "sigmoid"):
             raise ValueError(f"output_activation must be 'linear' or 'sigmoid', got {output_activation!r}")
+        check_frame_output(output)
         self.config = config_from_arguments(NextFramePredictorConfig, locals())
         self.default_horizon = default_horizon
         self.patch_size = patch_size
@@ -115,7 +122,10 @@ class NextFramePredictor(ForecastingModel):
         for channels in reversed(mirrored):
             decoder += [nn.ConvTranspose2d(previous, channels, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
             previous = channels
-        decoder.append(nn.Conv2d(previous, patched, kernel_size, padding=pad))
+        last = nn.Conv2d(previous, patched, kernel_size, padding=pad)
+        if output == "residual":
+            start_at_zero_change(last)
+        decoder.append(last)
         self.decoder = nn.Sequential(*decoder)
 
     def one_step(
@@ -134,7 +144,11 @@ class NextFramePredictor(ForecastingModel):
         features = per_frame(self.encoder, patches)  # (B, T, E_last, H / d, W / d)
         hidden, state = self.rnn(features, state, lengths=lengths)  # (B, T, F_last, H / d, W / d)
         out = per_frame(self.decoder, hidden)  # (B, T, C p^2, H / p, W / p)
-        if self.config.output_activation == "sigmoid":
+        sigmoid = self.config.output_activation == "sigmoid"
+        if self.config.output == "residual":
+            change = depth_to_space(out, self.patch_size, name="change")  # (B, T, C, H, W)
+            return add_change(frames, change, bounded=sigmoid), state
+        if sigmoid:
             out = torch.sigmoid(out)
         return depth_to_space(out, self.patch_size, name="predictions"), state
 

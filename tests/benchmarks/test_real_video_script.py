@@ -1,0 +1,99 @@
+"""benchmarks/real_video.py: its clips, its table, and (slow) a tiny study on a video written here with ffmpeg."""
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from convlstm.data.video import read_video
+from tests.benchmarks.scripts import BENCHMARKS, assert_refused_keeping_out, run_benchmark
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("real_video", BENCHMARKS / "real_video.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["real_video"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_video(path: Path, frames: int, size: int = 32) -> np.ndarray:
+    """A drifting colour texture, losslessly encoded (FFV1): what is decoded is exactly what was written."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (size, 2 * size, 3), dtype=np.uint8)
+    video = np.stack([np.ascontiguousarray(texture[:, t % size : t % size + size]) for t in range(frames)])
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (size, size),
+        pix_fmt_in="rgb24",
+        codec="ffv1",
+        output_params=["-pix_fmt", "bgr0"],
+        macro_block_size=1,
+    )
+    writer.send(None)
+    for frame in video:
+        writer.send(frame)
+    writer.close()
+    return video  # (T, H, W, 3)
+
+
+def test_clips_hold_consecutive_frames_without_duplicates(tmp_path: Path) -> None:
+    script = load_script()
+    video = write_video(tmp_path / "drift.mkv", frames=25)
+    clips = script.cut_clips([tmp_path / "drift.mkv"], tmp_path / "clips", clip_frames=8, size=32)
+    assert [clip.name for clip in clips] == [
+        "drift_000.mkv",
+        "drift_001.mkv",
+        "drift_002.mkv",
+    ]  # the tail of 1 left out
+    second = read_video(clips[1])  # (8, 3, 32, 32)
+    # Lossless all the way at the stored size: frames 8..15 of the source, none repeated or dropped.
+    assert np.array_equal(second, video[8:16].transpose(0, 3, 1, 2))
+
+
+def test_packaged_videos_lists_only_files_that_exist() -> None:
+    assert all(path.is_file() for path in load_script().packaged_videos())
+
+
+def test_table_row_gives_copy_over_model_ratios() -> None:
+    script = load_script()
+    scores = {"mse_1": 1e-3, "mse_k": 4e-3, "ssim_1": 0.9, "ssim_k": 0.8}
+    copy = {"mse_1": 2e-3, "mse_k": 2e-3, "ssim_1": 0.85, "ssim_k": 0.7}
+    row = script.format_row({"run": "residual", "channels": 3, "steps": 12, "model": scores, "copy": copy})
+    assert row.split() == [
+        "residual", "3", "12", "1.000e-03", "2.000e-03", "2.000", "0.900", "0.850", "4.000e-03", "2.000e-03", "0.500",
+        "0.800", "0.700",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--minutes", "0"], "--minutes must be > 0"),
+        (["--size", "30"], "--size must be a multiple of 4"),
+        (["--clip-frames", "5"], "must hold --context-frames + --target-frames"),
+        ([], "is not empty"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    assert_refused_keeping_out("real_video.py", tmp_path / "study", args, message)
+
+
+@pytest.mark.slow
+def test_tiny_study_prints_every_run_against_copy_last(tmp_path: Path) -> None:
+    write_video(tmp_path / "drift.mkv", frames=100, size=16)
+    out = tmp_path / "study"
+    args = ["--out", str(out), "--videos", str(tmp_path / "drift.mkv"), "--size", "16", "--clip-frames", "10"]
+    args += ["--context-frames", "3", "--target-frames", "2", "--max-steps", "2", "--minutes", "1", "--channels", "1"]
+    done = run_benchmark("real_video.py", *args, "--gif", str(tmp_path / "anim.gif"), timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout.split("ratio = copy-last MSE / model MSE")[1].splitlines()[2:]
+    assert [line.split()[0] for line in table] == ["residual", "unet", "frame", "prednet"]
+    assert [int(line.split()[2]) for line in table] == [2, 2, 2, 4]  # PredNet: 2 steps on errors + 2 fine-tuning
+    assert (tmp_path / "anim.gif").stat().st_size > 0
+    assert sorted(p.name for p in (out / "clips").iterdir())[0] == "drift_000.mkv"
