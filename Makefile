@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # The CPU build of torch lies on local disk; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# pytest processes (pytest-xdist): each test runs on one thread (tests/conftest.py), CI has 2 cores.
+JOBS ?= 2
 
 .PHONY: setup test test-fast test-portable lint typecheck pytest demo bench docs docs-serve clean
 
@@ -25,15 +27,15 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow"
 
-# While developing: everything but the end-to-end runs (marked e2e), which `make test` and CI still run.
+# While developing: everything but the end-to-end runs (tests/conftest.py lists them), which `make test` and CI run.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not e2e"
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "not slow and not e2e"
 
 # Catches a test tuned to one CPU: torch's portable kernels (no AVX, as on CPUs unlike ours) on one thread.
 test-portable: setup
-	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow and not e2e" \
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(JOBS) -m "not slow and not e2e" \
 		tests/layers tests/models tests/examples
 
 test: lint typecheck pytest test-portable

@@ -18,8 +18,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
 
-pytestmark = pytest.mark.e2e
-
 
 def _run(*command: str | Path, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -86,3 +84,14 @@ def test_a_command_that_needs_an_extra_names_it_in_one_line(fresh_env: Path, tmp
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and 'pip install "convlstm[train]"' in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+# Last in the file: it adds the train extra to the shared environment, which the tests above must not see.
+@pytest.mark.slow
+def test_the_wheel_with_the_train_extra_runs_the_demo(dist: Path, fresh_env: Path, tmp_path: Path) -> None:
+    (wheel,) = dist.glob("convlstm-*.whl")
+    _run(fresh_env / "python", "-m", "pip", "install", "-q", f"{wheel}[train]")
+    run_dir = tmp_path / "demo"
+    done = _run(fresh_env / "convlstm", "demo", "--run-dir", run_dir, "--minutes", "0.05", cwd=tmp_path)
+    assert "persistence" in done.stdout and "trained" in done.stdout, done.stdout[-2000:]
+    assert (run_dir / "report.html").stat().st_size > 0
