@@ -18,7 +18,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "xarray": "data",
     "netCDF4": "data",
     "zarr": "data",
-    "imageio": "data",
+    "imageio": "train",
     "imageio_ffmpeg": "data",
     "PIL": "data",
     "pysteps": "nowcast",
