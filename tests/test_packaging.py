@@ -7,6 +7,7 @@ several GB), then the wheel with its declared dependencies from the package inde
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -29,10 +30,19 @@ def _run(*command: str | Path, cwd: Path | None = None, check: bool = True) -> s
     return done
 
 
+#: What a build must not read: environments, caches and outputs of the checkout.
+NOT_SOURCES = shutil.ignore_patterns(
+    ".venv", ".git", "site", "runs", "build", "dist", "*.egg-info", "*_cache", "__pycache__"
+)
+
+
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built from a copy: the sdist step writes into the tree it builds, and pytest-xdist workers build at once.
+    source = tmp_path_factory.mktemp("source") / "convlstm"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCES)
     out = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "build", "--outdir", out, ROOT)
+    _run(sys.executable, "-m", "build", "--outdir", out, source)
     return out
 
 
