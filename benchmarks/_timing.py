@@ -6,7 +6,6 @@ import gc
 import json
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from convlstm.utils.machine import device_name as device_name  # the benchmarks import it from here
 
 
 def synchronize(device: torch.device) -> None:
@@ -69,23 +70,6 @@ def peak_memory_mib(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = _cpu_model() or platform.processor() or platform.machine()
-    return f"{model} ({torch.get_num_threads()} torch threads)"
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

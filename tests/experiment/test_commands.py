@@ -38,7 +38,35 @@ def test_fit_writes_recipe_checkpoints_and_model(run: Path) -> None:
 
 def test_fit_refuses_to_overwrite_a_run(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "-c", "demo", "--run-dir", str(run), *TINY]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+
+
+def test_a_run_with_nothing_to_resume_names_the_ways_out_and_overwrite_replaces_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed before its first checkpoint: --resume says it has nothing to continue and how to get out;
+    --overwrite starts it anew (and cannot be combined with --resume)."""
+    run = tmp_path / "stopped"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("name: stopped\n")
+    (run / "checkpoints").mkdir()
+    fit = ["fit", "-c", "demo", "--run-dir", str(run), *TINY, "-o", "trainer.max_steps=1"]
+    assert main([*fit, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to continue" in err and "--overwrite" in err and "another --run-dir" in err
+    assert main([*fit, "--resume", "--overwrite"]) == 2
+    assert "pass one" in capsys.readouterr().err
+    assert main([*fit, "--overwrite"]) == 0
+    assert (run / "checkpoints" / "last.ckpt").is_file() and "name: demo" in (run / "recipe.yaml").read_text()
+
+
+def test_a_failed_fit_leaves_no_folder_it_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    bad = ["-o", "data.args.no_such_argument=1"]
+    assert main(["fit", "-c", "demo", "--run-dir", str(runs / "demo"), *TINY, *bad]) == 2
+    assert "no_such_argument" in capsys.readouterr().err
+    assert not runs.exists()
 
 
 def test_resume_continues_from_last_checkpoint(run: Path) -> None:
@@ -62,6 +90,15 @@ def test_evaluate_writes_metrics_plots_animations_and_report(run: Path) -> None:
     assert (run / "test_sequence_0.gif").is_file()
     html = (run / "report.html").read_text()
     assert "persistence" in html and html.count("data:image/") >= 3
+    # What the scores depend on: the steps and minutes trained, on what and in which precision.
+    import torch
+
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["steps"] == torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert training["train_minutes"] > 0 and training["stopped_by"] == "max_steps"
+    assert training["precision"] in ("32-true", "bf16-mixed") and training["device"]
+    assert f"<th>training steps</th><td>{training['steps']}</td>" in html
+    assert f"<th>training precision</th><td>{training['precision']}</td>" in html
 
 
 def test_test_command_scores_the_test_split(run: Path) -> None:

@@ -8,22 +8,26 @@ checkpoint after each epoch's validation.
 """
 
 import contextlib
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 import yaml
 
 from convlstm.cli.main import main
-from convlstm.experiment import RunDir
+from convlstm.experiment import RunDir, building
 from convlstm.tasks import load_task
 from convlstm.utils.atomic import remove_stale_temporaries
 
@@ -204,9 +208,79 @@ def test_resume_removes_temporary_files_of_an_interrupted_write(tmp_path: Path) 
     run = RunDir(tmp_path / "run")
     run.create(recipe, resume=False)
     run.checkpoint_dir.mkdir()
+    (run.checkpoint_dir / "last.ckpt").write_bytes(b"the checkpoint the killed write was replacing")
     stale = run.checkpoint_dir / ".last.ckpt.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")
     kept = run.checkpoint_dir / "notes.tmp"  # not one of ours: no leading dot
     kept.write_text("user file")
     run.create(recipe, resume=True)
     assert not stale.exists() and kept.exists()
+
+
+class _Disrupt(L.Callback):
+    """After the optimizer step ``at_step``, sends this process ``signum`` (the test's Ctrl-C or scheduler), or
+    raises RuntimeError (a crash) when ``signum`` is None."""
+
+    def __init__(self, at_step: int, signum: int | None) -> None:
+        self.at_step, self.signum = at_step, signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step != self.at_step:
+            return
+        if self.signum is None:
+            raise RuntimeError("simulated crash")
+        os.kill(os.getpid(), self.signum)
+
+
+def _fit_disrupted(monkeypatch: pytest.MonkeyPatch, disrupt: _Disrupt, arguments: list[str]) -> int:
+    make_trainer = building.make_trainer
+
+    def with_disruption(**settings: Any) -> L.Trainer:
+        return make_trainer(**settings, callbacks=[disrupt])
+
+    with monkeypatch.context() as patch:
+        patch.setattr(building, "make_trainer", with_disruption)
+        return main(arguments)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signal handlers need it")
+@pytest.mark.parametrize(("signum", "at_step"), [(signal.SIGINT, 2), (signal.SIGTERM, STEPS_PER_EPOCH + 1)])
+def test_a_signal_mid_epoch_writes_a_checkpoint_and_resuming_equals_an_uninterrupted_run(
+    recipe: Path,
+    uninterrupted: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signum: int,
+    at_step: int,
+) -> None:
+    """Ctrl-C inside the first epoch (before any validation wrote a checkpoint), SIGTERM inside the second: the fit
+    stops at the end of that step with the shell's exit code, last.ckpt holds that step, one line says how to go on,
+    and that command ends where a run that never stopped ends."""
+    run = tmp_path / "stopped"
+    code = _fit_disrupted(monkeypatch, _Disrupt(at_step, signum), ["fit", "-c", str(recipe), "--run-dir", str(run)])
+    assert code == 128 + signum
+    assert _last(run)["global_step"] == at_step
+    assert json.loads((run / "training.json").read_text())["steps"] == at_step
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"at step {at_step}" in message and "--resume" in message
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the fit's handlers are gone
+
+    command = shlex.split(message.split("to go on: ", 1)[1])
+    assert command[:2] == ["convlstm", "fit"]
+    assert main(command[1:]) == 0
+    _assert_same_training_state(_last(run), uninterrupted)
+
+
+def test_a_crash_loses_only_the_steps_since_the_last_timed_checkpoint(
+    recipe: Path, uninterrupted: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With trainer.checkpoint_every_minutes small, a crash at step 3 of the first epoch finds last.ckpt at step 2
+    (written at the end of every step; the crash comes before step 3's), where without it there would be none."""
+    run = tmp_path / "crashed"
+    fit = ["fit", "-c", str(recipe), "--run-dir", str(run), "-o", "trainer.checkpoint_every_minutes=0.000001"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit_disrupted(monkeypatch, _Disrupt(3, None), fit)
+    assert _last(run)["global_step"] == 2
+    assert main([*fit, "--resume"]) == 0
+    _assert_same_training_state(_last(run), uninterrupted)

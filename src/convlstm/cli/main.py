@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_recipe_arguments(fit)
     fit.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    fit.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --run-dir (its checkpoints are lost)"
+    )
 
     test = commands.add_parser("test", help="score the best checkpoint on the test split (Lightning test loop)")
     _add_run_dir(test)
@@ -164,7 +167,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "fit":
         recipe = load_recipe(args.config, args.override)
-        experiment.fit(recipe, Path(args.run_dir or Path("runs") / recipe.name), resume=args.resume)
+        run_dir = Path(args.run_dir or Path("runs") / recipe.name)
+        try:
+            experiment.fit(recipe, run_dir, resume=args.resume, overwrite=args.overwrite)
+        except experiment.TrainingInterrupted as stop:
+            print(f"convlstm fit: {stop}; to go on: {stop.resume_command}", file=sys.stderr)
+            return stop.exit_code
         return 0
     if args.command == "test":
         print(json.dumps(experiment.test(Path(args.run_dir)), indent=2))

@@ -25,6 +25,7 @@ _SOURCES = {
     "RecipeError": "recipe",
     "RunDir": "run_dir",
     "TASK_KINDS": "recipe",
+    "TrainingInterrupted": "pipeline",
     "apply_override": "recipe",
     "build_datamodule": "building",
     "build_dataset": "building",
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from convlstm.experiment.exporting import export as export
     from convlstm.experiment.pipeline import DemoResult as DemoResult
     from convlstm.experiment.pipeline import ModelSummary as ModelSummary
+    from convlstm.experiment.pipeline import TrainingInterrupted as TrainingInterrupted
     from convlstm.experiment.pipeline import demo as demo
     from convlstm.experiment.pipeline import evaluate as evaluate
     from convlstm.experiment.pipeline import fit as fit

@@ -132,6 +132,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         "name": LOGS,
         "version": run.next_log_version(),
         "checkpoint_dir": run.checkpoint_dir,
+        "checkpoint_every_minutes": t.checkpoint_every_minutes,
         "seed": recipe.seed,
         "accelerator": t.accelerator,
         "devices": t.devices,

@@ -3,6 +3,7 @@
 import fnmatch
 import json
 import logging
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import torch
 from lightning import seed_everything
+from lightning.pytorch.callbacks import EarlyStopping, Timer
 
 from convlstm.experiment import scoring
 from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
@@ -17,21 +19,27 @@ from convlstm.experiment.recipe import Recipe, load_recipe
 from convlstm.experiment.run_dir import DEMO_MARKER, RunDir
 from convlstm.models import PretrainedModel, create_model, list_models
 from convlstm.tasks import AnomalyTask, load_task, read_checkpoint
+from convlstm.tasks.callbacks import NonFiniteLossGuard, TrainingClock
+from convlstm.tasks.step_checkpoint import STOP_SIGNALS, TrainingInterrupted
 from convlstm.utils.atomic import atomic_write_text
+from convlstm.utils.machine import device_name
 
 logger = logging.getLogger(__name__)
 
 
-def fit(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
+def fit(recipe: Recipe, run_dir: Path, *, resume: bool, overwrite: bool = False) -> Path:
     """Trains the recipe's model; saves the best checkpoint's model to <run>/model. Returns the run directory.
 
     Data, model and task are built before the Trainer, so that a bad recipe fails with its own message before
     Lightning prints anything. A new run that fails before its first training step leaves no run behind: the
-    directory is removed if this call created it, else emptied of what it wrote, and the error says so.
+    folders this call created are removed, or what it wrote into an existing one, and the error says so.
+    ``overwrite`` replaces a run already in ``run_dir``. What the training did (steps, epochs, minutes, device,
+    precision, why it stopped) goes to <run>/training.json, also when Ctrl-C or SIGTERM stops it: then the
+    :class:`~convlstm.tasks.step_checkpoint.TrainingInterrupted` raised carries the command that resumes it.
     """
     run = RunDir(run_dir)
-    created = not run.path.exists()
-    run.create(recipe, resume=resume)
+    created = run.outermost_missing()
+    run.create(recipe, resume=resume, overwrite=overwrite)
     trainer: Any = None
     try:
         # Seeded before the model is built, so that its initialisation is seeded; the Trainer does not seed again.
@@ -39,20 +47,71 @@ def fit(recipe: Recipe, run_dir: Path, *, resume: bool) -> Path:
         data = build_datamodule(recipe, ("train", "val"))
         task = build_task(recipe, build_model(recipe))
         checkpoint = run.last_checkpoint() if resume else None
-        if resume and checkpoint is None:
-            raise FileNotFoundError(f"--resume: no last.ckpt in {run.checkpoint_dir}")
         if checkpoint is not None:
             # Lightning's own errors for a truncated or foreign file name neither the file nor the problem.
             read_checkpoint(checkpoint)
         trainer = build_trainer(recipe, run, seed=None)
         trainer.fit(task, datamodule=data, ckpt_path=checkpoint, weights_only=True)
-    except Exception as err:
+    except TrainingInterrupted as stop:
+        _record_training(run, trainer, STOP_SIGNALS[stop.signal_number])
+        stop.resume_command = resume_command(run)
+        raise
+    except BaseException as err:  # KeyboardInterrupt and SystemExit too: Ctrl-C before the first step
         if not resume and (trainer is None or trainer.global_step == 0):
             _say_removed(err, run.discard(created=created))
         raise
+    stopped_by = training_stop_reason(trainer)
+    _record_training(run, trainer, stopped_by)
+    if stopped_by == "time limit":
+        minutes = recipe.trainer.max_minutes
+        logger.info(
+            "stopped at the time limit (trainer.max_minutes=%g) after %d steps; to train longer: %s -o "
+            "trainer.max_minutes=<total minutes, more than %g>",
+            minutes,
+            trainer.global_step,
+            resume_command(run),
+            minutes,
+        )
     if trainer.global_rank == 0:
         _save_best_model(run)
     return run.path
+
+
+def resume_command(run: RunDir) -> str:
+    """The command that continues ``run`` from its last checkpoint, with the recipe as it ran."""
+    return f"convlstm fit -c {shlex.quote(str(run.recipe_path))} --run-dir {shlex.quote(str(run.path))} --resume"
+
+
+def training_stop_reason(trainer: Any) -> str:
+    """Why a fit that returned stopped: "time limit", "max_steps", "early stopping", "non-finite loss" or
+    "max_epochs"."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, Timer) and (callback.time_remaining() or 0) <= 0:
+            return "time limit"
+        if isinstance(callback, NonFiniteLossGuard) and callback.stopped_reason is not None:
+            return "non-finite loss"
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            return "early stopping"
+    if 0 < trainer.max_steps <= trainer.global_step:
+        return "max_steps"
+    return "max_epochs"
+
+
+def _record_training(run: RunDir, trainer: Any, stopped_by: str) -> None:
+    """Writes <run>/training.json (rank 0): the steps, epochs and minutes of training so far (counted on across
+    resumed sessions), the device, the precision and why the last session stopped."""
+    if trainer is None or trainer.global_rank != 0:
+        return
+    clock = next((c for c in trainer.callbacks if isinstance(c, TrainingClock)), None)
+    record = {
+        "steps": int(trainer.global_step),
+        "epochs_completed": int(trainer.fit_loop.epoch_progress.current.completed),
+        "train_minutes": None if clock is None else round(clock.elapsed_minutes(), 3),
+        "device": device_name(trainer.strategy.root_device),
+        "precision": str(trainer.precision),
+        "stopped_by": stopped_by,
+    }
+    atomic_write_text(run.training_path, json.dumps(record, indent=2) + "\n")
 
 
 def _say_removed(err: BaseException, what: str) -> None:

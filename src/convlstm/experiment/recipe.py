@@ -78,6 +78,10 @@ class TrainerSection:
     num_nodes: int = field(default=1, metadata=_help("nodes (DDP)"))
     precision: str | None = field(default=None, metadata=_help("default: bf16-mixed on GPU, 32-true on CPU"))
     gradient_clip_val: float | None = field(default=1.0, metadata=_help("clip the gradient norm (null: no clip)"))
+    checkpoint_every_minutes: float | None = field(
+        default=10.0,
+        metadata=_help("also write last.ckpt between two steps every this many minutes (null: after validation only)"),
+    )
     early_stopping_patience: int | None = field(default=10, metadata=_help("validations without gain before stop"))
     limit_train_batches: int | float | None = field(default=None, metadata=_help("batches per training epoch"))
     limit_val_batches: int | float | None = field(default=None, metadata=_help("batches per validation"))
@@ -207,6 +211,9 @@ def _check_values(recipe: Recipe, where: str) -> None:
     minutes = recipe.trainer.max_minutes
     if minutes is not None and not 0 < minutes < MAX_MINUTES:
         raise RecipeError(f"{where}.trainer.max_minutes must be > 0 and < {MAX_MINUTES:.0e}, or null; got {minutes}")
+    every = recipe.trainer.checkpoint_every_minutes
+    if every is not None and not 0 < every < MAX_MINUTES:
+        raise RecipeError(f"{where}.trainer.checkpoint_every_minutes must be > 0, or null; got {every}")
     interval = recipe.trainer.val_check_interval
     if interval is not None and interval < 1:
         raise RecipeError(f"{where}.trainer.val_check_interval must be >= 1 training steps, or null; got {interval}")

@@ -3,13 +3,16 @@
 runs/<name>/recipe.yaml          the recipe as run (overrides applied)
 runs/<name>/logs/version_0/      TensorBoard + CSV logs, checkpoints/ (best by val/loss, last.ckpt)
 runs/<name>/model/               the best model: config.json + model.safetensors
+runs/<name>/training.json        steps, epochs, minutes, device, precision, and why the training stopped
 runs/<name>/metrics.json, report.html, *.png, *.gif     written by `convlstm evaluate`
 """
 
+import json
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 from torch import nn
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 RECIPE_FILE = "recipe.yaml"
 LOGS = "logs"
 MODEL_DIR = "model"
+TRAINING_FILE = "training.json"
 DEMO_MARKER = ".convlstm-demo"
 """Marks a directory that `convlstm demo` made and may replace; nothing else in a run directory is ever replaced."""
 
@@ -55,6 +59,18 @@ class RunDir:
         return self.path / MODEL_DIR
 
     @property
+    def training_path(self) -> Path:
+        """What the training did: steps, epochs, minutes, device, precision and why it stopped (JSON)."""
+        return self.path / TRAINING_FILE
+
+    def training_record(self) -> dict[str, Any] | None:
+        """The contents of :attr:`training_path`, or None for a run that has not written it."""
+        if not self.training_path.is_file():
+            return None
+        record: dict[str, Any] = json.loads(self.training_path.read_text(encoding="utf-8"))
+        return record
+
+    @property
     def checkpoint_dir(self) -> Path:
         """Lightning checkpoints (best by val/loss, last.ckpt)."""
         return self.path / "checkpoints"
@@ -64,22 +80,34 @@ class RunDir:
         versions = [int(p.name.split("_")[1]) for p in (self.path / LOGS).glob("version_*") if p.name[8:].isdigit()]
         return max(versions, default=-1) + 1
 
-    def create(self, recipe: Recipe, *, resume: bool) -> None:
-        """Claims the directory for a new run, or checks that a resumed run is the same recipe.
+    def create(self, recipe: Recipe, *, resume: bool, overwrite: bool = False) -> None:
+        """Claims the directory for a new run, or checks that there is a run to resume.
 
-        A directory that already holds a run is never overwritten: resuming needs --resume, a new run another
-        --run-dir. In a multi-process run (Lightning's DDP launcher, torchrun, SLURM) only rank 0 claims it: the
-        other processes run the same command and share rank 0's directory.
+        A directory that already holds a run is replaced only when asked (``overwrite``, --overwrite): otherwise
+        resuming needs --resume, a new run another --run-dir. In a multi-process run (Lightning's DDP launcher,
+        torchrun, SLURM) only rank 0 claims it: the other processes run the same command and share rank 0's
+        directory.
         """
         if launched_rank() > 0:
             return
+        if resume and overwrite:
+            raise ValueError("--resume continues the run in the directory and --overwrite replaces it: pass one")
+        if overwrite and self.recipe_path.exists():
+            shutil.rmtree(self.path)
+            logger.info("removed the earlier run in %s (--overwrite)", self.path)
         if self.recipe_path.exists() and not resume:
             raise FileExistsError(
-                f"{self.path} already holds a run ({RECIPE_FILE}); pass --resume to continue it or choose another "
-                "--run-dir"
+                f"{self.path} already holds a run ({RECIPE_FILE}); pass --resume to continue it, --overwrite to "
+                "replace it, or choose another --run-dir"
             )
         if resume and not self.recipe_path.exists():
             raise FileNotFoundError(f"--resume: {self.recipe_path} not found, so there is no run to continue")
+        if resume and self.last_checkpoint() is None:
+            raise FileNotFoundError(
+                f"--resume: {self.path} holds a run that stopped before writing its first checkpoint "
+                f"({self.checkpoint_dir / 'last.ckpt'}), so there is nothing to continue: start it anew with "
+                "--overwrite instead of --resume, or choose another --run-dir"
+            )
         if not resume and self.path.exists() and any(p.name != DEMO_MARKER for p in self.path.iterdir()):
             raise FileExistsError(f"{self.path} is not empty; choose an empty or new --run-dir")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -90,12 +118,23 @@ class RunDir:
             for path in remove_stale_temporaries(self.path):
                 logger.info("removed %s, left by an interrupted write", path)
 
-    def discard(self, *, created: bool) -> str:
-        """Undoes :meth:`create` for a run that wrote no checkpoint: removes the directory if ``created``, else what
-        the run put into it (recipe, logs, checkpoints), so that the next ``fit`` can use it. Returns what it did."""
-        if created:
-            shutil.rmtree(self.path, ignore_errors=True)
-            return f"removed {self.path}, which this fit created; nothing was trained"
+    def outermost_missing(self) -> Path | None:
+        """The outermost folder of :attr:`path` that does not exist yet (``runs`` for a first ``runs/demo``), or
+        None when the run directory exists: what a new run creates, and :meth:`discard` removes."""
+        missing = None
+        for folder in (self.path, *self.path.parents):
+            if folder.exists():
+                break
+            missing = folder
+        return missing
+
+    def discard(self, *, created: Path | None) -> str:
+        """Undoes :meth:`create` for a run that wrote no checkpoint: removes ``created`` (from
+        :meth:`outermost_missing` before the run), else what the run put into its directory (recipe, logs,
+        checkpoints), so that the next ``fit`` can use it. Returns what it did."""
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+            return f"removed {created}, which this fit created; nothing was trained"
         self.recipe_path.unlink(missing_ok=True)
         for folder in (self.path / LOGS, self.checkpoint_dir):
             shutil.rmtree(folder, ignore_errors=True)

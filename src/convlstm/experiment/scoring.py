@@ -161,7 +161,9 @@ def write_outputs(run: RunDir, recipe: Recipe, results: Results, samples: list[d
     """metrics.json, the score-vs-lead-time figure, GIF animations and report.html, all inside the run directory."""
     from convlstm.report import plot_scores_by_lead_time, write_comparison_gif, write_report
 
-    payload = {"run": recipe.name, "description": recipe.description, "methods": results}
+    # How long and how the model trained: its scores depend on it. Absent for a run trained before it was recorded.
+    training = run.training_record()
+    payload = {"run": recipe.name, "description": recipe.description, "training": training, "methods": results}
     atomic_write_text(run.resolve("metrics.json"), json.dumps(payload, indent=2, allow_nan=False) + "\n")
     figures: list[tuple[Path, str]] = []
     if any(key.endswith("_by_lead_time") for scores in results.values() for key in scores):
@@ -187,6 +189,7 @@ def write_outputs(run: RunDir, recipe: Recipe, results: Results, samples: list[d
             "data": recipe.data.source,
             "frames": f"{recipe.data.context_frames} -> {recipe.data.target_frames}",
             "task": recipe.task.kind,
+            **{f"training {key}".replace("_", " "): value for key, value in (training or {}).items()},
         },
         notes=recipe.description,
     )

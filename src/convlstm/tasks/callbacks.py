@@ -285,8 +285,14 @@ class TrainingClock(L.Callback):
         self.minutes += (time.perf_counter() - self._since) / 60
         self._since = None
 
+    def elapsed_minutes(self) -> float:
+        """The minutes of training so far, the running stretch included (not yet synchronised with the device)."""
+        running = 0.0 if self._since is None else (time.perf_counter() - self._since) / 60
+        return self.minutes + running
+
     def state_dict(self) -> dict[str, Any]:
-        return {"minutes": self.minutes}
+        # A checkpoint written between two training steps (StepCheckpoint) falls inside a running stretch.
+        return {"minutes": self.elapsed_minutes()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.minutes = float(state_dict["minutes"])

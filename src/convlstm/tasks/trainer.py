@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
@@ -24,6 +24,8 @@ from convlstm.tasks.callbacks import (
     TrainingClock,
     ValidateAtStepLimit,
 )
+from convlstm.tasks.progress import make_progress_bar
+from convlstm.tasks.step_checkpoint import StepCheckpoint
 
 __all__ = ["default_precision", "make_trainer"]
 
@@ -49,6 +51,18 @@ def _device_count(devices: int | str | Sequence[int]) -> int:
     return len(devices)
 
 
+def _minutes(max_time: str | datetime.timedelta | dict[str, int] | None) -> float | None:
+    """``max_time`` as Lightning takes it ("DD:HH:MM:SS", a timedelta or timedelta's keywords), in minutes."""
+    if max_time is None:
+        return None
+    if isinstance(max_time, str):
+        days, hours, minutes, seconds = (int(part) for part in max_time.strip().split(":"))
+        max_time = datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    elif isinstance(max_time, dict):
+        max_time = datetime.timedelta(**max_time)
+    return max_time.total_seconds() / 60
+
+
 def make_trainer(
     *,
     root_dir: str | os.PathLike[str] = "runs",
@@ -71,6 +85,7 @@ def make_trainer(
     save_last: bool = True,
     checkpoints: bool = True,
     checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every_minutes: float | None = 10.0,
     early_stopping_patience: int | None = 10,
     nonfinite: Literal["skip", "stop", "off"] = "skip",
     image_every_n_epochs: int | None = 1,
@@ -113,6 +128,9 @@ def make_trainer(
         checkpoints: Write checkpoints at all (into ``<root_dir>/checkpoints`` when there are no loggers).
         checkpoint_dir: Where checkpoints go (default: the run's log directory), e.g. one place shared by the log
             versions of a resumed run.
+        checkpoint_every_minutes: With ``save_last``, also write ``last.ckpt`` between two training steps every this
+            many minutes (None: only after validation), and on Ctrl-C or SIGTERM, after which the fit ends with
+            :class:`~convlstm.tasks.step_checkpoint.TrainingInterrupted` (:class:`StepCheckpoint`).
         early_stopping_patience: Validation checks without improvement before stopping; None for no early stop.
         nonfinite: :class:`NonFiniteLossGuard` action, or "off".
             Checkpoints also carry the random generators' states (:class:`RandomStateCheckpoint`), so a resumed
@@ -167,6 +185,7 @@ def make_trainer(
         all_callbacks.append(best)
         if save_last:
             all_callbacks.append(LastCheckpoint(best))
+            all_callbacks.append(StepCheckpoint(best, every_minutes=checkpoint_every_minutes))
         all_callbacks.append(ValidateAtStepLimit())
     if early_stopping_patience is not None:
         all_callbacks.append(
@@ -186,6 +205,8 @@ def make_trainer(
     all_callbacks.append(RandomStateCheckpoint())
     if "strategy" not in trainer_kwargs and (_device_count(devices) > 1 or num_nodes > 1):
         trainer_kwargs["strategy"] = DDPStrategy()
+    if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in all_callbacks):
+        all_callbacks.append(make_progress_bar(_minutes(max_time)))
     plugins = list(trainer_kwargs.pop("plugins", None) or [])
     plugins.append(AtomicCheckpointIO())
     return L.Trainer(
