@@ -2,12 +2,16 @@
 extra into one line."""
 
 import importlib.metadata
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
+import convlstm
 from convlstm.cli.main import main
 from convlstm.utils.extras import MODULE_EXTRAS, extra_for, missing_extra_message
 
@@ -64,3 +68,31 @@ def test_command_turns_a_missing_extra_into_one_line(
         "convlstm list-models: error: this needs the module 'pysteps', which comes with an extra: "
         'pip install "convlstm[nowcast]"'
     ]
+
+
+#: Runs the command as on the base install: a None entry in sys.modules makes `import` fail as if the package were
+#: not installed.
+WITHOUT_EXTRAS = """
+import sys
+for missing in ("lightning", "pytorch_lightning", "matplotlib", "imageio"):
+    sys.modules[missing] = None
+from convlstm.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.e2e
+def test_list_models_needs_no_extra() -> None:
+    # A fresh interpreter: this one has imported Lightning already.
+    source = str(Path(convlstm.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS, "list-models", "shi2015_convlstm_5x5_*"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "shi2015_convlstm_5x5_256" in done.stdout and "13,524,496" in done.stdout, done.stdout

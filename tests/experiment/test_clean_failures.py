@@ -61,3 +61,11 @@ def test_bad_data_arguments_name_the_source_and_what_it_takes(
     assert _fit(tmp_path / "run", "data.source=numpy", f"data.args={{root: {tmp_path / 'x.npy'}}}") == 2
     line = _one_error_line(capfd)
     assert "data.args must set ['layout'] for NumpySequences (numpy)" in line
+
+
+def test_a_value_of_the_wrong_type_names_the_key_the_value_and_the_type(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert _fit(tmp_path / "run", "task.args.lr=fast") == 2
+    line = _one_error_line(capfd)
+    assert "task.args.lr must be float, got 'fast'" in line

@@ -18,6 +18,7 @@ TINY = [
     "-o", "data.test_sequences=8",
     "-o", "data.batch_size=4",
     "-o", "model.args.hidden_channels=[8, 8]",
+    "-o", "task.args.lr=2e-3",  # the demo's own rate, spelt as YAML 1.1 reads a string: the task's type reads a float
 ]  # fmt: skip
 
 

@@ -1,8 +1,12 @@
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
 from convlstm.experiment import RecipeError, list_recipes, load_recipe, recipe_from_dict, recipe_help
+from convlstm.experiment.recipe import read_arguments
 
 RECIPES = list_recipes()
 
@@ -111,3 +115,85 @@ def test_help_explains_every_key() -> None:
         "evaluate.baselines",
     ):
         assert key in text
+
+
+def test_numbers_without_a_dot_are_floats_where_a_float_is_expected(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) reads 1e-3, 1E-3, 5e+2 and -.5 as strings; the recipe's types read them as numbers.
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\ndata: {source: s}\nmodel: {name: m}\n")
+    overrides = ["trainer.gradient_clip_val=1E-3", "trainer.max_minutes=5e-1", "evaluate.rain_thresholds=[5e+2, -.5]"]
+    recipe = load_recipe(path, overrides)
+    assert recipe.trainer.gradient_clip_val == 0.001 and isinstance(recipe.trainer.gradient_clip_val, float)
+    assert recipe.trainer.max_minutes == 0.5
+    assert recipe.evaluate.rain_thresholds == [500.0, -0.5]
+    with pytest.raises(RecipeError, match=r"recipe.trainer.gradient_clip_val must be float or null, got '1e-3x'"):
+        recipe_from_dict(
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"gradient_clip_val": "1e-3x"}}
+        )
+
+
+def _receiver(
+    name: str,
+    lr: float,
+    clip: float | None = None,
+    limit: int | float = 1,
+    weights: Sequence[float] = (),
+    pair: tuple[float, float] = (0.0, 1.0),
+    mode: Literal["a", "b"] = "a",
+    path: str | os.PathLike[str] = ".",
+    anything: Any = None,
+    plain=None,
+    **rest: Any,
+) -> None:
+    """A parameter of every kind a recipe feeds."""
+
+
+def _model_class(*, scale: float = 1.0, hidden: int | Sequence[int] = 8) -> None:
+    """What the keyword arguments of :func:`_builder` go to."""
+
+
+def _builder(*, depth: int = 1, **overrides: Any) -> None:
+    """A builder that passes its overrides on to :func:`_model_class`."""
+
+
+def test_arguments_are_read_as_the_receiver_declares() -> None:
+    args = {
+        "name": "1e-3",  # a string parameter keeps a string
+        "lr": "1e-3",
+        "clip": "5e+2",
+        "limit": "1E-3",
+        "weights": [1, "-.5", 2.5],
+        "pair": ["1e-1", 1],
+        "mode": "b",
+        "path": "1e-3",
+        "anything": "1e-3",
+        "plain": "1e-3",
+        "other": "1e-3",  # taken by **rest
+    }
+    read = read_arguments(_receiver, args, "task.args")
+    assert read == {**args, "lr": 0.001, "clip": 500.0, "limit": 0.001, "weights": [1.0, -0.5, 2.5], "pair": [0.1, 1.0]}
+    assert all(type(v) is float for v in (read["lr"], read["clip"], read["limit"], *read["weights"], *read["pair"]))
+    assert read_arguments(_receiver, {"limit": 3}, "task.args") == {"limit": 3}  # an int stays an int where one fits
+    forwarded = read_arguments(
+        _builder, {"depth": 2, "scale": "1e-1", "hidden": [4, 4]}, "model.args", kwargs_to=_model_class
+    )
+    assert forwarded == {"depth": 2, "scale": 0.1, "hidden": [4, 4]}
+    assert read_arguments(_builder, {"scale": "1e-1"}, "model.args") == {"scale": "1e-1"}  # nowhere to look
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ({"lr": "fast"}, r"task.args.lr must be float, got 'fast'"),
+        ({"lr": True}, r"task.args.lr must be float, got True"),
+        ({"clip": "fast"}, r"task.args.clip must be float or null, got 'fast'"),
+        ({"weights": [1, "x"]}, r"task.args.weights\[1\] must be float, got 'x'"),
+        ({"weights": "1e-3"}, r"task.args.weights must be a list of float, got '1e-3'"),
+        ({"pair": [1, 2, 3]}, r"task.args.pair must be a list of \[float, float\], got \[1, 2, 3\]"),
+        ({"mode": "c"}, r"task.args.mode must be one of \['a', 'b'\], got 'c'"),
+        ({"name": 3}, r"task.args.name must be str, got 3"),
+    ],
+)
+def test_arguments_of_the_wrong_type_name_the_key_the_value_and_the_type(args: dict, match: str) -> None:
+    with pytest.raises(RecipeError, match=match):
+        read_arguments(_receiver, args, "task.args")

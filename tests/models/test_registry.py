@@ -12,13 +12,16 @@ import convlstm
 from convlstm.models import (
     ConvLSTMUNet,
     ForecastingModel,
+    ModelSummary,
     PredNet,
     family_class,
     from_pretrained,
     list_families,
     list_models,
+    model_builder,
     model_family,
     model_from_config,
+    model_summaries,
 )
 from tests.models.golden import GOLDEN_FILE, GOLDEN_MODELS, compute
 from tests.models.registry_cases import HORIZON, build, example_input, frame_shape, run
@@ -48,6 +51,24 @@ def test_every_builder_records_the_family_of_the_model_it_builds() -> None:
             assert model.family == family and isinstance(model, family_class(family))
     with pytest.raises(ValueError, match="unknown model family 'no_such'"):
         family_class("no_such")
+
+
+def test_summaries_count_the_parameters_of_each_matching_model() -> None:
+    assert model_summaries("shi2015_convlstm_5x5_256") == [
+        ModelSummary("shi2015_convlstm_5x5_256", 13_524_496, "EncoderForecaster")
+    ]
+    assert [s.name for s in model_summaries("shi2015_*")] == list_models("shi2015_*")
+    with pytest.raises(ValueError, match=r"no registered model matches 'nothing\*'"):
+        model_summaries("nothing*")
+    from convlstm import experiment
+
+    assert experiment.model_summaries is model_summaries  # the pipeline's name for the same function
+
+
+def test_the_builder_of_a_name_is_the_function_that_create_model_calls() -> None:
+    assert model_builder("encoder_forecaster_tiny") is convlstm.models.encoder_forecaster.encoder_forecaster_tiny
+    with pytest.raises(ValueError, match="unknown model name 'convlstm_unett'; did you mean convlstm_unet"):
+        model_builder("convlstm_unett")
 
 
 def test_one_function_rebuilds_a_saved_config_for_files_and_checkpoints() -> None:

@@ -8,7 +8,8 @@ export and scoring. The command line, the benchmarks and users call the same fun
     report = evaluate(Path("runs/demo"))
 
 Names are imported on first use, so that the command line can read recipes and answer ``--help`` without the
-training extra (Lightning) installed.
+training extra (Lightning) installed. ``model_summaries`` and ``ModelSummary`` live in :mod:`convlstm.models`, beside
+the registry they list.
 """
 
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ _SOURCES = {
     "DemoResult": "pipeline",
     "EXPORT_FORMATS": "exporting",
     "GridOptions": "predicting",
-    "ModelSummary": "pipeline",
+    "ModelSummary": ".models",
     "Recipe": "recipe",
     "RecipeError": "recipe",
     "RunDir": "run_dir",
@@ -45,7 +46,7 @@ _SOURCES = {
     "list_recipes": "recipe",
     "load_baselines": "scoring",
     "load_recipe": "recipe",
-    "model_summaries": "pipeline",
+    "model_summaries": ".models",
     "predict": "predicting",
     "predict_gridded": "predicting",
     "recipe_from_dict": "recipe",
@@ -69,12 +70,10 @@ if TYPE_CHECKING:
     from convlstm.experiment.exporting import EXPORT_FORMATS as EXPORT_FORMATS
     from convlstm.experiment.exporting import export as export
     from convlstm.experiment.pipeline import DemoResult as DemoResult
-    from convlstm.experiment.pipeline import ModelSummary as ModelSummary
     from convlstm.experiment.pipeline import TrainingInterrupted as TrainingInterrupted
     from convlstm.experiment.pipeline import demo as demo
     from convlstm.experiment.pipeline import evaluate as evaluate
     from convlstm.experiment.pipeline import fit as fit
-    from convlstm.experiment.pipeline import model_summaries as model_summaries
     from convlstm.experiment.pipeline import test as test
     from convlstm.experiment.predicting import GridOptions as GridOptions
     from convlstm.experiment.predicting import is_gridded as is_gridded
@@ -97,3 +96,5 @@ if TYPE_CHECKING:
     from convlstm.experiment.scoring import first_sequences as first_sequences
     from convlstm.experiment.scoring import load_baselines as load_baselines
     from convlstm.experiment.scoring import write_outputs as write_outputs
+    from convlstm.models import ModelSummary as ModelSummary
+    from convlstm.models import model_summaries as model_summaries

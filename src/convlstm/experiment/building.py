@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from convlstm.data.sources import make_dataset, source_class
-from convlstm.experiment.recipe import Recipe, RecipeError
+from convlstm.experiment.recipe import Recipe, RecipeError, read_arguments
 from convlstm.experiment.run_dir import LOGS, RunDir
-from convlstm.models import create_model, from_pretrained
+from convlstm.models import create_model, family_class, from_pretrained, model_builder, model_family
 from convlstm.tasks import (
     ForecastingTask,
     PredNetTask,
@@ -40,7 +40,7 @@ TRAINING_TASKS: dict[str, type[TaskBase]] = {
 def build_dataset(recipe: Recipe, split: str) -> Dataset[Any]:
     """The ``split`` partition of the recipe's data source (generators get the recipe's sequence counts)."""
     data = recipe.data
-    args = dict(data.args)
+    args = read_arguments(source_class(data.source), data.args, "data.args")
     count = {"train": data.train_sequences, "val": data.val_sequences, "test": data.test_sequences}.get(split)
     if count is not None and "num_sequences" in inspect.signature(source_class(data.source)).parameters:
         args["num_sequences"] = count
@@ -70,8 +70,13 @@ def build_datamodule(recipe: Recipe, splits: tuple[str, ...] = ("train", "val", 
 
 def build_model(recipe: Recipe) -> nn.Module:
     """The recipe's registered model with its argument overrides, starting from ``model.init_from`` if given."""
+    name = recipe.model.name
+    # A builder passes its keyword overrides on to its family's class, whose signature types them.
+    args = read_arguments(
+        model_builder(name), recipe.model.args, "model.args", kwargs_to=family_class(model_family(name))
+    )
     try:
-        model = create_model(recipe.model.name, **recipe.model.args)
+        model = create_model(name, **args)
     except TypeError as err:  # an argument the model does not take, or of a type it cannot use
         raise RecipeError(f"model.args {recipe.model.args} do not fit {recipe.model.name}: {err}") from None
     if recipe.model.init_from is not None:
@@ -106,7 +111,7 @@ def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
             f"task.args {unknown} are not arguments of {task_class.__name__} (task.kind {recipe.task.kind}); "
             f"it takes {sorted(accepted)}"
         )
-    args = dict(recipe.task.args)
+    args = read_arguments(task_class, recipe.task.args, "task.args")
     if recipe.task.kind == "tbptt":  # it steps its optimiser itself, so it clips too (the Trainer must not)
         args.setdefault("gradient_clip_val", recipe.trainer.gradient_clip_val)
     try:

@@ -1,6 +1,5 @@
 """Training and scoring a recipe: fit, test and evaluate, each on a run directory."""
 
-import fnmatch
 import json
 import logging
 import shlex
@@ -17,7 +16,7 @@ from convlstm.experiment import scoring
 from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
 from convlstm.experiment.recipe import Recipe, load_recipe
 from convlstm.experiment.run_dir import DEMO_MARKER, RunDir
-from convlstm.models import PretrainedModel, create_model, list_models
+from convlstm.models import PretrainedModel
 from convlstm.tasks import AnomalyTask, load_task, read_checkpoint
 from convlstm.tasks.callbacks import NonFiniteLossGuard, TrainingClock
 from convlstm.tasks.step_checkpoint import STOP_SIGNALS, TrainingInterrupted
@@ -169,32 +168,6 @@ def evaluate(run_dir: Path, *, baselines: list[str] | None = None, num_sequences
         methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
         results, samples = scoring.evaluate_forecasters(methods, dataset, recipe, keep=recipe.evaluate.animations)
     return scoring.write_outputs(run, recipe, results, samples)
-
-
-@dataclass(frozen=True)
-class ModelSummary:
-    """A registered model: its name, its parameter count and its class name."""
-
-    name: str
-    parameters: int
-    class_name: str
-
-
-def model_summaries(pattern: str = "*") -> list[ModelSummary]:
-    """Every registered model whose name matches the shell-style ``pattern``, with its parameter count.
-
-    Raises:
-        ValueError: no model matches.
-    """
-    names = [n for n in list_models() if fnmatch.fnmatch(n, pattern)]
-    if not names:
-        raise ValueError(f"no registered model matches {pattern!r}")
-    summaries = []
-    for name in names:
-        with torch.device("meta"):  # counts parameters without allocating the largest models' weights
-            model = create_model(name)
-        summaries.append(ModelSummary(name, sum(p.numel() for p in model.parameters()), type(model).__name__))
-    return summaries
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,18 @@
 
 A recipe names a data source, a registered model, a task and the Trainer settings; ``-o section.key=value``
 overrides any entry (the value is read as YAML: ``-o trainer.max_epochs=3``, ``-o model.args.hidden_channels=[32]``).
+Every value is then read as the type its key declares (:func:`read_value`): a section's field, or for ``data.args``,
+``model.args`` and ``task.args`` a parameter of the source, model or task (:func:`read_arguments`).
 """
 
+import collections.abc
 import dataclasses
 import importlib.resources
+import inspect
 import os
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -261,52 +266,126 @@ def _build(cls: type, raw: Any, where: str) -> Any:
             continue
         hint = hints[name]
         is_section = isinstance(hint, type) and dataclasses.is_dataclass(hint)
-        values[name] = _build(hint, raw[name], key) if is_section else _check(raw[name], hint, key)
+        values[name] = _build(hint, raw[name], key) if is_section else read_value(raw[name], hint, key)
     return cls(**values)
 
 
-def _check(value: Any, hint: Any, where: str) -> Any:
-    """Checks ``value`` against a simple type hint (int, float, str, bool, None, Literal, list, dict, unions)."""
+def read_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` as the type ``hint`` declares, for the recipe key ``where``.
+
+    YAML 1.1, which PyYAML reads, takes a number without a dot (``1e-3``, ``5e+2``, ``-.5``) for a string: where a
+    float is expected such a string becomes the float, and an int becomes a float too. A string stays a string where
+    one fits (a ``str`` parameter given ``1e-3`` keeps ``"1e-3"``). Lists, unions and ``Literal`` are read item by
+    item and option by option; a hint this does not know (a class, a callable, ``Any``) takes the value as it is.
+
+    Raises:
+        RecipeError: the value does not fit; the message names ``where``, the value and the expected type.
+    """
+    return _read(value, hint, where, convert=True)
+
+
+def read_arguments(
+    receiver: Callable[..., Any], args: Mapping[str, Any], where: str, *, kwargs_to: Callable[..., Any] | None = None
+) -> dict[str, Any]:
+    """``args`` read (:func:`read_value`) as the types that ``receiver``'s parameters declare.
+
+    Args:
+        receiver: The function or class that will be called with ``args``.
+        args: Keyword arguments from a recipe (``task.args``, ``model.args``, ``data.args``).
+        where: The recipe key of ``args``, for errors: ``"task.args"`` names ``task.args.lr``.
+        kwargs_to: Where ``receiver`` passes on what its ``**kwargs`` take (a model builder's overrides go to its
+            model class); without it such arguments, like unannotated ones, are kept as they are.
+
+    Returns:
+        The arguments, converted; a name ``receiver`` does not take is kept, for the call to reject.
+    """
+    parameters = inspect.signature(receiver, eval_str=True).parameters  # a class: those of its __init__
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    read: dict[str, Any] = {}
+    for name, value in args.items():
+        parameter = parameters.get(name)
+        if parameter is not None and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            annotated = parameter.annotation is not parameter.empty
+            read[name] = read_value(value, parameter.annotation, f"{where}.{name}") if annotated else value
+        elif parameter is None and takes_kwargs and kwargs_to is not None:
+            read.update(read_arguments(kwargs_to, {name: value}, where))
+        else:
+            read[name] = value
+    return read
+
+
+#: The containers a list from YAML may stand for.
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+
+
+def _read(value: Any, hint: Any, where: str, *, convert: bool) -> Any:
+    """:func:`read_value`; with ``convert`` false only a value of the very type fits (a union tries those first)."""
     origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
     if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                return _check(value, option, where)
-            except RecipeError:
-                continue
+        # An option the value already is wins (a str stays one in ``str | float``); then one it converts to.
+        for converting in (False, True) if convert else (False,):
+            for option in typing.get_args(hint):
+                try:
+                    return _read(value, option, where, convert=converting)
+                except RecipeError:
+                    continue
         raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
     if origin is Literal:
-        if value not in typing.get_args(hint):
+        if not any(value == v and type(value) is type(v) for v in typing.get_args(hint)):
             raise RecipeError(f"{where} must be one of {list(typing.get_args(hint))}, got {value!r}")
         return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise RecipeError(f"{where} must be a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
+    if origin in _SEQUENCES or hint in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+        items = typing.get_args(hint)
+        if not items:
+            items = (Any,) * len(value)
+        elif len(items) == 1 or (len(items) == 2 and items[1] is Ellipsis):  # list[float], tuple[float, ...]
+            items = (items[0],) * len(value)
+        elif len(items) != len(value):  # tuple[float, float]
+            raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+        return type(value)(
+            _read(v, h, f"{where}[{i}]", convert=convert) for i, (v, h) in enumerate(zip(value, items, strict=True))
+        )
+    if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise RecipeError(f"{where} must be a mapping, got {value!r}")
-        return value
+        item = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        return {k: _read(v, item, f"{where}.{k}", convert=convert) for k, v in value.items()}
     if hint is type(None):
         if value is not None:
             raise RecipeError(f"{where} must be null, got {value!r}")
         return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if hint is float and (isinstance(value, float) or (convert and is_int)):
         return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+    if hint is float and convert and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is int and is_int:
         return value
     if hint in (str, bool) and isinstance(value, hint):
         return value
-    if hint is Any:
-        return value
-    raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+    if hint in (float, int, str, bool) or not convert:
+        raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+    return value  # a type this does not read (a path, a callable, a split object): the receiver checks it
 
 
 def _describe(hint: Any) -> str:
     args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return f"one of {list(args)}"
+    if origin in _SEQUENCES:
+        if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis):
+            return f"a list of {_describe(args[0])}"
+        return f"a list of [{', '.join(_describe(a) for a in args)}]"
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 

@@ -15,11 +15,14 @@ from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
 from convlstm.models.registry import (
+    ModelSummary,
     create_model,
     family_class,
     list_families,
     list_models,
+    model_builder,
     model_family,
+    model_summaries,
     register_model,
 )
 from convlstm.models.trajgru_forecaster import TrajGRUForecaster
@@ -35,6 +38,7 @@ __all__ = [
     "EncoderForecaster",
     "ExceedanceForecaster",
     "ForecastingModel",
+    "ModelSummary",
     "NextFramePredictor",
     "PredNet",
     "PretrainedModel",
@@ -47,8 +51,10 @@ __all__ = [
     "from_pretrained",
     "list_families",
     "list_models",
+    "model_builder",
     "model_family",
     "model_from_config",
+    "model_summaries",
     "next_frame",
     "prednet",
     "register_model",

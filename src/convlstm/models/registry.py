@@ -1,5 +1,5 @@
 """One registry of models (timm style): model families (the classes a saved config names) and the named builders
-of each (``@register_model`` functions), with ``create_model`` and ``list_models``.
+of each (``@register_model`` functions), with ``create_model``, ``list_models`` and ``model_summaries``.
 
 A family registers itself when its class is defined (:class:`~convlstm.models.PretrainedModel` subclasses with a
 ``family``); a builder records the family of the class it returns (its return annotation). Importing
@@ -10,8 +10,10 @@ import difflib
 import fnmatch
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
@@ -87,6 +89,42 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """Builds the registered model ``name``, with constructor arguments overridden by ``overrides``."""
     _check_name(name)
     return _BUILDERS[name](**overrides)
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The builder function registered as ``name``; its keyword overrides go to the class of its family.
+
+    Raises:
+        ValueError: no such model (the message suggests close names).
+    """
+    _check_name(name)
+    return _BUILDERS[name]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """A registered model: its name, its parameter count and its class name."""
+
+    name: str
+    parameters: int
+    class_name: str
+
+
+def model_summaries(pattern: str = "*") -> list[ModelSummary]:
+    """Every registered model whose name matches the shell-style ``pattern``, with its parameter count, sorted.
+
+    Raises:
+        ValueError: no model matches.
+    """
+    names = list_models(pattern)
+    if not names:
+        raise ValueError(f"no registered model matches {pattern!r}; see convlstm.list_models() ({len(_BUILDERS)})")
+    summaries = []
+    for name in names:
+        with torch.device("meta"):  # counts parameters without allocating the largest models' weights
+            model = create_model(name)
+        summaries.append(ModelSummary(name, sum(p.numel() for p in model.parameters()), type(model).__name__))
+    return summaries
 
 
 def _check_name(name: str) -> None:
