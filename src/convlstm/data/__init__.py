@@ -27,6 +27,7 @@ _SOURCES = {
     "Normalization": "normalization",
     "ODIMSequences": "odim",
     "NumpySequences": "numpy_arrays",
+    "RadarArchiveSequences": "radar_archive",
     "RainBiasedPatches": "sampling",
     "RandomCrop": "transforms",
     "Recording": "windows",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from convlstm.data.numpy_arrays import NumpySequences as NumpySequences
     from convlstm.data.odim import ODIMSequences as ODIMSequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
+    from convlstm.data.radar_archive import RadarArchiveSequences as RadarArchiveSequences
     from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
     from convlstm.data.sampling import RainBiasedPatches as RainBiasedPatches
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
