@@ -2,6 +2,7 @@
 pysteps), on small files the tests write."""
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -33,22 +34,30 @@ def _raw(t: int) -> np.ndarray:
     return raw
 
 
-def write_odim(path: Path, t: int, *, minute: int, quantity: str = "DBZH") -> None:
+def write_odim(
+    path: Path, t: int, *, minute: int, quantity: str = "DBZH", kept_at_root: tuple[str, ...] | None = None
+) -> None:
+    """One composite; ``kept_at_root`` names the only grid attributes left in the root ``where``, the others go to
+    ``dataset1/where`` as some products have them (None: all at the root)."""
     proj = pyproj.Proj(PROJDEF)
     x2, y1 = X1 + WIDTH * PIXEL, Y2 - HEIGHT * PIXEL
     corners = {"LL": (X1, y1), "UL": (X1, Y2), "UR": (x2, Y2), "LR": (x2, y1)}
+    grid: dict[str, Any] = {"projdef": np.bytes_(PROJDEF), "xsize": WIDTH, "ysize": HEIGHT}
+    grid.update({"xscale": PIXEL, "yscale": PIXEL})
+    for name, (x, y) in corners.items():
+        lon, lat = proj(x, y, inverse=True)
+        grid[f"{name}_lon"], grid[f"{name}_lat"] = lon, lat
     with h5py.File(path, "w") as f:
         f.attrs["Conventions"] = np.bytes_("ODIM_H5/V2_2")
         what = f.create_group("what")
         what.attrs.update({"object": np.bytes_("COMP"), "date": np.bytes_("20261204")})
         what.attrs["time"] = np.bytes_(f"12{minute:02d}00")
-        where = f.create_group("where")
-        where.attrs.update({"projdef": np.bytes_(PROJDEF), "xsize": WIDTH, "ysize": HEIGHT})
-        where.attrs.update({"xscale": PIXEL, "yscale": PIXEL})
-        for name, (x, y) in corners.items():
-            lon, lat = proj(x, y, inverse=True)
-            where.attrs[f"{name}_lon"], where.attrs[f"{name}_lat"] = lon, lat
-        data = f.create_group("dataset1").create_group("data1")
+        root_keys = set(grid) if kept_at_root is None else set(kept_at_root)
+        f.create_group("where").attrs.update({k: v for k, v in grid.items() if k in root_keys})
+        dataset = f.create_group("dataset1")
+        if kept_at_root is not None:
+            dataset.create_group("where").attrs.update({k: v for k, v in grid.items() if k not in root_keys})
+        data = dataset.create_group("data1")
         data.create_dataset("data", data=_raw(t))
         data_what = data.create_group("what")
         data_what.attrs.update({"quantity": np.bytes_(quantity), "gain": GAIN, "offset": OFFSET})
@@ -83,6 +92,18 @@ def test_fields_match_pysteps_odim_importer(odim_folder: Path) -> None:
     assert grid.y[0] + PIXEL / 2 == pytest.approx(metadata["y2"], abs=0.01)
     np.testing.assert_allclose(np.diff(grid.x), PIXEL, rtol=1e-12)
     np.testing.assert_allclose(np.diff(grid.y), -PIXEL, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kept_at_root", [("projdef",), ()], ids=["projdef-at-root", "nothing-at-root"])
+def test_the_grid_is_found_in_dataset1_where(tmp_path: Path, kept_at_root: tuple[str, ...]) -> None:
+    """Some products keep the scales and corners in /dataset1/where, where pysteps looks for the scales too."""
+    write_odim(tmp_path / "root.h5", 0, minute=0)
+    write_odim(tmp_path / "dataset1.h5", 0, minute=0, kept_at_root=kept_at_root)
+    expected, found = read_odim_grid(tmp_path / "root.h5"), read_odim_grid(tmp_path / "dataset1.h5")
+    assert expected is not None and found is not None
+    assert found.projdef == expected.projdef
+    np.testing.assert_array_equal(found.x, expected.x)
+    np.testing.assert_array_equal(found.y, expected.y)
 
 
 def test_sequences_are_windowed_in_time_order_in_mm_per_hour(odim_folder: Path) -> None:

@@ -26,6 +26,7 @@ from convlstm.data.sources import SOURCES
 from convlstm.experiment import TASK_KINDS
 from convlstm.models import family_class, list_families, model_family
 from tests.data.test_odim import write_odim
+from tests.data.test_radar_archive import write_radar_archive
 
 RECORDINGS = 10  # an 80 / 10 / 10 split by recording leaves one for validation and one for the test
 FRAMES = 4  # per recording: one window of 2 context + 2 target frames
@@ -171,6 +172,7 @@ CASES = [
     Case("video", _video),
     Case("xarray", _xarray),
     Case("odim", _odim),
+    Case("radar_archive", write_radar_archive),  # FMI PGM files read by pysteps, patches drawn in favour of rain
 ]
 
 

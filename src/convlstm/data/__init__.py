@@ -1,8 +1,8 @@
 """Data: seeded offline generators for every application and loaders for the formats real data comes in.
 
 Items are torchvision-style dicts of float32 tensors: "context" (T_in, C, H, W), "target" (T_out, C, H, W), plus
-"labels" / "mask" where they apply. Lightning DataModules live in :mod:`convlstm.tasks` (nothing here imports
-Lightning).
+"labels" / "mask" where they apply, and "weight" (an importance weight) for patches drawn in favour of rain.
+Lightning DataModules live in :mod:`convlstm.tasks` (nothing here imports Lightning).
 
 Names are imported on first use: the loaders pull in h5py, hickle, xarray, scipy and ffmpeg, and a user of one
 source should not wait for all of them.
@@ -27,6 +27,8 @@ _SOURCES = {
     "Normalization": "normalization",
     "ODIMSequences": "odim",
     "NumpySequences": "numpy_arrays",
+    "RadarArchiveSequences": "radar_archive",
+    "RainBiasedPatches": "sampling",
     "RandomCrop": "transforms",
     "Recording": "windows",
     "RecordingSplit": "splits",
@@ -43,6 +45,7 @@ _SOURCES = {
     "read_video": "video",
     "write_forecast_netcdf": "forecast_netcdf",
     "select_split": "splits",
+    "flip_rotate": "transforms",
     "split_indices": "splits",
     "to_tchw": "layout",
 }
@@ -69,7 +72,9 @@ if TYPE_CHECKING:
     from convlstm.data.numpy_arrays import NumpySequences as NumpySequences
     from convlstm.data.odim import ODIMSequences as ODIMSequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
+    from convlstm.data.radar_archive import RadarArchiveSequences as RadarArchiveSequences
     from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
+    from convlstm.data.sampling import RainBiasedPatches as RainBiasedPatches
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
     from convlstm.data.splits import (
         RecordingSplit as RecordingSplit,
@@ -94,6 +99,9 @@ if TYPE_CHECKING:
     )
     from convlstm.data.transforms import (
         Resize as Resize,
+    )
+    from convlstm.data.transforms import (
+        flip_rotate as flip_rotate,
     )
     from convlstm.data.video import VideoSequences as VideoSequences
     from convlstm.data.video import read_video as read_video

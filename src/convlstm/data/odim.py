@@ -54,9 +54,15 @@ class ODIMGrid:
 
 
 def read_odim_grid(path: str | os.PathLike[str]) -> ODIMGrid | None:
-    """The grid of an ODIM file from ``/where``, or None when it has no projdef or corners (needs pyproj)."""
+    """The grid of an ODIM file from ``/where``, or None when it has no projdef or corners (needs pyproj).
+
+    An attribute missing from ``/where`` is taken from ``/dataset1/where``: some products keep the scales and
+    corners there (pysteps' importer looks there for the scales too).
+    """
     with h5py.File(path, "r") as f:
-        where = dict(f["where"].attrs) if "where" in f else {}
+        first = f.get("dataset1", {})
+        fallback = dict(first["where"].attrs) if "where" in first else {}
+        where = {**fallback, **(dict(f["where"].attrs) if "where" in f else {})}
         shape = _first_data_shape(f, path)
     needed = ("projdef", "LL_lon", "LL_lat", "UR_lon", "UR_lat", "xscale", "yscale")
     if not all(k in where for k in needed):

@@ -1,15 +1,20 @@
-"""Window orders for archives read from disk: chunk by chunk, and split across distributed ranks without overlap."""
+"""Window orders for archives read from disk (chunk by chunk, split across distributed ranks without overlap), and
+patches drawn in favour of rain with the importance weights that keep scores over them unbiased."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from convlstm.data.windows import WindowDataset
+from convlstm.utils.checks import check_float
 
 
 class ChunkAwareSampler(DistributedSampler[int]):
@@ -121,3 +126,96 @@ class ChunkAwareSampler(DistributedSampler[int]):
             "num_replicas": self.num_replicas,
         }
         return f"ChunkAwareSampler({', '.join(f'{k}={v}' for k, v in fields.items())})"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Where a patch was cut from its window, and how much it counts.
+
+    Attributes:
+        top: first row of the patch.
+        left: first column of the patch.
+        acceptance: its acceptance probability (see :class:`RainBiasedPatches`).
+        weight: its importance weight, mean acceptance of the window / acceptance of the patch.
+    """
+
+    top: int
+    left: int
+    acceptance: float
+    weight: float
+
+
+class RainBiasedPatches:
+    """Patch positions drawn in favour of rain, each with the importance weight that undoes the favour.
+
+    A patch position is accepted with probability ``a = min_acceptance + (1 - min_acceptance) * f``, where f is
+    the fraction of the patch's pixels, over every frame of the window, with a rain rate of at least
+    ``threshold``. Instead of proposing uniform positions and rejecting some, the position is drawn directly from
+    the distribution that rejection would give, ``q = a / sum(a)``: the same patches, with no loop that a dry
+    window could keep spinning. The importance weight is ``uniform / q = mean(a) / a``, so the weighted mean of a
+    score over drawn patches is an unbiased estimate of its mean over uniformly placed patches (the weights of one
+    window average 1, every window counts as much as with uniform patches).
+
+    Positions whose target frames have no valid pixel get acceptance 0: they hold nothing a masked loss or score
+    counts, so leaving them out changes no masked sum. A window with no valid target pixel at all gets a uniform
+    position, acceptance 0 and weight 1.
+
+    Args:
+        size: patch (height, width), or one int for square patches.
+        threshold: rain rate (mm/h) from which a pixel counts as raining.
+        min_acceptance: acceptance of a dry patch, in (0, 1]; 1 draws uniform positions.
+    """
+
+    def __init__(self, size: int | Sequence[int], *, threshold: float = 0.1, min_acceptance: float = 0.1) -> None:
+        pair = (size, size) if isinstance(size, int) else tuple(size)
+        if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in pair):
+            raise ValueError(f"size must be a positive int or (height, width) of positive ints, got {size!r}")
+        self.size = (int(pair[0]), int(pair[1]))
+        self.threshold = check_float("threshold", threshold, 0.0, math.inf)
+        self.min_acceptance = check_float("min_acceptance", min_acceptance, 0.0, 1.0, low_open=True)
+
+    def acceptance(self, rain_rate: np.ndarray, target_valid: np.ndarray | None = None) -> np.ndarray:
+        """The acceptance probability of every patch position of one window.
+
+        Args:
+            rain_rate: (T, C, H, W) rain rates in mm/h of the window, NaN where missing (counts as dry).
+            target_valid: (T_out, C, H, W) bool, True where a target pixel is valid; None: all are.
+
+        Returns:
+            Acceptance probabilities as float64.
+
+        Shape:
+            (H - height + 1, W - width + 1), indexed by the patch's (top, left).
+        """
+        height, width = rain_rate.shape[-2:]
+        if height < self.size[0] or width < self.size[1]:
+            raise ValueError(f"patch size {self.size} is larger than the frames ({height}, {width})")
+        with np.errstate(invalid="ignore"):  # NaN compares False: no coverage counts as dry
+            raining = (rain_rate >= self.threshold).sum(axis=(0, 1))
+        pixels = rain_rate.shape[0] * rain_rate.shape[1] * self.size[0] * self.size[1]
+        accept = self.min_acceptance + (1.0 - self.min_acceptance) * self._box_sums(raining) / pixels
+        if target_valid is not None:
+            accept[self._box_sums(target_valid.sum(axis=(0, 1))) == 0] = 0.0
+        return accept
+
+    def _box_sums(self, counts: np.ndarray) -> np.ndarray:
+        """Sums of ``counts`` (H, W) over every patch position, from an integral image."""
+        h, w = self.size
+        integral = np.zeros((counts.shape[0] + 1, counts.shape[1] + 1), dtype=np.int64)
+        integral[1:, 1:] = counts.cumsum(0).cumsum(1)
+        return integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w]
+
+    def draw(self, rain_rate: np.ndarray, target_valid: np.ndarray | None, rng: np.random.Generator) -> Patch:
+        """One patch position of a window (arguments as in :meth:`acceptance`), drawn with ``rng``."""
+        accept = self.acceptance(rain_rate, target_valid)
+        total = accept.sum()
+        if total <= 0:
+            top, left = (int(rng.integers(n)) for n in accept.shape)
+            return Patch(top=top, left=left, acceptance=0.0, weight=1.0)
+        cumulative = np.cumsum(accept, axis=None)
+        flat = min(int(np.searchsorted(cumulative, rng.random() * total, side="right")), accept.size - 1)
+        while accept.flat[flat] == 0:  # only when the draw rounds up to the total: take the last accepted position
+            flat -= 1
+        top, left = divmod(flat, accept.shape[1])
+        value = float(accept[top, left])
+        return Patch(top=top, left=left, acceptance=value, weight=float(total / accept.size) / value)

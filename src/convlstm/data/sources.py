@@ -22,6 +22,7 @@ SOURCES = {
     "video": "VideoSequences",
     "xarray": "XarraySequences",
     "odim": "ODIMSequences",
+    "radar_archive": "RadarArchiveSequences",
 }
 
 

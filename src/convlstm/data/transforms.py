@@ -1,4 +1,4 @@
-"""Per-clip transforms: one resize or crop applied alike to every frame and mask of an item.
+"""Per-clip transforms: one resize, crop, flip or rotation applied alike to every frame and mask of an item.
 
 Each transform takes an item dict (as returned by the datasets) or a bare (T, C, H, W) tensor. In an item, every
 4-D tensor ("context", "target", "context_mask", "mask") gets the same spatial operation, so frames and masks
@@ -126,3 +126,19 @@ class RandomCrop(CenterCrop):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_generator": None, "_generator_key": None}
+
+
+def flip_rotate(clip: Clip, rotations: int, flip: bool) -> Clip:
+    """Rotates every frame and mask by ``rotations`` quarter turns (counter-clockwise) and then, with ``flip``,
+    mirrors it left to right: the eight symmetries of a square, alike for every 4-D tensor of an item.
+
+    An odd number of quarter turns swaps height and width: for batches of one size, use it on square frames only.
+    """
+    if isinstance(rotations, bool) or not isinstance(rotations, int):
+        raise ValueError(f"rotations must be an int (quarter turns), got {type(rotations).__name__} {rotations!r}")
+
+    def turn(_: str, tensor: Tensor) -> Tensor:
+        turned = torch.rot90(tensor, rotations % 4, dims=(-2, -1))
+        return turned.flip(-1) if flip else turned
+
+    return _apply(clip, turn)
