@@ -278,7 +278,7 @@ def test_a_crash_loses_only_the_steps_since_the_last_timed_checkpoint(
     """With trainer.checkpoint_every_minutes small, a crash at step 3 of the first epoch finds last.ckpt at step 2
     (written at the end of every step; the crash comes before step 3's), where without it there would be none."""
     run = tmp_path / "crashed"
-    fit = ["fit", "-c", str(recipe), "--run-dir", str(run), "-o", "trainer.checkpoint_every_minutes=0.000001"]
+    fit = ["fit", "-c", str(recipe), "--run-dir", str(run), "-o", "trainer.checkpoint_every_minutes=1e-9"]
     with pytest.raises(RuntimeError, match="simulated crash"):
         _fit_disrupted(monkeypatch, _Disrupt(3, None), fit)
     assert _last(run)["global_step"] == 2
