@@ -97,8 +97,10 @@ def extrapolate(context: Tensor, horizon: int, *, motion_frames: int = 3) -> tup
             velocity[b, c] = estimate_motion(frames[b, :, c])  # (2, H, W): x and y pixels per step
             out[b, :, c] = advect(frames[b, -1, c], velocity[b, c], horizon)
     out[np.isnan(out)] = 0.0
-    as_context = {"device": context.device, "dtype": context.dtype}
-    return torch.from_numpy(out).to(**as_context), torch.from_numpy(velocity).to(**as_context)
+    device, dtype = context.device, context.dtype
+    return torch.from_numpy(out).to(device=device, dtype=dtype), torch.from_numpy(velocity).to(
+        device=device, dtype=dtype
+    )
 
 
 def _recent_frames(context: Tensor, motion_frames: int) -> np.ndarray:
