@@ -5,7 +5,8 @@ frame along it (semi-Lagrangian): that is the forecast E_k at lead time k, the `
 on the CPU outside autograd (:mod:`convlstm.models.extrapolation`). A ConvLSTM U-Net
 (:class:`~convlstm.models.unet.ConvLSTMUNet`) reads the context frames, then E_1 ... E_K, each as log(1 + R)
 beside the motion field (pixels per frame) and a flag that tells context from forecast; at every lead time it
-returns a correction of E_k in three parts, each of which can only rearrange or rescale E_k's detail, not redraw it:
+returns a correction of E_k in three parts, the first two of which can only move or rescale E_k's detail, not
+redraw it:
 
 - a displacement d_k (2 channels, pixels): E_k is sampled at x - d_k(x) (bilinear, zero beyond the frame), a motion
   correction that moves cells without smearing them;
