@@ -117,10 +117,11 @@ def test_torchscript_exporter_gives_the_same_forecasts_for_a_fixed_batch(tmp_pat
     assert check_export(program, model, large, horizon=HORIZON) <= 1e-4
 
 
-def test_optical_flow_cannot_be_exported(tmp_path: Path) -> None:
-    model = create_model("optical_flow")
+@pytest.mark.parametrize("name", ["optical_flow", "steps", "extrapolation_nowcast"])
+def test_what_runs_pysteps_cannot_be_exported(tmp_path: Path, name: str) -> None:
+    model = create_model(name)
     sizes = {"context_frames": 3, "horizon": 2, "frame_shape": (1, 16, 16)}
-    with pytest.raises(ExportError, match="pysteps on numpy"):
+    with pytest.raises(ExportError, match=f"{name} cannot be exported: it runs pysteps on numpy"):
         export_onnx(model, tmp_path / "flow.onnx", **sizes)
     with pytest.raises(ExportError, match="pysteps on numpy"):
         export_torch(model, tmp_path / "flow.pt2", **sizes)

@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from convlstm.metrics import pixel_to_rain_rate
+from convlstm.models import create_model
 from convlstm.tasks import (
     AtomicCheckpointIO,
     ForecastingTask,
@@ -18,7 +20,15 @@ from convlstm.tasks import (
     prediction_grid,
 )
 from convlstm.tasks.optim import WarmupCosine
-from tests.tasks.tiny import QUIET_TRAINER, ItemList, TinyForecaster, loader, static_sequences
+from tests.tasks.tiny import (
+    QUIET_TRAINER,
+    ItemList,
+    TinyEnsemble,
+    TinyForecaster,
+    loader,
+    noisy_static_sequences,
+    static_sequences,
+)
 
 
 def _fit(task: L.LightningModule, steps: int, train, val=None, **kwargs) -> L.Trainer:
@@ -342,6 +352,54 @@ def test_bad_arguments():
     task = ForecastingTask(TinyForecaster())
     with pytest.raises(ValueError, match="'context' and 'target'"):
         task.training_step({"context": torch.zeros(1, 2, 1, 4, 4)}, 0)
+
+
+def test_an_ensemble_trained_with_the_fair_crps_learns_the_spread_of_the_truth():
+    torch.manual_seed(0)
+    model = TinyEnsemble(spread=0.05)
+    task = ForecastingTask(model, loss="crps_fair", ensemble_members=4, lr=2e-2)
+    _fit(task, 40, noisy_static_sequences(16, noise=0.3), noisy_static_sequences(4, noise=0.3, seed=1))
+    assert set(model.seen_members) == {4}  # training and validation asked for 4 members
+    assert 0.2 < float(model.spread) < 0.4, float(model.spread)  # from 0.05 towards the truth's 0.3
+    logged = L.Trainer(**QUIET_TRAINER).validate(task, loader(noisy_static_sequences(4, noise=0.3)), verbose=False)
+    assert np.isfinite(logged[0]["val/loss"]) and "val/mse_per_pixel" in logged[0]  # scores of the members' mean
+
+
+def _moving_rain_items(n: int, size: int = 16) -> ItemList:
+    """Rain rates (mm/h): a Gaussian cell moving one pixel right per frame, 4 context and 2 target frames."""
+    y, x = np.mgrid[:size, :size]
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(n):
+        frames = [6 * np.exp(-(((y - 6 - i) / 3) ** 2 + ((x - 4 - t) / 4) ** 2)) for t in range(6)]
+        frames = torch.from_numpy(np.stack(frames) + 0.05 * rng.random((6, size, size))).float()[:, None]
+        items.append({"context": frames[:4], "target": frames[4:]})
+    return ItemList(items)
+
+
+def test_the_extrapolation_nowcast_ensemble_trains_with_the_fair_crps():
+    torch.manual_seed(0)
+    model = create_model("extrapolation_nowcast_ensemble", base_channels=4, depth=1)
+    task = ForecastingTask(model, loss="crps_fair", ensemble_members=3, units="mm/h", lr=1e-2)
+    trainer = _fit(task, 3, _moving_rain_items(4), _moving_rain_items(2))
+    assert torch.isfinite(trainer.callback_metrics["val/loss"])
+    context = _moving_rain_items(1)[0]["context"][None]
+    with torch.no_grad():
+        members = model.ensemble(context, 2, members=3, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(members[:, 0], members[:, 1])  # trained: the noise now reaches the forecast
+
+
+def test_ensemble_arguments_go_together():
+    with pytest.raises(ValueError, match="give ensemble_members"):
+        ForecastingTask(TinyEnsemble(), loss="crps_fair")
+    with pytest.raises(ValueError, match="ensemble_members must be an int >= 2"):
+        ForecastingTask(TinyEnsemble(), loss="crps_fair", ensemble_members=1)
+    with pytest.raises(ValueError, match="needs an ensemble loss"):
+        ForecastingTask(TinyEnsemble(), loss="mse", ensemble_members=4)
+    with pytest.raises(ValueError, match="needs a model with ensemble"):
+        ForecastingTask(TinyForecaster(), loss="crps_fair", ensemble_members=4)
+    with pytest.raises(ValueError, match="sampling must be 'none'"):
+        ForecastingTask(TinyEnsemble(), loss="crps_fair", ensemble_members=4, sampling="teacher_forcing")
 
 
 def test_bf16_mixed_precision_runs_and_scores_in_float32():

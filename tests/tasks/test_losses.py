@@ -12,6 +12,7 @@ from convlstm.models.prednet import parse_layer_loss_weights, time_loss_weights
 from convlstm.tasks.losses import (
     balanced_loss,
     bce_loss,
+    crps_fair_loss,
     extrapolation_loss,
     forecast_loss,
     mae_loss,
@@ -109,6 +110,54 @@ def test_forecast_loss_dispatch_and_errors(pair):
         mse_loss(pred, target, mask=torch.ones(3, 3))
     with pytest.raises(ValueError, match="units"):
         rain_rate_of(target, "dbz")  # type: ignore[arg-type]
+
+
+def _crps_fair_numpy(members: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per pixel, by the definition: mean |x_i - y| - sum over all pairs |x_i - x_j| / (2 M (M - 1))."""
+    m = members.shape[1]
+    error = np.abs(members - target[:, None]).mean(axis=1)
+    pairs = np.abs(members[:, :, None] - members[:, None, :]).sum(axis=(1, 2))
+    return error - pairs / (2 * m * (m - 1))
+
+
+def test_crps_fair_matches_the_definition_with_and_without_a_mask():
+    g = torch.Generator().manual_seed(3)
+    members, target = torch.rand(2, 5, 3, 1, 4, 6, generator=g) * 10, torch.rand(2, 3, 1, 4, 6, generator=g) * 10
+    per_pixel = _crps_fair_numpy(members.double().numpy(), target.double().numpy())
+    assert float(crps_fair_loss(members, target)) == pytest.approx(per_pixel.mean(), rel=1e-5)
+    mask = torch.rand(2, 1, 1, 4, 6, generator=g) > 0.4
+    valid = mask.expand_as(target).numpy()
+    assert float(crps_fair_loss(members, target, mask=mask)) == pytest.approx(per_pixel[valid].mean(), rel=1e-5)
+    assert torch.equal(
+        forecast_loss("crps_fair", members, target, mask=mask), crps_fair_loss(members, target, mask=mask)
+    )
+
+
+def test_crps_fair_of_two_members_is_the_distance_to_the_nearer_one_or_0_between_them():
+    target = torch.tensor([0.0, 1.0, 2.0, 5.0]).view(1, 1, 1, 1, 4)
+    members = torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]]).view(1, 2, 1, 1, 1, 4)
+    closed_form = ((members[:, 0] - target).abs() + (members[:, 1] - target).abs() - 2.0) / 2  # |x1 - x2| = 2
+    torch.testing.assert_close(closed_form.flatten(), torch.tensor([1.0, 0.0, 0.0, 2.0]))
+    for k in range(4):
+        assert float(crps_fair_loss(members[..., k : k + 1], target[..., k : k + 1])) == float(closed_form[..., k])
+
+
+def test_crps_fair_of_a_collapsed_ensemble_is_its_error_and_its_gradient_spreads_the_members():
+    target = torch.zeros(1, 1, 1, 1, 1)
+    collapsed = torch.full((1, 4, 1, 1, 1, 1), 1.0, requires_grad=True)  # four copies of one forecast, 1 off
+    loss = crps_fair_loss(collapsed, target)
+    assert float(loss) == 1.0
+    loss.backward()
+    assert collapsed.grad is not None and len(set(collapsed.grad.flatten().tolist())) == 4  # pulled apart
+    spread = torch.tensor([-1.5, -0.5, 0.5, 1.5]).view(1, 4, 1, 1, 1, 1)  # around the truth instead
+    assert float(crps_fair_loss(spread, target)) < float(loss)
+
+
+def test_crps_fair_refuses_one_member_and_mismatched_shapes():
+    with pytest.raises(ValueError, match="at least 2 members"):
+        crps_fair_loss(torch.rand(1, 1, 2, 1, 3, 3), torch.rand(1, 2, 1, 3, 3))
+    with pytest.raises(ValueError, match=r"members must be \(B, M, T, C, \*spatial\)"):
+        crps_fair_loss(torch.rand(1, 3, 2, 1, 3, 3), torch.rand(1, 3, 1, 3, 3))
 
 
 def _dice_numpy(probs: np.ndarray, labels: np.ndarray, valid: np.ndarray, smooth: float, classes: list[int]) -> float:

@@ -135,6 +135,37 @@ class LastFrame(nn.Module):
         return context[:, -1:].expand(-1, horizon or 1, *context.shape[2:])
 
 
+class TinyEnsemble(nn.Module):
+    """Persistence plus Gaussian noise of a learned size: ``ensemble(context, horizon, members=M)`` gives
+    (B, M, horizon, C, H, W); forward gives the noise-free forecast. Records the ``members`` of each call."""
+
+    def __init__(self, spread: float = 0.05) -> None:
+        super().__init__()
+        self.spread = nn.Parameter(torch.tensor(spread))
+        self.seen_members: list[int] = []
+
+    def forward(self, context: Tensor, horizon: int | None = None) -> Tensor:
+        return context[:, -1:].expand(-1, horizon or 1, *context.shape[2:]) + 0.0 * self.spread
+
+    def ensemble(self, context: Tensor, horizon: int | None = None, *, members: int = 2) -> Tensor:
+        self.seen_members.append(members)
+        mean = self(context, horizon).unsqueeze(1)  # (B, 1, horizon, C, H, W)
+        noise = torch.randn(mean.shape[0], members, *mean.shape[2:], device=mean.device)
+        return mean + self.spread * noise
+
+
+def noisy_static_sequences(n: int, *, noise: float, size: int = 8, seed: int = 0) -> ItemList:
+    """Sequences of one random frame, whose 2 target frames are the frame plus Gaussian noise of std ``noise``: a
+    well-spread ensemble from the last frame has members that scatter by ``noise``."""
+    generator = torch.Generator().manual_seed(seed)
+    items = []
+    for _ in range(n):
+        frame = torch.rand(1, 1, size, size, generator=generator)
+        target = frame + noise * torch.randn(2, 1, size, size, generator=generator)
+        items.append({"context": frame.expand(3, -1, -1, -1).clone(), "target": target})
+    return ItemList(items)
+
+
 class ItemList(Dataset[dict[str, Tensor]]):
     """A map-style dataset over a list of item dicts."""
 

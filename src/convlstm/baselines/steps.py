@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from convlstm.baselines.optical_flow import import_pysteps
 from convlstm.baselines.persistence import check_baseline_arguments, context_channels
 from convlstm.models.base import ForecastingModel, config_from_arguments
+from convlstm.models.extrapolation import import_pysteps
 from convlstm.models.registry import register_model
 from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel
 

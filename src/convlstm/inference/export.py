@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from convlstm.baselines import OpticalFlow
+from convlstm.baselines import STEPS, OpticalFlow
 from convlstm.models.base import ForecastingModel
+from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -306,9 +307,9 @@ def _prepare(
     shape = tuple(frame_shape) if isinstance(frame_shape, Sequence) else ()
     if len(shape) != 3 or not all(_positive_int(n) for n in shape):
         raise ValueError(f"frame_shape must be three ints (C, H, W) >= 1, got {frame_shape!r}")
-    if isinstance(model, OpticalFlow):
+    if isinstance(model, OpticalFlow | STEPS | ExtrapolationNowcast):
         raise ExportError(
-            "optical_flow cannot be exported: it runs pysteps on numpy arrays outside PyTorch, so there is no "
+            f"{model.family} cannot be exported: it runs pysteps on numpy arrays outside PyTorch, so there is no "
             "graph to trace; run it in Python"
         )
     if not isinstance(model, ForecastingModel):

@@ -1,6 +1,15 @@
 """Models: one file per family; importing this package registers all of them."""
 
-from convlstm.models import encoder_forecaster, exceedance, fc_lstm, next_frame, prednet, trajgru_forecaster, unet
+from convlstm.models import (
+    encoder_forecaster,
+    exceedance,
+    extrapolation_nowcast,
+    fc_lstm,
+    next_frame,
+    prednet,
+    trajgru_forecaster,
+    unet,
+)
 from convlstm.models.base import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -11,6 +20,7 @@ from convlstm.models.base import (
 )
 from convlstm.models.encoder_forecaster import EncoderForecaster
 from convlstm.models.exceedance import ExceedanceForecaster
+from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
@@ -37,6 +47,7 @@ __all__ = [
     "ConvLSTMUNetForecaster",
     "EncoderForecaster",
     "ExceedanceForecaster",
+    "ExtrapolationNowcast",
     "ForecastingModel",
     "ModelSummary",
     "NextFramePredictor",
@@ -46,6 +57,7 @@ __all__ = [
     "create_model",
     "encoder_forecaster",
     "exceedance",
+    "extrapolation_nowcast",
     "family_class",
     "fc_lstm",
     "from_pretrained",

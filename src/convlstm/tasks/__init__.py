@@ -10,6 +10,7 @@ from convlstm.tasks.forecasting import ForecastingTask
 from convlstm.tasks.losses import (
     balanced_loss,
     bce_loss,
+    crps_fair_loss,
     extrapolation_loss,
     forecast_loss,
     mae_loss,
@@ -45,6 +46,7 @@ __all__ = [
     "TaskBase",
     "balanced_loss",
     "bce_loss",
+    "crps_fair_loss",
     "extrapolation_loss",
     "forecast_loss",
     "load_task",

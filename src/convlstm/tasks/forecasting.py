@@ -10,7 +10,15 @@ from torch import Tensor, nn
 
 from convlstm.metrics import ForecastScores
 from convlstm.tasks.base import TaskBase
-from convlstm.tasks.losses import FORECAST_LOSSES, HKO7_ZR, ForecastLossName, RainUnits, forecast_loss, rain_rate_of
+from convlstm.tasks.losses import (
+    ENSEMBLE_LOSSES,
+    FORECAST_LOSSES,
+    HKO7_ZR,
+    ForecastLossName,
+    RainUnits,
+    forecast_loss,
+    rain_rate_of,
+)
 from convlstm.tasks.optim import LRSchedule, OptimizerName
 from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
 
@@ -49,7 +57,8 @@ class ForecastingTask(TaskBase):
         model: The forecaster (an ``nn.Module``; a :class:`~convlstm.models.PretrainedModel` can be rebuilt from
             the checkpoint).
         loss: ``"mse"``, ``"mae"`` (per pixel), ``"bce"`` (Shi et al.'s per-pixel cross-entropy on predicted
-            probabilities, clamped) or ``"balanced"`` (HKO-7's B-MSE + B-MAE, weights from the true rain rate).
+            probabilities, clamped), ``"balanced"`` (HKO-7's B-MSE + B-MAE, weights from the true rain rate) or
+            ``"crps_fair"`` (the fair CRPS of ``ensemble_members`` members, which needs that argument).
         units: What the frames are, for rain rates (balanced loss and scores, thresholds): ``"pixel"`` (radar
             pixels in [0, 1], dBZ = 70 p - 10) or ``"mm/h"``.
         zr_a: Z-R coefficient a (HKO-7: 58.53; Marshall-Palmer: 200).
@@ -81,6 +90,9 @@ class ForecastingTask(TaskBase):
         min_lr_ratio: Final learning rate of "cosine" as a fraction of ``lr``.
         lr_milestones: Epochs at which "multistep" multiplies the learning rate by ``lr_gamma``.
         lr_gamma: Factor of "multistep".
+        ensemble_members: Train and validate on an ensemble of this many members (>= 2) drawn by
+            ``model.ensemble(context, horizon, members=M)`` (e.g. ``extrapolation_nowcast_ensemble``), scored by
+            ``loss="crps_fair"``; the scores then take the members' mean. None (default): one forecast per call.
 
     Example:
         >>> task = ForecastingTask(create_model("encoder_forecaster_shi2015_3layer"), loss="bce")
@@ -115,6 +127,7 @@ class ForecastingTask(TaskBase):
         min_lr_ratio: float = 0.0,
         lr_milestones: Sequence[int] = (),
         lr_gamma: float = 0.1,
+        ensemble_members: int | None = None,
     ) -> None:
         super().__init__(model)
         if loss not in FORECAST_LOSSES:
@@ -123,6 +136,7 @@ class ForecastingTask(TaskBase):
             raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
         if predict_horizon is not None and predict_horizon < 1:
             raise ValueError(f"predict_horizon must be >= 1 or None, got {predict_horizon!r}")
+        _check_ensemble(model, loss, ensemble_members, sampling)
         self.sampling = ScheduledSampling(sampling, start=sampling_start, end=sampling_end, end_step=sampling_end_step)
         self.save_hyperparameters(ignore=["model"])
         self.check_optimization()
@@ -168,6 +182,12 @@ class ForecastingTask(TaskBase):
             )
         return {"context_lengths": lengths}
 
+    def _ensemble(self, context: Tensor, horizon: int, extra: dict[str, Tensor]) -> Tensor:
+        """(B, M, horizon, C, H, W): ``ensemble_members`` members of the model."""
+        ensemble: Any = self.model.ensemble  # checked callable in __init__
+        members: Tensor = ensemble(context, horizon, members=self.hparams["ensemble_members"], **extra)
+        return members
+
     def _true_rain_rate(self, batch: Mapping[str, Any], target: Tensor) -> Tensor:
         given = batch.get("target_rain_rate")
         return given.float() if isinstance(given, Tensor) else rain_rate_of(target, self.hparams["units"], zr=self.zr)
@@ -194,7 +214,9 @@ class ForecastingTask(TaskBase):
         batch_size, horizon = target.shape[:2]
         mask = self.sampling.mask(self.global_step, batch_size, horizon, device=context.device)
         extra = self._context_lengths(batch)
-        if mask is None:
+        if self.hparams.get("ensemble_members") is not None:
+            pred = self._ensemble(context, horizon, extra)
+        elif mask is None:
             pred = self.model(context, horizon, **extra)
         else:
             pred = self.model(context, horizon, targets=target, teacher_forcing=mask, **extra)
@@ -205,8 +227,13 @@ class ForecastingTask(TaskBase):
 
     def _evaluation_step(self, stage: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         context, target = self._unpack(batch)
-        pred = self.model(context, target.shape[1], **self._context_lengths(batch))
-        loss = self._loss(batch, pred, target)
+        extra = self._context_lengths(batch)
+        if self.hparams.get("ensemble_members") is not None:
+            members = self._ensemble(context, target.shape[1], extra)
+            loss, pred = self._loss(batch, members, target), members.mean(dim=1)
+        else:
+            pred = self.model(context, target.shape[1], **extra)
+            loss = self._loss(batch, pred, target)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True, batch_size=target.shape[0])
         scores = self.scores[stage]
         raw_mask = batch.get("mask")
@@ -257,3 +284,22 @@ class ForecastingTask(TaskBase):
     def _log_epoch_scores(self, stage: str) -> None:
         scores = self.scores[stage].compute(self.sum_across_processes)
         self.log_scores(stage, scores, per_lead_time=self.hparams["log_per_lead_time"])
+
+
+def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: str) -> None:
+    """An ensemble loss goes with ``ensemble_members`` >= 2, a model with ``ensemble`` and no teacher forcing."""
+    if loss in ENSEMBLE_LOSSES and members is None:
+        raise ValueError(f"loss={loss!r} scores an ensemble: give ensemble_members (>= 2)")
+    if members is None:
+        return
+    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
+        raise ValueError(f"ensemble_members must be an int >= 2 or None, got {members!r}")
+    if loss not in ENSEMBLE_LOSSES:
+        raise ValueError(f"ensemble_members={members} needs an ensemble loss {ENSEMBLE_LOSSES}, got loss={loss!r}")
+    if not callable(getattr(model, "ensemble", None)):
+        raise ValueError(
+            f"ensemble_members={members} needs a model with ensemble(context, horizon, members=M), e.g. "
+            f"extrapolation_nowcast_ensemble; {type(model).__name__} has none"
+        )
+    if sampling != "none":
+        raise ValueError(f"ensemble_members feeds nothing back: sampling must be 'none', got {sampling!r}")

@@ -1,5 +1,5 @@
-"""Training losses: forecasting (MSE, MAE, Shi's BCE, HKO-7 balanced), segmentation (cross-entropy + soft Dice) and
-PredNet's (weighted layer errors, extrapolation MAE).
+"""Training losses: forecasting (MSE, MAE, Shi's BCE, HKO-7 balanced; the fair CRPS of an ensemble), segmentation
+(cross-entropy + soft Dice) and PredNet's (weighted layer errors, extrapolation MAE).
 
 Every forecasting loss here is a mean over pixels (B, T, C, *spatial), so its scale does not depend on the frame
 size or the horizon; the paper-scale scores (summed over a frame, or over a sequence for Shi's BCE) are logged as
@@ -21,11 +21,13 @@ from convlstm.metrics import balanced_weights, pixel_to_rain_rate
 from convlstm.models.prednet import weighted_prednet_error
 
 __all__ = [
+    "ENSEMBLE_LOSSES",
     "FORECAST_LOSSES",
     "ForecastLossName",
     "RainUnits",
     "balanced_loss",
     "bce_loss",
+    "crps_fair_loss",
     "exceedance_loss",
     "extrapolation_loss",
     "forecast_loss",
@@ -37,8 +39,10 @@ __all__ = [
     "soft_dice_loss",
 ]
 
-ForecastLossName = Literal["mse", "mae", "bce", "balanced"]
-FORECAST_LOSSES: tuple[str, ...] = ("mse", "mae", "bce", "balanced")
+ForecastLossName = Literal["mse", "mae", "bce", "balanced", "crps_fair"]
+FORECAST_LOSSES: tuple[str, ...] = ("mse", "mae", "bce", "balanced", "crps_fair")
+#: The losses that score an ensemble (B, M, T, C, *spatial) rather than one forecast.
+ENSEMBLE_LOSSES: tuple[str, ...] = ("crps_fair",)
 RainUnits = Literal["pixel", "mm/h"]
 HKO7_ZR = (58.53, 1.56)
 
@@ -153,6 +157,45 @@ def balanced_loss(
     return _masked_mean(weighted, _valid_weight(mask, target))
 
 
+def crps_fair_loss(members: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
+    """The fair CRPS of an ensemble (Ferro 2014), averaged over the (valid) pixels.
+
+    At every pixel, with members x_1 ... x_M and truth y::
+
+        mean_i |x_i - y| - 1 / (2 M (M - 1)) * sum_{i, j} |x_i - x_j|
+
+    the CRPS that M members drawn from the forecast distribution score on average, whatever M: unlike the CRPS of
+    the members' empirical distribution (which divides the second term by 2 M^2), it does not reward an ensemble
+    for being too narrow, so a model trained on it learns members that spread as the truth does. For M = 2 it is
+    (|x_1 - y| + |x_2 - y| - |x_1 - x_2|) / 2: 0 when y lies between the members. The pair sum is computed from
+    the sorted members, sum_{i, j} |x_i - x_j| = 2 sum_k (2k - M + 1) x_(k) (k from 0), in O(M log M).
+
+    Args:
+        members: (B, M, T, C, *spatial), M >= 2.
+        target: (B, T, C, *spatial).
+        mask: Optional valid-pixel mask (bool or 0/1 float) broadcastable to target's shape.
+
+    Shape:
+        members (B, M, T, C, *spatial), target (B, T, C, *spatial) -> scalar.
+    """
+    if not isinstance(members, Tensor) or not isinstance(target, Tensor):
+        raise ValueError(f"members and target must be tensors, got {type(members).__name__}, {type(target).__name__}")
+    if members.ndim != target.ndim + 1 or members.shape[:1] + members.shape[2:] != target.shape:
+        raise ValueError(
+            f"members must be (B, M, T, C, *spatial) for a target (B, T, C, *spatial), got members "
+            f"{tuple(members.shape)} and target {tuple(target.shape)}"
+        )
+    count = members.shape[1]
+    if count < 2:
+        raise ValueError(f"the fair CRPS needs at least 2 members, got members of shape {tuple(members.shape)}")
+    x = members.float()
+    error = (x - target.float().unsqueeze(1)).abs().mean(dim=1)
+    ranked = x.sort(dim=1).values
+    coefficients = 2 * torch.arange(count, device=x.device, dtype=x.dtype) - (count - 1)
+    pair_sum = 2 * (coefficients.view(1, count, *([1] * (x.ndim - 2))) * ranked).sum(dim=1)
+    return _masked_mean(error - pair_sum / (2 * count * (count - 1)), _valid_weight(mask, target))
+
+
 def forecast_loss(
     name: ForecastLossName,
     pred: Tensor,
@@ -165,9 +208,10 @@ def forecast_loss(
     balanced_mse_weight: float = 1.0,
     balanced_mae_weight: float = 1.0,
 ) -> Tensor:
-    """The forecasting loss ``name`` ("mse", "mae", "bce" or "balanced") of pred against target.
+    """The forecasting loss ``name`` ("mse", "mae", "bce", "balanced" or "crps_fair") of pred against target.
 
-    ``rain_rate``, ``units``, ``zr`` and the balanced weights are used by "balanced" only.
+    ``rain_rate``, ``units``, ``zr`` and the balanced weights are used by "balanced" only. For "crps_fair"
+    ``pred`` is an ensemble (B, M, T, C, *spatial) (see :func:`crps_fair_loss`).
     """
     if name == "mse":
         return mse_loss(pred, target, mask=mask)
@@ -186,6 +230,8 @@ def forecast_loss(
             mse_weight=balanced_mse_weight,
             mae_weight=balanced_mae_weight,
         )
+    if name == "crps_fair":
+        return crps_fair_loss(pred, target, mask=mask)
     raise ValueError(f"loss must be one of {FORECAST_LOSSES}, got {name!r}")
 
 

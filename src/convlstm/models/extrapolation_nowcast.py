@@ -1,0 +1,325 @@
+"""A learned nowcast that starts from pysteps' extrapolation nowcast and learns what extrapolation misses.
+
+pysteps estimates the motion (Lucas-Kanade, from the last ``motion_frames`` context frames) and advects the last
+frame along it (semi-Lagrangian): that is the forecast E_k at lead time k, the ``optical_flow`` baseline, computed
+on the CPU outside autograd (:mod:`convlstm.models.extrapolation`). A ConvLSTM U-Net
+(:class:`~convlstm.models.unet.ConvLSTMUNet`) reads the context frames, then E_1 ... E_K, each as log(1 + R)
+beside the motion field (pixels per frame) and a flag that tells context from forecast; at every lead time it
+returns a correction of E_k in three parts, the first two of which can only move or rescale E_k's detail, not
+redraw it:
+
+- a displacement d_k (2 channels, pixels): E_k is sampled at x - d_k(x) (bilinear, zero beyond the frame), a motion
+  correction that moves cells without smearing them;
+- a log growth factor g_k (bounded to +-4 by a tanh): growth and decay, multiplying E_k's pattern;
+- an added rain rate a_k (mm/h): rain where E_k has none (entering the domain, new cells).
+
+The forecast is max(E_k(x - d_k) exp(g_k) + a_k, 0). The layer that makes the three starts at zero, so untrained
+the forecast is E_k bit for bit: x - 0 samples the pixel itself with weights 1 and 0, exp(0) = 1 and + 0 change
+nothing. Non-negativity is a clamp whose gradient passes as if it were not there (straight-through): a ReLU would
+pass none where E_k and a_k are both 0, the very pixels where rain must learn to enter.
+
+Probability matching (``probability_matching=True``, in eval mode) then gives each forecast field the values of
+E_k, at the ranks of the forecast's own values, dry pixels kept dry: the learned part decides where the rain is,
+the observed field how much. It is what S-PROG and STEPS do against a blurred cascade, and here it undoes what a
+model trained on a mean error learns first: to hedge, spreading cells into drizzle. Training sees the unmatched
+forecast (ranks have no gradient).
+
+The ensemble version (``noise_channels > 0``) feeds every member its own smooth Gaussian noise fields as extra input
+channels (drawn on a grid ``noise_pixels`` coarser, upsampled bilinearly, held for all the member's steps);
+:meth:`ExtrapolationNowcast.ensemble` draws M members on demand, for training with the fair CRPS
+(:func:`convlstm.tasks.losses.crps_fair_loss`). Untrained, every member is E_k; forward is the control member
+(noise 0).
+"""
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convlstm.models.base import ForecastingModel, config_from_arguments
+from convlstm.models.extrapolation import extrapolate
+from convlstm.models.frame_output import start_at_zero_change
+from convlstm.models.registry import register_model
+from convlstm.models.unet import Cell, ConvLSTMUNet
+from convlstm.utils.checks import check_int
+
+#: Bound of the log growth factor: the learned part scales the extrapolation by e^-4 (1/55) to e^4 (55) at most.
+MAX_LOG_GROWTH = 4.0
+#: Input channels of the network besides the noise: log(1 + rain rate), motion x and y, the forecast flag.
+_INPUTS = 4
+#: Output channels: displacement x and y (pixels), log growth, added rain (mm/h).
+_OUTPUTS = 4
+
+
+@dataclasses.dataclass
+class ExtrapolationNowcastConfig:
+    """The constructor arguments of :class:`ExtrapolationNowcast`, as saved with a model."""
+
+    base_channels: int = 12
+    depth: int = 2
+    kernel_size: int = 3
+    cell: Cell = "lstm"
+    motion_frames: int = 3
+    noise_channels: int = 0
+    noise_pixels: int = 8
+    members: int = 8
+    probability_matching: bool = True
+    default_horizon: int = 6
+
+
+class ExtrapolationNowcast(ForecastingModel):
+    """pysteps' extrapolation nowcast corrected by a ConvLSTM U-Net that starts at no correction (see the module
+    docstring): rain rates in mm/h in, rain rates in mm/h out.
+
+    Args:
+        base_channels: filters of the U-Net's finest scale, doubling at every scale down (a multiple of 4, for
+            GroupNorm's 4 groups).
+        depth: 2x2 poolings of the U-Net. Frames of any size work: they are padded (edge values repeated) to a
+            multiple of 2**depth on the way in and cropped back on the way out.
+        kernel_size: of all convolutions and recurrent layers (odd).
+        cell: "lstm" or "gru", the U-Net's recurrent layers.
+        motion_frames: last context frames pysteps estimates the motion from (>= 2); the context must have at
+            least as many.
+        noise_channels: noise fields each member reads (0: a deterministic model without :meth:`ensemble`).
+        noise_pixels: spacing of the grid the noise is drawn on, in pixels (its correlation length).
+        members: members :meth:`ensemble` draws when not told how many.
+        probability_matching: in eval mode, give each forecast field the values of the extrapolation at the same
+            lead time, at the forecast's ranks (dry pixels stay dry). Training mode never matches.
+        default_horizon: frames forecast when ``horizon`` is not given.
+
+    Shape:
+        context: (B, T_in, 1, H, W) rain rates (mm/h, finite, >= 0) -> forward: (B, horizon, 1, H, W) mm/h, >= 0;
+        :meth:`ensemble`: (B, M, horizon, 1, H, W).
+    """
+
+    family = "extrapolation_nowcast"
+    config_class = ExtrapolationNowcastConfig
+
+    def __init__(
+        self,
+        *,
+        base_channels: int = 12,
+        depth: int = 2,
+        kernel_size: int = 3,
+        cell: Cell = "lstm",
+        motion_frames: int = 3,
+        noise_channels: int = 0,
+        noise_pixels: int = 8,
+        members: int = 8,
+        probability_matching: bool = True,
+        default_horizon: int = 6,
+    ) -> None:
+        super().__init__()
+        check_int("motion_frames", motion_frames, minimum=2)
+        check_int("noise_channels", noise_channels, minimum=0)
+        check_int("noise_pixels", noise_pixels)
+        check_int("members", members)
+        check_int("default_horizon", default_horizon)
+        if not isinstance(probability_matching, bool):
+            raise ValueError(f"probability_matching must be True or False, got {probability_matching!r}")
+        if base_channels % 4:
+            raise ValueError(f"base_channels must be a multiple of 4 (GroupNorm's 4 groups), got {base_channels!r}")
+        self.config = config_from_arguments(ExtrapolationNowcastConfig, locals())
+        self.default_horizon = default_horizon
+        self.net = ConvLSTMUNet(
+            in_channels=_INPUTS + noise_channels,
+            out_channels=_OUTPUTS,
+            base_channels=base_channels,
+            depth=depth,
+            kernel_size=kernel_size,
+            cell=cell,
+            head="regression",
+        )
+        # Zero weights and bias: untrained, the correction is nothing and the forecast is the extrapolation.
+        start_at_zero_change(self.net.head)
+
+    def forward(
+        self,
+        context: Tensor,
+        horizon: int | None = None,
+        targets: Tensor | None = None,
+        teacher_forcing: Tensor | None = None,
+    ) -> Tensor:
+        """The corrected extrapolation; for an ensemble model its control member (noise fields of zero).
+
+        Args:
+            context: (B, T_in, 1, H, W) rain rates in mm/h, finite and >= 0, T_in >= motion_frames.
+            horizon: frames to forecast (default: ``default_horizon``).
+            targets: validated, then ignored (nothing is fed back: every lead time starts from pysteps).
+            teacher_forcing: validated, then ignored.
+
+        Returns:
+            (B, horizon, 1, H, W) rain rates in mm/h, >= 0.
+        """
+        horizon, _ = self.check_forecast_arguments(context, horizon, targets, teacher_forcing, channels=1)
+        _check_rain(context)
+        extrapolated, velocity = extrapolate(context, horizon, motion_frames=self.config.motion_frames)
+        noise = None
+        if self.config.noise_channels:
+            noise = context.new_zeros(context.shape[0], self.config.noise_channels, *context.shape[-2:])
+        return self._matched(self._correct(context, extrapolated, velocity[:, 0], noise), extrapolated)
+
+    def ensemble(
+        self,
+        context: Tensor,
+        horizon: int | None = None,
+        *,
+        members: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """``members`` forecasts, each from its own noise fields; pysteps runs once per sequence for all of them.
+
+        Args:
+            context: as :meth:`forward`.
+            horizon: frames to forecast (default: ``default_horizon``).
+            members: ensemble size M (default: the ``members`` of the config).
+            generator: where the noise comes from (its device); None draws from torch's global generator, which
+                ``torch.manual_seed`` (or Lightning's ``seed_everything``) makes reproducible. Training calls it
+                without one, so every step sees fresh members.
+
+        Returns:
+            (B, M, horizon, 1, H, W) rain rates in mm/h, >= 0.
+
+        Raises:
+            ValueError: the model has no noise channels (every member would be the same), or bad arguments.
+        """
+        horizon, _ = self.check_forecast_arguments(context, horizon, None, None, channels=1)
+        if not self.config.noise_channels:
+            raise ValueError(
+                "ensemble needs a model with noise_channels >= 1 (e.g. extrapolation_nowcast_ensemble); this one has "
+                "noise_channels=0, so every member would be the same forecast"
+            )
+        count = self.config.members if members is None else check_int("members", members)
+        _check_rain(context)
+        extrapolated, velocity = extrapolate(context, horizon, motion_frames=self.config.motion_frames)
+        batch, height, width = context.shape[0], *context.shape[-2:]
+        noise = self._noise(batch * count, height, width, generator, like=context)
+
+        def repeat(x: Tensor) -> Tensor:  # (B, ...) -> (B * M, ...), the members of a sequence side by side
+            return x.repeat_interleave(count, dim=0)
+
+        reference = repeat(extrapolated)
+        out = self._correct(repeat(context), reference, repeat(velocity[:, 0]), noise)
+        return self._matched(out, reference).unflatten(0, (batch, count))
+
+    # --- pieces ------------------------------------------------------------------------------------------------
+
+    def _correct(self, context: Tensor, extrapolated: Tensor, velocity: Tensor, noise: Tensor | None) -> Tensor:
+        """The extrapolation (B, K, 1, H, W) corrected by the network, which reads the context (B, T, 1, H, W),
+        the extrapolation, the motion (B, 2, H, W) and the noise (B, noise_channels, H, W) or None."""
+        steps, horizon = context.shape[1], extrapolated.shape[1]
+        height, width = context.shape[-2:]
+        frames = torch.cat([context, extrapolated], dim=1)  # (B, T + K, 1, H, W)
+        flag = torch.zeros_like(frames)
+        flag[:, steps:] = 1.0
+        per_step = [frames.log1p(), velocity.unsqueeze(1).expand(-1, steps + horizon, -1, -1, -1), flag]
+        if noise is not None:
+            per_step.append(noise.unsqueeze(1).expand(-1, steps + horizon, -1, -1, -1))
+        inputs = torch.cat(per_step, dim=2)  # (B, T + K, _INPUTS + noise_channels, H, W)
+        multiple = 2**self.config.depth
+        pad = (0, -width % multiple, 0, -height % multiple)
+        padded = F.pad(inputs.flatten(0, 1), pad, mode="replicate").unflatten(0, inputs.shape[:2])
+        out, _ = self.net(padded)
+        out = out[:, steps:, :, :height, :width]  # (B, K, _OUTPUTS, H, W): the forecast steps only
+        displacement, growth, added = out[:, :, :2], out[:, :, 2:3], out[:, :, 3:4]
+        growth = MAX_LOG_GROWTH * torch.tanh(growth / MAX_LOG_GROWTH)
+        moved = backtrack_exact(extrapolated.flatten(0, 1), displacement.flatten(0, 1)).unflatten(0, out.shape[:2])
+        return non_negative(moved * growth.exp() + added)
+
+    def _matched(self, forecast: Tensor, reference: Tensor) -> Tensor:
+        if self.config.probability_matching and not self.training:
+            return probability_match(forecast, reference)
+        return forecast
+
+    def _noise(self, count: int, height: int, width: int, generator: torch.Generator | None, *, like: Tensor) -> Tensor:
+        """(count, noise_channels, H, W) smooth unit Gaussian fields on ``like``'s device and dtype."""
+        spacing = self.config.noise_pixels
+        coarse = (-(-height // spacing) + 1, -(-width // spacing) + 1)
+        device = like.device if generator is None else generator.device
+        eps = torch.randn(count, self.config.noise_channels, *coarse, generator=generator, device=device)
+        field = F.interpolate(eps, size=(height, width), mode="bilinear", align_corners=True)
+        return field.to(device=like.device, dtype=like.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+def backtrack_exact(frames: Tensor, displacement: Tensor) -> Tensor:
+    """Samples ``frames`` at x - displacement(x), bilinearly, with zeros outside the frame: what arrives at x after
+    moving by ``displacement`` (x then y, in pixels).
+
+    Unlike :func:`convlstm.models.advection_head.backtrack` (``grid_sample``, whose normalised coordinates round),
+    a zero displacement gives the frames back bit for bit: x - 0 is x, its weights are exactly 1 and 0.
+
+    Shape:
+        frames (N, C, H, W), displacement (N, 2, H, W) -> (N, C, H, W).
+    """
+    channels, height, width = frames.shape[1:]
+    rows = torch.arange(height, device=frames.device, dtype=displacement.dtype).view(1, height, 1)
+    cols = torch.arange(width, device=frames.device, dtype=displacement.dtype).view(1, 1, width)
+    x, y = cols - displacement[:, 0], rows - displacement[:, 1]  # (N, H, W) source coordinates
+    left, top = x.floor(), y.floor()
+    right_weight, bottom_weight = x - left, y - top
+    flat = frames.flatten(2)  # (N, C, H * W)
+    out = frames.new_zeros(frames.shape)
+    for dy, row_weight in ((0, 1 - bottom_weight), (1, bottom_weight)):
+        for dx, col_weight in ((0, 1 - right_weight), (1, right_weight)):
+            source_x, source_y = left + dx, top + dy
+            inside = (source_x >= 0) & (source_x <= width - 1) & (source_y >= 0) & (source_y <= height - 1)
+            index = (source_y.clamp(0, height - 1) * width + source_x.clamp(0, width - 1)).long().flatten(1)
+            values = flat.gather(2, index.unsqueeze(1).expand(-1, channels, -1)).view(frames.shape)
+            weight = (row_weight * col_weight * inside).to(frames.dtype)
+            out = out + weight.unsqueeze(1) * values
+    return out
+
+
+def non_negative(x: Tensor) -> Tensor:
+    """``x.clamp_min(0)`` in value, the identity in gradient (straight-through), so that a pixel held at 0 can
+    still learn to rise; non-negative values come back unchanged, bit for bit."""
+    return x + (x.clamp_min(0.0) - x).detach()
+
+
+def probability_match(forecast: Tensor, reference: Tensor) -> Tensor:
+    """Each field of ``forecast`` with the values of the same field of ``reference``, placed by the forecast's
+    ranks: the k-th smallest forecast pixel gets the k-th smallest reference value. Pixels the forecast has dry
+    (<= 0) stay 0, so where the forecast is wetter than the reference its weakest rain goes dry, and where it is
+    drier its rain takes the reference's largest values. A forecast equal to the reference comes back unchanged.
+
+    As pysteps' ``nonparam_match_empirical_cdf`` (which S-PROG and STEPS use), on tensors and without gradient
+    through the ranks.
+
+    Shape:
+        forecast and reference: (..., H, W), the same shape -> (..., H, W).
+    """
+    if forecast.shape != reference.shape or forecast.ndim < 2:
+        raise ValueError(
+            f"forecast and reference must be fields (..., H, W) of one shape, got {tuple(forecast.shape)} and "
+            f"{tuple(reference.shape)}"
+        )
+    values = forecast.flatten(-2)  # (..., H * W)
+    order = values.argsort(dim=-1, stable=True)
+    ranked = reference.flatten(-2).to(values.dtype).sort(dim=-1).values
+    matched = torch.empty_like(values).scatter_(-1, order, ranked)
+    return torch.where(values > 0, matched, torch.zeros_like(matched)).view(forecast.shape)
+
+
+def _check_rain(context: Tensor) -> None:
+    if not torch.isfinite(context).all():
+        raise ValueError("context must be finite rain rates in mm/h: it holds NaN or inf (mask them in the loss)")
+    if bool((context < 0).any()):
+        raise ValueError(f"context must be rain rates in mm/h (>= 0), got a minimum of {float(context.min()):.3g}")
+
+
+# ---------------------------------------------------------------------------------------------------- builders
+@register_model
+def extrapolation_nowcast(**overrides: Any) -> ExtrapolationNowcast:
+    """pysteps' extrapolation plus a learned correction (ConvLSTM U-Net, 12 filters, 2 poolings) that starts at
+    zero; probability-matched to the extrapolation in eval mode. mm/h in and out."""
+    return ExtrapolationNowcast(**overrides)
+
+
+@register_model
+def extrapolation_nowcast_ensemble(**overrides: Any) -> ExtrapolationNowcast:
+    """The same with 4 noise channels: ``model.ensemble(context, horizon, members=M)`` draws M members, trained
+    with the fair CRPS; no probability matching, so members may differ in intensity too."""
+    return ExtrapolationNowcast(**{"noise_channels": 4, "probability_matching": False, **overrides})
