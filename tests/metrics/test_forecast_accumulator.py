@@ -44,8 +44,10 @@ def test_results_equal_the_functional_scores() -> None:
     metrics.update(pred[3:], target[3:], rain_rate=rain_rate[3:], mask=mask)
     got = metrics.compute()
     for name, fn in [("mse_per_frame", mse_per_frame), ("ssim", ssim), ("bce_per_sequence", bce_per_sequence)]:
-        torch.testing.assert_close(got[name], fn(pred, target).double(), rtol=1e-9, atol=0)
-        torch.testing.assert_close(got[f"{name}_by_lead_time"], fn(pred, target, reduction="lead_time").double())
+        # Every score respects the mask the balanced ones need.
+        torch.testing.assert_close(got[name], fn(pred, target, mask=mask).double(), rtol=1e-9, atol=0)
+        by_lead_time = fn(pred, target, mask=mask, reduction="lead_time").double()
+        torch.testing.assert_close(got[f"{name}_by_lead_time"], by_lead_time)
     expected_b_mse = balanced_mse(pred, target, rain_rate=rain_rate, mask=mask)
     torch.testing.assert_close(got["b_mse"], expected_b_mse, rtol=1e-9, atol=0)
 
@@ -100,7 +102,7 @@ def test_update_validates_its_inputs() -> None:
     with pytest.raises(ValueError, match="pred contains NaN"):
         metrics.update(bad, target)
     with pytest.raises(ValueError, match="only used by"):
-        metrics.update(pred, target, mask=mask)
+        metrics.update(pred, target, rain_rate=rain_rate)
     balanced = ForecastMetrics(lead_times=T, metrics=("b_mae",))
     with pytest.raises(ValueError, match="rain_rate must have target's shape"):
         balanced.update(pred, target, rain_rate=rain_rate[:1])

@@ -125,6 +125,45 @@ def test_nowcasting_scores_and_balanced_loss_with_a_mask():
     assert logged["val/csi@0.5"] == pytest.approx(float((a / (a + b + c)).mean()), rel=1e-6)
 
 
+def test_validation_scores_ignore_masked_pixels_and_weigh_sequences():
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for weight in (0.5, 2.0, 1.0, 3.5, 1.5):
+        frames = torch.rand(4, 1, 12, 12, generator=g)
+        mask = torch.ones(1, 1, 12, 12)
+        mask[..., :3] = 0.0  # no radar in the first three columns
+        items.append({"context": frames[:2], "target": frames[2:], "mask": mask, "weight": torch.tensor(weight)})
+
+    class Garbage(TinyForecaster):
+        """The same forecaster, with noise where the mask hides the pixels."""
+
+        def forward(self, *args, **kwargs):
+            pred = super().forward(*args, **kwargs)
+            return torch.cat([torch.rand_like(pred[..., :3]) * 5 - 2, pred[..., 3:]], dim=-1)
+
+    torch.manual_seed(0)
+    model = TinyForecaster()
+    garbage = Garbage()
+    garbage.load_state_dict(model.state_dict())
+    logged = {}
+    for name, forecaster in (("model", model), ("garbage", garbage)):
+        task = ForecastingTask(forecaster, rain_thresholds=(0.5, 2.0))
+        logged[name] = L.Trainer(**QUIET_TRAINER).validate(task, loader(ItemList(items)), verbose=False)[0]
+    assert "val/ssim" in logged["model"] and "val/csi@0.5" in logged["model"]
+    assert logged["garbage"].keys() == logged["model"].keys()
+    for key, value in logged["model"].items():  # equal, or both NaN (FAR with no forecast rain)
+        assert logged["garbage"][key] == pytest.approx(value, rel=0, abs=0, nan_ok=True), key
+    model.eval()
+    with torch.no_grad():
+        context = torch.stack([item["context"] for item in items])
+        target = torch.stack([item["target"] for item in items])
+        pred = model(context, 2)
+    weight = torch.tensor([item["weight"].item() for item in items])
+    per_frame = (pred - target)[..., 3:].square().mean((2, 3, 4))  # (N, T): over the covered pixels
+    expected = (weight[:, None] * per_frame).sum(0) / weight.sum()
+    assert logged["model"]["val/mse_per_pixel"] == pytest.approx(float(expected.mean()), rel=1e-5)
+
+
 def test_scheduled_sampling_masks_reach_the_model():
     torch.manual_seed(0)
     model = TinyForecaster()

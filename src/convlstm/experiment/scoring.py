@@ -42,11 +42,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _valid_pixels(mask: Tensor | None) -> Tensor | None:
+    """A batch's "mask" (1 / True where a pixel counts) as the bool mask the scores take."""
+    if mask is None or mask.dtype == torch.bool:
+        return mask
+    return mask > 0.5
+
+
 @torch.no_grad()
 def evaluate_forecasters(
     methods: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe, *, keep: int
 ) -> tuple[Results, list[dict[str, Tensor]]]:
-    """Scores each forecaster on the same test sequences; returns per-method scores and ``keep`` samples."""
+    """Scores each forecaster on the same test sequences; returns per-method scores and ``keep`` samples.
+
+    Items may carry "mask" (1 where a pixel counts, e.g. radar coverage; broadcastable to the target) and
+    "weight" (a patch's importance weight): every score leaves the masked pixels out, whatever a method predicts
+    there, and averages over sequences with the weights (see :mod:`convlstm.metrics`).
+    """
     rain = recipe.evaluate.rain_thresholds
     units = recipe.task.args.get("units", "pixel")
     extra_metrics = tuple(recipe.evaluate.extra_metrics)
@@ -59,6 +71,7 @@ def evaluate_forecasters(
     loader = DataLoader(dataset, batch_size=recipe.data.eval_batch_size or recipe.data.batch_size)
     for batch in loader:
         context, target = batch["context"], batch["target"]
+        valid, weight = _valid_pixels(batch.get("mask")), batch.get("weight")
         horizon = target.shape[1]
         predictions = {name: model(context, horizon=horizon).clamp(0, 1) for name, model in methods.items()}
         for name, pred in predictions.items():
@@ -66,8 +79,8 @@ def evaluate_forecasters(
             if rain is not None:
                 extra = {"rain_rate": rain_rate_of(target, units), "rain_pred": rain_rate_of(pred, units)}
                 if name in field and pred.shape[2] == 1:
-                    field[name].update(extra["rain_pred"], extra["rain_rate"])
-            scores[name].update(pred, target, **extra)
+                    field[name].update(extra["rain_pred"], extra["rain_rate"], mask=valid, weight=weight)
+            scores[name].update(pred, target, mask=valid, weight=weight, **extra)
         for i in range(min(keep - len(samples), context.shape[0])):
             sample = {"context": context[i], "truth": target[i]}
             sample.update({name: pred[i] for name, pred in predictions.items()})

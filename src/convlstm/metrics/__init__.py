@@ -4,6 +4,10 @@ Predictions and targets are (B, T, C, *spatial), T being the lead time. Names sa
 ``mse_per_pixel`` averages a frame's pixels, ``mse_per_frame`` sums them (OpenSTL's "MSE"), ``csi@0.5`` is the
 critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (averaged) and
 ``"<name>_by_lead_time"`` (one value per lead time).
+
+Every forecast score takes ``mask=`` (bool, True where a pixel counts: pixels without radar coverage count
+nowhere) and ``weight=`` (one importance weight per sequence: averages over sequences and counts are weighted);
+:mod:`convlstm.metrics.forecast` and :mod:`convlstm.metrics.field_scores` say how each uses them.
 """
 
 from convlstm.metrics.anomaly import anomaly_aurocs, cumulative_regularity, frame_auroc, regularity_score

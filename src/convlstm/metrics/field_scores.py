@@ -9,6 +9,15 @@
 Every accumulator takes batches of (B, T, ...) tensors in rain rate (mm/h), keeps one pysteps object per lead time
 (and threshold, and scale), and returns ``"<score>"`` (the mean over lead times) and ``"<score>_by_lead_time"``.
 
+Masks and weights: every ``update`` takes an optional ``mask`` (bool, broadcastable to the target, True where a
+pixel counts, e.g. where radars cover it) and ``weight`` (one importance weight per sequence, (B,)). Hidden pixels
+count nowhere, whatever they hold (NaN included): FSS takes a window's fractions over its valid pixels and sums
+over windows centred on valid pixels; the Brier score averages over valid pixels; reliability, ROC, CRPS and the
+rank histogram get hidden pixels as NaN, which pysteps' accumulators skip pair by pair. A weight multiplies
+everything its sequence adds to an accumulator (sums and counts alike), so integer weights equal repeating the
+sequence and scores over patches drawn in favour of rain, with their importance weights, estimate those over
+uniform patches.
+
 Thresholds: an event is a value >= threshold for FSS, the Brier score, reliability, ROC and the rank histogram's
 dry cut-off (pysteps' convention for these scores, and HKO-7's for CSI in :class:`ContingencyTable`); pysteps'
 det_cat_fct alone counts value > threshold. The two agree unless a value sits exactly on a threshold.
@@ -27,11 +36,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from convlstm.metrics._checks import check_lead_times, check_no_nan, check_tensor
+from convlstm.metrics._checks import check_lead_times, check_tensor, check_weight, expand_mask
 from convlstm.metrics.nowcasting import HKO_THRESHOLDS, threshold_label
 
 #: Neighbourhood sides (pixels) for FSS by default.
 FSS_SCALES: tuple[int, ...] = (1, 4, 8, 16)
+# The accumulated entries of pysteps' reliability diagram and ROC curve objects.
+_RELIABILITY_SUMS = ("X_sum", "Y_sum", "num_idx", "sample_size")
+_ROC_COUNTS = ("hits", "misses", "false_alarms", "corr_neg")
 
 
 def _pysteps(module: str) -> ModuleType:
@@ -55,7 +67,7 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:
 
 
 def _fields(x: Tensor, name: str, lead_times: int, *, ndim: int) -> np.ndarray:
-    """A float64 numpy copy of a (B, T, ...) tensor after checking its rank and lead times."""
+    """A float64 numpy copy of a (B, T, ...) tensor after checking its rank and lead times (NaN: see _refuse_nan)."""
     check_tensor(x, name)
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
@@ -63,8 +75,56 @@ def _fields(x: Tensor, name: str, lead_times: int, *, ndim: int) -> np.ndarray:
         raise ValueError(f"{name} has {x.shape[1]} lead times (dim 1 of {tuple(x.shape)}), expected {lead_times}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
-    check_no_nan(x, name)
     return x.detach().to("cpu", torch.float64).numpy()
+
+
+def _valid(mask: Tensor | None, target: Tensor) -> np.ndarray | None:
+    """The bool valid-pixel mask broadcast to target's shape, as numpy, or None."""
+    valid = expand_mask(mask, target)
+    return None if valid is None else valid.cpu().numpy()
+
+
+def _refuse_nan(x: np.ndarray, name: str, valid: np.ndarray | None) -> None:
+    """ValueError if ``x`` holds NaN at a valid pixel (anywhere without a mask; ``valid`` broadcasts to x)."""
+    nan = np.isnan(x) if valid is None else np.isnan(x) & valid
+    if nan.any():
+        where = "" if valid is None else " at valid pixels"
+        raise ValueError(f"{name} contains NaN{where} ({int(nan.sum())} of {x.size} values)")
+
+
+def _weights(weight: Tensor | None, batch_size: int) -> np.ndarray | None:
+    checked = check_weight(weight, batch_size)
+    return None if checked is None else checked.numpy()
+
+
+def _add_scaled(total: dict[str, Any], part: dict[str, Any], keys: Sequence[str], weight: float) -> None:
+    """Adds ``weight`` times a scratch pysteps object's sums and counts to ``total`` (floats from then on)."""
+    for key in keys:
+        total[key] = total[key] + weight * np.asarray(part[key], dtype=float)
+
+
+def _masked_fss_sums(
+    forecast: np.ndarray, observed: np.ndarray, valid: np.ndarray, threshold: float, scale: int
+) -> tuple[float, float, float]:
+    """pysteps' three FSS sums (sum F^2, sum F O, sum O^2) of one (H, W) field over its valid pixels only.
+
+    A window's fraction is its event pixels over its valid pixels, and only windows centred on a valid pixel are
+    summed. Outside the frame pysteps pads with non-events (``uniform_filter(mode="constant", cval=0)``); those
+    places count as valid non-events here too, so an all-valid mask gives pysteps' sums exactly. (pysteps' own
+    NaN handling would count a hidden pixel as a non-event in every window around it, diluting the fractions near
+    the edge of coverage.)
+    """
+    from scipy.ndimage import uniform_filter  # what pysteps' fss_accum uses
+
+    events_f = ((forecast >= threshold) & valid).astype(float)
+    events_o = ((observed >= threshold) & valid).astype(float)
+    if scale > 1:
+        covered = uniform_filter(valid.astype(float), size=scale, mode="constant", cval=1.0)
+        share = np.where(valid, covered, 1.0)  # > 0 at every valid centre: the centre itself is valid
+        events_f = uniform_filter(events_f, size=scale, mode="constant", cval=0.0) / share
+        events_o = uniform_filter(events_o, size=scale, mode="constant", cval=0.0) / share
+    f, o = events_f[valid], events_o[valid]
+    return float(np.sum(f**2)), float(np.sum(f * o)), float(np.sum(o**2))
 
 
 def _by_lead_time(results: dict[str, Tensor], key: str, values: Sequence[float]) -> None:
@@ -78,7 +138,8 @@ class FractionsSkillScore:
 
     FSS compares the fractions of event pixels (value >= threshold) in square windows of ``scale`` pixels around
     every pixel: 1 is perfect, 0 no skill; scale 1 compares pixels one by one. Sums run over every sequence,
-    channel and frame of a lead time before the ratio is taken (pysteps' accumulation).
+    channel and frame of a lead time before the ratio is taken (pysteps' accumulation). With a mask, fractions
+    are over each window's valid pixels and windows are centred on valid pixels; weights scale each sequence's sums.
 
     Args:
         thresholds: event thresholds in the units of the fields (mm/h).
@@ -104,15 +165,38 @@ class FractionsSkillScore:
             for t in range(self.lead_times)
         }
 
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        """Adds a batch: pred and target (B, T, C, H, W) in the units of the thresholds."""
+    def update(self, pred: Tensor, target: Tensor, *, mask: Tensor | None = None, weight: Tensor | None = None) -> None:
+        """Adds a batch: pred and target (B, T, C, H, W) in the units of the thresholds.
+
+        Args:
+            pred: forecast fields, (B, T, C, H, W).
+            target: observed fields, same shape.
+            mask: optional bool mask broadcastable to target's shape, True where a pixel counts: a window's
+                fractions are taken over its valid pixels, and only windows centred on one are summed (outside the
+                frame counts as no event, as in pysteps).
+            weight: optional importance weight per sequence, (B,): a sequence's sums count ``weight`` times.
+        """
         p, o = _fields(pred, "pred", self.lead_times, ndim=5), _fields(target, "target", self.lead_times, ndim=5)
         if p.shape != o.shape:
             raise ValueError(f"pred and target must have the same shape, got {p.shape} and {o.shape}")
-        for (_, _, t), obj in self._objects.items():
+        valid = _valid(mask, target)
+        _refuse_nan(p, "pred", valid)
+        _refuse_nan(o, "target", valid)
+        weights = _weights(weight, p.shape[0])
+        keys = ("sum_fct_sq", "sum_fct_obs", "sum_obs_sq")
+        for (thr, scale, t), obj in self._objects.items():
             for b in range(p.shape[0]):
                 for c in range(p.shape[2]):
-                    self._spatial.fss_accum(obj, p[b, t, c], o[b, t, c])
+                    if valid is None and weights is None:
+                        self._spatial.fss_accum(obj, p[b, t, c], o[b, t, c])
+                        continue
+                    if valid is None:
+                        part = self._spatial.fss_init(thr, scale)
+                        self._spatial.fss_accum(part, p[b, t, c], o[b, t, c])
+                    else:
+                        sums = _masked_fss_sums(p[b, t, c], o[b, t, c], valid[b, t, c], thr, scale)
+                        part = dict(zip(keys, sums, strict=True))
+                    _add_scaled(obj, part, keys, 1.0 if weights is None else float(weights[b]))
 
     def compute(self) -> dict[str, Tensor]:
         """FSS by name (mean over lead times, and per lead time); NaN where neither field had an event."""
@@ -174,12 +258,23 @@ class ProbabilityScores:
             for thr in self.thresholds
         ]
 
-    def update(self, probabilities: Tensor, target: Tensor) -> None:
+    def update(
+        self,
+        probabilities: Tensor,
+        target: Tensor,
+        *,
+        mask: Tensor | None = None,
+        weight: Tensor | None = None,
+    ) -> None:
         """Adds a batch.
 
         Args:
             probabilities: (B, T, K, H, W) exceedance probabilities in [0, 1], one channel per threshold.
             target: (B, T, 1, H, W) observed values (mm/h).
+            mask: optional bool mask broadcastable to target's shape, True where a pixel counts; the others count
+                in no score (they reach pysteps' reliability and ROC accumulators as NaN, which they skip).
+            weight: optional importance weight per sequence, (B,): a sequence's squared errors, pixel counts, bin
+                sums and ROC counts count ``weight`` times.
         """
         p = _fields(probabilities, "probabilities", self.lead_times, ndim=5)
         o = _fields(target, "target", self.lead_times, ndim=5)
@@ -189,15 +284,41 @@ class ProbabilityScores:
                 f"probabilities must be (B, T, {k}, H, W) (one channel per threshold) and target (B, T, 1, H, W), "
                 f"got {p.shape} and {o.shape}"
             )
-        if p.min() < 0 or p.max() > 1:
-            raise ValueError(f"probabilities must lie in [0, 1], got values in [{p.min():g}, {p.max():g}]")
+        valid = _valid(mask, target)
+        _refuse_nan(p, "probabilities", valid)
+        _refuse_nan(o, "target", valid)
+        if valid is not None:
+            p, o = np.where(valid, p, np.nan), np.where(valid, o, np.nan)  # (B, T, K, H, W), (B, T, 1, H, W)
+        with np.errstate(invalid="ignore"):  # NaN, where hidden, is in [0, 1] for this check
+            outside = (p < 0) | (p > 1)
+        if outside.any():
+            raise ValueError(f"probabilities must lie in [0, 1], got values in [{np.nanmin(p):g}, {np.nanmax(p):g}]")
+        weights = _weights(weight, p.shape[0])
         for i, thr in enumerate(self.thresholds):
             for t in range(self.lead_times):
                 forecast, observed = p[:, t, i], o[:, t, 0]
-                self._squared_error[i, t] += np.square(forecast - (observed >= thr)).sum()
-                self._count[i, t] += forecast.size
-                self._prob.reldiag_accum(self._reliability[i][t], forecast, observed)
-                self._prob.ROC_curve_accum(self._roc[i][t], forecast, observed)
+                if valid is None and weights is None:
+                    self._squared_error[i, t] += np.square(forecast - (observed >= thr)).sum()
+                    self._count[i, t] += forecast.size
+                    self._prob.reldiag_accum(self._reliability[i][t], forecast, observed)
+                    self._prob.ROC_curve_accum(self._roc[i][t], forecast, observed)
+                    continue
+                for b in range(p.shape[0]):
+                    self._accumulate(i, t, forecast[b], observed[b], 1.0 if weights is None else float(weights[b]))
+
+    def _accumulate(self, i: int, t: int, forecast: np.ndarray, observed: np.ndarray, weight: float) -> None:
+        """Adds one sequence's (H, W) field of threshold i and lead time t, NaN where hidden, ``weight`` times."""
+        thr = self.thresholds[i]
+        counted = np.isfinite(observed)
+        f, o = forecast[counted], observed[counted]
+        self._squared_error[i, t] += weight * np.square(f - (o >= thr)).sum()
+        self._count[i, t] += weight * f.size
+        reliability = self._prob.reldiag_init(thr, n_bins=self.n_bins, min_count=0)
+        self._prob.reldiag_accum(reliability, forecast, observed)
+        _add_scaled(self._reliability[i][t], reliability, _RELIABILITY_SUMS, weight)
+        roc = self._prob.ROC_curve_init(thr, n_prob_thrs=self.n_prob_thresholds)
+        self._prob.ROC_curve_accum(roc, forecast, observed)
+        _add_scaled(self._roc[i][t], roc, _ROC_COUNTS, weight)
 
     def compute(self) -> dict[str, Tensor]:
         """Brier score and ROC area by name (mean over lead times, and per lead time)."""
@@ -213,18 +334,18 @@ class ProbabilityScores:
 
     def reliability(self, threshold: float) -> dict[str, list[float]]:
         """The reliability diagram of ``threshold`` pooled over lead times: mean forecast probability, observed
-        frequency and sample count per bin (NaN for an empty bin)."""
+        frequency and sample count per bin (NaN for an empty bin; with weights, the count is weighted)."""
         i = self._index(threshold)
         pooled = self._prob.reldiag_init(self.thresholds[i], n_bins=self.n_bins, min_count=0)
         for obj in self._reliability[i]:
-            for key in ("X_sum", "Y_sum", "num_idx", "sample_size"):
+            for key in _RELIABILITY_SUMS:
                 pooled[key] = pooled[key] + obj[key]
         with np.errstate(invalid="ignore", divide="ignore"):
             forecast, observed = self._prob.reldiag_compute(pooled)
         return {
             "forecast_probability": [float(v) for v in forecast],
             "observed_frequency": [float(v) for v in observed],
-            "count": [int(v) for v in pooled["sample_size"]],
+            "count": [float(v) for v in pooled["sample_size"]],
         }
 
     def roc_curve(self, threshold: float) -> dict[str, Any]:
@@ -232,7 +353,7 @@ class ProbabilityScores:
         i = self._index(threshold)
         pooled = self._prob.ROC_curve_init(self.thresholds[i], n_prob_thrs=self.n_prob_thresholds)
         for obj in self._roc[i]:
-            for key in ("hits", "misses", "false_alarms", "corr_neg"):
+            for key in _ROC_COUNTS:
                 pooled[key] = pooled[key] + obj[key]
         with np.errstate(invalid="ignore", divide="ignore"):
             pod, pofd, area = self._prob.ROC_curve_compute(pooled, compute_area=True)
@@ -269,11 +390,23 @@ class EnsembleScores:
             raise ValueError(f"members must be an int >= 1, got {members!r}")
         self.members = members
         self.lead_times = check_lead_times(lead_times)
+        self.rank_threshold = rank_threshold
         self._crps = [self._prob.CRPS_init() for _ in range(self.lead_times)]
         self._rank = [self._ens.rankhist_init(members, rank_threshold) for _ in range(self.lead_times)]
 
-    def update(self, ensemble: Tensor, target: Tensor) -> None:
-        """Adds a batch: ensemble (B, N, T, C, H, W) and target (B, T, C, H, W), in mm/h."""
+    def update(
+        self, ensemble: Tensor, target: Tensor, *, mask: Tensor | None = None, weight: Tensor | None = None
+    ) -> None:
+        """Adds a batch: ensemble (B, N, T, C, H, W) and target (B, T, C, H, W), in mm/h.
+
+        Args:
+            ensemble: the members, (B, N, T, C, H, W).
+            target: the observation, (B, T, C, H, W).
+            mask: optional bool mask broadcastable to target's shape, True where a pixel counts; the others reach
+                pysteps' CRPS and rank histogram as NaN, which they skip.
+            weight: optional importance weight per sequence, (B,): a sequence's CRPS sum, pixel count and rank
+                counts count ``weight`` times.
+        """
         e = check_tensor(ensemble, "ensemble")
         if e.ndim != 6 or e.shape[1] != self.members:
             raise ValueError(f"ensemble must be (B, N={self.members}, T, C, H, W), got shape {tuple(e.shape)}")
@@ -281,10 +414,25 @@ class EnsembleScores:
         o = _fields(target, "target", self.lead_times, ndim=5)
         if members.shape[:2] + members.shape[3:] != o.shape:
             raise ValueError(f"ensemble {tuple(e.shape)} and target {tuple(target.shape)} must match in B, T, C, H, W")
+        valid = _valid(mask, target)
+        _refuse_nan(members, "ensemble", None if valid is None else valid[:, :, None])
+        _refuse_nan(o, "target", valid)
+        if valid is not None:
+            o = np.where(valid, o, np.nan)  # pysteps skips a pixel whose observation is not finite
+        weights = _weights(weight, o.shape[0])
         for t in range(self.lead_times):
             forecast = np.moveaxis(members[:, t], 1, 0)  # (N, B, C, H, W)
-            self._prob.CRPS_accum(self._crps[t], forecast, o[:, t])
-            self._ens.rankhist_accum(self._rank[t], forecast, o[:, t])
+            if weights is None:
+                self._prob.CRPS_accum(self._crps[t], forecast, o[:, t])
+                self._ens.rankhist_accum(self._rank[t], forecast, o[:, t])
+                continue
+            for b, w in enumerate(weights.tolist()):
+                crps = self._prob.CRPS_init()
+                self._prob.CRPS_accum(crps, forecast[:, b], o[b, t])
+                _add_scaled(self._crps[t], crps, ("CRPS_sum", "n"), w)
+                rank = self._ens.rankhist_init(self.members, self.rank_threshold)
+                self._ens.rankhist_accum(rank, forecast[:, b], o[b, t])
+                _add_scaled(self._rank[t], rank, ("n",), w)
 
     def compute(self) -> dict[str, Tensor]:
         """CRPS by lead time and its mean."""
@@ -294,7 +442,8 @@ class EnsembleScores:
         return results
 
     def rank_histogram(self) -> list[float]:
-        """The rank histogram pooled over lead times: N + 1 frequencies summing to 1."""
+        """The rank histogram pooled over lead times: N + 1 frequencies summing to 1 (weighted by the sequences'
+        weights)."""
         counts = np.sum([obj["n"] for obj in self._rank], axis=0)
         total = counts.sum()
         return [float(c / total) if total else math.nan for c in counts]
@@ -335,10 +484,14 @@ class DeterministicFieldScores:
         self.fss = FractionsSkillScore(thresholds=self.thresholds, scales=scales, lead_times=lead_times)
         self.probability = ProbabilityScores(thresholds=self.thresholds, lead_times=lead_times, n_prob_thresholds=2)
 
-    def update(self, pred_rain: Tensor, true_rain: Tensor) -> None:
-        """Adds a batch of (B, T, 1, H, W) rain rates (mm/h)."""
-        self.fss.update(pred_rain, true_rain)
-        self.probability.update(exceedance_from_deterministic(pred_rain, self.thresholds), true_rain)
+    def update(
+        self, pred_rain: Tensor, true_rain: Tensor, *, mask: Tensor | None = None, weight: Tensor | None = None
+    ) -> None:
+        """Adds a batch of (B, T, 1, H, W) rain rates (mm/h), with an optional bool valid-pixel ``mask``
+        (broadcastable to true_rain) and importance ``weight`` per sequence, (B,), that every score respects."""
+        self.fss.update(pred_rain, true_rain, mask=mask, weight=weight)
+        exceedance = exceedance_from_deterministic(pred_rain, self.thresholds)
+        self.probability.update(exceedance, true_rain, mask=mask, weight=weight)
 
     def compute(self) -> dict[str, Tensor]:
         """FSS, Brier score and ROC area by name (mean over lead times and ``_by_lead_time``)."""

@@ -8,11 +8,19 @@ import torch
 from torch import Tensor
 
 from convlstm.metrics import forecast, nowcasting
-from convlstm.metrics._checks import check_lead_times, check_pair, compute_dtype
+from convlstm.metrics._checks import (
+    check_lead_times,
+    check_pair,
+    check_weight,
+    compute_dtype,
+    lead_time_sums,
+    nan_ratio,
+    over_lead_times,
+)
 
 __all__ = ["BALANCED_METRICS", "DEFAULT_FORECAST_METRICS", "FORECAST_METRICS", "ForecastMetrics"]
 
-# Scores computed from (pred, target) alone; the balanced ones also take rain_rate and mask.
+# Scores computed from (pred, target) alone (with a mask); the balanced ones also take rain_rate.
 _PLAIN: dict[str, Callable[..., Tensor]] = {
     "mse_per_pixel": forecast.mse_per_pixel,
     "mae_per_pixel": forecast.mae_per_pixel,
@@ -45,7 +53,14 @@ class ForecastMetrics:
     """Accumulates forecast scores per lead time over batches; the result equals one call on the whole set.
 
     Every score is a per-frame value averaged over sequences, so the accumulator keeps, per score and lead time,
-    the sum over sequences (float64, on the CPU) and the number of sequences.
+    the sum over sequences (float64, on the CPU) and how many sequences it summed (:attr:`counts`).
+
+    Masks and weights: :meth:`update` takes an optional valid-pixel ``mask`` and per-sequence importance
+    ``weight``, and every score respects both (see :mod:`convlstm.metrics.forecast`): a frame's score uses its
+    valid pixels only (per-pixel scores average over them, per-frame scores sum over them), a frame without a valid
+    pixel counts nowhere, and the average over sequences is the weighted mean sum(w * score) / sum(w). So
+    :attr:`counts` holds, per score and lead time, the summed weights of the frames that had a score (the number of
+    sequences without masks and weights), and a lead time where none had one is NaN (the headline skips it).
 
     Args:
         lead_times: Number of predicted frames T.
@@ -54,8 +69,8 @@ class ForecastMetrics:
             ``b_mse``, ``b_mae`` (HKO-7 balanced errors). Defaults to :data:`DEFAULT_FORECAST_METRICS`.
         data_range: SSIM's data range.
 
-    Under data-parallel evaluation, sum :attr:`sums` and :attr:`num_sequences` across processes or :meth:`merge`
-    gathered accumulators.
+    Under data-parallel evaluation, sum :attr:`sums`, :attr:`counts` and :attr:`num_sequences` across processes
+    or :meth:`merge` gathered accumulators.
 
     Example:
         >>> metrics = ForecastMetrics(lead_times=10)
@@ -81,13 +96,16 @@ class ForecastMetrics:
         self.lead_times = check_lead_times(lead_times)
         self.metrics = tuple(metrics)
         self.data_range = float(data_range)
-        # (metrics, T): per lead time, the sum over sequences of each frame score.
+        # (metrics, T): per lead time, the (weighted) sum over sequences of each frame score, and the summed weights
+        # of the frames that had a score (a masked frame may have none).
         self.sums = torch.zeros(len(self.metrics), self.lead_times, dtype=torch.float64)
+        self.counts = torch.zeros(len(self.metrics), self.lead_times, dtype=torch.float64)
         self.num_sequences = 0
 
     def reset(self) -> None:
         """Forget all batches."""
         self.sums.zero_()
+        self.counts.zero_()
         self.num_sequences = 0
 
     def update(
@@ -97,6 +115,7 @@ class ForecastMetrics:
         *,
         rain_rate: Tensor | None = None,
         mask: Tensor | None = None,
+        weight: Tensor | None = None,
     ) -> None:
         """Add one batch.
 
@@ -104,30 +123,37 @@ class ForecastMetrics:
             pred: Prediction, (B, T, C, *spatial).
             target: Ground truth, same shape.
             rain_rate: True rain rate (mm/h) for the balanced weights of ``b_mse`` / ``b_mae``; defaults to target.
-            mask: Bool valid-pixel mask for ``b_mse`` / ``b_mae``, broadcastable to target's shape.
+            mask: Bool valid-pixel mask, broadcastable to target's shape (True where a pixel counts); every score
+                leaves the other pixels out, whatever they hold.
+            weight: Importance weight of each sequence, (B,), finite and >= 0: averages over sequences are
+                weighted means (integer weights count a sequence that many times).
         """
-        check_pair(pred, target)
+        check_pair(pred, target, mask=mask)
         if pred.shape[1] != self.lead_times:
             raise ValueError(
                 f"pred has {pred.shape[1]} lead times (dim 1 of {tuple(pred.shape)}), expected {self.lead_times}"
             )
         uses_balanced = any(name in _BALANCED for name in self.metrics)
-        if not uses_balanced and (rain_rate is not None or mask is not None):
-            raise ValueError(f"rain_rate and mask are only used by {BALANCED_METRICS}, none of which is in metrics")
+        if not uses_balanced and rain_rate is not None:
+            raise ValueError(f"rain_rate is only used by {BALANCED_METRICS}, none of which is in metrics")
+        weights = check_weight(weight, pred.shape[0])
         pred, target = pred.detach(), target.detach()
         rain_rate = rain_rate.detach() if isinstance(rain_rate, Tensor) else rain_rate
         dtype = compute_dtype(pred)
-        per_metric = []
+        sums, counts = [], []
         for name in self.metrics:
             if name in _BALANCED:
                 values = _BALANCED[name](pred, target, rain_rate=rain_rate, mask=mask, reduction="none")
             elif name == "ssim":
-                values = forecast.ssim(pred, target, data_range=self.data_range, reduction="none")
+                values = forecast.ssim(pred, target, data_range=self.data_range, mask=mask, reduction="none")
             else:
-                values = _PLAIN[name](pred, target, reduction="none")
-            per_metric.append(values.sum(0).to(dtype))  # (T,)
+                values = _PLAIN[name](pred, target, mask=mask, reduction="none")
+            total, count = lead_time_sums(values.to(dtype), weights)  # (T,) each
+            sums.append(total)
+            counts.append(count)
         # float64 only on the CPU: some accelerators (MPS) have none.
-        self.sums += torch.stack(per_metric).cpu().to(torch.float64)
+        self.sums += torch.stack(sums).cpu().to(torch.float64)
+        self.counts += torch.stack(counts).cpu().to(torch.float64)
         self.num_sequences += pred.shape[0]
 
     def merge(self, other: ForecastMetrics) -> ForecastMetrics:
@@ -139,19 +165,21 @@ class ForecastMetrics:
         if mine != theirs:
             raise ValueError(f"cannot merge (lead_times, metrics, data_range) = {theirs} into {mine}")
         self.sums += other.sums
+        self.counts += other.counts
         self.num_sequences += other.num_sequences
         return self
 
     def compute(self) -> dict[str, Tensor]:
         """Scores by name: ``"<name>"`` (0-d) and ``"<name>_by_lead_time"`` (T,), float64.
 
-        The 0-d value is the mean over lead times, or the sum for ``bce_per_sequence`` (a per-sequence total).
+        The 0-d value is the mean over lead times, or the sum for ``bce_per_sequence`` (a per-sequence total). A
+        lead time where no frame had a valid pixel is NaN, and the 0-d value skips it (NaN if every lead time is).
         """
         if self.num_sequences == 0:
             raise ValueError("compute() needs at least one sequence; call update() first")
-        per_lead_time = self.sums / self.num_sequences
+        per_lead_time = nan_ratio(self.sums, self.counts)
         results: dict[str, Tensor] = {}
         for name, values in zip(self.metrics, per_lead_time, strict=True):
-            results[name] = values.sum() if name in _SUMMED_OVER_TIME else values.mean()
+            results[name] = over_lead_times(values, "sum" if name in _SUMMED_OVER_TIME else "mean")
             results[f"{name}_by_lead_time"] = values
         return results

@@ -54,9 +54,11 @@ class ForecastScores:
         rain_rate: Tensor | None = None,
         mask: Tensor | None = None,
         rain_pred: Tensor | None = None,
+        weight: Tensor | None = None,
     ) -> None:
-        """Adds a batch; ``rain_rate`` (true, mm/h) and ``mask`` (bool) feed the balanced scores and the table,
-        ``rain_pred`` (predicted rain rate) the table."""
+        """Adds a batch; ``rain_rate`` (true, mm/h) feeds the balanced scores and the table, ``rain_pred``
+        (predicted rain rate) the table; ``mask`` (bool, True = valid pixel) and ``weight`` (per sequence, (B,))
+        every score."""
         if self.metrics is None:
             names = self.names
             if names is None:
@@ -66,20 +68,18 @@ class ForecastScores:
             if self.thresholds is not None:
                 self.table = ContingencyTable(thresholds=self.thresholds, lead_times=pred.shape[1])
         pred, target = pred.float(), target.float()
-        if self.uses_balanced:
-            self.metrics.update(pred, target, rain_rate=rain_rate, mask=mask)
-        else:
-            self.metrics.update(pred, target)
+        self.metrics.update(pred, target, rain_rate=rain_rate if self.uses_balanced else None, mask=mask, weight=weight)
         if self.table is not None:
             if rain_pred is None or rain_rate is None:
                 raise ValueError("rain thresholds need the predicted and true rain rates")
-            self.table.update(rain_pred, rain_rate, mask=mask)
+            self.table.update(rain_pred, rain_rate, mask=mask, weight=weight)
 
     def compute(self, reduce: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
         """All scores, after summing the accumulators with ``reduce`` (identity in one process)."""
         if self.metrics is None:
             return {}
         self.metrics.sums = reduce(self.metrics.sums)
+        self.metrics.counts = reduce(self.metrics.counts)
         self.metrics.num_sequences = int(reduce(torch.tensor(self.metrics.num_sequences)))
         scores = self.metrics.compute()
         if self.table is not None:

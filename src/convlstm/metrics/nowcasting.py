@@ -18,9 +18,9 @@ from convlstm.metrics._checks import (
     check_lead_times,
     check_like,
     check_pair,
+    check_weight,
     compute_dtype,
-    expand_mask,
-    frame_sum,
+    masked_frame_sum,
     nan_ratio,
     reduce_frames,
 )
@@ -84,17 +84,19 @@ def _balanced_error(
     power: int,
     rain_rate: Tensor | None,
     mask: Tensor | None,
+    weight: Tensor | None,
     reduction: Reduction,
 ) -> Tensor:
-    check_pair(pred, target)
-    check_like(rain_rate, target, "rain_rate")
-    valid = expand_mask(mask, target)
+    valid = check_pair(pred, target, mask=mask)
+    check_like(rain_rate, target, "rain_rate", valid)
     dtype = compute_dtype(pred)
-    weight = balanced_weights(target if rain_rate is None else rain_rate).to(dtype)
+    rain = target if rain_rate is None else rain_rate
+    p, t = pred.to(dtype), target.to(dtype)
     if valid is not None:
-        weight = weight * valid
-    error = (pred.to(dtype) - target.to(dtype)).abs().pow(power)
-    return reduce_frames(frame_sum(weight * error), reduction)
+        # Hidden pixels may hold anything, NaN included: zeroed, they cannot leak into a sum through 0 * NaN.
+        p, t, rain = p.where(valid, 0.0), t.where(valid, 0.0), rain.where(valid, 0.0)
+    error = balanced_weights(rain).to(dtype) * (p - t).abs().pow(power)
+    return reduce_frames(masked_frame_sum(error, valid), reduction, weight=weight)
 
 
 def balanced_mse(
@@ -103,6 +105,7 @@ def balanced_mse(
     *,
     rain_rate: Tensor | None = None,
     mask: Tensor | None = None,
+    weight: Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """B-MSE: squared error weighted by :func:`balanced_weights`, summed over a frame, averaged over frames.
@@ -115,11 +118,13 @@ def balanced_mse(
         target: Ground truth, same shape.
         rain_rate: True rain rate in mm/h that sets the weights, target's shape; defaults to ``target`` itself
             (pred and target already in mm/h).
-        mask: Optional bool mask broadcastable to target's shape, True where a pixel counts.
+        mask: Optional bool mask broadcastable to target's shape, True where a pixel counts: the frame sum runs
+            over valid pixels only, and a frame without one has no value (NaN, left out of the averages).
+        weight: Optional importance weight per sequence, (B,): weighted means over sequences (not with "none").
         reduction: ``"mean"`` (0-d, averaged over sequences and lead times), ``"lead_time"`` (T,) or
             ``"none"`` (B, T).
     """
-    return _balanced_error(pred, target, 2, rain_rate, mask, reduction)
+    return _balanced_error(pred, target, 2, rain_rate, mask, weight, reduction)
 
 
 def balanced_mae(
@@ -128,10 +133,11 @@ def balanced_mae(
     *,
     rain_rate: Tensor | None = None,
     mask: Tensor | None = None,
+    weight: Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
     """B-MAE: absolute error weighted like :func:`balanced_mse`; same arguments."""
-    return _balanced_error(pred, target, 1, rain_rate, mask, reduction)
+    return _balanced_error(pred, target, 1, rain_rate, mask, weight, reduction)
 
 
 class ContingencyTable:
@@ -140,6 +146,11 @@ class ContingencyTable:
     An event is a value >= threshold (HKO-7's convention; pysteps counts value > threshold). Counts are summed
     over all sequences, channels and pixels seen by :meth:`update`; scores come from the summed counts of each
     lead time, and the averaged scores are the mean over lead times of the per-lead-time scores.
+
+    With a ``mask``, only valid pixels are counted (in no cell otherwise, whatever they hold); with a ``weight``
+    per sequence, a sequence's pixels count ``weight`` times (weighted counts, so that counts over patches drawn
+    in favour of rain estimate those over uniform ones). :attr:`counts` are float64 for that reason; without
+    weights they hold whole numbers.
 
     A score whose denominator is zero is NaN: POD with no observed event, FAR with no forecast event, CSI with
     neither, HSS when every counted pixel is a hit or every one a correct negative (and all four with no pixel).
@@ -167,8 +178,9 @@ class ContingencyTable:
         if len({threshold_label(t) for t in self.thresholds}) != len(self.thresholds):
             raise ValueError(f"thresholds must be distinct, got {self.thresholds}")
         self.lead_times = check_lead_times(lead_times)
-        # (4, thresholds, T): hits a, false alarms b, misses c, correct negatives d.
-        self.counts = torch.zeros(4, len(self.thresholds), self.lead_times, dtype=torch.int64)
+        # (4, thresholds, T): hits a, false alarms b, misses c, correct negatives d; float64 for weighted counts
+        # (whole numbers are exact in it up to 2**53).
+        self.counts = torch.zeros(4, len(self.thresholds), self.lead_times, dtype=torch.float64)
 
     @property
     def hits(self) -> Tensor:
@@ -194,28 +206,34 @@ class ContingencyTable:
         """Zero all counts."""
         self.counts.zero_()
 
-    def update(self, pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> None:
+    def update(self, pred: Tensor, target: Tensor, *, mask: Tensor | None = None, weight: Tensor | None = None) -> None:
         """Add one batch to the counts.
 
         Args:
             pred: Forecast values, (B, T, C, *spatial).
             target: Observed values, same shape.
             mask: Optional bool mask broadcastable to target's shape, True where a pixel counts.
+            weight: Optional importance weight per sequence, (B,), finite and >= 0: each of the sequence's pixels
+                adds ``weight`` to its cell instead of 1.
         """
-        check_pair(pred, target)
+        valid = check_pair(pred, target, mask=mask)
         if pred.shape[1] != self.lead_times:
             raise ValueError(
                 f"pred has {pred.shape[1]} lead times (dim 1 of {tuple(pred.shape)}), table has {self.lead_times}"
             )
-        valid = expand_mask(mask, target)
+        weights = check_weight(weight, pred.shape[0])
         per_threshold = []
         for threshold in self.thresholds:
             forecast, observed = pred >= threshold, target >= threshold
             cells = [forecast & observed, forecast & ~observed, ~forecast & observed, ~forecast & ~observed]
             if valid is not None:
                 cells = [cell & valid for cell in cells]
-            per_threshold.append(torch.stack([cell.flatten(2).sum((0, 2)) for cell in cells]))  # (4, T)
-        self.counts += torch.stack(per_threshold, dim=1).cpu()  # (4, thresholds, T)
+            per_frame = torch.stack([cell.flatten(2).sum(2) for cell in cells]).cpu()  # (4, B, T)
+            if weights is None:
+                per_threshold.append(per_frame.sum(1))  # (4, T)
+            else:
+                per_threshold.append((per_frame.to(torch.float64) * weights[:, None]).sum(1))
+        self.counts += torch.stack(per_threshold, dim=1)  # (4, thresholds, T)
 
     def merge(self, other: ContingencyTable) -> ContingencyTable:
         """Add another table's counts to this one (same thresholds and lead times) and return self."""
@@ -236,7 +254,7 @@ class ContingencyTable:
 
     def scores(self) -> dict[str, Tensor]:
         """POD, FAR, CSI and HSS per threshold and lead time: {"pod": (thresholds, T), ...} in float64."""
-        a, b, c, d = self.counts.to(torch.float64).unbind(0)
+        a, b, c, d = self.counts.to(torch.float64).unbind(0)  # float64 already, unless set from outside
         return {
             "pod": nan_ratio(a, a + c),
             "far": nan_ratio(b, a + b),

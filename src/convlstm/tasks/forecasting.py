@@ -32,8 +32,10 @@ class ForecastingTask(TaskBase):
     pairs and scores its free-running predictions per lead time.
 
     Batches are dicts with "context" (B, T_in, C, H, W) and "target" (B, T_out, C, H, W), optionally "mask"
-    (valid pixels, broadcastable to the target, 1/True = valid) and "target_rain_rate" (mm/h, the target's shape;
-    otherwise rain rates come from the target through ``units``). A batch of contexts of different lengths, padded
+    (valid pixels, broadcastable to the target, 1/True = valid; the loss and every score leave the others out),
+    "weight" (B,) (importance weights of patches drawn in favour of rain: the scores' averages over sequences are
+    weighted by them) and "target_rain_rate" (mm/h, the target's shape; otherwise rain rates come from the target
+    through ``units``). A batch of contexts of different lengths, padded
     at the end, carries "context_lengths" (B,) (as :func:`convlstm.data.pad_collate` makes it); it is passed on as
     the model's ``context_lengths=`` (models with ``accepts_context_lengths``; others refuse such a batch).
 
@@ -244,7 +246,8 @@ class ForecastingTask(TaskBase):
         if scores.thresholds is not None:
             clipped = pred.float().clamp(0.0, 1.0) if self.hparams["units"] == "pixel" else pred.float()
             rain_pred = rain_rate_of(clipped, self.hparams["units"], zr=self.zr)
-        scores.update(pred.detach(), target, rain_rate=rain_rate, mask=mask, rain_pred=rain_pred)
+        weight = batch.get("weight")
+        scores.update(pred.detach(), target, rain_rate=rain_rate, mask=mask, rain_pred=rain_pred, weight=weight)
         return {"loss": loss, "predictions": pred.detach()}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Tensor]:
