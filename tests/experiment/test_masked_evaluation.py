@@ -37,7 +37,7 @@ def _codes(t: int) -> np.ndarray:
     return codes
 
 
-def _recipe(folder: Path) -> Recipe:
+def _recipe(folder: Path, units: str = "pixel") -> Recipe:
     starts = [T0 + timedelta(days=d) for d in range(3)]
     for start in starts:
         for k in range(FRAMES):
@@ -47,7 +47,7 @@ def _recipe(folder: Path) -> Recipe:
         "archives": {"fmi": FMI},
         "events": {f"fmi_{k}": event("fmi", start, FRAMES) for k, start in enumerate(starts)},
         "splits": {"train": ["fmi_0"], "val": ["fmi_1"], "test": ["fmi_2"]},
-        "units": "pixel",
+        "units": units,
         "patch_size": 16,
     }
     return recipe_from_dict(
@@ -55,7 +55,7 @@ def _recipe(folder: Path) -> Recipe:
             "name": "masked",
             "data": {"source": "radar_archive", "args": args, "context_frames": 2, "target_frames": 2, "batch_size": 3},
             "model": {"name": "persistence"},
-            "task": {"kind": "forecasting", "args": {"units": "pixel"}},
+            "task": {"kind": "forecasting", "args": {"units": units}},
             "evaluate": {"baselines": [], "rain_thresholds": [0.5, 2.0], "extra_metrics": ["b_mse", "b_mae"]},
         }
     )
@@ -109,3 +109,22 @@ def test_scores_ignore_predictions_where_there_is_no_radar_and_weigh_patches(tmp
         counted += batch["weight"].double().sum()
     expected = (squared / counted).tolist()
     assert results["persistence"]["mse_per_pixel_by_lead_time"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_rain_rates_are_scored_as_they_are(tmp_path: Path) -> None:
+    """Forecasts in mm/h are kept at 0 and above, not squeezed into the [0, 1] of radar pixels."""
+    recipe = _recipe(tmp_path, units="mm/h")
+    dataset = build_dataset(recipe, "test")
+    batches = list(_batches(dataset, recipe))
+    assert max(float(b["target"].max()) for b in batches) > 5  # cells of 30 to 45 dBZ: several mm/h
+    persistence = create_model("persistence", default_horizon=2).eval()
+    results, _ = evaluate_forecasters({"persistence": persistence}, dataset, recipe, keep=0)
+    absolute, counted = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    for batch in batches:
+        pred = batch["context"][:, -1:].expand_as(batch["target"]).double()
+        valid = batch["mask"].expand_as(pred) > 0.5
+        per_frame = ((pred - batch["target"].double()).abs() * valid).sum((2, 3, 4)) / valid.sum((2, 3, 4))
+        absolute += (batch["weight"].double()[:, None] * per_frame).sum(0)
+        counted += batch["weight"].double().sum()
+    expected = (absolute / counted).tolist()
+    assert results["persistence"]["mae_per_pixel_by_lead_time"] == pytest.approx(expected, rel=1e-5)

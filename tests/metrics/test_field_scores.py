@@ -92,6 +92,10 @@ def test_brier_score_roc_and_reliability() -> None:
     # For a calibrated p ~ U(0, 1) the Brier score is E[p(1 - p)] = 1/6 and the ROC area 5/6 (sampling error ~0.003).
     assert calibrated.compute()["brier@5"].item() == pytest.approx(1 / 6, abs=0.01)
     assert calibrated.roc_curve(5.0)["area"] == pytest.approx(5 / 6, abs=0.02)
+    # A skilful forecast's curve lies above the diagonal: POD above POFD at every probability threshold between.
+    curve = calibrated.roc_curve(5.0)
+    inner = [(d, f) for d, f in zip(curve["pod"], curve["pofd"], strict=True) if 0 < f < 1]
+    assert inner and all(d > f for d, f in inner)
 
 
 def test_probability_inputs_are_checked() -> None:

@@ -73,7 +73,7 @@ def evaluate_forecasters(
         context, target = batch["context"], batch["target"]
         valid, weight = _valid_pixels(batch.get("mask")), batch.get("weight")
         horizon = target.shape[1]
-        predictions = {name: model(context, horizon=horizon).clamp(0, 1) for name, model in methods.items()}
+        predictions = {name: _physical(model(context, horizon=horizon), units) for name, model in methods.items()}
         for name, pred in predictions.items():
             extra = {}
             if rain is not None:
@@ -95,6 +95,11 @@ def evaluate_forecasters(
             merged.update({k: _plain(v) for k, v in field[name].compute().items()})
         results[name] = merged
     return results, samples
+
+
+def _physical(prediction: Tensor, units: str) -> Tensor:
+    """A forecast within what its frames can hold: radar pixels in [0, 1], rain rates (mm/h) at least 0."""
+    return prediction.clamp(min=0) if units == "mm/h" else prediction.clamp(0, 1)
 
 
 @torch.no_grad()

@@ -356,7 +356,8 @@ class ProbabilityScores:
             for key in _ROC_COUNTS:
                 pooled[key] = pooled[key] + obj[key]
         with np.errstate(invalid="ignore", divide="ignore"):
-            pod, pofd, area = self._prob.ROC_curve_compute(pooled, compute_area=True)
+            # pysteps returns (POFD, POD, area), whatever its docstring says (it names POD first).
+            pofd, pod, area = self._prob.ROC_curve_compute(pooled, compute_area=True)
         return {"pofd": [float(v) for v in pofd], "pod": [float(v) for v in pod], "area": float(area)}
 
     def _index(self, threshold: float) -> int:
