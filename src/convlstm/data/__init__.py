@@ -42,6 +42,7 @@ _SOURCES = {
     "XarraySequences": "xarray_source",
     "read_video": "video",
     "write_forecast_netcdf": "forecast_netcdf",
+    "find_scene_cuts": "scene_cuts",
     "select_split": "splits",
     "split_indices": "splits",
     "to_tchw": "layout",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from convlstm.data.odim import ODIMSequences as ODIMSequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
     from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
+    from convlstm.data.scene_cuts import find_scene_cuts as find_scene_cuts
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
     from convlstm.data.splits import (
         RecordingSplit as RecordingSplit,
