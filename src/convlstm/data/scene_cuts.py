@@ -16,7 +16,7 @@ scale of the pixel values. A cut lies between frames t - 1 and t when that diffe
   to the next (noise, a low frame rate, ``frame_step``) is cut only where it changes far more than usual.
 
 The defaults were chosen on real sample footage (docs/explanation/data.md lists what they find there): its cuts lie
-above 0.1, its fastest camera pans and hand motions below it.
+above 0.1, its fastest motions (cars passing close by, a hand moved before the lens) below it.
 """
 
 from __future__ import annotations
