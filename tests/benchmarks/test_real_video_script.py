@@ -1,6 +1,7 @@
 """benchmarks/real_video.py: its clips, its table, and (slow) a tiny study on a video written here with ffmpeg."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,8 @@ import pytest
 
 from convlstm.data.video import read_video
 from tests.benchmarks.scripts import BENCHMARKS, assert_refused_keeping_out, run_benchmark
+from tests.data.test_scene_cuts import two_scenes
+from tests.data.test_video import write_lossless
 
 
 def load_script() -> ModuleType:
@@ -60,6 +63,26 @@ def test_packaged_videos_lists_only_files_that_exist() -> None:
     assert all(path.is_file() for path in load_script().packaged_videos())
 
 
+def test_windows_across_scene_cuts_are_counted_per_split(tmp_path: Path) -> None:
+    script = load_script()
+    for k in range(10):  # split 8 / 1 / 1; each clip cuts to a new scene at its frame 4
+        write_lossless(tmp_path / f"clip_{k}.mkv", two_scenes(4, 6))
+    settings = {"clips": tmp_path, "channels": 1, "size": 32, "context_frames": 3, "target_frames": 2}
+    settings |= {"batch_size": 2, "minutes": 1.0, "max_steps": 1, "seed": 0}
+    # Per clip: windows start at 0..5, those at 0..3 span the cut; the 4 frames before it hold no window.
+    counts = script.cut_counts(script.Settings(**settings))
+    assert counts == {
+        "train": {"cuts": 8, "windows_spanning_a_cut": 32, "windows": 16},
+        "val": {"cuts": 1, "windows_spanning_a_cut": 4, "windows": 2},
+        "test": {"cuts": 1, "windows_spanning_a_cut": 4, "windows": 2},
+    }
+    line = script.format_cuts(1, counts, split_at_cuts=True)
+    assert line.startswith("scene cuts (1 ch): train 8 cuts, 32 windows across one dropped, 16 used; val 1 cuts")
+    keeping = script.Settings(**settings, split_at_cuts=False)  # --keep-cuts
+    assert script.cut_counts(keeping)["test"] == {"cuts": 1, "windows_spanning_a_cut": 4, "windows": 6}
+    assert script.recipe("unet", keeping)["data"]["args"]["split_at_cuts"] is False
+
+
 def test_table_row_gives_copy_over_model_ratios() -> None:
     script = load_script()
     scores = {"mse_1": 1e-3, "mse_k": 4e-3, "ssim_1": 0.9, "ssim_k": 0.8}
@@ -96,4 +119,6 @@ def test_tiny_study_prints_every_run_against_copy_last(tmp_path: Path) -> None:
     assert [line.split()[0] for line in table] == ["residual", "unet", "frame", "prednet"]
     assert [int(line.split()[2]) for line in table] == [2, 2, 2, 4]  # PredNet: 2 steps on errors + 2 fine-tuning
     assert (tmp_path / "anim.gif").stat().st_size > 0
+    assert "scene cuts (1 ch): train 0 cuts, 0 windows across one dropped, 48 used" in done.stdout
+    assert json.loads((out / "scene_cuts.json").read_text())["1ch"]["test"]["windows_spanning_a_cut"] == 0
     assert sorted(p.name for p in (out / "clips").iterdir())[0] == "drift_000.mkv"

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from convlstm.data.image_folders import ImageFolderSequences, natural_key
+from tests.data.test_scene_cuts import blob_scene, two_scenes
 
 
 def write_sequence(
@@ -110,3 +111,49 @@ def test_split_by_sequence(tmp_path: Path) -> None:
 def test_missing_root(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ImageFolderSequences(tmp_path / "nowhere", context_frames=2, target_frames=1)
+
+
+def write_frames(folder: Path, video: np.ndarray) -> None:
+    """(T, 3, H, W) uint8 frames as lossless PNG files frame_0.png, frame_1.png, ..."""
+    folder.mkdir(parents=True)
+    for i, frame in enumerate(video.transpose(0, 2, 3, 1)):
+        Image.fromarray(frame).save(folder / f"frame_{i}.png")
+
+
+@pytest.fixture
+def cut_and_still(tmp_path: Path) -> dict[str, np.ndarray]:
+    """A sequence with a scene cut at frame 10 of 22 and one of 9 frames without."""
+    videos = {"cut": two_scenes(10, 12), "still": blob_scene(9, seed=3)}
+    for name, video in videos.items():
+        write_frames(tmp_path / name, video)
+    return videos
+
+
+def test_no_window_spans_a_scene_cut(
+    tmp_path: Path, cut_and_still: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        ds = ImageFolderSequences(tmp_path, split="all", context_frames=3, target_frames=1)
+    assert [r.name for r in ds.recordings] == ["cut[0:10]", "cut[10:22]", "still"]
+    assert ds.scene_cuts == {"cut": [10]} and ds.dropped_windows == 3  # windows starting at 7, 8, 9 of 0..18
+    assert len(ds) == 7 + 9 + 6
+    for index in range(len(ds)):
+        rec, start = ds.locate(index)
+        start += rec.start
+        assert start + 4 <= 10 or start >= 10 or rec.source.endswith("still")
+        frames = (torch.cat([ds[index]["context"], ds[index]["target"]]) * 255).round().byte().numpy()
+        np.testing.assert_array_equal(frames, cut_and_still[rec.source.split("/")[-1]][start : start + 4])
+    assert "scene cuts: 1 in 1 of 2 sequences" in caplog.text and "3 of their 25 windows" in caplog.text
+
+
+def test_without_split_at_cuts_every_window_is_kept(tmp_path: Path, cut_and_still: dict[str, np.ndarray]) -> None:
+    ds = ImageFolderSequences(tmp_path, split="all", context_frames=3, target_frames=1, split_at_cuts=False)
+    assert [r.name for r in ds.recordings] == ["cut", "still"]
+    assert len(ds) == 19 + 6 and ds.dropped_windows == 0 and ds.scene_cuts == {}
+    frames = (torch.cat([ds[8]["context"], ds[8]["target"]]) * 255).round().byte().numpy()
+    np.testing.assert_array_equal(frames, cut_and_still["cut"][8:12])  # frames 8..11 span the cut
+
+
+def test_a_higher_cut_threshold_keeps_the_cut(tmp_path: Path, cut_and_still: dict[str, np.ndarray]) -> None:
+    ds = ImageFolderSequences(tmp_path, split="all", context_frames=3, target_frames=1, cut_threshold=0.5)
+    assert len(ds) == 19 + 6 and ds.scene_cuts == {}

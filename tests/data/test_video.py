@@ -9,6 +9,7 @@ import torch
 
 from convlstm.data.splits import TimeBlockSplit
 from convlstm.data.video import VideoSequences, read_video
+from tests.data.test_scene_cuts import two_scenes
 
 FRAMES = 12
 LEVELS = np.linspace(20, 230, FRAMES).round().astype(np.uint8)  # frame i is a flat gray of LEVELS[i]
@@ -94,3 +95,64 @@ def test_bad_videos(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     assert [r.name for r in ds.recordings] == ["good.mp4"]
     assert "skipped 1 of 3 videos" in caplog.text and "broken.mp4" in caplog.text
     assert "short.mp4" in caplog.text and "too few frames" in caplog.text
+
+
+def write_lossless(path: Path, video: np.ndarray) -> None:
+    """(T, 3, H, W) uint8 frames into an FFV1 file: what is decoded is exactly what was written."""
+    writer = imageio_ffmpeg.write_frames(
+        str(path), video.shape[:1:-1], codec="ffv1", output_params=["-pix_fmt", "bgr0"], macro_block_size=1
+    )
+    writer.send(None)
+    for frame in video.transpose(0, 2, 3, 1):
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
+def window_frames(ds: VideoSequences, index: int) -> tuple[int, np.ndarray]:
+    """The first frame of window `index` in its video and the window's frames (T, C, H, W) as uint8."""
+    rec, start = ds.locate(index)
+    item = ds[index]
+    return rec.start + start, (torch.cat([item["context"], item["target"]]) * 255).round().byte().numpy()
+
+
+def test_no_window_spans_a_scene_cut(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    video = two_scenes(12, 12)  # the second scene begins at frame 12
+    write_lossless(tmp_path / "cut.mkv", video)
+    with caplog.at_level(logging.INFO):
+        ds = VideoSequences(tmp_path / "cut.mkv", split="all", context_frames=3, target_frames=2)
+    assert [r.name for r in ds.recordings] == ["cut.mkv[0:12]", "cut.mkv[12:24]"]
+    assert ds.scene_cuts == {"cut.mkv": [12]}
+    assert len(ds) == 8 + 8 and ds.dropped_windows == 4  # 20 windows uncut; those starting at 8..11 span frame 12
+    for index in range(len(ds)):
+        start, frames = window_frames(ds, index)
+        assert start + 5 <= 12 or start >= 12
+        np.testing.assert_array_equal(frames, video[start : start + 5])
+    assert "scene cuts: 1 in 1 of 1 videos" in caplog.text and "4 of their 20 windows" in caplog.text
+
+
+def test_without_split_at_cuts_every_window_is_kept(tmp_path: Path) -> None:
+    video = two_scenes(12, 12)
+    write_lossless(tmp_path / "cut.mkv", video)
+    ds = VideoSequences(tmp_path / "cut.mkv", split="all", context_frames=3, target_frames=2, split_at_cuts=False)
+    assert [r.name for r in ds.recordings] == ["cut.mkv"]
+    assert len(ds) == 20 and ds.dropped_windows == 0 and ds.scene_cuts == {}
+    start, frames = window_frames(ds, 10)
+    assert start == 10 and np.array_equal(frames, video[10:15])
+
+
+def test_scene_cuts_inside_time_blocks(tmp_path: Path) -> None:
+    write_lossless(tmp_path / "cut.mkv", two_scenes(6, 18))
+    by = TimeBlockSplit({"train": 0.5, "test": 0.5})  # train: frames 0..11 with the cut at 6; test: 12..23
+    train = VideoSequences(tmp_path / "cut.mkv", split="train", split_by=by, context_frames=2, target_frames=1)
+    test = VideoSequences(tmp_path / "cut.mkv", split="test", split_by=by, context_frames=2, target_frames=1)
+    assert [r.name for r in train.recordings] == ["cut.mkv[0:12][0:6]", "cut.mkv[0:12][6:12]"]
+    assert train.scene_cuts == {"cut.mkv[0:12]": [6]} and train.dropped_windows == 2
+    assert [r.name for r in test.recordings] == ["cut.mkv[12:24]"] and test.scene_cuts == {}
+
+
+def test_bad_cut_options_are_named(tmp_path: Path) -> None:
+    write_lossless(tmp_path / "cut.mkv", two_scenes(6, 6))
+    with pytest.raises(ValueError, match="cut_threshold must be a finite number >= 0, got -1"):
+        VideoSequences(tmp_path / "cut.mkv", split="all", context_frames=2, target_frames=1, cut_threshold=-1)
+    with pytest.raises(ValueError, match="split_at_cuts must be True or False, got 'no'"):
+        VideoSequences(tmp_path / "cut.mkv", split="all", context_frames=2, target_frames=1, split_at_cuts="no")

@@ -44,6 +44,7 @@ _SOURCES = {
     "XarraySequences": "xarray_source",
     "read_video": "video",
     "write_forecast_netcdf": "forecast_netcdf",
+    "find_scene_cuts": "scene_cuts",
     "select_split": "splits",
     "flip_rotate": "transforms",
     "split_indices": "splits",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from convlstm.data.radar_archive import RadarArchiveSequences as RadarArchiveSequences
     from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
     from convlstm.data.sampling import RainBiasedPatches as RainBiasedPatches
+    from convlstm.data.scene_cuts import find_scene_cuts as find_scene_cuts
     from convlstm.data.shapes import MovingShapesSegmentation as MovingShapesSegmentation
     from convlstm.data.splits import (
         RecordingSplit as RecordingSplit,

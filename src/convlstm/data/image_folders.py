@@ -4,7 +4,8 @@
     masks/walk_01/frame_1.png, ...                                (optional parallel tree, same file stems)
 
 Frames are 8-bit grayscale ("L") or RGB and are read on demand, only for the windows asked for; values are
-scaled to [0, 1]. Masks are read as grayscale and binarized (nonzero = 1).
+scaled to [0, 1]. Masks are read as grayscale and binarized (nonzero = 1). Each sequence is split at its scene cuts
+(see convlstm.data.scene_cuts), which reads every frame once when the dataset is built.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from convlstm.data.layout import to_tchw
+from convlstm.data.scene_cuts import CUT_THRESHOLD, split_at_scene_cuts
 from convlstm.data.splits import RecordingSplit, Splitter, build_split
-from convlstm.data.windows import Recording, Transform, WindowDataset
+from convlstm.data.windows import Recording, Transform, WindowDataset, check_window_arguments
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 Mode = Literal["L", "RGB"]
@@ -121,10 +123,23 @@ class ImageFolderSequences(WindowDataset):
         size: (height, width) to resize every frame to; without it frames of different sizes raise an error.
         skip_invalid: leave out sequences with unreadable, missing or differently sized frames, or too few
             frames, logging what was skipped and why.
+        split_at_cuts: split each sequence (each time block with TimeBlockSplit) at its scene cuts into recordings
+            of their own, so that no window spans a cut; parts shorter than a window are left out. Finding the cuts
+            (:func:`~convlstm.data.scene_cuts.find_scene_cuts`) reads every frame of the split once, here; an INFO
+            log line counts them and the windows they removed.
+        cut_threshold: the smallest difference of consecutive frames that is a cut (mean absolute difference of
+            the gray, shrunk, mean-free frames, on the [0, 1] scale); a cut must also exceed 3 times the sequence's
+            median difference.
         context_frames: as in WindowDataset.
         target_frames: as in WindowDataset.
         stride: as in WindowDataset.
         transform: as in WindowDataset.
+
+    Attributes:
+        scene_cuts: recording name -> the frames that begin a new shot (relative to that recording), for the
+            recordings of this split with a cut; empty with split_at_cuts=False.
+        dropped_windows: the windows that spanned a cut, counted on this split's recordings before they were split
+            (0 with split_at_cuts=False).
     """
 
     def __init__(
@@ -141,7 +156,12 @@ class ImageFolderSequences(WindowDataset):
         mode: Mode | None = None,
         size: tuple[int, int] | None = None,
         skip_invalid: bool = False,
+        split_at_cuts: bool = True,
+        cut_threshold: float = CUT_THRESHOLD,
     ) -> None:
+        check_window_arguments(context_frames, target_frames, stride)
+        if not isinstance(split_at_cuts, bool):
+            raise ValueError(f"split_at_cuts must be True or False, got {split_at_cuts!r}")
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder root not found: {root}")
@@ -162,6 +182,17 @@ class ImageFolderSequences(WindowDataset):
 
         names, by = [f.name for f in folders], split_by or RecordingSplit()
         recordings = build_split(names, build, split, by, skip_invalid=skip_invalid, what="sequences")
+        self.scene_cuts: dict[str, list[int]] = {}
+        self.dropped_windows = 0
+        if split_at_cuts:
+            cut = split_at_scene_cuts(
+                recordings,
+                window_frames=context_frames + target_frames,
+                stride=stride,
+                threshold=cut_threshold,
+                what=f"sequences ({split!r} split of {root})",
+            )
+            recordings, self.scene_cuts, self.dropped_windows = cut.recordings, cut.cuts, cut.dropped_windows
         super().__init__(
             recordings,
             context_frames=context_frames,

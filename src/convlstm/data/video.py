@@ -1,8 +1,9 @@
 """Sequences stored as video files (mp4, avi, ...), decoded with the ffmpeg binary that imageio-ffmpeg ships.
 
-Each video is one recording. Videos are decoded once, when the dataset is built, into uint8 arrays kept in
-memory (optionally every k-th frame, optionally resized by ffmpeg); for archives larger than memory, convert
-them to HDF5 or .npy once and use those loaders. Values are scaled to [0, 1].
+Each video is one recording, split at its scene cuts (see convlstm.data.scene_cuts) so that no window spans one.
+Videos are decoded once, when the dataset is built, into uint8 arrays kept in memory (optionally every k-th frame,
+optionally resized by ffmpeg); the cuts are found on those arrays. For archives larger than memory, convert them to
+HDF5 or .npy once and use those loaders. Values are scaled to [0, 1].
 
     data = VideoSequences("ucsd_ped2/train", context_frames=4, target_frames=1, size=(128, 128), grayscale=True)
 """
@@ -17,8 +18,9 @@ import imageio_ffmpeg
 import numpy as np
 
 from convlstm.data.layout import to_tchw
+from convlstm.data.scene_cuts import CUT_THRESHOLD, split_at_scene_cuts
 from convlstm.data.splits import RecordingSplit, Splitter, build_split
-from convlstm.data.windows import Recording, Transform, WindowDataset
+from convlstm.data.windows import Recording, Transform, WindowDataset, check_window_arguments
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -85,10 +87,23 @@ class VideoSequences(WindowDataset):
         frame_step: keep every frame_step-th decoded frame.
         size: (height, width) to resize the frames to.
         skip_invalid: leave out videos that cannot be decoded or are too short, logging what and why.
+        split_at_cuts: split each video (each time block with TimeBlockSplit) at its scene cuts into recordings of
+            their own, so that no window spans a cut; parts shorter than a window are left out. The cuts are found
+            on the decoded frames in memory (:func:`~convlstm.data.scene_cuts.find_scene_cuts`), and an INFO log
+            line counts them and the windows they removed.
+        cut_threshold: the smallest difference of consecutive frames that is a cut (mean absolute difference of
+            the gray, shrunk, mean-free frames, on the [0, 1] scale); a cut must also exceed 3 times the video's
+            median difference.
         context_frames: as in WindowDataset.
         target_frames: as in WindowDataset.
         stride: as in WindowDataset.
         transform: as in WindowDataset.
+
+    Attributes:
+        scene_cuts: recording name -> the frames that begin a new shot (relative to that recording), for the
+            recordings of this split with a cut; empty with split_at_cuts=False.
+        dropped_windows: the windows that spanned a cut, counted on this split's recordings before they were split
+            (0 with split_at_cuts=False).
     """
 
     def __init__(
@@ -105,7 +120,12 @@ class VideoSequences(WindowDataset):
         frame_step: int = 1,
         size: tuple[int, int] | None = None,
         skip_invalid: bool = False,
+        split_at_cuts: bool = True,
+        cut_threshold: float = CUT_THRESHOLD,
     ) -> None:
+        check_window_arguments(context_frames, target_frames, stride)
+        if not isinstance(split_at_cuts, bool):
+            raise ValueError(f"split_at_cuts must be True or False, got {split_at_cuts!r}")
         if isinstance(root, str | os.PathLike):
             root = Path(root)
             if not root.exists():
@@ -116,8 +136,10 @@ class VideoSequences(WindowDataset):
             paths = list_videos(root) if root.is_dir() else [root]
             if not paths:
                 raise ValueError(f"{root}: no video files with suffixes {VIDEO_SUFFIXES}")
+            place = str(root)
         else:
             paths = [Path(p) for p in root]
+            place = f"{len(paths)} files"
 
         def build(path: str) -> list[Recording]:
             frames = read_video(path, grayscale=grayscale, frame_step=frame_step, size=size)
@@ -125,6 +147,17 @@ class VideoSequences(WindowDataset):
 
         by = split_by or RecordingSplit()
         recordings = build_split([str(p) for p in paths], build, split, by, skip_invalid=skip_invalid, what="videos")
+        self.scene_cuts: dict[str, list[int]] = {}
+        self.dropped_windows = 0
+        if split_at_cuts:
+            cut = split_at_scene_cuts(
+                recordings,
+                window_frames=context_frames + target_frames,
+                stride=stride,
+                threshold=cut_threshold,
+                what=f"videos ({split!r} split of {place})",
+            )
+            recordings, self.scene_cuts, self.dropped_windows = cut.recordings, cut.cuts, cut.dropped_windows
         super().__init__(
             recordings,
             context_frames=context_frames,

@@ -132,6 +132,18 @@ def build_recordings(
     return recordings
 
 
+def check_window_arguments(context_frames: int, target_frames: int, stride: int) -> None:
+    """Raise ValueError naming the argument unless context_frames >= 1, target_frames >= 0 and stride >= 1 are ints."""
+    for name, value in (("context_frames", context_frames), ("target_frames", target_frames), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if context_frames < 1 or target_frames < 0 or stride < 1:
+        raise ValueError(
+            "expected context_frames >= 1, target_frames >= 0 and stride >= 1, got "
+            f"context_frames={context_frames}, target_frames={target_frames}, stride={stride}"
+        )
+
+
 class WindowDataset(Dataset[Item]):
     """Sliding windows over a list of recordings, never crossing a recording boundary.
 
@@ -164,17 +176,10 @@ class WindowDataset(Dataset[Item]):
         value_scale: float = 1.0,
         skip_invalid: bool = False,
     ) -> None:
-        for name, value in (("context_frames", context_frames), ("target_frames", target_frames), ("stride", stride)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        check_window_arguments(context_frames, target_frames, stride)
         number = isinstance(value_scale, int | float | np.number) and not isinstance(value_scale, bool)
         if not number or not np.isfinite(value_scale):
             raise ValueError(f"value_scale must be a finite number, got {value_scale!r}")
-        if context_frames < 1 or target_frames < 0 or stride < 1:
-            raise ValueError(
-                "expected context_frames >= 1, target_frames >= 0 and stride >= 1, got "
-                f"context_frames={context_frames}, target_frames={target_frames}, stride={stride}"
-            )
         if nan_policy not in ("raise", "mask"):
             raise ValueError(f"nan_policy must be 'raise' or 'mask', got {nan_policy!r}")
         self.context_frames = context_frames
