@@ -157,6 +157,7 @@ def _dbz(rain: np.ndarray, a: float = 200.0, b: float = 1.6) -> np.ndarray:
             lambda r: np.where(r > 0, 10 * np.log10(np.maximum(r, 1e-12)), -15.0),
             {"unit": "mm/h", "transform": "dB", "threshold": -10.0, "zerovalue": -15.0},
         ),
+        ("Z (linear)", lambda r: 200 * r**1.6, {"unit": "dBZ", "transform": None, "zr_a": 200.0, "zr_b": 1.6}),
         (
             "dBZ",
             _dbz,
@@ -291,6 +292,7 @@ def test_no_model_asks_for_one_while_no_pretrained_radar_model_ships(monkeypatch
         ((rain_field(), None, []), {}, "timesteps must be an int >= 1 or a non-empty list"),
         ((rain_field(), None, 3, 0), {}, "n_ens_members must be an int >= 1, got 0"),
         ((rain_field(), None, 3), {"metadata": {"unit": "in/h"}}, r"metadata\['unit'\] must be one of"),
+        ((rain_field(), None, 3), {"metadata": {"unit": "dBZ"}}, r"metadata\['transform'\] must be given"),
         ((rain_field(), None, 3), {"metadata": {"unit": "mm/h", "transform": "BoxCox"}}, "to_rainrate"),
         ((rain_field(), None, 3), {"metadata": {"unit": "mm", "transform": None}}, r"metadata\['accutime'\]"),
         ((rain_field(), None, 3), {"model_units": "dBZ"}, "model_units must be one of"),

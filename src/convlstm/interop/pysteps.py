@@ -112,8 +112,9 @@ def forecast(
             builds fresh, untrained weights, so only the parameter-free baselines give a meaningful forecast by
             name). Default: :data:`DEFAULT_MODEL`. Pass a loaded model when calling repeatedly, so it is read once.
         metadata: pysteps' description of ``precip`` (what its importers and ``pysteps.utils`` conversions return):
-            ``unit`` ("mm/h", "mm" or "dBZ"), ``transform`` (None or "dB"), ``accutime`` (minutes; needed for
-            "mm"), and optionally ``threshold``, ``zerovalue``, ``zr_a``, ``zr_b``. Default: rain rate in mm/h.
+            ``unit`` ("mm/h", "mm" or "dBZ"), ``transform`` (None or "dB"; dBZ values are unit "dBZ" with
+            transform "dB", as in pysteps), ``accutime`` (minutes; needed for "mm"), and optionally ``threshold``,
+            ``zerovalue``, ``zr_a``, ``zr_b``. Default: rain rate in mm/h.
         model_units: what the model reads: "pixel" (HKO-7 radar pixels in [0, 1]) or "mm/h". Default: the model's
             ``config.units`` when it has one (the ``steps`` baseline), else "pixel".
         zr_relation: the Z-R relation between rain rate and the model's pixels (and the input's reflectivity):
@@ -270,6 +271,12 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     unit, transform = metadata.get("unit"), metadata.get("transform")
     if unit not in _UNITS:
         raise ValueError(f"metadata['unit'] must be one of {_UNITS}, got {unit!r}")
+    # Required, as pysteps' conversions require it: {"unit": "dBZ"} alone means linear Z there, not dBZ values.
+    if "transform" not in metadata:
+        raise ValueError(
+            "metadata['transform'] must be given, None or 'dB' (pysteps stores reflectivity in dBZ as unit 'dBZ' "
+            f"with transform 'dB'), got a metadata without it: {dict(metadata)!r}"
+        )
     if transform not in _TRANSFORMS:
         raise ValueError(
             f"metadata['transform'] must be None or 'dB', got {transform!r}; convert the field to mm/h first "
