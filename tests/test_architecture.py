@@ -18,7 +18,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "units": set(),
     "recipes": set(),
     "layers": FOUNDATION,
-    "interop": FOUNDATION | {"layers"},
+    # Keras weights become layers; the pysteps plugin runs any model, and its ensembles, in pysteps' interface.
+    "interop": FOUNDATION | {"layers", "models", "inference"},
     "accel": FOUNDATION | {"layers"},
     "models": FOUNDATION | {"layers"},
     "baselines": FOUNDATION | {"layers", "models"},

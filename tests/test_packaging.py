@@ -70,6 +70,15 @@ def test_wheel_ships_the_type_marker(dist: Path) -> None:
     assert "convlstm/py.typed" in zipfile.ZipFile(wheel).namelist()
 
 
+def test_wheel_declares_the_pysteps_nowcast_entry_point(dist: Path) -> None:
+    """The group a pysteps with nowcast plugins discovers (convlstm.interop.pysteps says why it is declared now)."""
+    (wheel,) = dist.glob("convlstm-*.whl")
+    archive = zipfile.ZipFile(wheel)
+    (entry_points,) = [name for name in archive.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    text = archive.read(entry_points).decode()
+    assert "[pysteps.plugins.nowcasts]\nconvlstm = convlstm.interop.pysteps:forecast\n" in text, text
+
+
 def test_core_install_runs_a_layer(fresh_env: Path, tmp_path: Path) -> None:
     code = (
         "import torch, convlstm\n"
