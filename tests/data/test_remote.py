@@ -1,5 +1,5 @@
-"""The xarray source reads zarr stores through fsspec URLs: here a store served over HTTP by a server on 127.0.0.1
-gives the same items as the same store on disk."""
+"""The xarray and mlcast sources read zarr stores through fsspec URLs: here a store served over HTTP by a server on
+127.0.0.1 gives the same items as the same store on disk, and reading a window fetches only its chunks."""
 
 import functools
 import http.server
@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from convlstm.data.mlcast import MlcastSequences
 from convlstm.data.xarray_source import XarraySequences, open_lazy
+from tests.data.test_mlcast import write_mlcast_store
 from tests.data.test_xarray import weather
 
 
@@ -80,6 +82,28 @@ def test_xarray_source_reads_a_store_over_http(served: Served, tmp_path: Path, z
     assert_same_items(pickle.loads(pickle.dumps(remote)), remote)  # as a spawned DataLoader worker gets it
 
 
+@pytest.mark.filterwarnings(V3_CONSOLIDATED)
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_mlcast_source_reads_a_store_over_http_lazily(served: Served, tmp_path: Path, zarr_format: int) -> None:
+    write_mlcast_store(tmp_path / "radar.zarr", zarr_format=zarr_format)
+    local = MlcastSequences(tmp_path / "radar.zarr", "all", context_frames=2, target_frames=2)
+    remote = MlcastSequences(f"{served.url}/radar.zarr", "all", context_frames=2, target_frames=2)
+    assert_same_items(remote, local)
+    assert [r.name for r in remote.recordings] == [r.name for r in local.recordings]
+
+    served.paths.clear()
+    lazy = MlcastSequences(
+        f"{served.url}/radar.zarr", "all", context_frames=2, target_frames=2, scan_empty_frames=False
+    )
+    assert not [p for p in served.paths if p.startswith("/radar.zarr/rr/")]  # building it fetched no frame
+    lazy[7]
+    fetched = sorted(p for p in served.paths if p.startswith("/radar.zarr/rr/") and not p.endswith("json"))
+    recording, start = lazy.locate(7)
+    first = recording.start + start
+    chunk = (lambda t: f"/radar.zarr/rr/{t}.0.0") if zarr_format == 2 else (lambda t: f"/radar.zarr/rr/c/{t}/0/0")
+    assert fetched == sorted(chunk(t) for t in range(first, first + 4))
+
+
 def test_errors_of_urls(served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(FileNotFoundError, match=r"no zarr store at http://127\.0\.0\.1"):
         open_lazy(f"{served.url}/absent.zarr")
@@ -90,7 +114,7 @@ def test_errors_of_urls(served: Served, tmp_path: Path, monkeypatch: pytest.Monk
         open_lazy(tmp_path / "era.nc", storage_options={"anon": True})
     monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if not installed
     with pytest.raises(ImportError, match="gs:// URLs needs gcsfs, which is not installed: pip install gcsfs"):
-        open_lazy("gs://bucket/radar.zarr")
+        MlcastSequences("gs://bucket/radar.zarr", context_frames=2, target_frames=2)
     with pytest.raises(ValueError, match="fsspec knows no protocol 'nope'"):
         open_lazy("nope://bucket/radar.zarr")
     np.testing.assert_array_equal(open_lazy(f"file://{tmp_path / 'era.nc'}")["t2m"].values, weather()["t2m"].values)
