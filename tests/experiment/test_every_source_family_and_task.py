@@ -25,6 +25,7 @@ from convlstm.cli.main import main
 from convlstm.data.sources import SOURCES
 from convlstm.experiment import TASK_KINDS
 from convlstm.models import family_class, list_families, model_family
+from tests.data.test_mlcast import write_mlcast_case
 from tests.data.test_odim import write_odim
 from tests.data.test_radar_archive import write_radar_archive
 
@@ -173,6 +174,7 @@ CASES = [
     Case("xarray", _xarray),
     Case("odim", _odim),
     Case("radar_archive", write_radar_archive),  # FMI PGM files read by pysteps, patches drawn in favour of rain
+    Case("mlcast", write_mlcast_case),  # an mlcast-convention zarr store, split by time ranges
 ]
 
 

@@ -21,6 +21,7 @@ _SOURCES = {
     "HDF5Sequences": "hdf5",
     "ImageFolderSequences": "image_folders",
     "KittiHickle": "hickle_kitti",
+    "MlcastSequences": "mlcast",
     "MovingMNIST": "moving_mnist",
     "MovingMNISTFile": "moving_mnist",
     "MovingShapesSegmentation": "shapes",
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from convlstm.data.hickle_kitti import KittiHickle as KittiHickle
     from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
     from convlstm.data.layout import to_tchw as to_tchw
+    from convlstm.data.mlcast import MlcastSequences as MlcastSequences
     from convlstm.data.moving_mnist import MovingMNIST as MovingMNIST
     from convlstm.data.moving_mnist import MovingMNISTFile as MovingMNISTFile
     from convlstm.data.normalization import Normalization as Normalization

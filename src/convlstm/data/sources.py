@@ -23,6 +23,7 @@ SOURCES = {
     "xarray": "XarraySequences",
     "odim": "ODIMSequences",
     "radar_archive": "RadarArchiveSequences",
+    "mlcast": "MlcastSequences",
 }
 
 

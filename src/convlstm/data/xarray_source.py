@@ -6,6 +6,10 @@ window, so archives larger than memory work. A store chunked along time decodes 
 ``chunk_cache=N`` each process keeps its last N decoded time chunks, so that consecutive windows in the same
 chunks (the order of :class:`~convlstm.data.sampling.ChunkAwareSampler`) decode each chunk once.
 
+A zarr store can also be read from an fsspec URL (``s3://``, ``gs://``, ``https://``, ...) with
+``storage_options`` (credentials, an endpoint, ``anon``); only the chunks a window needs are fetched, through the
+same chunk cache. ``https://`` needs aiohttp, ``s3://`` s3fs (both in the ``remote`` extra), ``gs://`` gcsfs.
+
 Each window's coordinates are kept, so a prediction can be written back as an xarray.Dataset with a lead-time dimension:
 
     data = XarraySequences("era5.zarr", variables=["t2m", "tp"], context_frames=12, target_frames=6)
@@ -19,7 +23,7 @@ import functools
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +40,43 @@ from convlstm.utils.deprecation import renamed_keywords
 logger = logging.getLogger(__name__)
 
 
-def open_lazy(path: str | os.PathLike[str], engine: str | None = None) -> xr.Dataset:
+#: fsspec protocol -> the package that implements it (named when it is missing)
+REMOTE_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "http": "aiohttp", "https": "aiohttp"}
+
+Location = str | os.PathLike[str]
+
+
+def is_url(location: Location) -> bool:
+    """Whether ``location`` is an fsspec URL of another filesystem than the local one ("s3://bucket/store.zarr")."""
+    text = os.fspath(location)
+    return "://" in text and text.split("://", 1)[0].lower() not in ("file", "local")
+
+
+def open_lazy(
+    path: Location, engine: str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> xr.Dataset:
     """Open a netCDF file or zarr store lazily and without dask; zarr is recognised by a .zarr suffix or its
-    metadata files."""
-    path = Path(path)
+    metadata files.
+
+    ``path`` may also be an fsspec URL (``s3://``, ``gs://``, ``https://``, ...) of a zarr store, opened with
+    ``storage_options`` (passed to the filesystem: ``{"anon": True}``, ``{"endpoint_url": ...}``, credentials).
+    Only the store's metadata is read here; data chunks are fetched when a slice is read.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ImportError: the filesystem package of the URL's protocol (s3fs, gcsfs, aiohttp) is not installed.
+        ValueError: xarray cannot open it, or ``storage_options`` come with a local path.
+    """
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise ValueError(f"storage_options must be a mapping, got {type(storage_options).__name__} {storage_options!r}")
+    if is_url(path):
+        return _open_url(os.fspath(path), engine, dict(storage_options or {}))
+    if storage_options:
+        raise ValueError(
+            f"storage_options apply to fsspec URLs (s3://, gs://, https://), not to the local path {path}: "
+            f"leave them out, or give a URL; got {dict(storage_options)}"
+        )
+    path = Path(path.split("://", 1)[1] if isinstance(path, str) and "://" in path else path)
     if not path.exists():
         raise FileNotFoundError(f"xarray source not found: {path}")
     if engine is None and (path.suffix == ".zarr" or any((path / m).exists() for m in ("zarr.json", ".zgroup"))):
@@ -48,6 +85,30 @@ def open_lazy(path: str | os.PathLike[str], engine: str | None = None) -> xr.Dat
         return xr.open_dataset(path, engine=engine, chunks=None, cache=False)
     except (ValueError, OSError) as error:
         raise ValueError(f"{path}: xarray could not open it ({error})") from error
+
+
+def _open_url(url: str, engine: str | None, storage_options: dict[str, Any]) -> xr.Dataset:
+    protocol = url.split("://", 1)[0].lower()
+    if engine not in (None, "zarr"):
+        raise ValueError(f"{url}: a URL is read as a zarr store (engine 'zarr' or None), got engine={engine!r}")
+    import fsspec  # a dependency of torch, so always there; the protocol's own package may not be
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as error:
+        package = REMOTE_PACKAGES.get(protocol, f"the fsspec implementation of {protocol}://")
+        raise ImportError(
+            f"{url}: reading {protocol}:// URLs needs {package}, which is not installed: pip install {package} "
+            f"(s3fs and aiohttp come with pip install 'convlstm[remote]') ({error})"
+        ) from error
+    except ValueError as error:
+        raise ValueError(f"{url}: fsspec knows no protocol {protocol!r} ({error})") from None
+    try:
+        return xr.open_dataset(url, engine="zarr", chunks=None, cache=False, storage_options=storage_options)
+    except FileNotFoundError as error:  # zarr's "no group found" is one too
+        raise FileNotFoundError(f"xarray source not found: no zarr store at {url} ({error})") from error
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{url}: xarray could not open it as a zarr store ({error})") from error
 
 
 def _given(dataset: xr.Dataset) -> xr.Dataset:
@@ -232,7 +293,8 @@ class XarraySequences(WindowDataset):
     window spans a gap.
 
     Args:
-        root: path of a netCDF file or zarr store, or an xarray.Dataset (already selected / subset).
+        root: path of a netCDF file or zarr store, an fsspec URL of a zarr store ("s3://bucket/era5.zarr",
+            "https://host/era5.zarr"), or an xarray.Dataset (already selected / subset).
         variables: the variables to read, in channel order.
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
@@ -242,6 +304,8 @@ class XarraySequences(WindowDataset):
         engine: xarray engine to open a path with (default: zarr for zarr stores, else xarray's choice).
         chunk_cache: decoded time chunks each process keeps (see :class:`XarrayFrames`; 0: none). Pair it with
             :class:`~convlstm.data.sampling.ChunkAwareSampler`, which visits the windows chunk by chunk.
+        storage_options: options of the fsspec filesystem of a URL ``root`` (``{"anon": True}``,
+            ``{"endpoint_url": ...}``, credentials); see :func:`open_lazy`.
         context_frames: as in WindowDataset.
         target_frames: as in WindowDataset.
         stride: as in WindowDataset.
@@ -272,11 +336,15 @@ class XarraySequences(WindowDataset):
         nan_policy: NanPolicy = "raise",
         skip_invalid: bool = False,
         chunk_cache: int = 0,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(root, xr.Dataset):
+            if storage_options:
+                raise ValueError(f"storage_options apply to a URL root, not to a given dataset: {storage_options}")
             opener, name = functools.partial(_given, root), "dataset"
         else:
-            opener, name = functools.partial(open_lazy, root, engine), str(root)
+            # The options travel with the opener, which each DataLoader worker calls again.
+            opener, name = functools.partial(open_lazy, root, engine, storage_options), str(root)
         if not variables:
             raise ValueError(f"{name}: variables must name at least one variable")
         self.dims = (time_dim, y_dim, x_dim)
