@@ -79,6 +79,38 @@ def test_wheel_declares_the_pysteps_nowcast_entry_point(dist: Path) -> None:
     assert "[pysteps.plugins.nowcasts]\nconvlstm = convlstm.interop.pysteps:forecast\n" in text, text
 
 
+def test_wheel_ships_the_pretrained_models(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every model under src/convlstm/models/pretrained/ is in the wheel, and so is one added to a copy of the
+    tree (until the first real one lands, that copy is what shows the package data rule works); git does not
+    ignore their weights, though it ignores other safetensors files."""
+    (wheel,) = dist.glob("convlstm-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = ROOT / "src" / "convlstm" / "models" / "pretrained"
+    for file in sorted(shipped.glob("*/*")):
+        if file.name in ("config.json", "model.safetensors", "MODEL_CARD.md"):
+            assert f"convlstm/models/pretrained/{file.parent.name}/{file.name}" in names
+
+    source = tmp_path_factory.mktemp("with-model") / "convlstm"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCES)
+    model = source / "src" / "convlstm" / "models" / "pretrained" / "packaging-test"
+    model.mkdir()
+    for file in ("config.json", "model.safetensors", "MODEL_CARD.md"):
+        (model / file).write_text("{}")
+    out = tmp_path_factory.mktemp("dist-with-model")
+    _run(sys.executable, "-m", "build", "--wheel", "--outdir", out, source)
+    (wheel,) = out.glob("convlstm-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for file in ("config.json", "model.safetensors", "MODEL_CARD.md"):
+        assert f"convlstm/models/pretrained/packaging-test/{file}" in names
+
+    if shutil.which("git") and (ROOT / ".git").exists():
+        weights = "src/convlstm/models/pretrained/radar-nowcast/model.safetensors"
+        assert _run("git", "check-ignore", "-q", weights, cwd=ROOT, check=False).returncode == 1
+        assert (
+            _run("git", "check-ignore", "-q", "runs/x/model/model.safetensors", cwd=ROOT, check=False).returncode == 0
+        )
+
+
 def test_core_install_runs_a_layer(fresh_env: Path, tmp_path: Path) -> None:
     code = (
         "import torch, convlstm\n"

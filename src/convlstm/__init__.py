@@ -4,7 +4,7 @@
 import convlstm.baselines  # noqa: F401
 from convlstm.inference import StreamingForecaster
 from convlstm.layers import ConvGRU, ConvGRUCell, ConvLSTM, ConvLSTMCell
-from convlstm.models import create_model, from_pretrained, list_models
+from convlstm.models import create_model, from_pretrained, list_models, list_pretrained
 from convlstm.utils.deprecation import deprecated_aliases
 
 __version__ = "0.1.0"
@@ -19,6 +19,7 @@ __all__ = [
     "create_model",
     "from_pretrained",
     "list_models",
+    "list_pretrained",
 ]
 
 

@@ -36,6 +36,16 @@ def _add_run_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", required=True, help="a run directory written by `convlstm fit`")
 
 
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object ({{...}}), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -98,6 +108,39 @@ def build_parser() -> argparse.ArgumentParser:
         default="last",
         help="last: one forecast from the last context frames (default); all: one from every window whose lead "
         "times lie inside the input, along an init_time dimension",
+    )
+
+    nowcast = commands.add_parser(
+        "nowcast",
+        help="forecast rain from the last radar files (any format pysteps reads) into a CF netCDF file",
+        description="Reads the radar files with a pysteps importer, converts them to rain rate (mm/h), forecasts "
+        "from the last frames the model reads and writes the forecast on the files' grid as CF netCDF. Pixels "
+        "without coverage in the last file are NaN in the forecast.",
+    )
+    nowcast.add_argument("files", nargs="+", metavar="FILES", help="radar files, their times in their names")
+    nowcast.add_argument("--out", required=True, help="the netCDF file to write, e.g. forecast.nc")
+    nowcast.add_argument(
+        "--model",
+        default="radar-nowcast",
+        help="a model shipped in the package (default: radar-nowcast) or a directory written by save_pretrained "
+        "(e.g. runs/<name>/model)",
+    )
+    nowcast.add_argument(
+        "--importer",
+        help="pysteps importer (fmi_pgm, knmi_hdf5, odim_hdf5, mch_gif, bom_rf3, ...; default: guessed from the "
+        "extension where one importer reads it)",
+    )
+    nowcast.add_argument(
+        "--importer-kwargs",
+        type=_json_object,
+        metavar="JSON",
+        help='keyword arguments of the importer as a JSON object, e.g. \'{"qty": "ACRR", "accutime": 5}\'',
+    )
+    nowcast.add_argument(
+        "--timestep", type=float, metavar="MIN", help="minutes between the files (default: from their times)"
+    )
+    nowcast.add_argument(
+        "--lead-times", type=int, metavar="N", help="frames to forecast (default: the model card's or the model's)"
     )
 
     export = commands.add_parser(
@@ -191,6 +234,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             windows=args.windows,
         )
         experiment.predict(Path(args.run_dir), Path(args.input), Path(args.output), horizon=args.horizon, grid=grid)
+        return 0
+    if args.command == "nowcast":
+        forecast = experiment.nowcast(
+            args.files,
+            Path(args.out),
+            model=args.model,
+            importer=args.importer,
+            importer_kwargs=args.importer_kwargs,
+            timestep=args.timestep,
+            lead_times=args.lead_times,
+        )
+        print(f"wrote {forecast}")
         return 0
     if args.command == "export":
         written = experiment.export(

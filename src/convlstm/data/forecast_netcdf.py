@@ -1,15 +1,17 @@
 """Forecasts written as CF-compliant netCDF, in the layout pysteps writes and reads back.
 
-One variable ``precip_intensity`` (mm/h) with dims (time, y, x), or (ens_number, time, y, x) for an ensemble;
-``time`` holds the valid times as seconds since the forecast reference time (the last observed frame), with
-``forecast_reference_time`` and ``lead_time`` beside it; x and y are the grid's projected coordinates (metres)
-with a grid-mapping variable when the input had them, pixel indices otherwise. xarray opens it as it is, and
+One variable ``precip_intensity`` (mm/h, standard name ``lwe_precipitation_rate``) with dims (time, y, x), or
+(ens_number, time, y, x) for an ensemble; ``time`` holds the valid times as seconds since the forecast reference
+time (the last observed frame), with ``forecast_reference_time`` and ``lead_time`` beside it; x and y are the grid's
+projected coordinates (metres, or the grid's own unit) with a grid-mapping variable when the input had them, pixel
+indices otherwise. xarray opens it as it is, and
 pysteps reads it with ``pysteps.io.import_netcdf_pysteps``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,15 @@ def _grid_mapping(projdef: str) -> tuple[str, dict[str, object]]:
     if name == "polar_stereographic" and "latitude_of_projection_origin" not in attrs:
         # CF requires it (+90 or -90); pyproj leaves it out when the PROJ string gives a standard parallel.
         lat_0 = [part.split("=", 1)[1] for part in projdef.split() if part.startswith("+lat_0=")]
-        attrs["latitude_of_projection_origin"] = float(lat_0[0]) if lat_0 else 90.0
+        attrs["latitude_of_projection_origin"] = _degrees(lat_0[0]) if lat_0 else 90.0
     return name, {**attrs, "proj4": projdef}
+
+
+def _degrees(text: str) -> float:
+    """A PROJ angle in degrees: "90", "-90", or with a hemisphere as FMI's composites write it ("90N", "60S")."""
+    text = text.strip().upper()
+    sign = -1.0 if text.endswith(("S", "W")) else 1.0
+    return sign * float(text.rstrip("NSEW"))
 
 
 def write_forecast_netcdf(
@@ -47,6 +56,8 @@ def write_forecast_netcdf(
     y: np.ndarray | None = None,
     projdef: str | None = None,
     institution: str = "",
+    xy_units: str = "m",
+    attrs: Mapping[str, str] | None = None,
 ) -> Path:
     """Writes a rain-rate forecast (mm/h) to ``path`` atomically.
 
@@ -55,10 +66,13 @@ def write_forecast_netcdf(
         forecast: (T_out, H, W) or (N, T_out, H, W) (an ensemble of N members), in mm/h; NaN where unknown.
         init_time: the forecast reference time (the time of the last observed frame).
         timestep: time between lead times (lead time k is (k + 1) * timestep).
-        x: (W,) pixel-centre coordinates in metres of the projection, or None for pixel indices.
-        y: (H,) pixel-centre coordinates in metres of the projection (row 0 north), or None for pixel indices.
+        x: (W,) pixel-centre coordinates of the projection in ``xy_units``, or None for pixel indices.
+        y: (H,) pixel-centre coordinates of the projection in ``xy_units``, row by row as the forecast's rows
+            (decreasing when row 0 is north), or None for pixel indices.
         projdef: the PROJ string of the grid (needs pyproj), or None.
         institution: written as the global attribute of that name.
+        xy_units: units of x and y ("m", or "km" for a grid such as KNMI's whose PROJ string is in km).
+        attrs: further global attributes (title, source, history, ...), written after and over the defaults.
 
     Returns:
         The path written.
@@ -88,7 +102,11 @@ def write_forecast_netcdf(
     lead_seconds = (np.arange(1, steps + 1) * step.astype(np.int64)).astype(np.int64)
     init_text = str(init).replace("T", " ")
     dims = ("time", "y", "x") if values.ndim == 3 else ("ens_number", "time", "y", "x")
+    # lwe_precipitation_rate (canonical units m s-1; mm h-1 converts): a radar rate is that of all precipitation,
+    # snow included, as a depth of liquid water per time. rainfall_rate would claim liquid only, which a Z-R
+    # relation cannot tell; rainfall_flux and precipitation_flux are mass fluxes (kg m-2 s-1), not mm h-1.
     precip_attrs: dict[str, object] = {
+        "standard_name": "lwe_precipitation_rate",
         "long_name": "instantaneous precipitation rate",
         "units": "mm h-1",
     }
@@ -123,7 +141,7 @@ def write_forecast_netcdf(
             coords[name] = xr.Variable(
                 name,
                 np.asarray(coord, dtype=np.float64),
-                {"standard_name": standard, "units": "m", "axis": axis.upper()},
+                {"standard_name": standard, "units": xy_units, "axis": axis.upper()},
             )
     data_vars: dict[str, xr.Variable] = {}
     if values.ndim == 4:
@@ -136,7 +154,9 @@ def write_forecast_netcdf(
         precip_attrs["grid_mapping"] = mapping
     data_vars["precip_intensity"] = xr.Variable(dims, values.astype(np.float32), precip_attrs)
     dataset = xr.Dataset(
-        data_vars, coords=coords, attrs={"Conventions": "CF-1.7", "institution": institution, "source": "convlstm"}
+        data_vars,
+        coords=coords,
+        attrs={"Conventions": "CF-1.7", "institution": institution, "source": "convlstm", **(attrs or {})},
     )
     encoding: dict[str, dict[str, Any]] = {
         "precip_intensity": {"_FillValue": np.float32(np.nan), "zlib": True},

@@ -116,11 +116,7 @@ class RadarArchive:
         kwargs = entry.get("importer_kwargs") or {}
         if not isinstance(kwargs, Mapping):
             raise ValueError(f"{where}['importer_kwargs'] must be a mapping, got {type(kwargs).__name__}")
-        try:
-            _pysteps_io().get_method(entry["importer"], "importer")
-        except ValueError as err:  # pysteps' message lists its importers
-            said = " ".join(str(err).split())
-            raise ValueError(f"{where}['importer'] = {entry['importer']!r} is not a pysteps importer: {said}") from None
+        importer_method(entry["importer"], where=f"{where}['importer']")
         root_path = Path(entry["root_path"]).expanduser()
         if not root_path.is_absolute():
             root_path = Path(root if root is not None else os.getcwd()).expanduser() / root_path
@@ -233,18 +229,61 @@ class EventFrames:
         self.__dict__.update(state)
 
 
-def _import_rain_rate(archive: RadarArchive, path: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """One file through its pysteps importer and ``to_rainrate``: (H, W) float32 mm/h and pysteps' metadata."""
+def importer_method(name: str, *, where: str = "importer") -> Callable[..., Any]:
+    """pysteps' importer of that name ("fmi_pgm", "knmi_hdf5", ...); ValueError naming ``where`` and listing
+    pysteps' importers otherwise."""
+    try:
+        return cast(Callable[..., Any], _pysteps_io().get_method(name, "importer"))
+    except ValueError as err:  # pysteps' message lists its importers
+        said = " ".join(str(err).split())
+        raise ValueError(f"{where} = {name!r} is not a pysteps importer: {said}") from None
+
+
+def import_rain_rate(
+    path: str | os.PathLike[str], importer: str, importer_kwargs: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One file through the pysteps importer named and ``to_rainrate``: (H, W) float32 mm/h (NaN without
+    coverage) and pysteps' metadata (projection, x1, x2, y1, y2, pixel sizes, yorigin, ...).
+
+    Raises:
+        ValueError: an unknown importer, or a file that holds more than one field. Whatever the importer raises
+            for a file it cannot read comes through as it is.
+    """
     from pysteps.utils.conversion import to_rainrate
 
-    importer = _pysteps_io().get_method(archive.importer, "importer")
-    precip, _, metadata = importer(path, **archive.importer_kwargs)
+    precip, _, metadata = importer_method(importer)(str(path), **dict(importer_kwargs or {}))
     # Some importers return masked arrays (BoM's netCDF): masked pixels have no coverage, as NaN has.
     values = np.ma.filled(np.ma.asarray(precip, dtype=np.float64), np.nan)
     if values.ndim != 2:
         raise ValueError(f"expected one 2-D field, got shape {values.shape}")
     rain, metadata = to_rainrate(values, metadata)
     return np.asarray(rain, dtype=np.float32), metadata
+
+
+def grid_coordinates(metadata: Mapping[str, Any], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel centres (x (W,), y (H,)) of a field of ``shape`` (H, W) on pysteps' grid ``metadata``, in its
+    ``cartesian_unit``, placed as pysteps' own netCDF exporter places them: the corners x1..x2 and y1..y2 cut into
+    W and H equal pixels, and y from north to south (decreasing) when ``yorigin`` is "upper" (row 0 at the top, as
+    most composites are stored), from south to north when it is "lower".
+
+    Raises:
+        ValueError: metadata without the grid's corners or ``yorigin``.
+    """
+    keys = ("x1", "x2", "y1", "y2", "yorigin")
+    missing = [key for key in keys if metadata.get(key) is None]
+    if missing:
+        raise ValueError(f"pysteps' metadata lacks the grid's {missing}: cannot place the field on its grid")
+    if metadata["yorigin"] not in ("upper", "lower"):
+        raise ValueError(f"pysteps' metadata['yorigin'] must be 'upper' or 'lower', got {metadata['yorigin']!r}")
+    height, width = shape
+    x1, x2, y1, y2 = (float(metadata[key]) for key in ("x1", "x2", "y1", "y2"))
+    x = x1 + (x2 - x1) * (np.arange(width) + 0.5) / width
+    y = y1 + (y2 - y1) * (np.arange(height) + 0.5) / height
+    return x, (y[::-1].copy() if metadata["yorigin"] == "upper" else y)
+
+
+def _import_rain_rate(archive: RadarArchive, path: str) -> tuple[np.ndarray, dict[str, Any]]:
+    return import_rain_rate(path, archive.importer, archive.importer_kwargs)
 
 
 def _plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The experiment pipeline: recipes, building objects from them, run directories, fit / test / evaluate / predict /
-export and scoring. The command line, the benchmarks and users call the same functions:
+nowcast / export and scoring. The command line, the benchmarks and users call the same functions:
 
     from convlstm.experiment import evaluate, fit, load_recipe
 
@@ -47,6 +47,7 @@ _SOURCES = {
     "load_baselines": "scoring",
     "load_recipe": "recipe",
     "model_summaries": ".models",
+    "nowcast": "nowcasting",
     "predict": "predicting",
     "predict_gridded": "predicting",
     "recipe_from_dict": "recipe",
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from convlstm.experiment.building import build_trainer as build_trainer
     from convlstm.experiment.exporting import EXPORT_FORMATS as EXPORT_FORMATS
     from convlstm.experiment.exporting import export as export
+    from convlstm.experiment.nowcasting import nowcast as nowcast
     from convlstm.experiment.pipeline import DemoResult as DemoResult
     from convlstm.experiment.pipeline import TrainingInterrupted as TrainingInterrupted
     from convlstm.experiment.pipeline import demo as demo

@@ -15,7 +15,6 @@ from convlstm.models.base import (
     WEIGHTS_FILE,
     ForecastingModel,
     PretrainedModel,
-    from_pretrained,
     model_from_config,
 )
 from convlstm.models.encoder_forecaster import EncoderForecaster
@@ -24,6 +23,13 @@ from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
+from convlstm.models.pretrained import (
+    DataSource,
+    ModelCard,
+    from_pretrained,
+    list_pretrained,
+    read_model_card,
+)
 from convlstm.models.registry import (
     ModelSummary,
     create_model,
@@ -45,10 +51,12 @@ __all__ = [
     "WEIGHTS_FILE",
     "ConvLSTMUNet",
     "ConvLSTMUNetForecaster",
+    "DataSource",
     "EncoderForecaster",
     "ExceedanceForecaster",
     "ExtrapolationNowcast",
     "ForecastingModel",
+    "ModelCard",
     "ModelSummary",
     "NextFramePredictor",
     "PredNet",
@@ -63,12 +71,14 @@ __all__ = [
     "from_pretrained",
     "list_families",
     "list_models",
+    "list_pretrained",
     "model_builder",
     "model_family",
     "model_from_config",
     "model_summaries",
     "next_frame",
     "prednet",
+    "read_model_card",
     "register_model",
     "trajgru_forecaster",
     "unet",
