@@ -173,7 +173,11 @@ CASES = [
     Case("video", _video),
     Case("xarray", _xarray),
     Case("odim", _odim),
-    Case("radar_archive", write_radar_archive),  # FMI PGM files read by pysteps, patches drawn in favour of rain
+    Case(  # FMI PGM files read by pysteps, patches drawn in favour of rain, pysteps' extrapolation corrected
+        "radar_archive",
+        write_radar_archive,
+        model=("extrapolation_nowcast", {"base_channels": 4, "depth": 1, "motion_frames": 2, "default_horizon": 2}),
+    ),
     Case("mlcast", write_mlcast_case),  # an mlcast-convention zarr store, split by time ranges
 ]
 
