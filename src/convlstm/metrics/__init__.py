@@ -11,6 +11,7 @@ nowhere) and ``weight=`` (one importance weight per sequence: averages over sequ
 """
 
 from convlstm.metrics.anomaly import anomaly_aurocs, cumulative_regularity, frame_auroc, regularity_score
+from convlstm.metrics.crps import crps_ensemble
 from convlstm.metrics.field_scores import (
     EnsembleScores,
     FractionsSkillScore,
@@ -58,6 +59,7 @@ __all__ = [
     "balanced_weights",
     "bce_per_sequence",
     "correlation",
+    "crps_ensemble",
     "cumulative_regularity",
     "dice_from_confusion",
     "exceedance_from_deterministic",

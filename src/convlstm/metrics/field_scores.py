@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from convlstm.metrics._checks import check_lead_times, check_tensor, check_weight, expand_mask
+from convlstm.metrics.crps import crps_ensemble
 from convlstm.metrics.nowcasting import HKO_THRESHOLDS, threshold_label
 
 #: Neighbourhood sides (pixels) for FSS by default.
@@ -368,11 +369,13 @@ class ProbabilityScores:
 
 
 class EnsembleScores:
-    """CRPS and the rank histogram of an ensemble forecast, per lead time, via pysteps.
+    """CRPS and the rank histogram of an ensemble forecast, per lead time.
 
-    - CRPS (pysteps CRPS): the integral of the squared difference between the ensemble's empirical distribution
-      and the observation's step function, averaged over pixels; in the units of the values (mm/h), 0 is perfect.
-      For a one-member ensemble it is the mean absolute error.
+    - CRPS: the integral of the squared difference between the ensemble's empirical distribution and the
+      observation's step function, averaged over pixels, computed exactly (:func:`~convlstm.metrics.crps.crps_ensemble`;
+      pysteps' CRPS is biased low where the observation equals a member, as on dry radar pixels); in the units of
+      the values (mm/h), 0 is perfect. For a one-member ensemble it is the mean absolute error. With two members
+      or more also ``crps_fair``, the fair CRPS (Ferro 2014), which does not favour an ensemble for being small.
     - Rank histogram (pysteps rankhist): where the observation falls among the sorted members, over the pixels
       where the observation or any member reaches ``rank_threshold`` (pixels dry in every member and in the
       observation are skipped). Flat is well dispersed; U-shaped under-dispersed; a hump over-dispersed.
@@ -382,17 +385,19 @@ class EnsembleScores:
         lead_times: predicted frames T.
         rank_threshold: the dry cut-off of the rank histogram (mm/h), or None to count every pixel.
 
-    Keys of :meth:`compute`: ``"crps"`` and ``"crps_by_lead_time"``; :meth:`rank_histogram` gives the histogram.
+    Keys of :meth:`compute`: ``"crps"``, ``"crps_fair"`` (two members or more) and their ``"_by_lead_time"``;
+    :meth:`rank_histogram` gives the histogram.
     """
 
     def __init__(self, *, members: int, lead_times: int, rank_threshold: float | None = 0.1) -> None:
-        self._prob, self._ens = _pysteps("probscores"), _pysteps("ensscores")
+        self._ens = _pysteps("ensscores")
         if not isinstance(members, int) or isinstance(members, bool) or members < 1:
             raise ValueError(f"members must be an int >= 1, got {members!r}")
         self.members = members
         self.lead_times = check_lead_times(lead_times)
         self.rank_threshold = rank_threshold
-        self._crps = [self._prob.CRPS_init() for _ in range(self.lead_times)]
+        # Per lead time: the (weighted) sums of the CRPS and the fair CRPS over valid pixels, and their count.
+        self._crps_sums = np.zeros((self.lead_times, 3))
         self._rank = [self._ens.rankhist_init(members, rank_threshold) for _ in range(self.lead_times)]
 
     def update(
@@ -403,8 +408,8 @@ class EnsembleScores:
         Args:
             ensemble: the members, (B, N, T, C, H, W).
             target: the observation, (B, T, C, H, W).
-            mask: optional bool mask broadcastable to target's shape, True where a pixel counts; the others reach
-                pysteps' CRPS and rank histogram as NaN, which they skip.
+            mask: optional bool mask broadcastable to target's shape, True where a pixel counts; the others count
+                nowhere (they reach pysteps' rank histogram as NaN, which it skips).
             weight: optional importance weight per sequence, (B,): a sequence's CRPS sum, pixel count and rank
                 counts count ``weight`` times.
         """
@@ -421,25 +426,40 @@ class EnsembleScores:
         if valid is not None:
             o = np.where(valid, o, np.nan)  # pysteps skips a pixel whose observation is not finite
         weights = _weights(weight, o.shape[0])
+        self._add_crps(members, o, valid, weights)
         for t in range(self.lead_times):
             forecast = np.moveaxis(members[:, t], 1, 0)  # (N, B, C, H, W)
             if weights is None:
-                self._prob.CRPS_accum(self._crps[t], forecast, o[:, t])
                 self._ens.rankhist_accum(self._rank[t], forecast, o[:, t])
                 continue
             for b, w in enumerate(weights.tolist()):
-                crps = self._prob.CRPS_init()
-                self._prob.CRPS_accum(crps, forecast[:, b], o[b, t])
-                _add_scaled(self._crps[t], crps, ("CRPS_sum", "n"), w)
                 rank = self._ens.rankhist_init(self.members, self.rank_threshold)
                 self._ens.rankhist_accum(rank, forecast[:, b], o[b, t])
                 _add_scaled(self._rank[t], rank, ("n",), w)
 
+    def _add_crps(
+        self, members: np.ndarray, observed: np.ndarray, valid: np.ndarray | None, weights: np.ndarray | None
+    ) -> None:
+        """Adds the CRPS sums of members (B, T, N, C, H, W) against observed (B, T, C, H, W) over valid pixels."""
+        x, y = torch.from_numpy(members).transpose(1, 2), torch.from_numpy(np.nan_to_num(observed))  # (B, N, T, ...)
+        counted = np.ones(observed.shape) if valid is None else valid.astype(float)
+        if weights is not None:
+            counted = counted * weights.reshape(-1, *([1] * (counted.ndim - 1)))
+        kinds = [crps_ensemble(x, y).numpy()]
+        if self.members >= 2:
+            kinds.append(crps_ensemble(x, y, fair=True).numpy())
+        pixels = tuple(range(2, observed.ndim))
+        for k, per_pixel in enumerate(kinds):
+            self._crps_sums[:, k] += (np.where(counted > 0, per_pixel, 0.0) * counted).sum(axis=(0, *pixels))
+        self._crps_sums[:, 2] += counted.sum(axis=(0, *pixels))
+
     def compute(self) -> dict[str, Tensor]:
-        """CRPS by lead time and its mean."""
+        """CRPS (and the fair CRPS, two members or more) by lead time and their means."""
         results: dict[str, Tensor] = {}
-        values = [self._prob.CRPS_compute(obj) if obj["n"] > 0 else math.nan for obj in self._crps]
-        _by_lead_time(results, "crps", values)
+        count = self._crps_sums[:, 2]
+        for k, name in enumerate(["crps", "crps_fair"][: 1 + (self.members >= 2)]):
+            values = np.where(count > 0, self._crps_sums[:, k] / np.maximum(count, 1e-300), np.nan)
+            _by_lead_time(results, name, values.tolist())
         return results
 
     def rank_histogram(self) -> list[float]:

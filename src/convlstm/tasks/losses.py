@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convlstm.metrics import balanced_weights, pixel_to_rain_rate
+from convlstm.metrics.crps import crps_ensemble
 from convlstm.models.prednet import weighted_prednet_error
 
 __all__ = [
@@ -158,17 +159,13 @@ def balanced_loss(
 
 
 def crps_fair_loss(members: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
-    """The fair CRPS of an ensemble (Ferro 2014), averaged over the (valid) pixels.
+    """The fair CRPS of an ensemble (Ferro 2014; :func:`~convlstm.metrics.crps.crps_ensemble` with ``fair=True``),
+    averaged over the (valid) pixels.
 
-    At every pixel, with members x_1 ... x_M and truth y::
-
-        mean_i |x_i - y| - 1 / (2 M (M - 1)) * sum_{i, j} |x_i - x_j|
-
-    the CRPS that M members drawn from the forecast distribution score on average, whatever M: unlike the CRPS of
-    the members' empirical distribution (which divides the second term by 2 M^2), it does not reward an ensemble
-    for being too narrow, so a model trained on it learns members that spread as the truth does. For M = 2 it is
-    (|x_1 - y| + |x_2 - y| - |x_1 - x_2|) / 2: 0 when y lies between the members. The pair sum is computed from
-    the sorted members, sum_{i, j} |x_i - x_j| = 2 sum_k (2k - M + 1) x_(k) (k from 0), in O(M log M).
+    At every pixel, with members x_1 ... x_M and truth y, mean_i |x_i - y| - sum_{i, j} |x_i - x_j| / (2 M (M - 1)):
+    the CRPS that M members drawn from the forecast distribution score on average, whatever M. Unlike the CRPS of
+    the members' empirical distribution (which divides the pair sum by 2 M^2), it does not reward an ensemble for
+    being too narrow, so a model trained on it learns members that spread as the truth does.
 
     Args:
         members: (B, M, T, C, *spatial), M >= 2.
@@ -185,15 +182,10 @@ def crps_fair_loss(members: Tensor, target: Tensor, *, mask: Tensor | None = Non
             f"members must be (B, M, T, C, *spatial) for a target (B, T, C, *spatial), got members "
             f"{tuple(members.shape)} and target {tuple(target.shape)}"
         )
-    count = members.shape[1]
-    if count < 2:
+    if members.shape[1] < 2:
         raise ValueError(f"the fair CRPS needs at least 2 members, got members of shape {tuple(members.shape)}")
-    x = members.float()
-    error = (x - target.float().unsqueeze(1)).abs().mean(dim=1)
-    ranked = x.sort(dim=1).values
-    coefficients = 2 * torch.arange(count, device=x.device, dtype=x.dtype) - (count - 1)
-    pair_sum = 2 * (coefficients.view(1, count, *([1] * (x.ndim - 2))) * ranked).sum(dim=1)
-    return _masked_mean(error - pair_sum / (2 * count * (count - 1)), _valid_weight(mask, target))
+    per_pixel = crps_ensemble(members.float(), target.float(), fair=True)
+    return _masked_mean(per_pixel, _valid_weight(mask, target))
 
 
 def forecast_loss(
