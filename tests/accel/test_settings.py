@@ -3,32 +3,21 @@ import dataclasses
 import pytest
 import torch
 
-import convlstm.accel.settings as settings_module
 from convlstm import ConvGRU, ConvLSTM
-from convlstm.accel import FastSettings, apply_fast_settings, channels_last_sequence, cpu_computes_bf16, fast_settings
-
-
-@pytest.mark.parametrize("amx", [False, True])
-def test_cpu_gets_bfloat16_only_with_amx(monkeypatch, amx: bool) -> None:
-    monkeypatch.setattr(settings_module, "cpu_computes_bf16", lambda: amx)
-    settings = fast_settings("cpu")
-    assert settings == FastSettings(autocast_dtype=torch.bfloat16 if amx else None)
-    assert not (settings.compile_gates or settings.cuda_graph or settings.channels_last)
-    assert settings.float32_cell_state and settings.input_schedule == "auto"
+from convlstm.accel import FastSettings, apply_fast_settings, channels_last_sequence, choose_precision, fast_settings
+from tests.accel.fake_cpu import pretend_cpu
 
 
 @pytest.mark.parametrize(
-    ("capabilities", "expected"),
-    [({"amx_bf16": True, "avx512_bf16": True}, True), ({"amx_bf16": False, "avx512_bf16": True}, False), ({}, False)],
+    ("features", "bf16"), [(("amx_bf16", "avx512_bf16"), True), (("avx512_bf16",), True), (("avx2",), False)]
 )
-def test_cpu_computes_bf16_reads_the_amx_flag(monkeypatch, capabilities, expected) -> None:
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities, raising=False)
-    assert cpu_computes_bf16() is expected
-
-
-def test_cpu_computes_bf16_is_false_where_torch_cannot_tell(monkeypatch) -> None:
-    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
-    assert cpu_computes_bf16() is False
+def test_cpu_gets_bfloat16_where_auto_precision_does(monkeypatch, features: tuple[str, ...], bf16: bool) -> None:
+    pretend_cpu(monkeypatch, *features)
+    settings = fast_settings("cpu")
+    assert settings == FastSettings(autocast_dtype=torch.bfloat16 if bf16 else None)
+    assert (choose_precision("cpu")[0] == "bf16-mixed") is bf16
+    assert not (settings.compile_gates or settings.cuda_graph or settings.channels_last)
+    assert settings.float32_cell_state and settings.input_schedule == "auto"
 
 
 def test_cuda_captures_only_static_shapes() -> None:

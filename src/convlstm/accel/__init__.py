@@ -1,6 +1,7 @@
 """Fast paths, each switchable: compiled gate arithmetic, CUDA-graph capture, bfloat16 autocast with a float32
 cell state, channels-last memory format, and :func:`fast_settings`, which picks what is on per device."""
 
+from convlstm.accel.cpu_bf16 import cpu_bf16_feature, cpu_computes_bf16
 from convlstm.accel.cuda_graphs import CapturedStep, capture_inference, capture_training_step, make_training_step
 from convlstm.accel.precision import choose_precision, resolve_precision
 from convlstm.accel.settings import (
@@ -9,7 +10,6 @@ from convlstm.accel.settings import (
     FastSettings,
     apply_fast_settings,
     channels_last_sequence,
-    cpu_computes_bf16,
     fast_settings,
 )
 
@@ -23,6 +23,7 @@ __all__ = [
     "capture_training_step",
     "channels_last_sequence",
     "choose_precision",
+    "cpu_bf16_feature",
     "cpu_computes_bf16",
     "fast_settings",
     "make_training_step",

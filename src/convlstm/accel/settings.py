@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from convlstm.accel.cpu_bf16 import cpu_computes_bf16
 from convlstm.layers.cell_base import ConvRNNCellBase
 from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import ConvLSTMCell
@@ -79,18 +80,11 @@ class FastSettings:
         return ", ".join(on)
 
 
-def cpu_computes_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Xeon Sapphire Rapids and later): there
-    a bfloat16-autocast training step of the convolutional models runs faster than in float32
-    (benchmarks/cpu_precision.py measures it). False where torch cannot tell (no ``torch.cpu.get_capabilities``)."""
-    capabilities = getattr(torch.cpu, "get_capabilities", None)
-    return capabilities is not None and bool(capabilities().get("amx_bf16", False))
-
-
 def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> FastSettings:
     """The fast paths expected to pay on ``device``.
 
-    - CPU: bfloat16 autocast with the cell state in float32 where the CPU has AMX (:func:`cpu_computes_bf16`),
+    - CPU: bfloat16 autocast with the cell state in float32 where torch multiplies bfloat16 in hardware (AMX or
+      avx512_bf16, :func:`~convlstm.accel.cpu_bf16.cpu_bf16_feature`; the same test as ``precision="auto"``),
       otherwise nothing: torch.compile'd gates gain little on the CPU for their cold compilation time
       (benchmarks/layers.py compares them); CUDA graphs do not apply.
     - CUDA: bfloat16 autocast (where supported) with the cell state in float32, the gate arithmetic compiled
