@@ -109,7 +109,8 @@ class PredRNN(ForecastingModel):
         else:
             layers, m = state
         x, new_layers = patch, []
-        for cell, (h, c) in zip(self.cells, layers, strict=True):
+        cells: list[SpatioTemporalLSTMCell] = list(self.cells)  # type: ignore[arg-type]
+        for cell, (h, c) in zip(cells, layers, strict=True):
             (h, c, m), delta = cell.forward_with_increments(x, (h, c, m))
             if increments is not None:
                 increments.append(delta)
