@@ -57,7 +57,7 @@ def test_layer_norm_is_independent_of_the_frame_size() -> None:
     assert count == plain + 2 * (7 + 4 + 3 + 1) * 4  # a per-channel scale and shift for each of the four norms
     for size in (4, 8):
         h, c, m = cell(torch.rand(2, 3, size, size))
-        assert h.shape == (2, 4, size, size) and torch.isfinite(h).all()
+        assert h.shape == c.shape == m.shape == (2, 4, size, size) and torch.isfinite(h).all()
     # The norm sees each convolution's whole output: scaling the input leaves the x-terms as they were, but for the
     # norm's eps (1e-5 added to variances of about 1e-2 here: relative changes of about 1e-3).
     x = torch.rand(2, 3, 8, 8)

@@ -50,7 +50,8 @@ def predrnn_from_openstl(
     while f"cell_list.{layers}.conv_x.0.weight" in state:
         layers += 1
     if layers == 0 or "conv_last.weight" not in state:
-        raise ValueError(f"expected OpenSTL PredRNN weights (cell_list.0.conv_x.0.weight, ...), got {sorted(state)[:6]}")
+        found = sorted(state)[:6]
+        raise ValueError(f"expected OpenSTL PredRNN weights (cell_list.0.conv_x.0.weight, ...), got {found}")
     if any(".conv_x.1." in key for key in state):
         raise ValueError(
             "these weights use OpenSTL's layer_norm, whose per-pixel affine parameters have no per-channel "
