@@ -116,7 +116,7 @@ def test_forecasting_task_adds_the_decoupling_loss_and_sends_context_masks(monke
 def test_forecasting_task_refuses_what_the_model_cannot_do() -> None:
     with pytest.raises(ValueError, match="sampling='reverse' replaces context frames"):
         ForecastingTask(TinyForecaster(), sampling="reverse")
-    with pytest.raises(ValueError, match="decouple_beta=0.1 weighs PredRNN-V2's decoupling loss"):
+    with pytest.raises(ValueError, match=r"decouple_beta=0\.1 weighs PredRNN-V2's decoupling loss"):
         ForecastingTask(create_model("predrnn_tiny"), decouple_beta=0.1)
     with pytest.raises(ValueError, match="decouple_beta must be a finite number >= 0"):
         ForecastingTask(create_model("predrnnv2_tiny"), decouple_beta=-1.0)
