@@ -229,6 +229,8 @@ class PredRNNv2(PredRNN):
     decoupling loss (:func:`convlstm.tasks.losses.decoupling_loss`); its predictions do not use the adapter.
 
     Args and shapes as :class:`PredRNN`; :meth:`forward_with_increments` also returns the adapted increments.
+    Train it with the decoupling loss (``ForecastingTask(decouple_beta=0.1)``, OpenSTL's): without it the adapter
+    gets no gradient, which DistributedDataParallel without ``find_unused_parameters`` refuses.
     """
 
     family = "predrnn_v2"
