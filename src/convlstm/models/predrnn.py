@@ -4,9 +4,9 @@ frames, with the spatiotemporal memory zigzagging through the stack, predicting 
 The configuration and the layout of the weights are OpenSTL's (Tan et al. 2023), so that its Moving MNIST benchmark
 (10 -> 10 frames, 4x4 patches, 4 layers of 128, 5x5 kernels) has the same parameters:
 
-- ``predrnn_mmnist``: 23,838,720 parameters (OpenSTL: 23.8M), 116.0G multiply-adds for the 19 steps of one 10 -> 10
-  sequence (OpenSTL: 116.0G FLOPs by fvcore, which counts one multiply-add as one FLOP);
-- ``predrnnv2_mmnist``: 23,855,104 parameters (23.9M), 116.6G (the adapter runs at every step and layer).
+- ``predrnn_mmnist``: 23,838,720 parameters (OpenSTL: 23.8M), 115.95G multiply-adds in the convolutions over the 19
+  steps of one 10 -> 10 sequence (OpenSTL: 116.0G FLOPs by fvcore, which counts one multiply-add as one FLOP);
+- ``predrnnv2_mmnist``: 23,855,104 parameters (23.9M), 116.59G (116.6G; the adapter runs at every step and layer).
 
 PredRNN-V2 adds a 1x1 "adapter" convolution through which the increments of the two memories pass to its decoupling
 loss, and reverse scheduled sampling, which also replaces context frames by the model's predictions during training
@@ -108,6 +108,8 @@ class PredRNN(ForecastingModel):
             layers, m = [(zeros, zeros)] * len(self.cells), zeros
         else:
             layers, m = state
+            if len(layers) != len(self.cells):
+                raise ValueError(f"state must hold (h, c) of {len(self.cells)} layers, got {len(layers)}")
         x, new_layers = patch, []
         cells: list[SpatioTemporalLSTMCell] = list(self.cells)  # type: ignore[arg-type]
         for cell, (h, c) in zip(cells, layers, strict=True):
