@@ -127,7 +127,12 @@ NOT_FROM_A_RECIPE = {
 
 CASES = [
     Case("moving_mnist", _generated({"num_digits": 1, "image_size": 32})),
-    Case("moving_mnist_file", _moving_mnist_file),
+    Case(  # OpenSTL's PredRNN protocol: scheduled sampling of the forecast's inputs
+        "moving_mnist_file",
+        _moving_mnist_file,
+        model=("predrnn_tiny", {"hidden_channels": 4, "default_horizon": 2}),
+        task_args={"sampling": "linear", "sampling_end_step": 2},
+    ),
     Case(
         "bouncing_balls",
         _generated({"resolution": SIZE}),
@@ -170,7 +175,12 @@ CASES = [
         baselines=[],
     ),
     Case("image_folders", _image_folders),
-    Case("video", _video),
+    Case(  # PredRNN-V2's: reverse scheduled sampling (context frames too) and the decoupling loss
+        "video",
+        _video,
+        model=("predrnnv2_tiny", {"hidden_channels": 4, "default_horizon": 2}),
+        task_args={"sampling": "reverse", "reverse_start_step": 0, "reverse_end_step": 2, "decouple_beta": 0.1},
+    ),
     Case("xarray", _xarray),
     Case("odim", _odim),
     Case(  # FMI PGM files read by pysteps, patches drawn in favour of rain, pysteps' extrapolation corrected

@@ -22,8 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convlstm import create_model, list_models
 from convlstm.data import ChunkAwareSampler, Recording, WindowDataset
-from convlstm.models import PredNet
-from tests.models.registry_cases import build, example_input, run
+from convlstm.models import PredNet, PredRNNv2
+from tests.models.registry_cases import HORIZON, build, example_input, run
 
 #: Models above this many parameters are left to the slow test, to keep CI short: the full-width configurations
 #: (Shi 2015's, OpenSTL's, PredNet KITTI, FC-LSTM 2048) share their code with a smaller registered sibling that
@@ -42,7 +42,8 @@ BATCH = 2  # one sequence per rank
 
 class TrainingOutput(nn.Module):
     """What each model's task trains on, as a forward DDP can hook: PredNet's per-layer errors (PredNetTask), the
-    U-Net's logits (SegmentationTask), forecasts for the rest (ForecastingTask)."""
+    U-Net's logits (SegmentationTask), PredRNN-V2's forecasts and memory increments (ForecastingTask with
+    decouple_beta), forecasts for the rest (ForecastingTask)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -52,6 +53,10 @@ class TrainingOutput(nn.Module):
         if isinstance(self.model, PredNet):
             errors, _ = self.model.run(x, output_mode="error")
             return errors
+        if isinstance(self.model, PredRNNv2):
+            # PredRNN-V2 trains with its decoupling loss (ForecastingTask's decouple_beta), the adapter's only use.
+            forecast, increments = self.model.forward_with_increments(x, HORIZON)
+            return torch.cat([forecast.flatten(1), *(delta.flatten(1) for delta in increments)], dim=1)
         return run(self.model, x)
 
 

@@ -1,5 +1,14 @@
-"""Conversions from other libraries' ConvLSTM layers (Keras 3) to :class:`convlstm.ConvLSTM`."""
+"""Conversions from other libraries: Keras 3 ConvLSTM layers to :class:`convlstm.ConvLSTM`, OpenSTL's PredRNN
+weights to :class:`convlstm.models.PredRNN`."""
 
 from convlstm.interop.keras import from_keras, from_keras_weights, keras_to_torch_layout, torch_to_keras_layout
+from convlstm.interop.openstl import openstl_patch_order, predrnn_from_openstl
 
-__all__ = ["from_keras", "from_keras_weights", "keras_to_torch_layout", "torch_to_keras_layout"]
+__all__ = [
+    "from_keras",
+    "from_keras_weights",
+    "keras_to_torch_layout",
+    "openstl_patch_order",
+    "predrnn_from_openstl",
+    "torch_to_keras_layout",
+]

@@ -6,6 +6,7 @@ from convlstm.layers.folding import per_frame
 from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
 from convlstm.layers.norm import BlockNorm
+from convlstm.layers.st_lstm import SpatioTemporalLSTMCell, STLSTMState
 from convlstm.layers.trajgru import TrajGRU, TrajGRUCell
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "ConvGRUCell",
     "ConvLSTM",
     "ConvLSTMCell",
+    "STLSTMState",
+    "SpatioTemporalLSTMCell",
     "TrajGRU",
     "TrajGRUCell",
     "get_activation",

@@ -7,6 +7,7 @@ from convlstm.models import (
     fc_lstm,
     next_frame,
     prednet,
+    predrnn,
     trajgru_forecaster,
     unet,
 )
@@ -23,6 +24,7 @@ from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
+from convlstm.models.predrnn import PredRNN, PredRNNv2
 from convlstm.models.pretrained import (
     DataSource,
     ModelCard,
@@ -60,6 +62,8 @@ __all__ = [
     "ModelSummary",
     "NextFramePredictor",
     "PredNet",
+    "PredRNN",
+    "PredRNNv2",
     "PretrainedModel",
     "TrajGRUForecaster",
     "create_model",
@@ -78,6 +82,7 @@ __all__ = [
     "model_summaries",
     "next_frame",
     "prednet",
+    "predrnn",
     "read_model_card",
     "register_model",
     "trajgru_forecaster",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from convlstm.tasks.losses import (
     HKO7_ZR,
     ForecastLossName,
     RainUnits,
+    decoupling_loss,
     forecast_loss,
     rain_rate_of,
 )
@@ -67,12 +69,20 @@ class ForecastingTask(TaskBase):
         zr_b: Z-R exponent b (HKO-7: 1.56; Marshall-Palmer: 1.6).
         balanced_mse_weight: Weight of B-MSE in the balanced loss.
         balanced_mae_weight: Weight of B-MAE in the balanced loss.
-        sampling: Scheduled sampling: ``"none"`` (feed predictions back, the default), ``"linear"`` or
-            ``"teacher_forcing"`` (see :class:`~convlstm.tasks.ScheduledSampling`). OpenSTL's ConvLSTM recipe is
-            ``sampling="linear", sampling_start=1.0, sampling_end=0.0, sampling_end_step=50_000``.
+        sampling: Scheduled sampling: ``"none"`` (feed predictions back, the default), ``"linear"``,
+            ``"teacher_forcing"`` or ``"reverse"`` (see :class:`~convlstm.tasks.ScheduledSampling`). OpenSTL's
+            ConvLSTM and PredRNN recipes are ``sampling="linear", sampling_start=1.0, sampling_end=0.0,
+            sampling_end_step=50_000``; its PredRNN-V2 recipe is ``sampling="reverse"`` with the defaults below
+            ("reverse" needs a model whose forward takes ``context_teacher_forcing=``, such as PredRNN).
         sampling_start: Probability of feeding the truth at step 0.
         sampling_end: Probability from ``sampling_end_step`` on.
         sampling_end_step: Optimizer step where the linear decay ends.
+        reverse_start_step: Reverse scheduled sampling: OpenSTL's r_sampling_step_1.
+        reverse_end_step: Reverse scheduled sampling: r_sampling_step_2.
+        reverse_decay: Reverse scheduled sampling: r_exp_alpha.
+        decouple_beta: Weight of PredRNN-V2's decoupling loss (:func:`~convlstm.tasks.losses.decoupling_loss`,
+            OpenSTL: 0.1) added to the training loss; needs a model with ``forward_with_increments`` (PredRNNv2).
+            0 (default): none. Logged as ``train/decoupling``.
         metrics: Scores to accumulate (names of :data:`~convlstm.metrics.FORECAST_METRICS`); None for the default
             set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and ``b_mse``,
             ``b_mae`` with ``loss="balanced"``.
@@ -115,6 +125,10 @@ class ForecastingTask(TaskBase):
         sampling_start: float = 1.0,
         sampling_end: float = 0.0,
         sampling_end_step: int = 50_000,
+        reverse_start_step: int = 25_000,
+        reverse_end_step: int = 50_000,
+        reverse_decay: float = 5_000.0,
+        decouple_beta: float = 0.0,
         metrics: Sequence[str] | None = None,
         ssim_data_range: float = 1.0,
         rain_thresholds: Sequence[float] | None = None,
@@ -139,7 +153,16 @@ class ForecastingTask(TaskBase):
         if predict_horizon is not None and predict_horizon < 1:
             raise ValueError(f"predict_horizon must be >= 1 or None, got {predict_horizon!r}")
         _check_ensemble(model, loss, ensemble_members, sampling)
-        self.sampling = ScheduledSampling(sampling, start=sampling_start, end=sampling_end, end_step=sampling_end_step)
+        self.sampling = ScheduledSampling(
+            sampling,
+            start=sampling_start,
+            end=sampling_end,
+            end_step=sampling_end_step,
+            reverse_start_step=reverse_start_step,
+            reverse_end_step=reverse_end_step,
+            reverse_decay=reverse_decay,
+        )
+        _check_predrnn_training(model, sampling, decouple_beta)
         self.save_hyperparameters(ignore=["model"])
         self.check_optimization()
         self.record_model()
@@ -214,17 +237,32 @@ class ForecastingTask(TaskBase):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         context, target = self._unpack(batch)
         batch_size, horizon = target.shape[:2]
-        mask = self.sampling.mask(self.global_step, batch_size, horizon, device=context.device)
-        extra = self._context_lengths(batch)
+        step = self.global_step
+        mask = self.sampling.mask(step, batch_size, horizon, device=context.device)
+        extra: dict[str, Tensor] = self._context_lengths(batch)
+        if mask is not None:
+            extra.update(targets=target, teacher_forcing=mask)
+        context_mask = self.sampling.context_mask(step, batch_size, context.shape[1], device=context.device)
+        if context_mask is not None:
+            extra["context_teacher_forcing"] = context_mask
+        beta = self.hparams.get("decouple_beta", 0.0)
+        decoupling = None
         if self.hparams.get("ensemble_members") is not None:
             pred = self._ensemble(context, horizon, extra)
-        elif mask is None:
-            pred = self.model(context, horizon, **extra)
+        elif beta > 0:
+            with_increments: Any = self.model.forward_with_increments  # checked callable in __init__
+            pred, (delta_c, delta_m) = with_increments(context, horizon, **extra)
+            decoupling = decoupling_loss(delta_c, delta_m)
         else:
-            pred = self.model(context, horizon, targets=target, teacher_forcing=mask, **extra)
+            pred = self.model(context, horizon, **extra)
         loss = self._loss(batch, pred, target)
+        if decoupling is not None:
+            self.log("train/decoupling", decoupling, batch_size=batch_size)
+            loss = loss + beta * decoupling
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        self.log("train/teacher_forcing", self.sampling.probability(self.global_step), batch_size=batch_size)
+        self.log("train/teacher_forcing", self.sampling.probability(step), batch_size=batch_size)
+        if context_mask is not None:
+            self.log("train/context_teacher_forcing", self.sampling.context_probability(step), batch_size=batch_size)
         return loss
 
     def _evaluation_step(self, stage: str, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -287,6 +325,23 @@ class ForecastingTask(TaskBase):
     def _log_epoch_scores(self, stage: str) -> None:
         scores = self.scores[stage].compute(self.sum_across_processes)
         self.log_scores(stage, scores, per_lead_time=self.hparams["log_per_lead_time"])
+
+
+def _check_predrnn_training(model: nn.Module, sampling: str, decouple_beta: float) -> None:
+    """Reverse scheduled sampling needs ``context_teacher_forcing=``; the decoupling loss needs the increments."""
+    if sampling == "reverse" and not getattr(model, "accepts_context_teacher_forcing", False):
+        raise ValueError(
+            f"sampling='reverse' replaces context frames by predictions: it needs a model whose forward takes "
+            f"context_teacher_forcing= (PredRNN, PredRNNv2), got {type(model).__name__}"
+        )
+    number = not isinstance(decouple_beta, bool) and isinstance(decouple_beta, int | float)
+    if not number or not (decouple_beta >= 0 and math.isfinite(decouple_beta)):
+        raise ValueError(f"decouple_beta must be a finite number >= 0, got {decouple_beta!r}")
+    if decouple_beta > 0 and not callable(getattr(model, "forward_with_increments", None)):
+        raise ValueError(
+            f"decouple_beta={decouple_beta} weighs PredRNN-V2's decoupling loss: it needs a model with "
+            f"forward_with_increments (PredRNNv2), got {type(model).__name__}"
+        )
 
 
 def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: str) -> None:

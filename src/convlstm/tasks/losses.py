@@ -29,6 +29,7 @@ __all__ = [
     "balanced_loss",
     "bce_loss",
     "crps_fair_loss",
+    "decoupling_loss",
     "exceedance_loss",
     "extrapolation_loss",
     "forecast_loss",
@@ -376,3 +377,22 @@ def extrapolation_loss(predictions: Tensor, frames: Tensor, start: int) -> Tenso
     if not 1 <= start < frames.shape[1]:
         raise ValueError(f"start must lie in [1, {frames.shape[1]}) for {frames.shape[1]} frames, got {start}")
     return 0.5 * (predictions[:, start:].float() - frames[:, start:].float()).abs().mean()
+
+
+def decoupling_loss(delta_c: Tensor, delta_m: Tensor) -> Tensor:
+    """PredRNN-V2's decoupling loss: the mean absolute cosine similarity between the increments of the temporal and
+    the spatiotemporal memory, per sample, step, layer and channel, over the pixels.
+
+    Pushing it to 0 makes the two memories learn different things (Wang et al. 2022, eq. 6); OpenSTL weights it by
+    ``decouple_beta`` (0.1) in the training loss.
+
+    Args:
+        delta_c: (..., H, W) adapted increments of c (:meth:`~convlstm.models.PredRNNv2.forward_with_increments`).
+        delta_m: the same shape, of m.
+    """
+    if delta_c.shape != delta_m.shape or delta_c.ndim < 3:
+        raise ValueError(
+            f"delta_c and delta_m must have one shape (..., H, W), got {tuple(delta_c.shape)} and "
+            f"{tuple(delta_m.shape)}"
+        )
+    return F.cosine_similarity(delta_c.flatten(-2).float(), delta_m.flatten(-2).float(), dim=-1).abs().mean()

@@ -3,11 +3,18 @@ instead of the model's own prediction, decaying linearly with the training step,
 
 OpenSTL's ConvLSTM-S recipe starts at 1.0 and subtracts 2e-5 per step until 0 at step 50,000:
 ``ScheduledSampling("linear", start=1.0, end=0.0, end_step=50_000)``.
+
+PredRNN-V2's reverse scheduled sampling (Wang et al. 2022, as OpenSTL runs it) also draws a mask for the context:
+early in training the model reads its own predictions for half the context frames too (it has to learn long-term
+dynamics from the start), later it reads the true context; meanwhile the forecast's teacher forcing falls from 0.5
+to 0. ``ScheduledSampling("reverse", reverse_start_step=25_000, reverse_end_step=50_000, reverse_decay=5_000)`` is
+OpenSTL's Moving MNIST setting (r_sampling_step_1, r_sampling_step_2, r_exp_alpha).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import torch
@@ -15,8 +22,8 @@ from torch import Tensor
 
 __all__ = ["SAMPLING_KINDS", "SamplingKind", "ScheduledSampling"]
 
-SamplingKind = Literal["linear", "none", "teacher_forcing"]
-SAMPLING_KINDS: tuple[str, ...] = ("linear", "none", "teacher_forcing")
+SamplingKind = Literal["linear", "none", "teacher_forcing", "reverse"]
+SAMPLING_KINDS: tuple[str, ...] = ("linear", "none", "teacher_forcing", "reverse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,10 +33,17 @@ class ScheduledSampling:
     Args:
         kind: ``"linear"``: probability ``start`` at step 0 moving linearly to ``end`` at ``end_step``, then
             ``end``; ``"none"``: the model always gets its own predictions back (:meth:`mask` returns None);
-            ``"teacher_forcing"``: always the true frames.
+            ``"teacher_forcing"``: always the true frames; ``"reverse"``: PredRNN-V2's reverse scheduled sampling,
+            with a context mask too (:meth:`context_probability`, :meth:`context_mask`).
         start: Probability of feeding the true frame at step 0 (linear only).
         end: Probability from ``end_step`` on (linear only).
         end_step: Training (optimizer) step at which ``end`` is reached (linear only); 0 gives ``end`` throughout.
+        reverse_start_step: (reverse) until this step both probabilities are 0.5 (OpenSTL's r_sampling_step_1).
+        reverse_end_step: (reverse) from this step the context is true and the forecast free-running
+            (r_sampling_step_2); in between the forecast's probability falls linearly from 0.5 to 0 and the
+            context's rises as 1 - 0.5 exp(-(step - reverse_start_step) / reverse_decay).
+        reverse_decay: (reverse) the steps over which the context's probability closes 1 - 1/e of its gap to 1
+            (r_exp_alpha).
 
     Example:
         >>> schedule = ScheduledSampling("linear", start=1.0, end=0.0, end_step=50_000)
@@ -42,6 +56,9 @@ class ScheduledSampling:
     start: float = 1.0
     end: float = 0.0
     end_step: int = 50_000
+    reverse_start_step: int = 25_000
+    reverse_end_step: int = 50_000
+    reverse_decay: float = 5_000.0
 
     def __post_init__(self) -> None:
         if self.kind not in SAMPLING_KINDS:
@@ -52,6 +69,18 @@ class ScheduledSampling:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
         if isinstance(self.end_step, bool) or not isinstance(self.end_step, int) or self.end_step < 0:
             raise ValueError(f"end_step must be an int >= 0, got {self.end_step!r}")
+        for name in ("reverse_start_step", "reverse_end_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if self.reverse_end_step < self.reverse_start_step:
+            raise ValueError(
+                f"reverse_end_step must be >= reverse_start_step={self.reverse_start_step}, "
+                f"got {self.reverse_end_step!r}"
+            )
+        decay = self.reverse_decay
+        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 < decay < math.inf:
+            raise ValueError(f"reverse_decay must be a number of steps > 0, got {decay!r}")
 
     def probability(self, step: int) -> float:
         """The probability of feeding the true frame at training step ``step`` (>= 0)."""
@@ -61,9 +90,47 @@ class ScheduledSampling:
             return 0.0
         if self.kind == "teacher_forcing":
             return 1.0
+        if self.kind == "reverse":
+            first, last = self.reverse_start_step, self.reverse_end_step
+            if step < first:
+                return 0.5
+            return 0.0 if step >= last else 0.5 - 0.5 * (step - first) / (last - first)
         if step >= self.end_step:
             return float(self.end)
         return float(self.start + (self.end - self.start) * step / self.end_step)
+
+    def context_probability(self, step: int) -> float:
+        """The probability of feeding a true context frame (after the first) at ``step``: 1.0 but for "reverse"."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        if self.kind != "reverse":
+            return 1.0
+        if step < self.reverse_start_step:
+            return 0.5
+        if step >= self.reverse_end_step:
+            return 1.0
+        return 1.0 - 0.5 * math.exp(-(step - self.reverse_start_step) / self.reverse_decay)
+
+    def context_mask(
+        self,
+        step: int,
+        batch_size: int,
+        context_frames: int,
+        *,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor | None:
+        """A (batch_size, context_frames - 1) bool mask, True where context frame k + 1 is fed as it is and False
+        where the model's prediction of it replaces it; None unless "reverse" (the context is always true then).
+        Each entry is a Bernoulli draw with :meth:`context_probability` of ``step``."""
+        if batch_size < 1 or context_frames < 1:
+            raise ValueError(f"batch_size and context_frames must be >= 1, got {batch_size} and {context_frames}")
+        if self.kind != "reverse":
+            return None
+        p = self.context_probability(step)
+        if p >= 1.0:
+            return torch.ones(batch_size, context_frames - 1, dtype=torch.bool, device=device)
+        return torch.rand(batch_size, context_frames - 1, device=device, generator=generator) < p
 
     def mask(
         self,
