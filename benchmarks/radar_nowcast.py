@@ -296,6 +296,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--cascade-levels", type=int, default=6, help="S-PROG's and STEPS' cascade levels")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the start times (0: none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, help="score no new start time after this many minutes")
     parser.add_argument("--gif", type=Path, help="write an animation of one start time here")
     parser.add_argument("--gif-event", help="the event of the animation (default: the first)")
     parser.add_argument("--gif-size", type=int, default=160, help="the animation's panels, pixels (square crop)")
@@ -354,9 +355,16 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     stats: dict[str, dict[str, dict[str, list[Any]]]] = {m: {} for m in methods}
     ens_stats: dict[str, dict[str, dict[str, list[Any]]]] = {m: {} for m in methods}
     seconds: dict[str, list[float]] = {m: [] for m in methods}
-    events_info = {}
+    events_info: dict[str, dict[str, Any]] = {}
     gif_event = args.gif_event or datasets[0].events[0].event.name
     gif_frames: dict[str, np.ndarray] | None = None
+    forecasters: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "persistence": persistence,
+        "extrapolation": extrapolation,
+        "sprog": lambda c: sprog(c, levels=args.cascade_levels),
+        "ours": learned(model),
+    }
+    plans = []
     for dataset in datasets:
         name = dataset.events[0].event.name
         km = pixel_km(dataset)
@@ -366,85 +374,98 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         ensemble_starts = set(starts[:: args.steps_every])
         events_info[name] = {
             "windows": len(dataset),
-            "scored_start_times": len(starts),
-            "ensemble_start_times": len(ensemble_starts),
+            "planned_start_times": len(starts),
+            "scored_start_times": 0,
+            "ensemble_start_times": 0,
             "grid": list(dataset.events[0].rain_rate.shape[-2:]),
             "pixel_km": km,
             "timestep_min": minutes,
             "fss_window_pixels": list(fss_pixels),
         }
         print(f"{name}: {len(dataset)} windows, scoring {len(starts)} ({len(ensemble_starts)} by the ensembles)")
-        forecasters: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-            "persistence": persistence,
-            "extrapolation": extrapolation,
-            "sprog": lambda c: sprog(c, levels=args.cascade_levels),
-            "ours": learned(model),
-        }
         for method in methods:
             stats[method][name], ens_stats[method][name] = {}, {}
-        for start in starts:
-            item = dataset[start]
-            context = item["context"][:, 0].double().numpy()
-            truth = item["target"][:, 0].double().numpy()
-            valid = item["mask"][:, 0].numpy() > 0
-            members: dict[str, np.ndarray] = {}
-            forecasts: dict[str, np.ndarray] = {}
-            for method in methods:
-                begin = time.perf_counter()
-                if method in forecasters:
-                    forecasts[method] = forecasters[method](context)
-                elif start in ensemble_starts and method == "steps":
-                    members[method] = steps_ensemble(
-                        context,
-                        members=args.members,
-                        km_per_pixel=km,
-                        minutes=minutes,
-                        seed=args.seed + start,
-                        levels=args.cascade_levels,
-                    )
-                elif start in ensemble_starts and method == "ours_ens":
-                    members[method] = learned_ensemble(ensemble_model, args.members, args.seed + start)(context)
-                else:
-                    continue
-                seconds[method].append(time.perf_counter() - begin)
-            for method, forecast in forecasts.items():
-                one = window_stats(
-                    forecast,
-                    truth,
-                    valid,
-                    thresholds=thresholds,
-                    fss_thresholds=fss_thresholds,
-                    fss_pixels=fss_pixels,
+        plans.append((dataset, name, km, minutes, fss_pixels, starts, ensemble_starts))
+    # The events' start times interleaved (the first of each event, then the second, ...), so that a run stopped by
+    # --max-minutes has scored every event alike.
+    order = sorted(
+        ((rank, index, start) for index, plan in enumerate(plans) for rank, start in enumerate(plan[5])),
+        key=lambda x: (x[0], x[1]),
+    )
+    began = time.monotonic()
+    for _, index, start in order:
+        if args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes:
+            print(f"--max-minutes {args.max_minutes:g} reached: the remaining start times are not scored")
+            break
+        dataset, name, km, minutes, fss_pixels, _, ensemble_starts = plans[index]
+        item = dataset[start]
+        context = item["context"][:, 0].double().numpy()
+        truth = item["target"][:, 0].double().numpy()
+        valid = item["mask"][:, 0].numpy() > 0
+        members: dict[str, np.ndarray] = {}
+        forecasts: dict[str, np.ndarray] = {}
+        for method in methods:
+            begin = time.perf_counter()
+            if method in forecasters:
+                forecasts[method] = forecasters[method](context)
+            elif start in ensemble_starts and method == "steps":
+                members[method] = steps_ensemble(
+                    context,
+                    members=args.members,
+                    km_per_pixel=km,
+                    minutes=minutes,
+                    seed=args.seed + start,
+                    levels=args.cascade_levels,
                 )
-                for key, value in one.items():
-                    stats[method][name].setdefault(key, []).append(value)
-                if start in ensemble_starts:
-                    one = {**one, "crps": np.abs(np.where(valid, forecast - truth, 0.0)).sum(axis=(1, 2))}
-                    for key, value in one.items():
-                        ens_stats[method][name].setdefault(key, []).append(value)
-            for method, ensemble in members.items():
-                one = window_stats(
-                    ensemble.mean(axis=0),
-                    truth,
-                    valid,
-                    thresholds=thresholds,
-                    fss_thresholds=fss_thresholds,
-                    fss_pixels=fss_pixels,
-                )
-                one["crps"] = crps_sums(ensemble, truth, valid)
+            elif start in ensemble_starts and method == "ours_ens":
+                members[method] = learned_ensemble(ensemble_model, args.members, args.seed + start)(context)
+            else:
+                continue
+            seconds[method].append(time.perf_counter() - begin)
+        events_info[name]["scored_start_times"] += 1
+        events_info[name]["ensemble_start_times"] += int(start in ensemble_starts)
+        for method, forecast in forecasts.items():
+            one = window_stats(
+                forecast,
+                truth,
+                valid,
+                thresholds=thresholds,
+                fss_thresholds=fss_thresholds,
+                fss_pixels=fss_pixels,
+            )
+            for key, value in one.items():
+                stats[method][name].setdefault(key, []).append(value)
+            if start in ensemble_starts:
+                one = {**one, "crps": np.abs(np.where(valid, forecast - truth, 0.0)).sum(axis=(1, 2))}
                 for key, value in one.items():
                     ens_stats[method][name].setdefault(key, []).append(value)
-            if args.gif is not None and gif_frames is None and name == gif_event and start in ensemble_starts:
-                gif_frames = {"context": context, "observed": truth, **forecasts}
-                gif_frames.update({f"{m} member": e[0] for m, e in members.items()})
-            print(f"  start {start}: " + ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in seconds if seconds[m]))
+        for method, ensemble in members.items():
+            one = window_stats(
+                ensemble.mean(axis=0),
+                truth,
+                valid,
+                thresholds=thresholds,
+                fss_thresholds=fss_thresholds,
+                fss_pixels=fss_pixels,
+            )
+            one["crps"] = crps_sums(ensemble, truth, valid)
+            for key, value in one.items():
+                ens_stats[method][name].setdefault(key, []).append(value)
+        if args.gif is not None and gif_frames is None and name == gif_event and start in ensemble_starts:
+            gif_frames = {"context": context, "observed": truth, **forecasts}
+            gif_frames.update({f"{m} member": e[0] for m, e in members.items()})
+        timed = ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in seconds if seconds[m])
+        print(f"  {name} start {start}: {timed}", flush=True)
     det = [m for m in methods if m in DETERMINISTIC]
     ens_methods = [m for m in methods if any(ens_stats[m][e] for e in ens_stats[m])]
-    as_arrays = {m: {e: {k: np.array(v) for k, v in stats[m][e].items()} for e in stats[m]} for m in det}
+    as_arrays = {m: {e: {k: np.array(v) for k, v in stats[m][e].items()} for e in stats[m] if stats[m][e]} for m in det}
     ens_arrays = {
-        m: {e: {k: np.array(v) for k, v in ens_stats[m][e].items()} for e in ens_stats[m]} for m in ens_methods
+        m: {e: {k: np.array(v) for k, v in ens_stats[m][e].items()} for e in ens_stats[m] if ens_stats[m][e]}
+        for m in ens_methods
     }
-    names = list(events_info)
+    names = [e for e in events_info if events_info[e]["scored_start_times"]]
+    if not names:
+        raise SystemExit("no start time was scored: raise --max-minutes")
     reference = "extrapolation" if "extrapolation" in det else None
     groups = {**{e: [e] for e in names}, **({"pooled": names} if len(names) > 1 else {})}
     results: dict[str, Any] = {
@@ -460,6 +481,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "fss_km": list(args.fss_km),
         "horizon": HORIZON,
         "bootstrap": args.bootstrap,
+        "every": args.every,
+        "steps_every": args.steps_every,
+        "members": args.members,
+        "max_minutes": args.max_minutes,
         "seconds_per_forecast": {m: float(np.mean(s)) if s else None for m, s in seconds.items()},
         "forecasts_timed": {m: len(s) for m, s in seconds.items()},
         "deterministic": {},
@@ -470,9 +495,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         results["deterministic"][group] = bootstrap(
             as_arrays, members_of, det, resamples=args.bootstrap, seed=args.seed, reference=reference
         )
-        if ens_methods:
+        scored = [e for e in members_of if ens_methods and e in ens_arrays[ens_methods[0]]]
+        if scored:
             results["ensemble"][group] = bootstrap(
-                ens_arrays, members_of, ens_methods, resamples=args.bootstrap, seed=args.seed, reference="steps"
+                ens_arrays, scored, ens_methods, resamples=args.bootstrap, seed=args.seed, reference="steps"
             )
         results["by_lead_time"][group] = {
             m: {
