@@ -40,6 +40,7 @@ import argparse
 import contextlib
 import io
 import logging
+import pickle
 import platform
 import sys
 import time
@@ -296,6 +297,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--cascade-levels", type=int, default=6, help="S-PROG's and STEPS' cascade levels")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the start times (0: none)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-stats", type=Path, help="keep every scored start time's sums here (pickle)")
+    parser.add_argument("--reuse-stats", type=Path, help="take the sums of start times scored by an earlier run")
+    parser.add_argument(
+        "--reuse-only", nargs="*", default=[], help="methods taken from --reuse-stats only, never computed here"
+    )
     parser.add_argument("--max-minutes", type=float, help="score no new start time after this many minutes")
     parser.add_argument("--gif", type=Path, help="write an animation of one start time here")
     parser.add_argument("--gif-event", help="the event of the animation (default: the first)")
@@ -332,6 +338,15 @@ def held_out_sets(args: argparse.Namespace) -> list[RadarArchiveSequences]:
         )
         for event in chosen
     ]
+
+
+def save_stats(path: Path, records: dict[tuple[str, str, int], dict[str, Any]]) -> None:
+    """Every scored (method, event, start time)'s sums, pickled to a temporary file and renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as f:
+        pickle.dump(records, f)
+    temporary.replace(path)
 
 
 def pixel_km(dataset: RadarArchiveSequences) -> float:
@@ -392,68 +407,98 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         ((rank, index, start) for index, plan in enumerate(plans) for rank, start in enumerate(plan[5])),
         key=lambda x: (x[0], x[1]),
     )
+    reused: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if args.reuse_stats is not None:
+        with open(args.reuse_stats, "rb") as f:
+            reused = pickle.load(f)
+        print(f"reusing {len(reused)} scored (method, event, start time) from {args.reuse_stats}")
     began = time.monotonic()
     for _, index, start in order:
         if args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes:
             print(f"--max-minutes {args.max_minutes:g} reached: the remaining start times are not scored")
             break
         dataset, name, km, minutes, fss_pixels, _, ensemble_starts = plans[index]
+        if "steps" in args.reuse_only and (("steps", name, start) not in reused):
+            ensemble_starts = ensemble_starts - {start}  # STEPS only where an earlier run scored it
         item = dataset[start]
         context = item["context"][:, 0].double().numpy()
         truth = item["target"][:, 0].double().numpy()
         valid = item["mask"][:, 0].numpy() > 0
-        members: dict[str, np.ndarray] = {}
         forecasts: dict[str, np.ndarray] = {}
+        member_zero: dict[str, np.ndarray] = {}
+        ensemble_start = start in ensemble_starts
         for method in methods:
-            begin = time.perf_counter()
-            if method in forecasters:
-                forecasts[method] = forecasters[method](context)
-            elif start in ensemble_starts and method == "steps":
-                members[method] = steps_ensemble(
-                    context,
-                    members=args.members,
-                    km_per_pixel=km,
-                    minutes=minutes,
-                    seed=args.seed + start,
-                    levels=args.cascade_levels,
-                )
-            elif start in ensemble_starts and method == "ours_ens":
-                members[method] = learned_ensemble(ensemble_model, args.members, args.seed + start)(context)
-            else:
+            key = (method, name, start)
+            record = reused.get(key)
+            if record is not None and (record["ens"] is not None or not ensemble_start or method in ENSEMBLES):
+                if record.get("member0") is not None:
+                    member_zero[method] = record["member0"]
+            elif method in args.reuse_only or (method in ENSEMBLES and not ensemble_start):
                 continue
-            seconds[method].append(time.perf_counter() - begin)
+            else:
+                begin = time.perf_counter()
+                record = {"one": None, "ens": None, "member0": None}
+                if method in forecasters:
+                    forecast = forecasters[method](context)
+                    seconds_taken = time.perf_counter() - begin
+                    forecasts[method] = forecast
+                    one = window_stats(
+                        forecast,
+                        truth,
+                        valid,
+                        thresholds=thresholds,
+                        fss_thresholds=fss_thresholds,
+                        fss_pixels=fss_pixels,
+                    )
+                    record["one"] = one
+                    if ensemble_start:
+                        record["ens"] = {**one, "crps": np.abs(np.where(valid, forecast - truth, 0.0)).sum(axis=(1, 2))}
+                else:
+                    if method == "steps":
+                        ensemble = steps_ensemble(
+                            context,
+                            members=args.members,
+                            km_per_pixel=km,
+                            minutes=minutes,
+                            seed=args.seed + start,
+                            levels=args.cascade_levels,
+                        )
+                    else:
+                        ensemble = learned_ensemble(ensemble_model, args.members, args.seed + start)(context)
+                    seconds_taken = time.perf_counter() - begin
+                    ens = window_stats(
+                        ensemble.mean(axis=0),
+                        truth,
+                        valid,
+                        thresholds=thresholds,
+                        fss_thresholds=fss_thresholds,
+                        fss_pixels=fss_pixels,
+                    )
+                    ens["crps"] = crps_sums(ensemble, truth, valid)
+                    record["ens"] = ens
+                    if name == gif_event and not any(k[1] == name and reused[k].get("member0") is not None
+                                                     for k in reused if k[0] == method):  # fmt: skip
+                        record["member0"] = ensemble[0].astype(np.float32)
+                        member_zero[method] = record["member0"]
+                record["seconds"] = seconds_taken
+                reused[key] = record
+                if args.save_stats is not None:
+                    save_stats(args.save_stats, reused)
+            seconds[method].append(record["seconds"])
+            if record["one"] is not None:
+                for k, value in record["one"].items():
+                    stats[method][name].setdefault(k, []).append(value)
+            if ensemble_start and record["ens"] is not None:
+                for k, value in record["ens"].items():
+                    ens_stats[method][name].setdefault(k, []).append(value)
         events_info[name]["scored_start_times"] += 1
-        events_info[name]["ensemble_start_times"] += int(start in ensemble_starts)
-        for method, forecast in forecasts.items():
-            one = window_stats(
-                forecast,
-                truth,
-                valid,
-                thresholds=thresholds,
-                fss_thresholds=fss_thresholds,
-                fss_pixels=fss_pixels,
-            )
-            for key, value in one.items():
-                stats[method][name].setdefault(key, []).append(value)
-            if start in ensemble_starts:
-                one = {**one, "crps": np.abs(np.where(valid, forecast - truth, 0.0)).sum(axis=(1, 2))}
-                for key, value in one.items():
-                    ens_stats[method][name].setdefault(key, []).append(value)
-        for method, ensemble in members.items():
-            one = window_stats(
-                ensemble.mean(axis=0),
-                truth,
-                valid,
-                thresholds=thresholds,
-                fss_thresholds=fss_thresholds,
-                fss_pixels=fss_pixels,
-            )
-            one["crps"] = crps_sums(ensemble, truth, valid)
-            for key, value in one.items():
-                ens_stats[method][name].setdefault(key, []).append(value)
-        if args.gif is not None and gif_frames is None and name == gif_event and start in ensemble_starts:
+        events_info[name]["ensemble_start_times"] += int(ensemble_start)
+        if args.gif is not None and gif_frames is None and name == gif_event and member_zero:
+            for method in ("extrapolation", "ours"):
+                if method not in forecasts and method in forecasters:
+                    forecasts[method] = forecasters[method](context)
             gif_frames = {"context": context, "observed": truth, **forecasts}
-            gif_frames.update({f"{m} member": e[0] for m, e in members.items()})
+            gif_frames.update({f"{m} member": e.astype(np.float64) for m, e in member_zero.items()})
         timed = ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in seconds if seconds[m])
         print(f"  {name} start {start}: {timed}", flush=True)
     det = [m for m in methods if m in DETERMINISTIC]

@@ -56,6 +56,7 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
         *("--model", str(tmp_path / "model"), "--ensemble-model", str(tmp_path / "ensemble")),
         *("--members", "3", "--cascade-levels", "3", "--bootstrap", "20", "--steps-every", "2"),
         *("--fss-km", "1", "4", "16", "--gif", str(gif), "--gif-size", "24"),
+        *("--save-stats", str(tmp_path / "stats.pkl")),
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -81,6 +82,21 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
     assert len(results["by_lead_time"]["pooled"]["ours"]["mae"]) == 12
     assert all(results["seconds_per_forecast"][m] > 0 for m in ("persistence", "steps", "ours_ens"))
     assert gif.is_file() and gif.stat().st_size < 300_000
+
+    # A second run takes STEPS' sums from the first (same start times) and computes the rest again.
+    again = run_benchmark(
+        "radar_nowcast.py",
+        *("--root", str(tmp_path / "data"), "--recipe", str(recipe), "--out", str(tmp_path / "again")),
+        *("--model", str(tmp_path / "model"), "--methods", "extrapolation", "ours", "steps"),
+        *("--members", "3", "--cascade-levels", "3", "--bootstrap", "20", "--steps-every", "2"),
+        *("--fss-km", "1", "4", "16", "--reuse-stats", str(tmp_path / "stats.pkl"), "--reuse-only", "steps"),
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((tmp_path / "again" / "results.json").read_text())
+    steps_crps = ensembles["methods"]["steps"]["crps"]["value"]
+    assert second["ensemble"]["pooled"]["methods"]["steps"]["crps"]["value"] == pytest.approx(steps_crps, rel=1e-12)
+    assert second["deterministic"]["pooled"]["methods"]["ours"]["mae"] == ours["mae"]
 
 
 def test_a_used_out_folder_is_refused(tmp_path: Path) -> None:
