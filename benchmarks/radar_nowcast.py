@@ -412,6 +412,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         with open(args.reuse_stats, "rb") as f:
             reused = pickle.load(f)
         print(f"reusing {len(reused)} scored (method, event, start time) from {args.reuse_stats}")
+    before = set(reused)
     began = time.monotonic()
     for _, index, start in order:
         if args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes:
@@ -427,6 +428,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         forecasts: dict[str, np.ndarray] = {}
         member_zero: dict[str, np.ndarray] = {}
         ensemble_start = start in ensemble_starts
+        this_window: list[str] = []
         for method in methods:
             key = (method, name, start)
             record = reused.get(key)
@@ -485,6 +487,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                 if args.save_stats is not None:
                     save_stats(args.save_stats, reused)
             seconds[method].append(record["seconds"])
+            this_window.append(f"{method} {record['seconds']:.1f} s" + (" (earlier run)" if key in before else ""))
             if record["one"] is not None:
                 for k, value in record["one"].items():
                     stats[method][name].setdefault(k, []).append(value)
@@ -499,8 +502,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                     forecasts[method] = forecasters[method](context)
             gif_frames = {"context": context, "observed": truth, **forecasts}
             gif_frames.update({f"{m} member": e.astype(np.float64) for m, e in member_zero.items()})
-        timed = ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in seconds if seconds[m])
-        print(f"  {name} start {start}: {timed}", flush=True)
+        print(f"  {name} start {start}: {', '.join(this_window)}", flush=True)
     det = [m for m in methods if m in DETERMINISTIC]
     ens_methods = [m for m in methods if any(ens_stats[m][e] for e in ens_stats[m])]
     as_arrays = {m: {e: {k: np.array(v) for k, v in stats[m][e].items()} for e in stats[m] if stats[m][e]} for m in det}
