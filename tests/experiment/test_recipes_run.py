@@ -5,6 +5,7 @@ test writes in their formats.
 """
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import hickle
@@ -111,3 +112,29 @@ def test_prednet_video_recipe_trains_then_fine_tunes_to_extrapolate(tmp_path: Pa
     expected = np.mean([(k * step) ** 2 for k in (1, 2, 3)])
     assert methods["copy_last_frame"]["mse_per_pixel"] == pytest.approx(expected, rel=1e-4)
     assert len(methods["prednet_tiny"]["mse_per_pixel_by_lead_time"]) == 3
+
+
+def test_radar_nowcast_recipe_runs_on_fmi_files(tmp_path: Path) -> None:
+    """The real-radar recipe as shipped, its archives, events and split swapped for three small FMI events in FMI's
+    format (the pysteps-data events are not in the repository); only the sizes are shrunk."""
+    from tests.data.test_radar_archive import FMI, T0, event, fmi_codes, write_fmi
+
+    frames, step = 17, timedelta(minutes=5)  # 4 context + 12 target frames: two windows per event
+    starts = {f"fmi_{k}": T0 + timedelta(days=k) for k in range(3)}
+    for start in starts.values():
+        for t in range(frames):
+            write_fmi(tmp_path / "data", start + t * step, fmi_codes(t, (40, 40)))
+    events = {name: event("fmi", start, frames) for name, start in starts.items()}
+    args = {
+        "root": str(tmp_path / "data"),
+        "archives": {"fmi": FMI},
+        "events": events,
+        "splits": {"train": ["fmi_0"], "val": ["fmi_1"], "test": ["fmi_2"]},
+        "patch_size": 32,
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    overrides = [item for key, value in args.items() for item in ("-o", f"data.args.{key}={json.dumps(value)}")]
+    small = ["-o", "model.args={default_horizon: 12, base_channels: 4, depth: 1}", "-o", "trainer.max_minutes=null"]
+    methods = _fit_and_evaluate("radar_nowcast", tmp_path / "run", [*overrides, *small])
+    assert set(methods) == {"extrapolation_nowcast", "persistence", "optical_flow"}
+    assert all("csi@1" in scores and "csi@10" in scores for scores in methods.values())

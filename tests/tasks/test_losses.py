@@ -15,6 +15,7 @@ from convlstm.tasks.losses import (
     crps_fair_loss,
     extrapolation_loss,
     forecast_loss,
+    log_mse_loss,
     mae_loss,
     mse_loss,
     prednet_error_loss,
@@ -34,6 +35,18 @@ def test_mse_and_mae_match_torch(pair):
     pred, target = pair
     assert torch.allclose(mse_loss(pred, target), F.mse_loss(pred, target))
     assert torch.allclose(mae_loss(pred, target), F.l1_loss(pred, target))
+
+
+def test_log_mse_is_the_mse_of_log1p_of_rain_rates(pair):
+    pred, target = pair
+    expected = F.mse_loss(pred.log1p(), target.log1p())
+    assert torch.allclose(log_mse_loss(pred, target), expected)
+    assert torch.allclose(forecast_loss("log_mse", pred, target), expected)
+    # An error by a factor weighs the same at 30 as at 3 mm/h nearly; in rain-rate space 10 times more.
+    low, high = torch.tensor([3.0]), torch.tensor([30.0])
+    assert log_mse_loss(2 * high, high) / log_mse_loss(2 * low, low) < 2.5
+    negative = torch.tensor([-0.5])
+    assert log_mse_loss(negative, torch.tensor([1.0])) == pytest.approx(float(torch.tensor(2.0).log()) ** 2)
 
 
 def test_mask_averages_over_valid_pixels_only(pair):

@@ -60,9 +60,10 @@ class ForecastingTask(TaskBase):
     Args:
         model: The forecaster (an ``nn.Module``; a :class:`~convlstm.models.PretrainedModel` can be rebuilt from
             the checkpoint).
-        loss: ``"mse"``, ``"mae"`` (per pixel), ``"bce"`` (Shi et al.'s per-pixel cross-entropy on predicted
-            probabilities, clamped), ``"balanced"`` (HKO-7's B-MSE + B-MAE, weights from the true rain rate) or
-            ``"crps_fair"`` (the fair CRPS of ``ensemble_members`` members, which needs that argument).
+        loss: ``"mse"``, ``"mae"`` (per pixel), ``"log_mse"`` (MSE of log(1 + x), for frames in mm/h), ``"bce"``
+            (Shi et al.'s per-pixel cross-entropy on predicted probabilities, clamped), ``"balanced"`` (HKO-7's
+            B-MSE + B-MAE, weights from the true rain rate) or ``"crps_fair"`` (the fair CRPS of ``ensemble_members``
+            members, which needs that argument).
         units: What the frames are, for rain rates (balanced loss and scores, thresholds): ``"pixel"`` (radar
             pixels in [0, 1], dBZ = 70 p - 10) or ``"mm/h"``.
         zr_a: Z-R coefficient a (HKO-7: 58.53; Marshall-Palmer: 200).

@@ -33,6 +33,7 @@ __all__ = [
     "exceedance_loss",
     "extrapolation_loss",
     "forecast_loss",
+    "log_mse_loss",
     "mae_loss",
     "mse_loss",
     "prednet_error_loss",
@@ -41,8 +42,8 @@ __all__ = [
     "soft_dice_loss",
 ]
 
-ForecastLossName = Literal["mse", "mae", "bce", "balanced", "crps_fair"]
-FORECAST_LOSSES: tuple[str, ...] = ("mse", "mae", "bce", "balanced", "crps_fair")
+ForecastLossName = Literal["mse", "mae", "log_mse", "bce", "balanced", "crps_fair"]
+FORECAST_LOSSES: tuple[str, ...] = ("mse", "mae", "log_mse", "bce", "balanced", "crps_fair")
 #: The losses that score an ensemble (B, M, T, C, *spatial) rather than one forecast.
 ENSEMBLE_LOSSES: tuple[str, ...] = ("crps_fair",)
 RainUnits = Literal["pixel", "mm/h"]
@@ -93,6 +94,19 @@ def mae_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Ten
     """Mean absolute error over the (valid) pixels; arguments as :func:`mse_loss`."""
     _check_pair(pred, target)
     return _masked_mean((pred.float() - target.float()).abs(), _valid_weight(mask, target))
+
+
+def log_mse_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error of log(1 + x) over the (valid) pixels, for frames that are rain rates (mm/h, >= 0).
+
+    In rain-rate space a squared (or absolute) error is dominated by the few pixels of heavy rain; in log(1 + R) an
+    error by a factor counts about the same at 1 and at 30 mm/h, so drizzle and the edges of rain areas, where the
+    0.5-5 mm/h thresholds are decided, weigh as much as the cores. Negative predictions count as 0 (log1p of a
+    negative value is not defined below -1); arguments as :func:`mse_loss`.
+    """
+    _check_pair(pred, target)
+    error = pred.float().clamp_min(0.0).log1p() - target.float().clamp_min(0.0).log1p()
+    return _masked_mean(error.square(), _valid_weight(mask, target))
 
 
 def bce_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None, eps: float = 1e-7) -> Tensor:
@@ -201,7 +215,8 @@ def forecast_loss(
     balanced_mse_weight: float = 1.0,
     balanced_mae_weight: float = 1.0,
 ) -> Tensor:
-    """The forecasting loss ``name`` ("mse", "mae", "bce", "balanced" or "crps_fair") of pred against target.
+    """The forecasting loss ``name`` ("mse", "mae", "log_mse", "bce", "balanced" or "crps_fair") of pred against
+    target.
 
     ``rain_rate``, ``units``, ``zr`` and the balanced weights are used by "balanced" only. For "crps_fair"
     ``pred`` is an ensemble (B, M, T, C, *spatial) (see :func:`crps_fair_loss`).
@@ -210,6 +225,8 @@ def forecast_loss(
         return mse_loss(pred, target, mask=mask)
     if name == "mae":
         return mae_loss(pred, target, mask=mask)
+    if name == "log_mse":
+        return log_mse_loss(pred, target, mask=mask)
     if name == "bce":
         return bce_loss(pred, target, mask=mask)
     if name == "balanced":
