@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
@@ -45,9 +44,9 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from convlstm.data.sampling import RainBiasedPatches
+from convlstm.data.sampling import RainBiasedPatches, window_rng
 from convlstm.data.splits import DEFAULT_FRACTIONS, split_counts
-from convlstm.data.transforms import flip_rotate
+from convlstm.data.transforms import random_flip_rotate
 from convlstm.data.windows import Item, Recording, Transform, WindowDataset
 from convlstm.data.xarray_source import Location, XarrayFrames, open_lazy
 from convlstm.units import dbz_to_rain_rate, rain_rate_to_pixel, zr_coefficients
@@ -601,7 +600,7 @@ class MlcastSequences(WindowDataset):
 
     def __getitem__(self, index: int) -> Item:
         rec, start = self.locate(index)
-        rng = np.random.default_rng([self.seed, zlib.crc32(self.split.encode()), self.epoch, index % len(self)])
+        rng = window_rng(self.seed, self.split, self.epoch, index % len(self))
         if self.patches is None:
             item = self.read_window(rec, start)
         else:
@@ -620,9 +619,7 @@ class MlcastSequences(WindowDataset):
             item["weight"] = torch.tensor(patch.weight, dtype=torch.float32)
             item["origin"] = torch.tensor([patch.top, patch.left], dtype=torch.int64)
         if self.augment and self.split == "train":
-            height, width = item["context"].shape[-2:]
-            turns = int(rng.integers(4)) if height == width else 2 * int(rng.integers(2))
-            item = flip_rotate(item, turns, bool(rng.integers(2)))
+            item = random_flip_rotate(item, rng)
         return item if self.transform is None else self.transform(item)
 
 

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import re
-import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -41,9 +40,9 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
-from convlstm.data.sampling import RainBiasedPatches
+from convlstm.data.sampling import RainBiasedPatches, window_rng
 from convlstm.data.splits import RecordingSplit
-from convlstm.data.transforms import flip_rotate
+from convlstm.data.transforms import random_flip_rotate
 from convlstm.data.windows import Item, Recording, Transform, WindowDataset
 from convlstm.units import rain_rate_to_pixel
 from convlstm.utils.atomic import atomic_write_text, atomic_write_with
@@ -596,9 +595,6 @@ class RadarArchiveSequences(WindowDataset):
         """Draws the patches and augmentations of epoch ``epoch`` (window i's come from (seed, split, epoch, i))."""
         self.epoch = check_int("epoch", epoch, 0)
 
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, zlib.crc32(self.split.encode()), self.epoch, index])
-
     def window_times(self, index: int) -> np.ndarray:
         """The times (datetime64[s]) of the frames of window ``index``, context then target."""
         rec, start = self.locate(index)
@@ -607,7 +603,7 @@ class RadarArchiveSequences(WindowDataset):
 
     def __getitem__(self, index: int) -> Item:
         rec, start = self.locate(index)
-        rng = self._rng(index % len(self))
+        rng = window_rng(self.seed, self.split, self.epoch, index % len(self))
         if self.patches is None:
             item = self.read_window(rec, start)
         else:
@@ -619,9 +615,7 @@ class RadarArchiveSequences(WindowDataset):
             item["weight"] = torch.tensor(patch.weight, dtype=torch.float32)
             item["origin"] = torch.tensor([patch.top, patch.left], dtype=torch.int64)
         if self.augment and self.split == "train":
-            height, width = item["context"].shape[-2:]
-            turns = int(rng.integers(4)) if height == width else 2 * int(rng.integers(2))
-            item = flip_rotate(item, turns, bool(rng.integers(2)))
+            item = random_flip_rotate(item, rng)
         return item if self.transform is None else self.transform(item)
 
 

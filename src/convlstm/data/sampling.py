@@ -4,6 +4,7 @@ patches drawn in favour of rain with the importance weights that keep scores ove
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -219,3 +220,9 @@ class RainBiasedPatches:
         top, left = divmod(flat, accept.shape[1])
         value = float(accept[top, left])
         return Patch(top=top, left=left, acceptance=value, weight=float(total / accept.size) / value)
+
+
+def window_rng(seed: int, split: str, epoch: int, index: int) -> np.random.Generator:
+    """The generator of window ``index``'s patch and augmentation: fixed by (seed, split, epoch, index), so that a
+    resumed run, a worker process and the main process draw alike, and every epoch draws anew."""
+    return np.random.default_rng([seed, zlib.crc32(split.encode()), epoch, index])
