@@ -178,7 +178,10 @@ def quality_check(seeds: Sequence[int], steps: int, held_out: int) -> dict[str, 
     losses: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
     for seed in seeds:
         for precision in losses:
+            began = time.perf_counter()
             losses[precision].append(train_and_score(seed, precision, steps, held_out))
+            took = time.perf_counter() - began
+            print(f"  seed {seed}, {precision}: loss {losses[precision][-1]:.5f} ({took:.0f} s)", file=sys.stderr)
     summary: dict[str, Any] = {"recipe": QUALITY_RECIPE, "steps": steps, "seeds": list(seeds), "held_out": held_out}
     for precision, values in losses.items():
         spread = statistics.stdev(values) if len(values) > 1 else None

@@ -12,8 +12,9 @@ Usage:
 
 --scale multiplies every step budget (0.1 for a smoke test). --jobs (default 2, or 1 on one core) trains that
 many runs at a time, each in its own process with its share of the cores, the largest step budgets first; a study's
-table is printed when its last run ends. --precision auto (the default) trains under bfloat16 autocast on CPUs with
-AMX, except the models for which benchmarks/cpu_precision.py measured no gain, and in float32 elsewhere. The anomaly
+table is printed when its last run ends. --precision auto (the default) trains under bfloat16 autocast on CPUs where
+torch multiplies bfloat16 in hardware (AMX or avx512_bf16, convlstm.accel.cpu_bf16_feature), except the models for
+which benchmarks/cpu_precision.py measured no gain, and in float32 elsewhere. The anomaly
 study scores the bouncing-balls study's model (--only anomaly trains it too). --out must be a new or empty
 directory: nothing there is overwritten. The published numbers printed beside ours come from GPU training of far
 larger models for hours (the papers cited with each table): they set the scale, they are not a like-for-like
@@ -504,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="training precision; auto: bf16-mixed on CPUs with AMX for the models where it pays, else 32-true",
+        help="training precision; auto: bf16-mixed where the CPU has AMX or avx512_bf16, for the models where it "
+        "pays, else 32-true",
     )
     parser.add_argument("--json", type=Path, default=None, help="results file (default: <out>/quality.json)")
     args = parser.parse_args(argv)

@@ -84,17 +84,17 @@ def test_a_study_that_scores_another_ones_model_brings_it_along() -> None:
     assert [s.name for s in quality.with_prerequisites(["prednet", "segmentation"])] == ["segmentation", "prednet"]
 
 
-@pytest.mark.parametrize("amx", [False, True])
-def test_auto_precision_is_bfloat16_only_with_amx_and_where_it_pays(monkeypatch, amx: bool) -> None:
+@pytest.mark.parametrize("hardware", [False, True])
+def test_auto_precision_is_bfloat16_only_with_hardware_bf16_and_where_it_pays(monkeypatch, hardware: bool) -> None:
     quality = _quality()
-    monkeypatch.setattr(quality, "cpu_computes_bf16", lambda: amx)
+    monkeypatch.setattr(quality, "cpu_computes_bf16", lambda: hardware)
     picked = {
         (study.name, run.label): quality.training_precision(run, "auto")
         for study in quality.STUDIES
         for run in study.runs
     }
     assert picked[("moving_mnist", "FC-LSTM")] == picked[("nowcasting", "FC-LSTM")] == "32-true"
-    assert picked[("moving_mnist", "ConvLSTM encoder-forecaster")] == ("bf16-mixed" if amx else "32-true")
-    assert {p for (_, label), p in picked.items() if label != "FC-LSTM"} == {"bf16-mixed" if amx else "32-true"}
+    assert picked[("moving_mnist", "ConvLSTM encoder-forecaster")] == ("bf16-mixed" if hardware else "32-true")
+    assert {p for (_, label), p in picked.items() if label != "FC-LSTM"} == {"bf16-mixed" if hardware else "32-true"}
     fc_lstm = quality.study_named("nowcasting").runs[3]
     assert quality.training_precision(fc_lstm, "bf16-mixed") == "bf16-mixed"  # an explicit choice is kept

@@ -22,6 +22,7 @@ def main(out: Path) -> None:
         accelerator="cpu",
         devices=2,
         seed=None,
+        precision="32-true",  # test_ddp.py recomputes the pooled scores in float32; "auto" may pick bfloat16
         max_steps=1,
         loggers=False,
         checkpoints=False,

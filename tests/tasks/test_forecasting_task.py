@@ -1,5 +1,6 @@
 """ForecastingTask with a real Trainer on tiny data: learning, scheduled sampling, logged scores, checkpoints."""
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +21,7 @@ from convlstm.tasks import (
     prediction_grid,
 )
 from convlstm.tasks.optim import WarmupCosine
+from tests.accel.fake_cpu import pretend_cpu
 from tests.tasks.tiny import (
     QUIET_TRAINER,
     ItemList,
@@ -363,13 +365,24 @@ def test_prediction_grid_layout():
     assert torch.equal(grid[:, 5:8, 5:8], torch.ones(3, 3, 3))  # no second target frame: padding colour
 
 
-def test_make_trainer_defaults():
-    trainer = make_trainer(loggers=False, checkpoints=False, enable_progress_bar=False, max_steps=1)
+def test_make_trainer_defaults(monkeypatch):
+    pretend_cpu(monkeypatch, "avx2")
+    trainer = make_trainer(accelerator="cpu", loggers=False, checkpoints=False, enable_progress_bar=False, max_steps=1)
     assert trainer.precision == "32-true"
     assert trainer.gradient_clip_val == 1.0
     assert any(isinstance(c, NonFiniteLossGuard) for c in trainer.callbacks)
     ddp = make_trainer(accelerator="cpu", devices=2, loggers=False, checkpoints=False, max_steps=1)
     assert type(ddp.strategy).__name__ == "DDPStrategy"
+
+
+@pytest.mark.parametrize("features", [("avx512_bf16",), ("amx_bf16", "avx512_bf16")])
+def test_make_trainer_trains_in_bfloat16_by_default_where_the_cpu_multiplies_it(monkeypatch, caplog, features):
+    pretend_cpu(monkeypatch, *features)
+    quiet = {"accelerator": "cpu", "loggers": False, "checkpoints": False, "enable_progress_bar": False}
+    with caplog.at_level(logging.INFO, logger="convlstm.accel.precision"):
+        assert make_trainer(**quiet).precision == "bf16-mixed"
+    assert f"precision auto: bf16-mixed, since this CPU multiplies bfloat16 in hardware ({features[0]})" in caplog.text
+    assert make_trainer(precision="32-true", **quiet).precision == "32-true"  # the way to float32 anyway
 
 
 def test_warmup_cosine_factor():

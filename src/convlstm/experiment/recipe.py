@@ -81,7 +81,10 @@ class TrainerSection:
     accelerator: str = field(default="auto", metadata=_help("auto, cpu or gpu"))
     devices: int = field(default=1, metadata=_help("devices per node (more than 1: DDP)"))
     num_nodes: int = field(default=1, metadata=_help("nodes (DDP)"))
-    precision: str | None = field(default=None, metadata=_help("default: bf16-mixed on GPU, 32-true on CPU"))
+    precision: str | None = field(
+        default=None,
+        metadata=_help("null: auto, bf16-mixed where the GPU or CPU (AMX, avx512_bf16) computes it, else 32-true"),
+    )
     gradient_clip_val: float | None = field(default=1.0, metadata=_help("clip the gradient norm (null: no clip)"))
     checkpoint_every_minutes: float | None = field(
         default=10.0,

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from convlstm.accel.precision import resolve_precision, uses_gpu
+from convlstm.accel.precision import resolve_precision
 from convlstm.tasks.callbacks import (
     AtomicCheckpointIO,
     LastCheckpoint,
@@ -33,12 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 def default_precision(accelerator: str) -> str:
-    """The precision for ``accelerator``: "bf16-mixed" when the run will use a CUDA GPU, else "32-true".
+    """The precision of a run that names none: what "auto" picks for ``accelerator``
+    (:func:`convlstm.accel.choose_precision`), logged with its reason in one line.
 
-    On a CPU with AMX (:func:`convlstm.accel.cpu_computes_bf16`) "bf16-mixed" trains the convolutional models
-    faster per step (benchmarks/cpu_precision.py measures how much), but it is not the default there: a CPU run
-    stays in float32 unless asked (``trainer.precision``), since it changes the numbers."""
-    return "bf16-mixed" if uses_gpu(accelerator) else "32-true"
+    That is "bf16-mixed" (bfloat16 autocast, the recurrent cell state in float32) on a CUDA GPU that computes
+    bfloat16 and on a CPU on which torch multiplies bfloat16 in hardware (AMX or avx512_bf16,
+    :func:`convlstm.accel.cpu_bf16_feature`), else "32-true". On such CPUs the convolutional models train faster
+    per step and reach the same loss within run-to-run noise (benchmarks/cpu_precision.py measures both); pass
+    ``precision="32-true"`` (``trainer.precision=32-true`` in a recipe) to train in float32 anyway."""
+    return resolve_precision("auto", accelerator)
 
 
 def _device_count(devices: int | str | Sequence[int]) -> int:
@@ -113,8 +116,8 @@ def make_trainer(
         devices: Devices per node.
         num_nodes: Nodes.
         precision: A Lightning precision, or "auto": bfloat16 where the hardware computes it natively, else
-            float32 (:func:`convlstm.accel.choose_precision`, which logs why). Default: "bf16-mixed" on a GPU,
-            "32-true" on the CPU.
+            float32 (:func:`convlstm.accel.choose_precision`, which logs why). Default (None): "auto"
+            (:func:`default_precision`); "32-true" trains in float32 anywhere.
         max_epochs: Stop after this many epochs.
         max_steps: Stop after this many optimizer steps (-1: no limit).
         max_time: Stop after this wall time ("DD:HH:MM:SS", a timedelta or a dict), checkpointing first.
