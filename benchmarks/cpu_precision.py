@@ -66,6 +66,8 @@ SHAPES = {
     "openstl-s": layers.SHAPES["openstl-s"],
 }
 QUALITY_RECIPE = "demo"
+# Variables that change what torch runs on the CPU, printed when set.
+ENVIRONMENT = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS")
 
 
 # ----------------------------------------------------------------------------------------------------- machine
@@ -322,8 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     found = machine()
     print(describe_machine(found))
     print(f"command: {' '.join(['python', 'benchmarks/cpu_precision.py', *sys.argv[1:]])}")
-    if os.environ.get("ATEN_CPU_CAPABILITY"):
-        print(f"ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']}")
+    settings = [f"{name}={os.environ[name]}" for name in ENVIRONMENT if os.environ.get(name)]
+    if settings:
+        print(f"environment: {' '.join(settings)}")
     results: dict[str, Any] = {"machine": found, "hardware_bf16": cpu_computes_bf16()}
 
     speed = []

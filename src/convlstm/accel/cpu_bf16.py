@@ -10,12 +10,12 @@ CPU convolutions and matrix products through oneDNN, which picks its instruction
 - torch has oneDNN and it is on (``torch.backends.mkldnn.is_available()`` and ``.enabled``); without it a bfloat16
   convolution falls back to slow generic code;
 - ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) does not cap oneDNN below those instructions. Capped at
-  AVX512_CORE, oneDNN emulates bfloat16 and a training step was slower than in float32
-  (``benchmarks/cpu_precision.py`` under that setting).
+  AVX512_CORE, oneDNN emulates bfloat16 and a training step ran at half the speed of float32
+  (``benchmarks/cpu_precision.py`` under that setting, docs/results/speed.md).
 
 torch's own vectorised kernels (``torch.backends.cpu.get_cpu_capability()``, which ``ATEN_CPU_CAPABILITY=default``
 lowers to scalar code) do not decide it: they run the elementwise gate arithmetic, which stays in float32 with the
-cell state, and the casts, and bfloat16 kept most of its lead with them lowered (docs/results/speed.md).
+cell state, and the casts; with them lowered bfloat16 still trained faster than float32, by less.
 """
 
 import os
