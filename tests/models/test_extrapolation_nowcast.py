@@ -217,3 +217,13 @@ def test_bad_inputs_and_arguments_are_refused() -> None:
         ExtrapolationNowcast(base_channels=6)
     with pytest.raises(ValueError, match="probability_matching must be True or False"):
         ExtrapolationNowcast(probability_matching=1)  # type: ignore[arg-type]
+
+
+def test_backtracking_indexes_pixels_in_float32_under_bfloat16() -> None:
+    """bfloat16 holds whole numbers exactly only up to 256: a bfloat16 displacement (as autocast gives) must still
+    move every pixel of a wide frame by exactly one column."""
+    frames = torch.rand(1, 1, 4, 300, generator=torch.Generator().manual_seed(0))
+    shift = torch.zeros(1, 2, 4, 300, dtype=torch.bfloat16)
+    shift[:, 0] = 1.0
+    moved = backtrack_exact(frames, shift)
+    assert torch.equal(moved[..., 1:], frames[..., :-1]) and bool((moved[..., 0] == 0).all())

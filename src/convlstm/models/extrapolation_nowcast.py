@@ -255,8 +255,11 @@ def backtrack_exact(frames: Tensor, displacement: Tensor) -> Tensor:
         frames (N, C, H, W), displacement (N, 2, H, W) -> (N, C, H, W).
     """
     channels, height, width = frames.shape[1:]
-    rows = torch.arange(height, device=frames.device, dtype=displacement.dtype).view(1, height, 1)
-    cols = torch.arange(width, device=frames.device, dtype=displacement.dtype).view(1, 1, width)
+    # Pixel coordinates and the indices made from them in float32 whatever autocast chose: bfloat16 holds whole
+    # numbers exactly only up to 256, so its indices would point at the wrong pixels (or past the frame).
+    displacement = displacement.float()
+    rows = torch.arange(height, device=frames.device, dtype=torch.float32).view(1, height, 1)
+    cols = torch.arange(width, device=frames.device, dtype=torch.float32).view(1, 1, width)
     x, y = cols - displacement[:, 0], rows - displacement[:, 1]  # (N, H, W) source coordinates
     left, top = x.floor(), y.floor()
     right_weight, bottom_weight = x - left, y - top
