@@ -10,7 +10,14 @@ import torch
 
 from convlstm.baselines import OpticalFlow
 from convlstm.models import ExtrapolationNowcast, create_model, from_pretrained
-from convlstm.models.extrapolation_nowcast import backtrack_exact, non_negative, probability_match
+from convlstm.models.extrapolation_nowcast import (
+    backtrack_exact,
+    gaussian_blur,
+    non_negative,
+    probability_match,
+    smooth,
+    unit_interval,
+)
 
 SIZE = 32
 SMALL = {"base_channels": 4, "depth": 1}  # a quick network for the training tests
@@ -189,6 +196,43 @@ def test_the_clamp_passes_gradient_where_it_holds_the_value_at_zero() -> None:
     assert torch.equal(x.grad, torch.ones(3))
 
 
+def test_smoothing_weights_of_zero_change_nothing_and_of_one_blur_up_to_their_scale() -> None:
+    torch.manual_seed(0)
+    fields = torch.rand(2, 3, 1, 20, 24) * 5
+    scales = (1.0, 2.0, 4.0)
+    assert torch.equal(smooth(fields, torch.zeros(2, 3, 3, 20, 24), scales), fields)
+    up_to_second = torch.zeros(2, 3, 3, 20, 24)
+    up_to_second[:, :, :2] = 1.0
+    expected = gaussian_blur(gaussian_blur(fields.flatten(0, 1), 1.0), 2.0).unflatten(0, (2, 3))
+    torch.testing.assert_close(smooth(fields, up_to_second, scales), expected, rtol=0, atol=1e-5)
+    # A blur keeps a constant field (edge values repeated, taps summing to 1) and the mean of a smooth one.
+    constant = torch.full((1, 1, 9, 7), 3.0)
+    torch.testing.assert_close(gaussian_blur(constant, 4.0), constant, rtol=0, atol=1e-6)
+    blurred = gaussian_blur(fields.flatten(0, 1), 2.0)
+    assert blurred.std() < fields.std() and blurred.shape == (6, 1, 20, 24)
+
+
+def test_smoothing_weights_are_clamped_to_the_unit_interval_with_gradient_everywhere() -> None:
+    x = torch.tensor([-0.5, 0.0, 0.3, 1.7], requires_grad=True)
+    y = unit_interval(x)
+    assert torch.equal(y, torch.tensor([0.0, 0.0, 0.3, 1.0]))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones(4))
+
+
+def test_the_trained_smoothing_output_blurs_the_forecast() -> None:
+    torch.manual_seed(0)
+    model = create_model("extrapolation_nowcast", **SMALL, smoothing_scales=[2.0], probability_matching=False)
+    context = _moving_rain(4)
+    with torch.no_grad():
+        plain = model(context, 2)
+        model.net.head.bias[4] = 1.0  # the first smoothing weight: 1 everywhere
+        blurred = model(context, 2)
+    assert not torch.equal(plain, blurred)
+    torch.testing.assert_close(blurred.sum(), plain.sum(), rtol=0.05, atol=0.0)  # moved around, not made
+    assert blurred.amax() < plain.amax()
+
+
 def test_saved_and_loaded_with_its_config(tmp_path: object) -> None:
     model = create_model("extrapolation_nowcast_ensemble", **SMALL, noise_pixels=4, members=3, default_horizon=2)
     model.save_pretrained(tmp_path)  # type: ignore[arg-type]
@@ -215,6 +259,9 @@ def test_bad_inputs_and_arguments_are_refused() -> None:
         create_model("extrapolation_nowcast_ensemble", **SMALL).ensemble(context, 2, members=0)
     with pytest.raises(ValueError, match="base_channels must be a multiple of 4"):
         ExtrapolationNowcast(base_channels=6)
+    for scales in ([2.0, 1.0], [0.0], "2"):
+        with pytest.raises(ValueError, match="smoothing_scales must be"):
+            ExtrapolationNowcast(smoothing_scales=scales)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="probability_matching must be True or False"):
         ExtrapolationNowcast(probability_matching=1)  # type: ignore[arg-type]
 

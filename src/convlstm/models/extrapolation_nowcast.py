@@ -5,18 +5,23 @@ frame along it (semi-Lagrangian): that is the forecast E_k at lead time k, the `
 on the CPU outside autograd (:mod:`convlstm.models.extrapolation`). A ConvLSTM U-Net
 (:class:`~convlstm.models.unet.ConvLSTMUNet`) reads the context frames, then E_1 ... E_K, each as log(1 + R)
 beside the motion field (pixels per frame) and a flag that tells context from forecast; at every lead time it
-returns a correction of E_k in three parts, the first two of which can only move or rescale E_k's detail, not
-redraw it:
+returns a correction of E_k in four parts, the first three of which can only smooth, move or rescale E_k's detail,
+not redraw it:
 
+- smoothing weights w_k,s in [0, 1], one per scale s of ``smoothing_scales`` (Gaussian blurs G_s of sigma s pixels):
+  S_k = E_k + sum_s w_k,s (G_s E_k - G_s-1 E_k), G_0 the identity, so that w_k,s = 1 up to scale s is E_k blurred
+  at s. Detail smaller than the motion's error after k steps cannot be forecast; S-PROG removes it scale by scale
+  (a cascade and an AR model), and here the network learns where and how much of it to remove;
 - a displacement d_k (2 channels, pixels): E_k is sampled at x - d_k(x) (bilinear, zero beyond the frame), a motion
   correction that moves cells without smearing them;
 - a log growth factor g_k (bounded to +-4 by a tanh): growth and decay, multiplying E_k's pattern;
 - an added rain rate a_k (mm/h): rain where E_k has none (entering the domain, new cells).
 
-The forecast is max(E_k(x - d_k) exp(g_k) + a_k, 0). The layer that makes the three starts at zero, so untrained
-the forecast is E_k bit for bit: x - 0 samples the pixel itself with weights 1 and 0, exp(0) = 1 and + 0 change
-nothing. Non-negativity is a clamp whose gradient passes as if it were not there (straight-through): a ReLU would
-pass none where E_k and a_k are both 0, the very pixels where rain must learn to enter.
+The forecast is max(S_k(x - d_k) exp(g_k) + a_k, 0). The layer that makes the four starts at zero, so untrained
+the forecast is E_k bit for bit: weights of 0 add nothing, x - 0 samples the pixel itself with weights 1 and 0,
+exp(0) = 1 and + 0 change nothing. Non-negativity is a clamp whose gradient passes as if it were not there
+(straight-through): a ReLU would pass none where E_k and a_k are both 0, the very pixels where rain must learn to
+enter. The smoothing weights are clamped to [0, 1] the same way.
 
 Probability matching (``probability_matching=True``, in eval mode) then gives each forecast field the values of
 E_k, at the ranks of the forecast's own values, dry pixels kept dry: the learned part decides where the rain is,
@@ -32,6 +37,9 @@ channels (drawn on a grid ``noise_pixels`` coarser, upsampled bilinearly, held f
 """
 
 import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,8 +57,10 @@ from convlstm.utils.checks import check_int
 MAX_LOG_GROWTH = 4.0
 #: Input channels of the network besides the noise: log(1 + rain rate), motion x and y, the forecast flag.
 _INPUTS = 4
-#: Output channels: displacement x and y (pixels), log growth, added rain (mm/h).
+#: Output channels besides the smoothing weights: displacement x and y (pixels), log growth, added rain (mm/h).
 _OUTPUTS = 4
+#: Gaussian sigmas (pixels) of the smoothing scales, finest first; a Gaussian reaches 3 sigma on each side.
+SMOOTHING_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclasses.dataclass
@@ -62,6 +72,7 @@ class ExtrapolationNowcastConfig:
     kernel_size: int = 3
     cell: Cell = "lstm"
     motion_frames: int = 3
+    smoothing_scales: tuple[float, ...] = SMOOTHING_SCALES
     noise_channels: int = 0
     noise_pixels: int = 8
     members: int = 8
@@ -82,6 +93,8 @@ class ExtrapolationNowcast(ForecastingModel):
         cell: "lstm" or "gru", the U-Net's recurrent layers.
         motion_frames: last context frames pysteps estimates the motion from (>= 2); the context must have at
             least as many.
+        smoothing_scales: Gaussian sigmas in pixels, increasing, of the blurs the network may apply to the
+            extrapolation (one weight per scale); empty: no smoothing.
         noise_channels: noise fields each member reads (0: a deterministic model without :meth:`ensemble`).
         noise_pixels: spacing of the grid the noise is drawn on, in pixels (its correlation length).
         members: members :meth:`ensemble` draws when not told how many.
@@ -105,6 +118,7 @@ class ExtrapolationNowcast(ForecastingModel):
         kernel_size: int = 3,
         cell: Cell = "lstm",
         motion_frames: int = 3,
+        smoothing_scales: Sequence[float] = SMOOTHING_SCALES,
         noise_channels: int = 0,
         noise_pixels: int = 8,
         members: int = 8,
@@ -121,11 +135,12 @@ class ExtrapolationNowcast(ForecastingModel):
             raise ValueError(f"probability_matching must be True or False, got {probability_matching!r}")
         if base_channels % 4:
             raise ValueError(f"base_channels must be a multiple of 4 (GroupNorm's 4 groups), got {base_channels!r}")
+        smoothing_scales = _check_scales(smoothing_scales)
         self.config = config_from_arguments(ExtrapolationNowcastConfig, locals())
         self.default_horizon = default_horizon
         self.net = ConvLSTMUNet(
             in_channels=_INPUTS + noise_channels,
-            out_channels=_OUTPUTS,
+            out_channels=_OUTPUTS + len(smoothing_scales),
             base_channels=base_channels,
             depth=depth,
             kernel_size=kernel_size,
@@ -225,7 +240,8 @@ class ExtrapolationNowcast(ForecastingModel):
         out = out[:, steps:, :, :height, :width]  # (B, K, _OUTPUTS, H, W): the forecast steps only
         displacement, growth, added = out[:, :, :2], out[:, :, 2:3], out[:, :, 3:4]
         growth = MAX_LOG_GROWTH * torch.tanh(growth / MAX_LOG_GROWTH)
-        moved = backtrack_exact(extrapolated.flatten(0, 1), displacement.flatten(0, 1)).unflatten(0, out.shape[:2])
+        smoothed = smooth(extrapolated, unit_interval(out[:, :, _OUTPUTS:]), self.config.smoothing_scales)
+        moved = backtrack_exact(smoothed.flatten(0, 1), displacement.flatten(0, 1)).unflatten(0, out.shape[:2])
         return non_negative(moved * growth.exp() + added)
 
     def _matched(self, forecast: Tensor, reference: Tensor) -> Tensor:
@@ -276,6 +292,38 @@ def backtrack_exact(frames: Tensor, displacement: Tensor) -> Tensor:
     return out
 
 
+def gaussian_blur(fields: Tensor, sigma: float) -> Tensor:
+    """``fields`` (N, C, H, W) blurred by a Gaussian of ``sigma`` pixels (separable, cut at 3 sigma), edge values
+    repeated beyond the frame so that a blur neither darkens nor brightens the edges."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=fields.device, dtype=torch.float32)
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    taps = (taps / taps.sum()).to(fields.dtype)
+    channels = fields.shape[1]
+    flat = fields.flatten(0, 1).unsqueeze(1)  # (N * C, 1, H, W)
+    rows = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), taps.view(1, 1, 1, -1))
+    both = F.conv2d(F.pad(rows, (0, 0, radius, radius), mode="replicate"), taps.view(1, 1, -1, 1))
+    return both.view(-1, channels, *fields.shape[-2:])
+
+
+def smooth(fields: Tensor, weights: Tensor, scales: Sequence[float]) -> Tensor:
+    """``fields`` (B, K, 1, H, W) with their detail between successive ``scales`` removed in proportion to
+    ``weights`` (B, K, len(scales), H, W) in [0, 1]: F + sum_s w_s (G_s F - G_s-1 F), G_0 F = F. Weights of 0
+    give ``fields`` back bit for bit; weights of 1 up to scale s give G_s F."""
+    out, finer = fields, fields.flatten(0, 1)
+    for index, sigma in enumerate(scales):
+        coarser = gaussian_blur(finer, sigma)
+        out = out + weights[:, :, index : index + 1] * (coarser - finer).unflatten(0, fields.shape[:2])
+        finer = coarser
+    return out
+
+
+def unit_interval(x: Tensor) -> Tensor:
+    """``x.clamp(0, 1)`` in value, the identity in gradient (straight-through), so that a weight held at 0 can still
+    learn to rise."""
+    return x + (x.clamp(0.0, 1.0) - x).detach()
+
+
 def non_negative(x: Tensor) -> Tensor:
     """``x.clamp_min(0)`` in value, the identity in gradient (straight-through), so that a pixel held at 0 can
     still learn to rise; non-negative values come back unchanged, bit for bit."""
@@ -304,6 +352,15 @@ def probability_match(forecast: Tensor, reference: Tensor) -> Tensor:
     ranked = reference.flatten(-2).to(values.dtype).sort(dim=-1).values
     matched = torch.empty_like(values).scatter_(-1, order, ranked)
     return torch.where(values > 0, matched, torch.zeros_like(matched)).view(forecast.shape)
+
+
+def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(scales, str) or not isinstance(scales, Sequence):
+        raise ValueError(f"smoothing_scales must be a list of Gaussian sigmas in pixels, got {scales!r}")
+    values = tuple(float(s) for s in scales)
+    if any(not 0 < s < float("inf") for s in values) or any(a >= b for a, b in itertools.pairwise(values)):
+        raise ValueError(f"smoothing_scales must be positive sigmas in pixels, increasing, got {list(scales)!r}")
+    return values
 
 
 def _check_rain(context: Tensor) -> None:
