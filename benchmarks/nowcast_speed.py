@@ -25,7 +25,7 @@ command, atomically.
 
 Usage:
     PYTHONPATH=src python benchmarks/nowcast_speed.py [--sizes 256 512 1024] [--members 20] [--leads 12]
-        [--threads N] [--repeats 1] [--json results/nowcast_speed.json]
+        [--threads N] [--repeats 1] [--member-batch N] [--memory-limit-gib G] [--json results/nowcast_speed.json]
 """
 
 from __future__ import annotations
