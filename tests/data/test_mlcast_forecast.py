@@ -74,9 +74,12 @@ def test_the_forecast_store_keeps_the_archive_grid_crs_and_variable_and_reads_ba
     archive: Path, tmp_path: Path
 ) -> None:
     forecast = rain_forecast(3, 256)
-    out = write_mlcast_forecast(
-        tmp_path / "forecast.zarr", archive, forecast, init_time=INIT, timestep=STEP, attrs={"title": "a forecast"}
-    )
+    attrs = {"title": "a forecast", "history": "2026-01-01 made"}
+    with xr.open_zarr(archive) as opened:  # an archive that says how it was made
+        described = opened.assign_attrs(history="2025-01-01 archived")
+        out = write_mlcast_forecast(
+            tmp_path / "forecast.zarr", described, forecast, init_time=INIT, timestep=STEP, attrs=attrs
+        )
     with xr.open_zarr(archive) as source, xr.open_zarr(out) as written:
         rr = written["rr"]
         assert rr.dims == ("time", "y", "x") and rr.dtype == np.float32
@@ -106,6 +109,7 @@ def test_the_forecast_store_keeps_the_archive_grid_crs_and_variable_and_reads_ba
         assert written.attrs["mlcast_dataset_identifier"] == source.attrs["mlcast_dataset_identifier"]
         assert "consistent_timestep_start" not in written.attrs and "missing_times" not in written.variables
         assert written.attrs["title"] == "a forecast"
+        assert written.attrs["history"] == "2026-01-01 made\n2025-01-01 archived"
     data = MlcastSequences(out, "all", context_frames=1, target_frames=2)
     item = data[0]
     read = np.concatenate([item["context"][:, 0].numpy(), item["target"][:, 0].numpy()])

@@ -64,7 +64,8 @@ def mlcast_forecast_dataset(
         zr: a reflectivity's Z-R relation, as [`MlcastSequences`][convlstm.data.mlcast.MlcastSequences] takes it.
         accumulation: an amount's accumulation period, as
             [`MlcastSequences`][convlstm.data.mlcast.MlcastSequences] takes it.
-        attrs: global attributes written over the archive's (``title``, ``source``, ``history``, ...).
+        attrs: global attributes written over the archive's (``title``, ``source``, ...); a ``history`` goes
+            before the archive's, as CF asks.
         where: the archive's name in error messages.
 
     Returns:
@@ -119,8 +120,11 @@ def mlcast_forecast_dataset(
     mapping = array.attrs.get("grid_mapping")
     if mapping is not None and mapping in source.variables:
         data_vars[str(mapping)] = ((), np.asarray(source[mapping].values), dict(source[mapping].attrs))
-    global_attrs = {key: value for key, value in source.attrs.items() if key != CONSISTENT_START}
-    return xr.Dataset(data_vars, coords=coords, attrs={**global_attrs, **(attrs or {})})
+    merged = {key: value for key, value in source.attrs.items() if key != CONSISTENT_START}
+    merged.update(attrs or {})
+    if attrs and "history" in attrs and "history" in source.attrs:  # CF: the newest line first, the archive's kept
+        merged["history"] = f"{attrs['history']}\n{source.attrs['history']}"
+    return xr.Dataset(data_vars, coords=coords, attrs=merged)
 
 
 def write_mlcast_forecast(
