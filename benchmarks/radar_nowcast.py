@@ -82,8 +82,8 @@ def persistence(context: np.ndarray) -> np.ndarray:
     return np.repeat(context[-1:], HORIZON, axis=0)
 
 
-def extrapolation(context: np.ndarray) -> np.ndarray:
-    forecast, _ = extrapolate(torch.from_numpy(context[None, :, None]).double(), HORIZON, motion_frames=3)
+def extrapolation(context: np.ndarray, *, horizon: int = HORIZON) -> np.ndarray:
+    forecast, _ = extrapolate(torch.from_numpy(context[None, :, None]).double(), horizon, motion_frames=3)
     return forecast[0, :, 0].numpy()
 
 
@@ -111,14 +111,24 @@ def sprog(context: np.ndarray, *, levels: int = 6) -> np.ndarray:
 
 
 def steps_ensemble(
-    context: np.ndarray, *, members: int, km_per_pixel: float, minutes: float, seed: int, levels: int = 6
+    context: np.ndarray,
+    *,
+    members: int,
+    km_per_pixel: float,
+    minutes: float,
+    seed: int,
+    levels: int = 6,
+    horizon: int = HORIZON,
+    workers: int = 1,
 ) -> np.ndarray:
+    """pysteps' STEPS from rain rates (T, H, W) to rain rates (members, horizon, H, W); ``workers`` threads (dask,
+    over members) as pysteps' num_workers."""
     db, velocity = _db(context)
     with contextlib.redirect_stdout(io.StringIO()):
         forecast = _pysteps().nowcasts.get_method("steps")(
             db[-3:],
             velocity,
-            HORIZON,
+            horizon,
             n_ens_members=members,
             n_cascade_levels=levels,
             precip_thr=10 * np.log10(RAIN_THRESHOLD),
@@ -128,25 +138,27 @@ def steps_ensemble(
             vel_pert_method="bps",
             mask_method="incremental",
             seed=seed,
-            num_workers=1,
+            num_workers=workers,
         )
-    return _from_db(forecast)  # (M, HORIZON, H, W)
+    return _from_db(forecast)  # (M, horizon, H, W)
 
 
-def learned(model: torch.nn.Module) -> Forecast:
+def learned(model: torch.nn.Module, *, horizon: int = HORIZON) -> Forecast:
     def forecast(context: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(context[None, :, None]).float(), HORIZON)[0, :, 0].double().numpy()
+            return model(torch.from_numpy(context[None, :, None]).float(), horizon)[0, :, 0].double().numpy()
 
     return forecast
 
 
-def learned_ensemble(model: Any, members: int, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+def learned_ensemble(
+    model: Any, members: int, seed: int, *, horizon: int = HORIZON
+) -> Callable[[np.ndarray], np.ndarray]:
     def forecast(context: np.ndarray) -> np.ndarray:
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             out = model.ensemble(
-                torch.from_numpy(context[None, :, None]).float(), HORIZON, members=members, generator=generator
+                torch.from_numpy(context[None, :, None]).float(), horizon, members=members, generator=generator
             )
         return out[0, :, :, 0].double().numpy()
 

@@ -17,6 +17,7 @@ END_TO_END = {
     "benchmarks/test_cpu_precision_script.py",
     "benchmarks/test_gpu_script.py",
     "benchmarks/test_learned_motion_script.py",
+    "benchmarks/test_nowcast_speed_script.py",
     "benchmarks/test_quality_script.py",
     "benchmarks/test_quality_vs_minutes_script.py",
     "benchmarks/test_radar_nowcast_script.py",

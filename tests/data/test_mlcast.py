@@ -354,3 +354,8 @@ def test_parse_splits_reads_pairs_and_lists() -> None:
     parsed = parse_splits({"train": ["2020-01-01", "2021-01-01"], "test": [["2023-01-01", None]]}, times)
     assert parsed["train"] == [(np.datetime64("2020-01-01", "ns"), np.datetime64("2021-01-01", "ns"))]
     assert parsed["test"] == [(np.datetime64("2023-01-01", "ns"), None)]
+
+
+def test_default_splits_of_a_store_with_few_times_leave_the_others_empty() -> None:
+    times = np.array(TIMES[:3])  # 80 / 10 / 10 of three times: all of them train
+    assert parse_splits(None, times) == {"train": [(None, None)], "val": [], "test": []}

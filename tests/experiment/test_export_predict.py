@@ -200,3 +200,34 @@ def test_predict_npy_still_works(run: Path, tmp_path: Path) -> None:
     assert main(["predict", "--run-dir", str(run), "--input", str(tmp_path / "frames.npy"), "--output", str(out)]) == 0
     assert np.load(out / "predictions.npy").shape == (1, TARGET, 2, 8, 8)
     assert not (out / "predictions.gif").exists()  # two channels are not an image
+
+
+def test_predict_keeps_the_crs_latitude_and_longitude_of_a_projected_grid(run: Path, tmp_path: Path) -> None:
+    import cf_xarray  # noqa: F401  (registers the .cf accessor)
+    import pyproj
+
+    crs = pyproj.CRS.from_epsg(3035)
+    x, y = 4_000_000.0 + 1000.0 * np.arange(8), 3_000_000.0 - 1000.0 * np.arange(8)
+    lon, lat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(*np.meshgrid(x, y))
+    source = (
+        weather()
+        .rename(lat="y", lon="x")
+        .assign_coords(
+            x=("x", x, {"standard_name": "projection_x_coordinate", "units": "m"}),
+            y=("y", y, {"standard_name": "projection_y_coordinate", "units": "m"}),
+            lat=(("y", "x"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+            lon=(("y", "x"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        )
+    )
+    source["crs"] = ((), np.int32(0), crs.to_cf())
+    for name in ("t2m", "tp"):
+        source[name].attrs["grid_mapping"] = "crs"
+    source.to_netcdf(tmp_path / "projected.nc")
+    out = tmp_path / "forecast"
+    args = ["--input", str(tmp_path / "projected.nc"), "--output", str(out), "--y-dim", "y", "--x-dim", "x"]
+    assert main(["predict", "--run-dir", str(run), *args]) == 0
+    with xr.open_dataset(out / "predictions.nc") as forecast:
+        assert forecast.cf.grid_mapping_names == {"lambert_azimuthal_equal_area": ["crs"]}
+        assert pyproj.CRS.from_wkt(forecast.cf["grid_mapping"].attrs["crs_wkt"]) == crs
+        np.testing.assert_array_equal(forecast["t2m"].cf["latitude"].values, lat)
+        np.testing.assert_array_equal(forecast["tp"].cf["longitude"].values, lon)

@@ -134,6 +134,78 @@ def test_nowcast_writes_the_models_forecast_as_cf_netcdf_on_the_source_grid(tmp_
         assert forecast.attrs["input_files"] == ", ".join(f.name for f in files[-3:])
 
 
+def test_the_netcdf_forecast_of_radar_files_has_their_latitude_and_longitude(tmp_path: Path) -> None:
+    import cf_xarray  # noqa: F401  (registers the .cf accessor)
+    import pyproj
+
+    files = fmi_files(tmp_path / "radar", frames=3)
+    out = tmp_path / "forecast.zarr"  # the same layout, as a zarr store
+    assert main(["nowcast", *map(str, files), "--out", str(out), "--model", str(saved_model(tmp_path / "m"))]) == 0
+    metadata = rain_rate(files[-1])[1]
+    with xr.open_zarr(out) as forecast:
+        crs = pyproj.CRS.from_wkt(forecast.cf["grid_mapping"].attrs["crs_wkt"])
+        assert crs == pyproj.CRS.from_proj4(metadata["projection"])
+        lat, lon = forecast["precip_intensity"].cf["latitude"], forecast["precip_intensity"].cf["longitude"]
+        x, y = forecast["x"].values, forecast["y"].values
+        expected_lon, expected_lat = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(
+            x[5], y[20]
+        )
+        np.testing.assert_allclose((lat.values[20, 5], lon.values[20, 5]), (expected_lat, expected_lon), atol=1e-9)
+        assert 55 < float(lat.min()) < float(lat.max()) < 75  # FMI's grid lies over Finland
+
+
+def test_the_forecast_of_an_mlcast_store_is_a_store_in_its_convention(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cf_xarray  # noqa: F401  (registers the .cf accessor)
+
+    from tests.data.test_mlcast import TIMES, rain, write_mlcast_store
+
+    store = write_mlcast_store(tmp_path / "radar.zarr", size=SHAPE[0])
+    model_dir = saved_model(tmp_path / "model")  # reads 3 frames (its motion_frames)
+    model = convlstm.from_pretrained(model_dir).eval()
+    truth = rain(SHAPE[0])  # the store's rain rates (mm/h), NaN in rows 0 and 1
+
+    def expected(last: int) -> np.ndarray:
+        context = torch.from_numpy(np.nan_to_num(truth[last - 2 : last + 1]))[None, :, None]
+        with torch.no_grad():
+            return model(context, horizon=3)[0, :, 0].numpy()
+
+    out = tmp_path / "forecast.zarr"
+    assert main(["nowcast", str(store), "--out", str(out), "--model", str(model_dir), "--lead-times", "3"]) == 0
+    last = np.datetime64(TIMES[-1].to_datetime64(), "ns")
+    with xr.open_zarr(out) as forecast:
+        rr = forecast["rr"]
+        assert rr.dims == ("time", "y", "x") and rr.attrs["standard_name"] == "rainfall_flux"
+        np.testing.assert_allclose(rr.values[:, 2:], expected(len(TIMES) - 1)[:, 2:], rtol=1e-6)
+        assert np.isnan(rr.values[:, :2]).all()  # no coverage in the last frame
+        assert forecast["forecast_reference_time"].values == last
+        np.testing.assert_array_equal(forecast["time"].values, last + np.timedelta64(5, "m") * np.arange(1, 4))
+        assert forecast.cf.grid_mapping_names == {"lambert_azimuthal_equal_area": ["crs"]}
+        assert forecast.attrs["model"] == str(model_dir) and forecast.attrs["input_store"] == str(store)
+    # From the frames ending at an earlier time, into netCDF.
+    earlier = tmp_path / "earlier.nc"
+    argv = ["nowcast", str(store), "--model", str(model_dir), "--lead-times", "3", "--init-time", str(TIMES[-2])]
+    assert main([*argv, "--out", str(earlier)]) == 0
+    with xr.open_dataset(earlier) as forecast:
+        np.testing.assert_allclose(forecast["rr"].values[:, 2:], expected(len(TIMES) - 2)[:, 2:], rtol=1e-6)
+
+    def error(*args: str) -> str:
+        assert main(["nowcast", str(store), "--model", str(model_dir), "--out", str(tmp_path / "e.zarr"), *args]) == 2
+        err = capsys.readouterr().err  # the source's INFO log lines, then the error
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("convlstm nowcast: error: "), err
+        return err.strip().splitlines()[-1]
+
+    # Slot 8 of 2023's 5-minute frames is missing: the frame after it has no 3 consecutive frames ending there.
+    after_gap = str(TIMES[6 + 8])
+    assert "has no 3 consecutive frames ending then; the last ones before it end at 2023-01-01T00:35" in error(
+        "--init-time", after_gap
+    )
+    assert "--importer: apply to radar files, not to the mlcast store" in error("--importer", "fmi_pgm")
+    assert "--init-time must be an ISO time" in error("--init-time", "yesterday")
+    assert "--out must be a netCDF file (.nc) or a zarr store (.zarr)" in error("--out", str(tmp_path / "f.h5"))
+
+
 def test_knmi_files_with_the_importer_named_keep_their_grid_in_km(tmp_path: Path) -> None:
     files = [str(write_knmi(tmp_path, T0 + k * STEP, knmi_counts(k))) for k in range(3)]
     model_dir = saved_model(tmp_path / "model")

@@ -112,13 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     nowcast = commands.add_parser(
         "nowcast",
-        help="forecast rain from the last radar files (any format pysteps reads) into a CF netCDF file",
-        description="Reads the radar files with a pysteps importer, converts them to rain rate (mm/h), forecasts "
-        "from the last frames the model reads and writes the forecast on the files' grid as CF netCDF. Pixels "
-        "without coverage in the last file are NaN in the forecast.",
+        help="forecast rain from the last radar files (any format pysteps reads) or the last frames of an mlcast "
+        "archive into a CF netCDF file or zarr store",
+        description="Reads the radar files with a pysteps importer, or the last frames of a zarr store in the mlcast "
+        "convention, converts them to rain rate (mm/h), forecasts from the last frames the model reads and writes "
+        "the forecast on their grid, with its CRS, latitude and longitude, as CF netCDF (.nc) or zarr (.zarr); the "
+        "forecast of an mlcast store is a store in the same convention. Pixels without coverage in the last frame "
+        "are NaN in the forecast.",
     )
-    nowcast.add_argument("files", nargs="+", metavar="FILES", help="radar files, their times in their names")
-    nowcast.add_argument("--out", required=True, help="the netCDF file to write, e.g. forecast.nc")
+    nowcast.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILES",
+        help="radar files, their times in their names; or one zarr store in the mlcast convention (a path or an "
+        "s3://, gs://, https:// URL)",
+    )
+    nowcast.add_argument(
+        "--out",
+        required=True,
+        help="the forecast to write: a netCDF file (forecast.nc) or a zarr store (forecast.zarr)",
+    )
     nowcast.add_argument(
         "--model",
         default="radar-nowcast",
@@ -141,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     nowcast.add_argument(
         "--lead-times", type=int, metavar="N", help="frames to forecast (default: the model card's or the model's)"
+    )
+    nowcast.add_argument(
+        "--init-time",
+        metavar="TIME",
+        help="an mlcast store: forecast from the frames ending at this time, e.g. 2023-06-01T12:00 (default: its last)",
+    )
+    nowcast.add_argument(
+        "--storage-options",
+        type=_json_object,
+        metavar="JSON",
+        help="an mlcast store at a URL: options of its fsspec filesystem, e.g. '{\"anon\": true}'",
     )
 
     export = commands.add_parser(
@@ -244,6 +268,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             importer_kwargs=args.importer_kwargs,
             timestep=args.timestep,
             lead_times=args.lead_times,
+            init_time=args.init_time,
+            storage_options=args.storage_options,
         )
         print(f"wrote {forecast}")
         return 0

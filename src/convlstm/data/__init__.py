@@ -45,6 +45,7 @@ _SOURCES = {
     "XarraySequences": "xarray_source",
     "read_video": "video",
     "write_forecast_netcdf": "forecast_netcdf",
+    "write_mlcast_forecast": "mlcast_forecast",
     "find_scene_cuts": "scene_cuts",
     "select_split": "splits",
     "flip_rotate": "transforms",
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from convlstm.data.image_folders import ImageFolderSequences as ImageFolderSequences
     from convlstm.data.layout import to_tchw as to_tchw
     from convlstm.data.mlcast import MlcastSequences as MlcastSequences
+    from convlstm.data.mlcast_forecast import write_mlcast_forecast as write_mlcast_forecast
     from convlstm.data.moving_mnist import MovingMNIST as MovingMNIST
     from convlstm.data.moving_mnist import MovingMNISTFile as MovingMNISTFile
     from convlstm.data.normalization import Normalization as Normalization

@@ -49,7 +49,7 @@ from convlstm.data.splits import DEFAULT_FRACTIONS, split_counts
 from convlstm.data.transforms import random_flip_rotate
 from convlstm.data.windows import Item, Recording, Transform, WindowDataset
 from convlstm.data.xarray_source import Location, XarrayFrames, open_lazy
-from convlstm.units import dbz_to_rain_rate, rain_rate_to_pixel, zr_coefficients
+from convlstm.units import dbz_to_rain_rate, rain_rate_to_dbz, rain_rate_to_pixel, zr_coefficients
 from convlstm.utils.checks import check_int
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,34 @@ class RainConversion:
             raise ValueError(f"{self.variable}: an amount needs its accumulation period to become a rate")
         scale = (self.factor / hours).astype(np.float32)
         return values * scale.reshape(-1, *([1] * (values.ndim - 1)))
+
+    def from_rain_rate(
+        self, rain: np.ndarray, *, period: np.timedelta64 | None = None, dry_dbz: float | None = None
+    ) -> np.ndarray:
+        """Rain rates (mm/h, any shape) as float32 values of this variable, the inverse of
+        [`to_rain_rate`][convlstm.data.mlcast.RainConversion.to_rain_rate].
+
+        Args:
+            rain: rain rates in mm/h, >= 0; NaN stays NaN.
+            period: an amount's accumulation period where the variable has no fixed one (a forecast's time step).
+            dry_dbz: the reflectivity written where the rain rate is below its rate (log of 0 has none): the
+                store's lowest value, so that dry stays dry when read back. Needed for a reflectivity.
+        """
+        rain = np.asarray(rain, dtype=np.float32)
+        if self.kind == "rate":
+            return rain / np.float32(self.factor) if self.factor != 1.0 else rain
+        if self.kind == "reflectivity":
+            if dry_dbz is None:
+                raise ValueError(f"{self.variable}: reflectivity needs dry_dbz, the value written where it is dry")
+            assert self.zr is not None
+            with np.errstate(divide="ignore"):
+                dbz = rain_rate_to_dbz(np.maximum(np.nan_to_num(rain), 0.0), self.zr)
+            return np.where(np.isnan(rain), np.nan, np.maximum(dbz, dry_dbz)).astype(np.float32)
+        accumulation = self.accumulation if self.accumulation is not None else period
+        if accumulation is None:
+            raise ValueError(f"{self.variable}: an amount needs its accumulation period to be written from a rate")
+        hours = float(accumulation / np.timedelta64(1, "h"))
+        return rain * np.float32(hours / self.factor)
 
 
 def _duration(text: str, where: str) -> np.timedelta64:
@@ -332,9 +360,12 @@ def parse_splits(
         first = 0
         for name, count in counts.items():
             stop = first + count
-            start_time = None if first == 0 else times[first]
-            end_time = None if stop >= len(times) else times[stop]
-            ranges[name] = [(start_time, end_time)] if count else []
+            if count:  # an empty split (of a store with few times) starts past the last time
+                start_time = None if first == 0 else times[first]
+                end_time = None if stop >= len(times) else times[stop]
+                ranges[name] = [(start_time, end_time)]
+            else:
+                ranges[name] = []
             first = stop
         return ranges
     if not isinstance(splits, Mapping) or not splits:

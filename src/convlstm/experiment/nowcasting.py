@@ -1,13 +1,20 @@
-"""``convlstm nowcast``: the last radar files of any format pysteps reads -> a CF netCDF forecast on their grid.
+"""``convlstm nowcast``: the last radar files of any format pysteps reads, or the last frames of an archive in the
+mlcast convention -> a CF forecast (netCDF or zarr) on their grid.
 
-The files are read by a pysteps importer (named, or guessed from the extension) and converted to rain rate (mm/h)
-by pysteps' ``to_rainrate`` (:func:`convlstm.data.radar_archive.import_rain_rate`); their times come from their
-names (every pysteps-data archive has one in its file names). The last ``context_frames`` of them, consecutive at
-one time step, go to the model; its forecast is written by :func:`convlstm.data.forecast_netcdf.write_forecast_netcdf`
-on the files' own grid.
+Radar files are read by a pysteps importer (named, or guessed from the extension) and converted to rain rate (mm/h) by
+pysteps' ``to_rainrate`` (:func:`convlstm.data.radar_archive.import_rain_rate`); their times come from their names
+(every pysteps-data archive has one in its file names). The last ``context_frames`` of them, consecutive at one time
+step, go to the model; its forecast is written by :func:`convlstm.data.forecast_netcdf.write_forecast_netcdf` on the
+files' own grid, with their projection and the latitude and longitude of every pixel.
+
+An mlcast archive (a zarr store, local or at an fsspec URL) is read by
+[`MlcastSequences`][convlstm.data.mlcast.MlcastSequences]: the last ``context_frames`` consecutive frames (or those
+ending at ``init_time``), never across a missing time. Its forecast is written by
+[`write_mlcast_forecast`][convlstm.data.mlcast_forecast.write_mlcast_forecast] as a store in the archive's own
+convention: its variable and units, its grid, CRS, latitude and longitude.
 
 Pixels without radar coverage (NaN) are 0 for the model, which takes finite rain rates only; the forecast is NaN
-at every lead time where the last file had no coverage, as nothing is known there. Rain advected from such pixels
+at every lead time where the last frame had no coverage, as nothing is known there. Rain advected from such pixels
 into covered ones is the model's guess of 0 (no echo), as pysteps' extrapolation treats the area beyond the domain.
 """
 
@@ -21,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -243,27 +250,46 @@ def nowcast(
     importer_kwargs: Mapping[str, Any] | None = None,
     timestep: float | None = None,
     lead_times: int | None = None,
+    init_time: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Forecasts from the last radar files and writes the forecast as CF netCDF to ``out`` (atomically).
+    """Forecasts from the last radar files, or from the last frames of an mlcast archive, and writes the forecast
+    to ``out`` (atomically): a netCDF file (.nc) or a zarr store (.zarr).
 
     Args:
-        files: radar files of one product, in any order (sorted by the time in their names); the last
-            ``context_frames`` the model needs are read, and must lie one time step apart.
-        out: the netCDF file to write.
+        files: radar files of one product, in any order (sorted by the time in their names); the last ``context_frames``
+            the model needs are read, and must lie one time step apart. Or one zarr store in the mlcast convention (a
+            local path or an fsspec URL), see [`nowcast_store`][convlstm.experiment.nowcasting.nowcast_store].
+        out: the netCDF file (.nc) or zarr store (.zarr) to write.
         model: the name of a shipped model, or a directory written by save_pretrained.
-        importer: pysteps' importer ("fmi_pgm", "knmi_hdf5", "odim_hdf5", ...); None guesses it from the
-            extension (see :data:`IMPORTERS_BY_EXTENSION`).
-        importer_kwargs: keyword arguments of the importer, as in a pystepsrc data_sources entry.
-        timestep: minutes between the files (default: read from their times); also between the lead times.
+        importer: pysteps' importer ("fmi_pgm", "knmi_hdf5", "odim_hdf5", ...); None guesses it from the extension (see
+            [`IMPORTERS_BY_EXTENSION`][convlstm.experiment.nowcasting.IMPORTERS_BY_EXTENSION]). Radar files only.
+        importer_kwargs: keyword arguments of the importer, as in a pystepsrc data_sources entry. Radar files only.
+        timestep: minutes between the files (default: read from their times); also between the lead times. Radar
+            files only: an archive's times give its time step.
         lead_times: frames to forecast (default: the model card's, or the model's default horizon).
+        init_time: an archive only: forecast from the frames ending at this time (ISO, e.g. "2023-06-01T12:00";
+            default: the archive's last frames).
+        storage_options: an archive at a URL only: options of its fsspec filesystem.
 
     Returns:
-        The path written. Its layout: ``precip_intensity`` (mm h-1, standard name ``lwe_precipitation_rate``)
-        on (time, y, x), time the valid times with ``lead_time`` and ``forecast_reference_time`` (the last
-        file's time), x and y the pixel centres in the projection's unit, the grid mapping with ``crs_wkt``, and
-        global attributes naming the model and the input files (see
-        :func:`~convlstm.data.forecast_netcdf.write_forecast_netcdf`).
+        The path written. Radar files give ``precip_intensity`` (mm h-1, standard name
+        ``lwe_precipitation_rate``) on (time, y, x), time the valid times with ``lead_time`` and
+        ``forecast_reference_time`` (the last file's time), x and y the pixel centres in the projection's unit,
+        ``lat`` and ``lon`` on (y, x), the grid mapping with ``crs_wkt``, and global attributes naming the model and
+        the input files (see [`write_forecast_netcdf`][convlstm.data.forecast_netcdf.write_forecast_netcdf]).
     """
+    if len(files) == 1 and _is_store(files[0]):
+        given = {"--importer": importer, "--importer-kwargs": importer_kwargs, "--timestep": timestep}
+        wrong = [name for name, value in given.items() if value is not None]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: apply to radar files, not to the mlcast store {files[0]}")
+        return nowcast_store(
+            files[0], out, model=model, lead_times=lead_times, init_time=init_time, storage_options=storage_options
+        )
+    for name, value in (("--init-time", init_time), ("--storage-options", storage_options)):
+        if value is not None:
+            raise ValueError(f"{name} applies to an mlcast store (one zarr store as FILES), not to radar files")
     paths = [Path(file) for file in files]
     if not paths:
         raise ValueError("FILES: expected the radar files to forecast from, got none")
@@ -272,6 +298,7 @@ def nowcast(
             raise FileNotFoundError(f"FILES: {path} not found")
     if timestep is not None and (isinstance(timestep, bool) or not 0 < float(timestep) < float("inf")):
         raise ValueError(f"--timestep must be a positive number of minutes, got {timestep!r}")
+    _check_out(out)
     importer, kwargs = choose_importer(paths, importer, importer_kwargs)
     chosen = load_nowcast_model(model, lead_times=lead_times)
     timed = timed_files(paths)
@@ -280,34 +307,154 @@ def nowcast(
             f"FILES: model {chosen.name} reads the last {chosen.context_frames} frames, got {len(timed)} file(s)"
         )
     frames = read_radar_files(timed[-chosen.context_frames :], importer, kwargs)
-    step = _timestep(frames, timestep, chosen)
+    step = _timestep([frame.time for frame in frames], timestep, chosen)
     _check_series(frames, step)
     last = frames[-1]
     context = np.stack([np.nan_to_num(frame.rain_rate, nan=0.0) for frame in frames])  # (T, H, W) mm/h
-    if chosen.units == "pixel":
-        context = rain_rate_to_pixel(context, "hko7").astype(np.float32)
-    with torch.no_grad():
-        forecast = chosen.model(torch.from_numpy(context)[None, :, None], horizon=chosen.lead_times)[0, :, 0]
-    values = forecast.numpy().astype(np.float32)  # (K, H, W) in the model's units
-    if chosen.units == "pixel":
-        values = pixel_to_rain_rate(values, "hko7").astype(np.float32)  # mm/h
-    values[:, np.isnan(last.rain_rate)] = np.nan
+    values = _forecast(chosen, context, covered=~np.isnan(last.rain_rate))
     return _write(Path(out), values, frames, chosen, step, importer)
 
 
-def _timestep(frames: Sequence[RadarFrame], minutes: float | None, chosen: _Model) -> timedelta:
+def nowcast_store(
+    store: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    lead_times: int | None = None,
+    init_time: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Path:
+    """Forecasts from the last frames of a radar archive in the mlcast convention and writes the forecast as a
+    store in the same convention (``out`` ending in .zarr; .nc writes the same as netCDF).
+
+    The archive is read by [`MlcastSequences`][convlstm.data.mlcast.MlcastSequences] (its rain variable found by its
+    ``standard_name`` and read in mm/h): the model's ``context_frames`` consecutive frames, the last ones of the archive
+    or those ending at ``init_time``, never across a missing time or a change of time step. The forecast is written by
+    [`write_mlcast_forecast`][convlstm.data.mlcast_forecast.write_mlcast_forecast]: the archive's variable in its units,
+    on its grid with its CRS, latitude and longitude, at the archive's time step.
+
+    Raises:
+        ValueError: no run of ``context_frames`` consecutive frames (ending at ``init_time``), a last frame without
+            any coverage, or a time step other than the model card's.
+    """
+    import pandas as pd
+
+    from convlstm import __version__
+    from convlstm.data.mlcast import MlcastFrames, MlcastSequences
+    from convlstm.data.mlcast_forecast import write_mlcast_forecast
+
+    _check_out(out)
+    chosen = load_nowcast_model(model, lead_times=lead_times)
+    where = os.fspath(store)
+    end, splits = None, None
+    if init_time is not None:
+        try:
+            end = np.datetime64(pd.Timestamp(init_time).tz_localize(None), "ns")
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"--init-time must be an ISO time such as 2023-06-01T12:00, got {init_time!r}") from err
+        splits = {"nowcast": [None, end + np.timedelta64(1, "ns")]}
+    try:
+        data = MlcastSequences(
+            store,
+            "all" if splits is None else "nowcast",
+            context_frames=chosen.context_frames,
+            target_frames=0,
+            splits=splits,
+            scan_empty_frames=False,  # an archive may hold decades: only the frames forecast from are read
+            storage_options=storage_options,
+        )
+    except ValueError as err:
+        raise ValueError(f"FILES: {err}") from None
+    index = len(data) - 1  # windows are in time order: the last one ends last
+    times = data.window_times(index)
+    if end is not None and times[-1] != end:
+        raise ValueError(
+            f"--init-time {init_time}: {where} has no {chosen.context_frames} consecutive frames ending then; the "
+            f"last ones before it end at {np.datetime_as_string(times[-1], unit='m')}"
+        )
+    item = data[index]
+    covered = item["context_mask"][-1, 0].numpy() > 0
+    if not covered.any():
+        raise ValueError(
+            f"FILES: the frame of {np.datetime_as_string(times[-1], unit='m')} in {where} is NaN everywhere (no radar "
+            "data): pass --init-time an earlier time"
+        )
+    recording, start = data.locate(index)
+    frames = cast(MlcastFrames, recording.frames)
+    frame_step = frames.steps[recording.start + start + chosen.context_frames - 1]
+    minutes = float(frame_step / np.timedelta64(1, "s")) / 60
+    step = _timestep([], minutes, chosen, where=f"FILES {where}", apart="its frames")
+    values = _forecast(chosen, item["context"][:, 0].numpy(), covered=covered)
+    attrs = {
+        "title": f"rain nowcast by {chosen.name} of {data.conversion.variable} ({data.conversion.standard_name})",
+        "source": f"convlstm {__version__} nowcast, model {chosen.name} ({chosen.model.family})",
+        "model": chosen.name,
+        "input_store": where,
+        "history": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} convlstm nowcast from {chosen.context_frames} frames "
+        f"of {where} ending {np.datetime_as_string(times[-1], unit='s')}",
+        "comment": "NaN where the last input frame had no radar coverage",
+    }
+    written = write_mlcast_forecast(
+        out,
+        store,
+        values,
+        init_time=times[-1],
+        timestep=np.timedelta64(int(step.total_seconds()), "s"),
+        variable=data.conversion.variable,
+        storage_options=storage_options,
+        attrs=attrs,
+    )
+    logger.debug("nowcast %s from %s ending %s -> %s", values.shape, where, times[-1], written)
+    return written
+
+
+def _is_store(path: str | os.PathLike[str]) -> bool:
+    """A zarr store: an fsspec URL, or a local folder named .zarr or holding zarr metadata."""
+    from convlstm.data.xarray_source import is_url
+
+    if is_url(path):
+        return True
+    local = Path(path)
+    return local.is_dir() and (local.suffix == ".zarr" or any((local / m).exists() for m in ("zarr.json", ".zgroup")))
+
+
+def _check_out(out: str | os.PathLike[str]) -> None:
+    from convlstm.data.forecast_netcdf import NETCDF_SUFFIXES
+
+    if Path(out).suffix.lower() not in (*NETCDF_SUFFIXES, ".zarr"):
+        raise ValueError(f"--out must be a netCDF file (.nc) or a zarr store (.zarr), got {out}")
+
+
+def _forecast(chosen: _Model, context: np.ndarray, *, covered: np.ndarray) -> np.ndarray:
+    """The model's forecast (K, H, W) in mm/h of the context (T, H, W) in mm/h (finite), NaN where ``covered``
+    (H, W) is False (no coverage in the last frame)."""
+    if chosen.units == "pixel":
+        context = rain_rate_to_pixel(context, "hko7")
+    frames = torch.from_numpy(np.ascontiguousarray(context, dtype=np.float32))[None, :, None]  # (1, T, 1, H, W)
+    with torch.no_grad():
+        forecast = chosen.model(frames, horizon=chosen.lead_times)[0, :, 0]
+    values = forecast.numpy().astype(np.float32)  # (K, H, W) in the model's units
+    if chosen.units == "pixel":
+        values = pixel_to_rain_rate(values, "hko7").astype(np.float32)  # mm/h
+    values[:, ~covered] = np.nan
+    return values
+
+
+def _timestep(
+    times: Sequence[datetime], minutes: float | None, chosen: _Model, *, where: str = "FILES", apart: str = "the files"
+) -> timedelta:
     if minutes is not None:
         step = timedelta(minutes=float(minutes))
-    elif len(frames) > 1:  # the shortest: a gap is then a pair further apart, named as such
-        step = min(later.time - earlier.time for earlier, later in itertools.pairwise(frames))
+    elif len(times) > 1:  # the shortest: a gap is then a pair further apart, named as such
+        step = min(later - earlier for earlier, later in itertools.pairwise(times))
     elif chosen.timestep_minutes is not None:
         step = timedelta(minutes=chosen.timestep_minutes)
     else:
         raise ValueError("--timestep: one file gives no time step; pass it in minutes")
     if chosen.timestep_minutes is not None and step != timedelta(minutes=chosen.timestep_minutes):
         raise ValueError(
-            f"FILES: {chosen.name} forecasts {chosen.timestep_minutes:g}-minute steps (its model card), the files "
-            f"are {step.total_seconds() / 60:g} minutes apart"
+            f"{where}: {chosen.name} forecasts {chosen.timestep_minutes:g}-minute steps (its model card), {apart} are "
+            f"{step.total_seconds() / 60:g} minutes apart"
         )
     return step
 

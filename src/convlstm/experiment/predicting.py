@@ -3,13 +3,16 @@
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from convlstm.experiment.run_dir import RunDir
 from convlstm.utils.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +93,33 @@ def predict_gridded(run: RunDir, source: Path, output: Path, *, horizon: int | N
         with torch.no_grad():
             prediction = model(context[None], horizon=horizon)[0]
         dataset = coords.to_dataset(prediction)
-    with open_lazy(source, engine) as given:  # keep the variables' units and descriptions
+    with open_lazy(source, engine) as given:  # keep the variables' units and descriptions, and the grid's CRS
         for name in variables:
             dataset[name].attrs = dict(given[name].attrs)
+        dataset = with_grid(dataset, given, (dims["y_dim"], dims["x_dim"]))
     output.mkdir(parents=True, exist_ok=True)
     target = output / "predictions.nc"
     with atomic_path(target) as tmp:
         dataset.to_netcdf(tmp)
     logger.info("predictions %s -> %s", dict(dataset.sizes), target)
     return output
+
+
+def with_grid(dataset: "xr.Dataset", source: "xr.Dataset", spatial: tuple[str, str]) -> "xr.Dataset":
+    """``dataset`` with the grid of ``source`` copied over: its coordinates on the spatial dims (2-D latitude and
+    longitude of a projected grid, say) and the grid-mapping variables its variables name (CF: the CRS, with
+    ``crs_wkt``), so that the forecast is placed as the input was."""
+    coords = {
+        name: coord.variable.load()
+        for name, coord in source.coords.items()
+        if coord.dims and set(coord.dims) <= set(spatial) and name not in dataset.coords
+    }
+    dataset = dataset.assign_coords(coords)
+    mappings = {variable.attrs.get("grid_mapping") for variable in dataset.data_vars.values()}
+    for mapping in sorted(str(m) for m in mappings if m is not None):
+        if mapping in source.variables and mapping not in dataset.variables:
+            dataset[mapping] = source[mapping].variable.load()
+    return dataset
 
 
 def predict(

@@ -25,6 +25,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "pysteps": "nowcast",
     "cv2": "nowcast",
     "pyproj": "nowcast",
+    "cf_xarray": "nowcast",
     "keras": "keras",
     "onnx": "export",
     "onnxruntime": "export",
