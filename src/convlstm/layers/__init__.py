@@ -1,6 +1,7 @@
 """Convolutional recurrent layers: pure torch.nn modules."""
 
 from convlstm.layers.activations import ACTIVATIONS, get_activation
+from convlstm.layers.causal_lstm import CausalLSTMCell, GradientHighwayUnit
 from convlstm.layers.conv_lstm import ConvGRU, ConvLSTM
 from convlstm.layers.folding import per_frame
 from convlstm.layers.gru_cell import ConvGRUCell
@@ -13,10 +14,12 @@ __all__ = [
     "ACTIVATIONS",
     "DEFAULT_FORGET_BIAS",
     "BlockNorm",
+    "CausalLSTMCell",
     "ConvGRU",
     "ConvGRUCell",
     "ConvLSTM",
     "ConvLSTMCell",
+    "GradientHighwayUnit",
     "STLSTMState",
     "SpatioTemporalLSTMCell",
     "TrajGRU",

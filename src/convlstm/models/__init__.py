@@ -8,6 +8,7 @@ from convlstm.models import (
     next_frame,
     prednet,
     predrnn,
+    predrnnpp,
     trajgru_forecaster,
     unet,
 )
@@ -25,6 +26,7 @@ from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
 from convlstm.models.predrnn import PredRNN, PredRNNv2
+from convlstm.models.predrnnpp import PredRNNpp
 from convlstm.models.pretrained import (
     DataSource,
     ModelCard,
@@ -63,6 +65,7 @@ __all__ = [
     "NextFramePredictor",
     "PredNet",
     "PredRNN",
+    "PredRNNpp",
     "PredRNNv2",
     "PretrainedModel",
     "TrajGRUForecaster",
@@ -83,6 +86,7 @@ __all__ = [
     "next_frame",
     "prednet",
     "predrnn",
+    "predrnnpp",
     "read_model_card",
     "register_model",
     "trajgru_forecaster",
