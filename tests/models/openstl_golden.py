@@ -11,7 +11,9 @@ layers and 3x3 kernels, and stores the weights, the frames and OpenSTL's outputs
   forecast free-running (evaluation), and with a random reverse-scheduled-sampling mask; also the decoupling term
   of the second run.
 - the others, 8 x 8 frames in float64, free-running (:func:`_float64_run`): predrnnpp, PredRNNpp_Model with 3 layers
-  of 4 (so that a layer above the highway reads the one below).
+  of 4 (so that a layer above the highway reads the one below); mim, MIM_Model with 3 layers of 4 (an ST-LSTM and
+  two MIM blocks, so that the upper MIM-N reads the lower one's output), on a fresh module (OpenSTL's MIM blocks keep
+  MIM-S's memory from one call to the next).
 """
 
 import sys
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 FIXTURES = Path(__file__).parent / "golden"
 GOLDEN = FIXTURES / "openstl_predrnnv2.pt"
 GOLDEN_PREDRNNPP = FIXTURES / "openstl_predrnnpp.pt"
+GOLDEN_MIM = FIXTURES / "openstl_mim.pt"
 PRE, AFT, CHANNELS, SIZE, PATCH, HIDDEN, LAYERS, KERNEL, BETA = 3, 3, 2, 16, 2, 4, 2, 3, 0.1
 #: The frames' side in the fixtures after PredRNN-V2's, which run in float64 (see :func:`_float64_run`).
 SMALL = 8
@@ -143,7 +146,18 @@ def write_predrnnpp(checkout: Path) -> Path:
     return GOLDEN_PREDRNNPP
 
 
-WRITERS: dict[str, Callable[[Path], Path]] = {"predrnnv2": write_predrnnv2, "predrnnpp": write_predrnnpp}
+def write_mim(checkout: Path) -> Path:
+    torch.manual_seed(0)
+    model_class = _openstl_class(checkout, ["predrnn_modules", "mim_modules"], "mim_model", "MIM_Model")
+    torch.save(_float64_run(model_class(3, [HIDDEN] * 3, _config(size=SMALL))), GOLDEN_MIM)
+    return GOLDEN_MIM
+
+
+WRITERS: dict[str, Callable[[Path], Path]] = {
+    "predrnnv2": write_predrnnv2,
+    "predrnnpp": write_predrnnpp,
+    "mim": write_mim,
+}
 
 
 def main(checkout: Path, names: list[str]) -> None:

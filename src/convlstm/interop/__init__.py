@@ -3,6 +3,7 @@ this library's models of the PredRNN family (:func:`model_from_openstl`)."""
 
 from convlstm.interop.keras import from_keras, from_keras_weights, keras_to_torch_layout, torch_to_keras_layout
 from convlstm.interop.openstl import (
+    mim_from_openstl,
     model_from_openstl,
     openstl_patch_order,
     predrnn_from_openstl,
@@ -13,6 +14,7 @@ __all__ = [
     "from_keras",
     "from_keras_weights",
     "keras_to_torch_layout",
+    "mim_from_openstl",
     "model_from_openstl",
     "openstl_patch_order",
     "predrnn_from_openstl",

@@ -1,6 +1,6 @@
 """OpenSTL's weights (Tan et al. 2023, chengtan9907/OpenSTL) as this library's models: PredRNN and PredRNN-V2
-(:class:`~convlstm.models.PredRNN`, :class:`~convlstm.models.PredRNNv2`) and PredRNN++
-(:class:`~convlstm.models.PredRNNpp`).
+(:class:`~convlstm.models.PredRNN`, :class:`~convlstm.models.PredRNNv2`), PredRNN++
+(:class:`~convlstm.models.PredRNNpp`) and MIM (:class:`~convlstm.models.MIM`).
 
 OpenSTL's modules hold the same convolutions under other names (``cell_list.{l}`` for ``cells.{l}``) and cut frames
 into patches in another channel order: (row, column, channel) within a patch where
@@ -17,10 +17,17 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from convlstm.models.mim import MIM
 from convlstm.models.predrnn import PredRNN, PredRNNv2
 from convlstm.models.predrnnpp import PredRNNpp
 
-__all__ = ["model_from_openstl", "openstl_patch_order", "predrnn_from_openstl", "predrnnpp_from_openstl"]
+__all__ = [
+    "mim_from_openstl",
+    "model_from_openstl",
+    "openstl_patch_order",
+    "predrnn_from_openstl",
+    "predrnnpp_from_openstl",
+]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -104,9 +111,65 @@ def predrnnpp_from_openstl(source: StateSource, *, in_channels: int = 1, default
     return _load(model, renamed, ("cells.", "highway.", "conv_last."), in_channels, model.patch_size)
 
 
+def mim_from_openstl(source: StateSource, *, in_channels: int = 1, default_horizon: int = 10) -> MIM:
+    """A MIM holding OpenSTL's weights (MIM_Model); the frame size comes from the per-pixel peepholes.
+
+    OpenSTL's MIM-N modules hold a ``conv_last`` that their forward never uses: it is left out.
+
+    Args:
+        source: a state dict of OpenSTL's MIM_Model, or a file holding one (see :data:`StateSource`).
+        in_channels: channels C of the frames (the weights only give C p^2).
+        default_horizon: the model's default horizon.
+
+    Raises:
+        ValueError: the weights are not a MIM's, or use OpenSTL's layer norm.
+    """
+    state = _state_dict(source)
+    layers = _count_layers(state, "stlstm_layer.{}.conv_last.weight", "MIM")
+    first = state["stlstm_layer.0.conv_x.0.weight"]  # (7F, C p^2, k, k)
+    patch_size = _patch_size(first.shape[1], in_channels)
+    if "stlstm_layer_diff.0.oc_weight" not in state:
+        raise ValueError("expected OpenSTL MIM weights with MIM-N modules (stlstm_layer_diff.0.oc_weight, ...)")
+    grid = state["stlstm_layer_diff.0.oc_weight"].shape[-2:]  # (H / p, W / p)
+    model = MIM(
+        in_channels=in_channels,
+        height=grid[0] * patch_size,
+        width=grid[1] * patch_size,
+        hidden_channels=first.shape[0] // 7,
+        num_layers=layers,
+        kernel_size=first.shape[-1],
+        patch_size=patch_size,
+        default_horizon=default_horizon,
+    )
+    names = {
+        "conv_x_cc.": "conv_x.",
+        "conv_t_cc.": "conv_h.",
+        "conv_s_cc.": "conv_m.",
+        "conv_x_concat.": "stationary.conv_x.",
+        "conv_h_concat.": "stationary.conv_h.",
+        "ct_weight": "stationary.peephole_c",
+        "oc_weight": "stationary.peephole_o",
+    }
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("stlstm_layer_diff."):
+            if key.endswith(".conv_last.weight"):
+                continue  # unused by OpenSTL's forward
+            key = key.replace("stlstm_layer_diff.", "differences.", 1)
+            for theirs, ours in names.items():
+                key = key.replace(theirs, ours.removeprefix("stationary."))
+        elif key.startswith("stlstm_layer."):
+            key = key.replace("stlstm_layer.", "cells.", 1)
+            if not key.startswith("cells.0."):
+                for theirs, ours in names.items():
+                    key = key.replace(theirs, ours)
+        renamed[key] = value
+    return _load(model, renamed, ("cells.", "differences.", "conv_last."), in_channels, patch_size)
+
+
 def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_horizon: int = 10) -> nn.Module:
-    """The model that OpenSTL's weights belong to, holding them: PredRNN, PredRNN-V2 or PredRNN++, told apart by
-    the weights' names.
+    """The model that OpenSTL's weights belong to, holding them: PredRNN, PredRNN-V2, PredRNN++ or MIM, told apart
+    by the weights' names.
 
     Args:
         source: a state dict of one of those OpenSTL models, or a file holding one (see :data:`StateSource`).
@@ -117,12 +180,14 @@ def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_hor
         ValueError: the weights are none of those models'.
     """
     state = _state_dict(source)
+    if "stlstm_layer.0.conv_x.0.weight" in state:
+        return mim_from_openstl(state, in_channels=in_channels, default_horizon=default_horizon)
     if "gradient_highway.x_concat.0.weight" in state:
         return predrnnpp_from_openstl(state, in_channels=in_channels, default_horizon=default_horizon)
     if "cell_list.0.conv_m.0.weight" in state:
         return predrnn_from_openstl(state, in_channels=in_channels, default_horizon=default_horizon)
     found = sorted(state)[:6]
-    raise ValueError(f"expected the weights of OpenSTL's PredRNN, PredRNN-V2 or PredRNN++, got keys {found}, ...")
+    raise ValueError(f"expected the weights of OpenSTL's PredRNN, PredRNN-V2, PredRNN++ or MIM, got keys {found}, ...")
 
 
 def _state_dict(source: StateSource) -> dict[str, Tensor]:

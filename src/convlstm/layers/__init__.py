@@ -6,6 +6,7 @@ from convlstm.layers.conv_lstm import ConvGRU, ConvLSTM
 from convlstm.layers.folding import per_frame
 from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
+from convlstm.layers.mim import MIMBlock, MIMBlockState, PeepholeLSTMCell
 from convlstm.layers.norm import BlockNorm
 from convlstm.layers.st_lstm import SpatioTemporalLSTMCell, STLSTMState
 from convlstm.layers.trajgru import TrajGRU, TrajGRUCell
@@ -20,6 +21,9 @@ __all__ = [
     "ConvLSTM",
     "ConvLSTMCell",
     "GradientHighwayUnit",
+    "MIMBlock",
+    "MIMBlockState",
+    "PeepholeLSTMCell",
     "STLSTMState",
     "SpatioTemporalLSTMCell",
     "TrajGRU",

@@ -5,6 +5,7 @@ from convlstm.models import (
     exceedance,
     extrapolation_nowcast,
     fc_lstm,
+    mim,
     next_frame,
     prednet,
     predrnn,
@@ -23,6 +24,7 @@ from convlstm.models.encoder_forecaster import EncoderForecaster
 from convlstm.models.exceedance import ExceedanceForecaster
 from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.models.fc_lstm import FCLSTM
+from convlstm.models.mim import MIM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
 from convlstm.models.predrnn import PredRNN, PredRNNv2
@@ -52,6 +54,7 @@ from convlstm.utils.deprecation import deprecated_aliases
 __all__ = [
     "CONFIG_FILE",
     "FCLSTM",
+    "MIM",
     "WEIGHTS_FILE",
     "ConvLSTMUNet",
     "ConvLSTMUNetForecaster",
@@ -79,6 +82,7 @@ __all__ = [
     "list_families",
     "list_models",
     "list_pretrained",
+    "mim",
     "model_builder",
     "model_family",
     "model_from_config",
