@@ -5,7 +5,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from convlstm.models import FCLSTM, MIM, ConvLSTMUNet, PredNet, TrajGRUForecaster, create_model
+from convlstm.models import FCLSTM, MIM, ConvLSTMUNet, PredNet, SimVP, TrajGRUForecaster, create_model
 
 CONTEXT_FRAMES = 3
 HORIZON = 2
@@ -27,6 +27,8 @@ def frame_shape(model: nn.Module) -> tuple[int, int, int]:
 
 
 def example_input(model: nn.Module, *, seed: int = 0, frames: int = CONTEXT_FRAMES) -> Tensor:
+    if isinstance(model, SimVP):
+        frames = model.config.context_frames  # stacked as channels: exactly this many
     gen = torch.Generator().manual_seed(seed)
     return torch.rand(1, frames, *frame_shape(model), generator=gen)
 

@@ -36,8 +36,9 @@ TRAINABLE = [name for name in ALL if name not in {"persistence", "optical_flow",
 #: Models that start exactly at a non-learned forecast: their last layer starts at zero, so the first backward pass
 #: reaches that layer only (its zero weights are what the earlier layers' gradients are multiplied by).
 STARTS_AT_ZERO = {"extrapolation_nowcast", "extrapolation_nowcast_ensemble"}
-#: Models that read the whole context at once (pysteps' motion from its last frames): nothing to run frame by frame.
-WHOLE_CONTEXT = {"extrapolation_nowcast", "extrapolation_nowcast_ensemble"}
+#: Models that read the whole context at once (pysteps' motion from its last frames; SimVP's frames stacked as
+#: channels): nothing to run frame by frame.
+WHOLE_CONTEXT = {"extrapolation_nowcast", "extrapolation_nowcast_ensemble", *list_models(family="simvp")}
 
 
 def test_registry_lists_every_family() -> None:

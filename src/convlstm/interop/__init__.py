@@ -8,6 +8,7 @@ from convlstm.interop.openstl import (
     openstl_patch_order,
     predrnn_from_openstl,
     predrnnpp_from_openstl,
+    simvp_from_openstl,
 )
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "openstl_patch_order",
     "predrnn_from_openstl",
     "predrnnpp_from_openstl",
+    "simvp_from_openstl",
     "torch_to_keras_layout",
 ]

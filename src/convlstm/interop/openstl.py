@@ -1,6 +1,7 @@
 """OpenSTL's weights (Tan et al. 2023, chengtan9907/OpenSTL) as this library's models: PredRNN and PredRNN-V2
 (:class:`~convlstm.models.PredRNN`, :class:`~convlstm.models.PredRNNv2`), PredRNN++
-(:class:`~convlstm.models.PredRNNpp`) and MIM (:class:`~convlstm.models.MIM`).
+(:class:`~convlstm.models.PredRNNpp`), MIM (:class:`~convlstm.models.MIM`), and SimVP with gSTA or TAU
+(:class:`~convlstm.models.SimVP`).
 
 OpenSTL's modules hold the same convolutions under other names (``cell_list.{l}`` for ``cells.{l}``) and cut frames
 into patches in another channel order: (row, column, channel) within a patch where
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from convlstm.models.mim import MIM
 from convlstm.models.predrnn import PredRNN, PredRNNv2
 from convlstm.models.predrnnpp import PredRNNpp
+from convlstm.models.simvp import SimVP
 
 __all__ = [
     "mim_from_openstl",
@@ -27,6 +29,7 @@ __all__ = [
     "openstl_patch_order",
     "predrnn_from_openstl",
     "predrnnpp_from_openstl",
+    "simvp_from_openstl",
 ]
 
 M = TypeVar("M", bound=nn.Module)
@@ -167,27 +170,88 @@ def mim_from_openstl(source: StateSource, *, in_channels: int = 1, default_horiz
     return _load(model, renamed, ("cells.", "differences.", "conv_last."), in_channels, patch_size)
 
 
-def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_horizon: int = 10) -> nn.Module:
-    """The model that OpenSTL's weights belong to, holding them: PredRNN, PredRNN-V2, PredRNN++ or MIM, told apart
-    by the weights' names.
+def simvp_from_openstl(source: StateSource, *, default_horizon: int | None = None) -> SimVP:
+    """A SimVP with gSTA or TAU holding OpenSTL's weights (SimVP_Model with model_type gSTA or tau); the sizes come
+    from the weights.
+
+    Args:
+        source: a state dict of OpenSTL's SimVP_Model, or a file holding one (see :data:`StateSource`).
+        default_horizon: the model's default horizon (None: as many frames as the context).
+
+    Raises:
+        ValueError: the weights are not a SimVP's, or its translator is another than gSTA or TAU.
+    """
+    state = _state_dict(source)
+    encoder = _count("enc.enc.{}.conv.conv.weight", state)
+    blocks = _count("hid.enc.{}.block.norm1.weight", state)
+    if encoder == 0 or blocks == 0 or "dec.readout.weight" not in state:
+        found = sorted(state)[:6]
+        raise ValueError(f"expected OpenSTL SimVP weights (enc.enc.0.conv.conv.weight, ...), got {found}")
+    if "hid.enc.0.block.attn.proj_1.weight" not in state or "hid.enc.0.block.mlp.fc1.weight" not in state:
+        raise ValueError("these SimVP weights have another translator than gSTA or TAU, which this library has not")
+    first = state["enc.enc.0.conv.conv.weight"]  # (F_S, C, k, k)
+    spatial, stacked = first.shape[0], state["hid.enc.0.block.norm1.weight"].shape[0]
+    tau = "hid.enc.0.block.attn.spatial_gating_unit.fc.0.weight" in state
+    model = SimVP(
+        in_channels=first.shape[1],
+        context_frames=stacked // spatial,
+        translator="tau" if tau else "gsta",
+        spatial_channels=spatial,
+        temporal_channels=state["hid.enc.1.block.norm1.weight"].shape[0],
+        spatial_layers=encoder,
+        temporal_layers=blocks,
+        encoder_kernel_size=first.shape[-1],
+        decoder_kernel_size=state["dec.dec.0.conv.conv.0.weight"].shape[-1],
+        mlp_ratio=state["hid.enc.0.block.mlp.fc1.weight"].shape[0] / stacked,
+        default_horizon=stacked // spatial if default_horizon is None else default_horizon,
+    )
+    renames = [
+        (r"^enc\.enc\.(\d+)\.conv\.(conv|norm)\.", r"encoder.\1.\2."),
+        (r"^dec\.dec\.(\d+)\.conv\.conv\.(0\.)?", r"decoder.\1.conv."),  # "0.": before the pixel shuffle
+        (r"^dec\.dec\.(\d+)\.conv\.norm\.", r"decoder.\1.norm."),
+        (r"^dec\.readout\.", "readout."),
+        (r"^hid\.enc\.(\d+)\.block\.", r"translator.\1.0."),
+        (r"^hid\.enc\.(\d+)\.reduction\.", r"translator.\1.1."),
+        (r"\.attn\.spatial_gating_unit\.fc\.0\.", ".attn.squeeze."),
+        (r"\.attn\.spatial_gating_unit\.fc\.2\.", ".attn.excite."),
+        (r"\.attn\.spatial_gating_unit\.", ".attn."),
+        (r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv."),
+    ]
+    renamed = {}
+    for key, value in state.items():
+        for pattern, replacement in renames:
+            key = re.sub(pattern, replacement, key)
+        renamed[key] = value
+    return _load(model, renamed, ("encoder.", "translator.", "decoder.", "readout."), model.config.in_channels, 1)
+
+
+def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_horizon: int | None = None) -> nn.Module:
+    """The model that OpenSTL's weights belong to, holding them: PredRNN, PredRNN-V2, PredRNN++, MIM, or SimVP with
+    gSTA or TAU, told apart by the weights' names.
 
     Args:
         source: a state dict of one of those OpenSTL models, or a file holding one (see :data:`StateSource`).
-        in_channels: channels C of the frames.
-        default_horizon: the model's default horizon.
+        in_channels: channels C of the frames (SimVP's weights give it: there this is not used).
+        default_horizon: the model's default horizon (None: 10 for the recurrent models, the context's length for
+            SimVP).
 
     Raises:
         ValueError: the weights are none of those models'.
     """
     state = _state_dict(source)
+    if "enc.enc.0.conv.conv.weight" in state:
+        return simvp_from_openstl(state, default_horizon=default_horizon)
+    recurrent = {"in_channels": in_channels, "default_horizon": 10 if default_horizon is None else default_horizon}
     if "stlstm_layer.0.conv_x.0.weight" in state:
-        return mim_from_openstl(state, in_channels=in_channels, default_horizon=default_horizon)
+        return mim_from_openstl(state, **recurrent)
     if "gradient_highway.x_concat.0.weight" in state:
-        return predrnnpp_from_openstl(state, in_channels=in_channels, default_horizon=default_horizon)
+        return predrnnpp_from_openstl(state, **recurrent)
     if "cell_list.0.conv_m.0.weight" in state:
-        return predrnn_from_openstl(state, in_channels=in_channels, default_horizon=default_horizon)
+        return predrnn_from_openstl(state, **recurrent)
     found = sorted(state)[:6]
-    raise ValueError(f"expected the weights of OpenSTL's PredRNN, PredRNN-V2, PredRNN++ or MIM, got keys {found}, ...")
+    raise ValueError(
+        f"expected the weights of OpenSTL's PredRNN, PredRNN-V2, PredRNN++, MIM, SimVP or TAU, got keys {found}, ..."
+    )
 
 
 def _state_dict(source: StateSource) -> dict[str, Tensor]:
@@ -199,11 +263,17 @@ def _state_dict(source: StateSource) -> dict[str, Tensor]:
     return {key.removeprefix("model."): value for key, value in loaded.items() if isinstance(value, Tensor)}
 
 
+def _count(pattern: str, state: Mapping[str, Tensor]) -> int:
+    """How many consecutive indices i from 0 have ``pattern.format(i)`` in ``state``."""
+    count = 0
+    while pattern.format(count) in state:
+        count += 1
+    return count
+
+
 def _count_layers(state: Mapping[str, Tensor], pattern: str, model: str) -> int:
     """How many layers have ``pattern.format(layer)``; raises unless there is one, and the output convolution."""
-    layers = 0
-    while pattern.format(layers) in state:
-        layers += 1
+    layers = _count(pattern, state)
     if layers == 0 or "conv_last.weight" not in state:
         found = sorted(state)[:6]
         raise ValueError(f"expected OpenSTL {model} weights ({pattern.format(0)}, ...), got {found}")

@@ -8,6 +8,13 @@ from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
 from convlstm.layers.mim import MIMBlock, MIMBlockState, PeepholeLSTMCell
 from convlstm.layers.norm import BlockNorm
+from convlstm.layers.simvp import (
+    ConvNormAct,
+    GatedSpatialAttention,
+    MetaFormerBlock,
+    MixMLP,
+    TemporalAttention,
+)
 from convlstm.layers.st_lstm import SpatioTemporalLSTMCell, STLSTMState
 from convlstm.layers.trajgru import TrajGRU, TrajGRUCell
 
@@ -20,12 +27,17 @@ __all__ = [
     "ConvGRUCell",
     "ConvLSTM",
     "ConvLSTMCell",
+    "ConvNormAct",
+    "GatedSpatialAttention",
     "GradientHighwayUnit",
     "MIMBlock",
     "MIMBlockState",
+    "MetaFormerBlock",
+    "MixMLP",
     "PeepholeLSTMCell",
     "STLSTMState",
     "SpatioTemporalLSTMCell",
+    "TemporalAttention",
     "TrajGRU",
     "TrajGRUCell",
     "get_activation",

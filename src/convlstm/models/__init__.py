@@ -10,6 +10,7 @@ from convlstm.models import (
     prednet,
     predrnn,
     predrnnpp,
+    simvp,
     trajgru_forecaster,
     unet,
 )
@@ -47,6 +48,7 @@ from convlstm.models.registry import (
     model_summaries,
     register_model,
 )
+from convlstm.models.simvp import SimVP
 from convlstm.models.trajgru_forecaster import TrajGRUForecaster
 from convlstm.models.unet import ConvLSTMUNet, ConvLSTMUNetForecaster
 from convlstm.utils.deprecation import deprecated_aliases
@@ -71,6 +73,7 @@ __all__ = [
     "PredRNNpp",
     "PredRNNv2",
     "PretrainedModel",
+    "SimVP",
     "TrajGRUForecaster",
     "create_model",
     "encoder_forecaster",
@@ -93,6 +96,7 @@ __all__ = [
     "predrnnpp",
     "read_model_card",
     "register_model",
+    "simvp",
     "trajgru_forecaster",
     "unet",
 ]
