@@ -20,6 +20,12 @@ EPS32 = torch.finfo(torch.float32).eps
 #: float32 results of the same computation with its sums in another order (see the module docstring).
 FLOAT32_REORDERED: dict[str, float] = {"rtol": 1.3e-6, "atol": 1e-5}
 
+#: float64 results of the same computation with its sums in another order, through a stack of gates run over a few
+#: steps with weights three times PyTorch's default bound (OpenSTL's golden fixtures): eps = 2**-52 ~ 2.2e-16, and
+#: the steps amplify a difference (a float32 run of such a fixture differed by 3e-5 at outputs up to 3, about 100
+#: times FLOAT32_REORDERED's rtol), so 1e-12: about 4,500 eps, where float32's atol is about 80 eps.
+FLOAT64_REORDERED: dict[str, float] = {"rtol": 1e-12, "atol": 1e-12}
+
 
 def gradient_tolerance(reference: torch.Tensor, *, rel: float = 1e-5) -> dict[str, Any]:
     """assert_close tolerances for a float32 gradient computed along another path (chunks, checkpointing, ranks).

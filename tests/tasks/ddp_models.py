@@ -70,6 +70,11 @@ def _check_model(name: str, rank: int, world: int) -> dict[str, Any]:
     # rounding that a norm layer's cancelling terms can blow up to 1e-3..1e-2 of the largest gradient with torch's
     # portable (non-vectorised) kernels; in float64 the same blow-up stays far below the test's bound.
     model = TrainingOutput(build(name).train().double())  # seeded: the same weights on every rank
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            # A BatchNorm's batch statistics are each process's own (SyncBatchNorm shares them): half a batch's
+            # differ from the whole batch's by design. With the running statistics, what is compared is DDP's.
+            module.eval()
     reference = copy.deepcopy(model) if rank == 0 else None
     x = torch.cat([example_input(model.model, seed=s) for s in range(BATCH)]).double()  # (BATCH, T, C, H, W)
     ddp = DistributedDataParallel(model, find_unused_parameters=False)

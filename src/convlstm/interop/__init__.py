@@ -1,14 +1,25 @@
-"""Conversions from other libraries: Keras 3 ConvLSTM layers to :class:`convlstm.ConvLSTM`, OpenSTL's PredRNN
-weights to :class:`convlstm.models.PredRNN`."""
+"""Conversions from other libraries: Keras 3 ConvLSTM layers to :class:`convlstm.ConvLSTM`, OpenSTL's weights to
+this library's models of the PredRNN family (:func:`model_from_openstl`)."""
 
 from convlstm.interop.keras import from_keras, from_keras_weights, keras_to_torch_layout, torch_to_keras_layout
-from convlstm.interop.openstl import openstl_patch_order, predrnn_from_openstl
+from convlstm.interop.openstl import (
+    mim_from_openstl,
+    model_from_openstl,
+    openstl_patch_order,
+    predrnn_from_openstl,
+    predrnnpp_from_openstl,
+    simvp_from_openstl,
+)
 
 __all__ = [
     "from_keras",
     "from_keras_weights",
     "keras_to_torch_layout",
+    "mim_from_openstl",
+    "model_from_openstl",
     "openstl_patch_order",
     "predrnn_from_openstl",
+    "predrnnpp_from_openstl",
+    "simvp_from_openstl",
     "torch_to_keras_layout",
 ]

@@ -72,10 +72,7 @@ class SpatioTemporalLSTMCell(nn.Module):
         self.conv_last = nn.Conv2d(2 * f, f, 1, bias=False)
 
     def _conv(self, in_channels: int, out_channels: int) -> nn.Sequential:
-        conv = nn.Conv2d(in_channels, out_channels, self.kernel_size, padding=self.kernel_size // 2, bias=False)
-        # GroupNorm with one group: layer norm over (C, H, W) with a per-channel affine.
-        norm = [nn.GroupNorm(1, out_channels)] if self.layer_norm else []
-        return nn.Sequential(conv, *norm)
+        return gate_conv(in_channels, out_channels, self.kernel_size, layer_norm=self.layer_norm)
 
     def forward(self, x: Tensor, state: STLSTMState | None = None) -> STLSTMState:
         """One step; ``state`` None means zeros."""
@@ -102,23 +99,46 @@ class SpatioTemporalLSTMCell(nn.Module):
         return (h_new, c_new, m_new), (delta_c, delta_m)
 
     def _check(self, x: Tensor, state: STLSTMState | None) -> STLSTMState:
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"x must have shape (B, C={self.in_channels}, H, W), got {got}")
-        expected = (x.shape[0], self.hidden_channels, *x.shape[2:])
-        if state is None:
-            zeros = x.new_zeros(expected)
-            return zeros, zeros, zeros
-        if not isinstance(state, tuple | list) or len(state) != 3:
-            raise ValueError(f"state must be a triple (h, c, m), got {type(state).__name__}")
-        for name, tensor in zip("hcm", state, strict=True):
-            got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
-            if not isinstance(tensor, Tensor) or tuple(tensor.shape) != expected:
-                raise ValueError(f"state {name} must have shape {expected}, got {got}")
-        return state[0], state[1], state[2]
+        h, c, m = check_step(x, state, self.in_channels, self.hidden_channels, "hcm")
+        return h, c, m
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, "
             f"layer_norm={self.layer_norm}, forget_bias={self.forget_bias}"
         )
+
+
+def gate_conv(in_channels: int, out_channels: int, kernel_size: int, *, layer_norm: bool) -> nn.Sequential:
+    """A "same" convolution without bias, then optionally layer norm: the gate convolution of the PredRNN family's
+    cells, in OpenSTL's layout (``0.weight``; the norm, when there is one, is ``1``)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+    # GroupNorm with one group: layer norm over (C, H, W) with a per-channel affine.
+    norm = [nn.GroupNorm(1, out_channels)] if layer_norm else []
+    return nn.Sequential(conv, *norm)
+
+
+def check_step(
+    x: Tensor, state: tuple[Tensor, ...] | None, in_channels: int, hidden_channels: int, names: str
+) -> tuple[Tensor, ...]:
+    """Checks one step's input (B, in_channels, H, W) and its state, one (B, hidden_channels, H, W) tensor per letter
+    of ``names``; returns the state, zeros in place of None.
+
+    Raises:
+        ValueError: naming the tensor, the shape expected and the shape that came.
+    """
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != in_channels:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must have shape (B, C={in_channels}, H, W), got {got}")
+    expected = (x.shape[0], hidden_channels, *x.shape[2:])
+    if state is None:
+        zeros = x.new_zeros(expected)
+        return (zeros,) * len(names)
+    if not isinstance(state, tuple | list) or len(state) != len(names):
+        what = f"a triple ({', '.join(names)})" if len(names) == 3 else f"a tuple ({', '.join(names)})"
+        raise ValueError(f"state must be {what}, got {type(state).__name__}")
+    for name, tensor in zip(names, state, strict=True):
+        got = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+        if not isinstance(tensor, Tensor) or tuple(tensor.shape) != expected:
+            raise ValueError(f"state {name} must have shape {expected}, got {got}")
+    return tuple(state)

@@ -5,9 +5,12 @@ from convlstm.models import (
     exceedance,
     extrapolation_nowcast,
     fc_lstm,
+    mim,
     next_frame,
     prednet,
     predrnn,
+    predrnnpp,
+    simvp,
     trajgru_forecaster,
     unet,
 )
@@ -22,9 +25,11 @@ from convlstm.models.encoder_forecaster import EncoderForecaster
 from convlstm.models.exceedance import ExceedanceForecaster
 from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.models.fc_lstm import FCLSTM
+from convlstm.models.mim import MIM
 from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.prednet import PredNet
 from convlstm.models.predrnn import PredRNN, PredRNNv2
+from convlstm.models.predrnnpp import PredRNNpp
 from convlstm.models.pretrained import (
     DataSource,
     ModelCard,
@@ -43,6 +48,7 @@ from convlstm.models.registry import (
     model_summaries,
     register_model,
 )
+from convlstm.models.simvp import SimVP
 from convlstm.models.trajgru_forecaster import TrajGRUForecaster
 from convlstm.models.unet import ConvLSTMUNet, ConvLSTMUNetForecaster
 from convlstm.utils.deprecation import deprecated_aliases
@@ -50,6 +56,7 @@ from convlstm.utils.deprecation import deprecated_aliases
 __all__ = [
     "CONFIG_FILE",
     "FCLSTM",
+    "MIM",
     "WEIGHTS_FILE",
     "ConvLSTMUNet",
     "ConvLSTMUNetForecaster",
@@ -63,8 +70,10 @@ __all__ = [
     "NextFramePredictor",
     "PredNet",
     "PredRNN",
+    "PredRNNpp",
     "PredRNNv2",
     "PretrainedModel",
+    "SimVP",
     "TrajGRUForecaster",
     "create_model",
     "encoder_forecaster",
@@ -76,6 +85,7 @@ __all__ = [
     "list_families",
     "list_models",
     "list_pretrained",
+    "mim",
     "model_builder",
     "model_family",
     "model_from_config",
@@ -83,8 +93,10 @@ __all__ = [
     "next_frame",
     "prednet",
     "predrnn",
+    "predrnnpp",
     "read_model_card",
     "register_model",
+    "simvp",
     "trajgru_forecaster",
     "unet",
 ]

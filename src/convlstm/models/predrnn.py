@@ -14,15 +14,15 @@ loss, and reverse scheduled sampling, which also replaces context frames by the 
 """
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from convlstm.layers.cell_base import LSTMState
 from convlstm.layers.st_lstm import SpatioTemporalLSTMCell
-from convlstm.models.base import ForecastingModel, config_from_arguments, next_input
-from convlstm.models.patching import depth_to_space, space_to_depth
+from convlstm.models.base import config_from_arguments
+from convlstm.models.patch_recurrent import PatchRecurrentForecaster
 from convlstm.models.registry import register_model
 from convlstm.utils.checks import check_int
 
@@ -41,7 +41,7 @@ class PredRNNConfig:
     default_horizon: int = 10
 
 
-class PredRNN(ForecastingModel):
+class PredRNN(PatchRecurrentForecaster):
     """Patches -> ``num_layers`` ST-LSTM cells -> a 1x1 convolution back to the patches (linear output).
 
     Args:
@@ -65,8 +65,6 @@ class PredRNN(ForecastingModel):
 
     family = "predrnn"
     config_class = PredRNNConfig
-    #: Whether forward takes ``context_teacher_forcing=`` (reverse scheduled sampling).
-    accepts_context_teacher_forcing: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -98,10 +96,10 @@ class PredRNN(ForecastingModel):
 
     # --------------------------------------------------------------------------------------------------- steps
     def _step(
-        self, patch: Tensor, state: PredRNNState | None, increments: list[tuple[Tensor, Tensor]] | None
+        self, patch: Tensor, state: PredRNNState | None, record: list[tuple[Tensor, Tensor]] | None
     ) -> tuple[Tensor, PredRNNState]:
         """One step on patches (B, C p^2, h, w): the prediction of the next patches and the new state. Appends
-        each layer's (Δc, Δm) to ``increments`` when it is a list."""
+        each layer's (Δc, Δm) to ``record`` when it is a list."""
         if state is None:
             # Zeros, as OpenSTL starts; m too: the bottom layer's first m is the "top layer's m" of no step.
             zeros = patch.new_zeros(patch.shape[0], self.config.hidden_channels, *patch.shape[2:])
@@ -114,76 +112,11 @@ class PredRNN(ForecastingModel):
         cells: list[SpatioTemporalLSTMCell] = list(self.cells)  # type: ignore[arg-type]
         for cell, (h, c) in zip(cells, layers, strict=True):
             (h, c, m), delta = cell.forward_with_increments(x, (h, c, m))
-            if increments is not None:
-                increments.append(delta)
+            if record is not None:
+                record.append(delta)
             new_layers.append((h, c))
             x = h
         return self.conv_last(x), (new_layers, m)
-
-    def one_step(self, frames: Tensor, state: PredRNNState | None = None) -> tuple[Tensor, PredRNNState]:
-        """Predictions of frame t + 1 at every step t, continuing from ``state`` (None: zeros). Running it frame by
-        frame, passing the state on, gives the same result as one call.
-
-        Returns:
-            (predictions (B, T, C, H, W), state after the last frame).
-        """
-        self._check_frames(frames, "frames")
-        patches = space_to_depth(frames, self.patch_size, name="frames")  # (B, T, C p^2, h, w)
-        outputs = []
-        for t in range(patches.shape[1]):
-            out, state = self._step(patches[:, t], state, None)
-            outputs.append(out)
-        if state is None:
-            raise ValueError(f"frames must have at least one frame, got shape {tuple(frames.shape)}")
-        return depth_to_space(torch.stack(outputs, dim=1), self.patch_size, name="predictions"), state
-
-    def forward(
-        self,
-        context: Tensor,
-        horizon: int | None = None,
-        targets: Tensor | None = None,
-        teacher_forcing: Tensor | None = None,
-        *,
-        context_teacher_forcing: Tensor | None = None,
-    ) -> Tensor:
-        """Reads the context, then rolls out ``horizon`` frames, feeding each forecast (or true frame) back.
-
-        Args:
-            context_teacher_forcing: bool (T_in - 1,) or (B, T_in - 1), for reverse scheduled sampling: where False,
-                context frame k + 1 is replaced by the model's prediction of it (None: the context as it is).
-        """
-        return self._rollout(context, horizon, targets, teacher_forcing, context_teacher_forcing, None)
-
-    def _rollout(
-        self,
-        context: Tensor,
-        horizon: int | None,
-        targets: Tensor | None,
-        teacher_forcing: Tensor | None,
-        context_teacher_forcing: Tensor | None,
-        increments: list[tuple[Tensor, Tensor]] | None,
-    ) -> Tensor:
-        horizon, mask = self.check_forecast_arguments(
-            context, horizon, targets, teacher_forcing, channels=self.config.in_channels
-        )
-        self._check_frames(context, "context")
-        context_mask = self._check_context_mask(context_teacher_forcing, context)
-        p = self.patch_size
-        patches = space_to_depth(context, p, name="context")  # (B, T_in, C p^2, h, w)
-        target_patches = None if targets is None or mask is None else space_to_depth(targets, p, name="targets")
-        state: PredRNNState | None = None
-        prediction = patches.new_zeros(0)
-        for t in range(patches.shape[1]):
-            frame = patches[:, t]
-            if t > 0 and context_mask is not None:
-                frame = torch.where(context_mask[:, t - 1].view(-1, 1, 1, 1), frame, prediction)
-            prediction, state = self._step(frame, state, increments)
-        predictions = [prediction]
-        for step in range(1, horizon):
-            frame = next_input(prediction, step - 1, target_patches, mask)
-            prediction, state = self._step(frame, state, increments)
-            predictions.append(prediction)
-        return depth_to_space(torch.stack(predictions, dim=1), p, name="predictions")  # (B, horizon, C, H, W)
 
     # --------------------------------------------------------------------------------------------------- cost
     def conv_flops(self, height: int, width: int, steps: int) -> int:
@@ -197,33 +130,6 @@ class PredRNN(ForecastingModel):
             # conv_x, conv_h (4F), conv_m (3F), conv_o (2F -> F), then the 1x1 fusion (2F -> F).
             per_step += (7 * f * cell.in_channels + 4 * f * f + 3 * f * f + 2 * f * f) * k2 + 2 * f * f
         return per_step * pixels * steps
-
-    # --------------------------------------------------------------------------------------------------- checks
-    def _check_frames(self, frames: Tensor, name: str) -> None:
-        channels, p = self.config.in_channels, self.patch_size
-        if not isinstance(frames, Tensor) or frames.ndim != 5 or frames.shape[2] != channels:
-            got = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
-            raise ValueError(f"{name} must have shape (B, T, C={channels}, H, W), got {got}")
-        if frames.shape[-2] % p or frames.shape[-1] % p:
-            raise ValueError(
-                f"{name} must have H and W divisible by patch_size={p}, got {frames.shape[-2]}x{frames.shape[-1]}"
-            )
-
-    @staticmethod
-    def _check_context_mask(mask: Tensor | None, context: Tensor) -> Tensor | None:
-        """``context_teacher_forcing`` as (B, T_in - 1) bool on the context's device."""
-        if mask is None:
-            return None
-        batch, steps = context.shape[:2]
-        mask = torch.as_tensor(mask, dtype=torch.bool, device=context.device)
-        if mask.shape == (steps - 1,):
-            mask = mask.expand(batch, steps - 1)
-        if mask.shape != (batch, steps - 1):
-            raise ValueError(
-                f"context_teacher_forcing must have shape ({steps - 1},) or ({batch}, {steps - 1}) (one entry per "
-                f"context frame after the first), got {tuple(mask.shape)}"
-            )
-        return mask
 
 
 class PredRNNv2(PredRNN):

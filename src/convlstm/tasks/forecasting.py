@@ -18,6 +18,7 @@ from convlstm.tasks.losses import (
     ForecastLossName,
     RainUnits,
     decoupling_loss,
+    differential_divergence,
     forecast_loss,
     rain_rate_of,
 )
@@ -84,6 +85,9 @@ class ForecastingTask(TaskBase):
         decouple_beta: Weight of PredRNN-V2's decoupling loss (:func:`~convlstm.tasks.losses.decoupling_loss`,
             OpenSTL: 0.1) added to the training loss; needs a model with ``forward_with_increments`` (PredRNNv2).
             0 (default): none. Logged as ``train/decoupling``.
+        divergence_alpha: Weight of TAU's differential divergence regularisation
+            (:func:`~convlstm.tasks.losses.differential_divergence`, OpenSTL: 0.1 for TAU) added to the training
+            loss. 0 (default): none. Logged as ``train/divergence``.
         metrics: Scores to accumulate (names of :data:`~convlstm.metrics.FORECAST_METRICS`); None for the default
             set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and ``b_mse``,
             ``b_mae`` with ``loss="balanced"``.
@@ -130,6 +134,7 @@ class ForecastingTask(TaskBase):
         reverse_end_step: int = 50_000,
         reverse_decay: float = 5_000.0,
         decouple_beta: float = 0.0,
+        divergence_alpha: float = 0.0,
         metrics: Sequence[str] | None = None,
         ssim_data_range: float = 1.0,
         rain_thresholds: Sequence[float] | None = None,
@@ -164,6 +169,7 @@ class ForecastingTask(TaskBase):
             reverse_decay=reverse_decay,
         )
         _check_predrnn_training(model, sampling, decouple_beta)
+        _check_weight("divergence_alpha", divergence_alpha)
         self.save_hyperparameters(ignore=["model"])
         self.check_optimization()
         self.record_model()
@@ -260,6 +266,11 @@ class ForecastingTask(TaskBase):
         if decoupling is not None:
             self.log("train/decoupling", decoupling, batch_size=batch_size)
             loss = loss + beta * decoupling
+        alpha = self.hparams.get("divergence_alpha", 0.0)
+        if alpha > 0:
+            divergence = differential_divergence(pred, target)
+            self.log("train/divergence", divergence, batch_size=batch_size)
+            loss = loss + alpha * divergence
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         self.log("train/teacher_forcing", self.sampling.probability(step), batch_size=batch_size)
         if context_mask is not None:
@@ -335,14 +346,19 @@ def _check_predrnn_training(model: nn.Module, sampling: str, decouple_beta: floa
             f"sampling='reverse' replaces context frames by predictions: it needs a model whose forward takes "
             f"context_teacher_forcing= (PredRNN, PredRNNv2), got {type(model).__name__}"
         )
-    number = not isinstance(decouple_beta, bool) and isinstance(decouple_beta, int | float)
-    if not number or not (decouple_beta >= 0 and math.isfinite(decouple_beta)):
-        raise ValueError(f"decouple_beta must be a finite number >= 0, got {decouple_beta!r}")
+    _check_weight("decouple_beta", decouple_beta)
     if decouple_beta > 0 and not callable(getattr(model, "forward_with_increments", None)):
         raise ValueError(
             f"decouple_beta={decouple_beta} weighs PredRNN-V2's decoupling loss: it needs a model with "
             f"forward_with_increments (PredRNNv2), got {type(model).__name__}"
         )
+
+
+def _check_weight(name: str, weight: float) -> None:
+    """A loss term's weight: a finite number >= 0."""
+    number = not isinstance(weight, bool) and isinstance(weight, int | float)
+    if not number or not (weight >= 0 and math.isfinite(weight)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
 
 
 def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: str) -> None:

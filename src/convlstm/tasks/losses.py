@@ -30,6 +30,7 @@ __all__ = [
     "bce_loss",
     "crps_fair_loss",
     "decoupling_loss",
+    "differential_divergence",
     "exceedance_loss",
     "extrapolation_loss",
     "forecast_loss",
@@ -413,3 +414,29 @@ def decoupling_loss(delta_c: Tensor, delta_m: Tensor) -> Tensor:
             f"{tuple(delta_m.shape)}"
         )
     return F.cosine_similarity(delta_c.flatten(-2).float(), delta_m.flatten(-2).float(), dim=-1).abs().mean()
+
+
+def differential_divergence(pred: Tensor, target: Tensor, *, tau: float = 0.1, eps: float = 1e-12) -> Tensor:
+    """TAU's differential divergence regularisation (Tan et al. 2023): how far the forecast's frame-to-frame changes
+    are from the truth's, as distributions over the pixels.
+
+    For each sample and pair of consecutive frames, the change Δ = x_{t+1} - x_t is turned into a distribution
+    p = softmax(Δ / tau) over its C H W elements, for the forecast (p) and the truth (q); the result is the mean
+    over samples, pairs and elements of p log(p / (q + eps) + eps), as OpenSTL computes it (a KL divergence
+    divided by the number of elements). OpenSTL weights it by ``alpha`` (0.1) beside the MSE; it returns 0 for
+    horizons of 2 frames or fewer, and so does this.
+
+    Args:
+        pred: (B, T, C, *spatial) forecast.
+        target: the same shape, the true frames.
+        tau: the softmax's temperature (TAU: 0.1).
+        eps: keeps the ratio and the logarithm finite.
+    """
+    _check_pair(pred, target)
+    if pred.ndim < 3:
+        raise ValueError(f"pred must have shape (B, T, ...), got {tuple(pred.shape)}")
+    if pred.shape[1] <= 2:
+        return pred.new_zeros(())
+    p = F.softmax((pred[:, 1:] - pred[:, :-1]).flatten(2).float() / tau, dim=-1)  # (B, T - 1, C H W)
+    q = F.softmax((target[:, 1:] - target[:, :-1]).flatten(2).float() / tau, dim=-1)
+    return (p * torch.log(p / (q + eps) + eps)).mean()
