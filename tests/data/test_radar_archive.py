@@ -299,6 +299,18 @@ def test_events_are_read_once_into_a_cache(root: Path, monkeypatch: pytest.Monke
     assert len(imported) == 6 and all("fmi" in path for path in imported)
 
 
+def test_a_cache_under_home_is_the_users_home_not_a_folder_named_tilde(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    both(root, cache_dir="~/.cache/radar")
+    assert len(list((home / ".cache" / "radar").glob("*.npy"))) == 2
+    assert not (work / "~").exists()
+
+
 def test_bad_descriptions_are_named(root: Path) -> None:
     events = {"fmi_a": event("fmi", T0, 6)}
 
