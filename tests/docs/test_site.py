@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from tests.docs.test_docstring_markup import markup_problems
 from tests.docs.test_docstrings import PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +77,26 @@ def test_every_public_name_has_an_api_entry(site: Path) -> None:
             if f'id="{package}.{name}"' not in page:
                 missing.append(f"{package}.{name}")
     assert missing == [], f"public names without an entry in the API reference: {missing}"
+
+
+def test_api_pages_render_the_docstrings_markup(site: Path) -> None:
+    """No raw Sphinx role, unresolved cross-reference or ``>>>`` prompt outside a code block on any page."""
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        problems += [f"{page.relative_to(site)}: {problem}" for problem in markup_problems(page.read_text("utf-8"))]
+    assert problems == [], "\n".join(problems[:40])
+
+
+def test_api_signatures_are_formatted(site: Path) -> None:
+    """mkdocstrings formats a long signature with ruff (in the docs extra), one parameter a line; without a
+    formatter ConvLSTM's signature is one line of some 860 characters."""
+    page = (site / "reference" / "api" / "layers" / "index.html").read_text(encoding="utf-8")
+    start = page.index('id="convlstm.layers.ConvLSTM"')
+    signature = re.search(r'<div class="doc-signature highlight"><pre>(.*?)</pre>', page[start:], re.DOTALL)
+    assert signature is not None
+    lines = re.sub(r"<[^>]+>", "", signature.group(1)).splitlines()
+    assert len(lines) > 10
+    assert max(len(line) for line in lines) <= 120
 
 
 def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
@@ -149,6 +171,80 @@ def test_a_missing_image_is_detected(site: Path, tmp_path: Path) -> None:
     shutil.copytree(site, copy)
     (copy / "images" / "demo_forecast.png").unlink()
     assert "broken" in render(copy / "index.html", tmp_path / "profile")["image-sizes"].split(",")
+
+
+# Appended to a copy of the layers' API page: records how the page's examples came out, then removes what comes
+# before ConvGRUCell's entry (headless Chromium draws a scrolled page blank) and records where its gate equations are
+# drawn, with their font and background.
+EQUATIONS_PROBE = """<script>
+window.addEventListener("load", function () {
+  document.body.setAttribute("data-prompts", document.querySelectorAll(".doc-contents pre .gp").length);
+  document.body.setAttribute("data-quotes", document.querySelectorAll("blockquote blockquote").length);
+  var blocks = Array.prototype.filter.call(document.querySelectorAll(".doc-contents pre"), function (pre) {
+    return pre.textContent.indexOf("r ∘ (W_hn * h + b_hn)") >= 0;
+  });
+  var found = blocks.length === 1 ? blocks[0] : null;
+  var entry = document.getElementById("convlstm.layers.ConvGRUCell");
+  if (found && entry) {
+    for (var node = entry.parentElement; node && node.tagName !== "ARTICLE"; node = node.parentElement) {
+      while (node.previousElementSibling) node.parentElement.removeChild(node.previousElementSibling);
+    }
+    var box = found.getBoundingClientRect(), style = getComputedStyle(found.querySelector("code") || found);
+    document.body.setAttribute("data-box", [box.left, box.top, box.width, box.height].map(Math.round).join(","));
+    document.body.setAttribute("data-font", style.fontFamily);
+    document.body.setAttribute("data-background", style.backgroundColor);
+    var code = found.querySelector("code") || found;
+    document.body.setAttribute("data-overflow", code.scrollWidth - code.clientWidth);
+  }
+  document.body.setAttribute("data-blocks", blocks.length);
+});
+</script>
+"""
+
+
+def chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+        "--disable-background-networking", "--disable-component-update", f"--user-data-dir={profile}",
+        "--window-size=1280,900", "--hide-scrollbars", "--virtual-time-budget=5000", *extra, page.as_uri(),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium not found at /usr/bin/chromium; install Debian's chromium")
+def test_api_page_screenshot_shows_equations_as_code(site: Path, tmp_path: Path) -> None:
+    """A 1280x900 screenshot of the layers' API page: ConvGRUCell's gate equations are drawn as a code block (its
+    own background, monospace, dark text on it), and the page's examples are highlighted sessions, not quotes."""
+    iio = pytest.importorskip("imageio.v3", reason="imageio comes with the train extra: pip install -e '.[train]'")
+    copy = tmp_path / "site"
+    shutil.copytree(site, copy)
+    page = copy / "reference" / "api" / "layers" / "index.html"
+    page.write_text(page.read_text("utf-8").replace("</body>", EQUATIONS_PROBE + "</body>", 1), encoding="utf-8")
+
+    dom = chromium(page, tmp_path / "profile", "--dump-dom").stdout
+    found = dict(re.findall(r'data-(box|font|background|overflow|blocks|prompts|quotes)="([^"]*)"', dom))
+    assert found.get("blocks") == "1", "the equations are not one code block: " + str(found)
+    assert "mono" in found["font"].lower()
+    assert int(found["overflow"]) <= 0, "the equations are wider than the page's column"
+    assert int(found["prompts"]) >= 1  # the Examples sections' >>> lines, highlighted
+    assert found["quotes"] == "0"
+
+    shot = tmp_path / "layers.png"
+    chromium(page, tmp_path / "profile", f"--screenshot={shot}")
+    pixels = iio.imread(shot)[..., :3].astype(int)
+    assert pixels.shape[:2] == (900, 1280)
+    left, top, width, height = (int(v) for v in found["box"].split(","))
+    assert top >= 0 and top + height <= 900 and width > 300  # in the window, at the top of what is left
+    block = pixels[top + 2 : top + height - 2, left + 2 : left + width - 2].reshape(-1, 3)
+    colours, counts = np.unique(block, axis=0, return_counts=True)
+    background = colours[counts.argmax()]
+    expected = [int(v) for v in re.findall(r"\d+", found["background"])[:3]]
+    assert np.abs(background - expected).max() <= 2  # the code block's own background, as drawn
+    assert not (background >= 250).all()  # not the page's white
+    assert (block.sum(axis=1) < 300).mean() > 0.01  # dark glyphs on it
 
 
 def test_every_image_of_every_page_exists(site: Path) -> None:

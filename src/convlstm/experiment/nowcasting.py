@@ -1,10 +1,10 @@
 """``convlstm nowcast``: the last radar files of any format pysteps reads -> a CF netCDF forecast on their grid.
 
 The files are read by a pysteps importer (named, or guessed from the extension) and converted to rain rate (mm/h)
-by pysteps' ``to_rainrate`` (:func:`convlstm.data.radar_archive.import_rain_rate`); their times come from their
+by pysteps' ``to_rainrate`` (`convlstm.data.radar_archive.import_rain_rate`); their times come from their
 names (every pysteps-data archive has one in its file names). The last ``context_frames`` of them, consecutive at
-one time step, go to the model; its forecast is written by :func:`convlstm.data.forecast_netcdf.write_forecast_netcdf`
-on the files' own grid.
+one time step, go to the model; its forecast is written by
+[`convlstm.data.write_forecast_netcdf`][convlstm.data.write_forecast_netcdf] on the files' own grid.
 
 Pixels without radar coverage (NaN) are 0 for the model, which takes finite rain rates only; the forecast is NaN
 at every lead time where the last file had no coverage, as nothing is known there. Rain advected from such pixels
@@ -252,7 +252,7 @@ def nowcast(
         out: the netCDF file to write.
         model: the name of a shipped model, or a directory written by save_pretrained.
         importer: pysteps' importer ("fmi_pgm", "knmi_hdf5", "odim_hdf5", ...); None guesses it from the
-            extension (see :data:`IMPORTERS_BY_EXTENSION`).
+            extension (see `IMPORTERS_BY_EXTENSION`).
         importer_kwargs: keyword arguments of the importer, as in a pystepsrc data_sources entry.
         timestep: minutes between the files (default: read from their times); also between the lead times.
         lead_times: frames to forecast (default: the model card's, or the model's default horizon).
@@ -262,7 +262,7 @@ def nowcast(
         on (time, y, x), time the valid times with ``lead_time`` and ``forecast_reference_time`` (the last
         file's time), x and y the pixel centres in the projection's unit, the grid mapping with ``crs_wkt``, and
         global attributes naming the model and the input files (see
-        :func:`~convlstm.data.forecast_netcdf.write_forecast_netcdf`).
+        [`write_forecast_netcdf`][convlstm.data.write_forecast_netcdf]).
     """
     paths = [Path(file) for file in files]
     if not paths:

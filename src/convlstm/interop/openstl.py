@@ -1,8 +1,9 @@
-"""OpenSTL's PredRNN and PredRNN-V2 weights as :class:`~convlstm.models.PredRNN` / :class:`~convlstm.models.PredRNNv2`.
+"""OpenSTL's PredRNN and PredRNN-V2 weights as [`PredRNN`][convlstm.models.PredRNN] /
+[`PredRNNv2`][convlstm.models.PredRNNv2].
 
 OpenSTL's modules hold the same convolutions under other names (``cell_list.{l}`` for ``cells.{l}``) and cut frames
 into patches in another channel order: (row, column, channel) within a patch where
-:func:`~convlstm.models.patching.space_to_depth` has (channel, row, column). The two orders agree for one channel;
+`space_to_depth` has (channel, row, column). The two orders agree for one channel;
 for more, the bottom layer's input convolution and the output convolution are permuted to match.
 """
 
