@@ -4,6 +4,7 @@ The site is built once per test session (``mkdocs build --strict`` into a tempor
 ``make docs``); without the docs extra (``pip install -e '.[docs]'``) these tests are skipped.
 """
 
+import argparse
 import importlib
 import inspect
 import re
@@ -99,13 +100,45 @@ def test_api_signatures_are_formatted(site: Path) -> None:
     assert max(len(line) for line in lines) <= 120
 
 
+def test_cli_reference_has_every_command(site: Path) -> None:
+    """The per-command reference generated from the parser (mkdocs_hooks/cli_reference.py) is on the built page."""
+    from convlstm.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    page = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
+    missing = [name for name in commands if f'id="convlstm-{name}"' not in page]
+    assert len(commands) >= 8
+    assert missing == []
+    assert "runs/&lt;recipe name&gt;" in page  # help text shown as written, not eaten as an HTML tag
+
+
+def test_model_page_lists_every_registered_model(site: Path) -> None:
+    import convlstm
+
+    page = (site / "choose-a-model" / "index.html").read_text(encoding="utf-8")
+    missing = [name for name in convlstm.list_models() if f"<code>{name}</code></td>" not in page]
+    assert missing == [], f"registered models missing from the built model table: {missing}"
+
+
+def test_no_page_loads_a_script_from_another_site(site: Path) -> None:
+    """Offline the site must work as built: no Mermaid or other script from a CDN."""
+    remote = []
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        remote += [f"{page.relative_to(site)}: {src}" for src in re.findall(r'<script[^>]+src="(https?:[^"]+)"', html)]
+        if 'class="mermaid"' in html:
+            remote.append(f"{page.relative_to(site)}: a Mermaid diagram")
+    assert remote == []
+
+
 def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
     """The site's own settings (validation, strict) turn a link to a missing page into a failed build."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "index.md").write_text("# Home\n\nSee [the missing page](tutorials/no-such-page.md).\n")
     config = tmp_path / "mkdocs.yml"
-    config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {docs}\nnav:\n  - Home: index.md\n")
+    # hooks: [] since the hooks' paths are relative to the configuration, and fill pages this site lacks
+    config.write_text(f"INHERIT: {ROOT / 'mkdocs.yml'}\ndocs_dir: {docs}\nhooks: []\nnav:\n  - Home: index.md\n")
     result = build(config, tmp_path / "site")
     assert result.returncode != 0
     assert "no-such-page.md" in result.stdout + result.stderr

@@ -347,7 +347,7 @@ def shi2015_radar_convgru(**overrides: Any) -> EncoderForecaster:
 @register_model
 def radar_convlstm_advection(**overrides: Any) -> EncoderForecaster:
     """Shi's radar ConvLSTM with motion cues (radius 2) and the advection head: it forecasts by moving the last frame
-    along a learned velocity field and adding a learned change (see the README's nowcasting results)."""
+    along a learned velocity field and adding a learned change."""
     return _build({**_RADAR, "head": "advection", "output_activation": "none", "motion_radius": 2}, overrides)
 
 
