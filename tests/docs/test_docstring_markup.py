@@ -11,7 +11,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "convlstm"
 SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|obj|exc|ref):`[^`]*`")
-EXAMPLE_TITLE = re.compile(r"^\s+Example:\s*$")
+EXAMPLE_TITLE = re.compile(r"^\s*Example:\s*$")
 LITERAL_BLOCK = re.compile(r"\S::$")
 
 
