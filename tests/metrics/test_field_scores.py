@@ -135,6 +135,20 @@ def test_rank_histogram_is_flat_when_observation_and_members_share_a_distributio
     assert biased.rank_histogram()[-1] > 0.5
 
 
+def test_values_exactly_on_a_threshold_are_events() -> None:
+    """An event is value >= threshold, as in the contingency table: a member or a forecast exactly at a threshold
+    counts, the float just below it does not."""
+    below = torch.nextafter(torch.tensor(2.0), torch.tensor(0.0)).item()
+    members = torch.tensor([0.5, 2.0, below, 5.0]).view(1, 4, 1, 1, 1, 1)
+    assert exceedance_from_ensemble(members, (0.5, 2.0, 5.0, 10.0)).flatten().tolist() == [1.0, 0.5, 0.25, 0.0]
+    forecast = torch.tensor([2.0, below, 5.0]).view(1, 3, 1, 1, 1)  # three lead times
+    probabilities = exceedance_from_deterministic(forecast, (2.0, 5.0))  # (1, 3, 2, 1, 1)
+    assert probabilities[0, :, :, 0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]
+    table = ContingencyTable(thresholds=(2.0,), lead_times=3)
+    table.update(forecast, forecast)
+    assert table.hits[0].tolist() == [1.0, 0.0, 1.0]  # per lead time: the same events as the probabilities
+
+
 def test_exceedance_probabilities_from_ensembles_and_deterministic_forecasts() -> None:
     members = torch.tensor([0.0, 1.0, 3.0, 6.0]).view(1, 4, 1, 1, 1, 1)
     probabilities = exceedance_from_ensemble(members, (0.5, 2.0, 5.0, 10.0))

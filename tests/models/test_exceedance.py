@@ -55,6 +55,16 @@ def test_exceedance_loss_is_the_mean_of_per_threshold_cross_entropies() -> None:
         exceedance_loss(logits[:, :, :1], target, thresholds=thresholds)
 
 
+def test_exceedance_loss_counts_rain_exactly_on_a_threshold_as_an_event() -> None:
+    below = torch.nextafter(torch.tensor(2.0), torch.tensor(0.0)).item()
+    target = torch.tensor([2.0, below]).view(1, 1, 1, 1, 2)  # mm/h: on the threshold, and just under it
+    logits = torch.full((1, 1, 1, 1, 2), 3.0)
+    loss = exceedance_loss(logits, target, thresholds=(2.0,), units="mm/h")
+    softplus = torch.nn.functional.softplus
+    event, no_event = softplus(torch.tensor(-3.0)).item(), softplus(torch.tensor(3.0)).item()  # -log p, -log(1 - p)
+    assert loss.item() == pytest.approx((event + no_event) / 2, rel=1e-6)
+
+
 def test_ensembles_by_input_perturbation() -> None:
     torch.manual_seed(0)
     model = create_model("shi2015_radar_convlstm", **SMALL)

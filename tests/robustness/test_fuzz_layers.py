@@ -1,5 +1,6 @@
 """Random arguments and inputs for the ConvLSTM / ConvGRU layers and cells: each call either works (output of the
-documented shape and dtype) or raises a ValueError whose message names what was wrong; nothing else escapes.
+documented shape and dtype) or raises a ValueError whose message names what was wrong; nothing else escapes. When
+every argument and input drawn is valid, the call must work: a ValueError there is a bug, not a clear refusal.
 
 Sizes are bounded (channels <= 6, frames <= 9 pixels a side) so that no example can use much memory.
 """
@@ -21,22 +22,31 @@ DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int
 SPECIAL = [0.0, 1.0, -1.0, float("nan"), float("inf"), -float("inf"), 1e30]
 
 
-def sometimes(draw: st.DrawFn, valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any]) -> Any:
-    """A valid value most of the time, so that most examples get as far as the forward pass."""
-    return draw(invalid) if draw(st.sampled_from([False] * 19 + [True])) else draw(valid)
+def sometimes(
+    draw: st.DrawFn, valid: st.SearchStrategy[Any], invalid: st.SearchStrategy[Any], invalid_drawn: list[str], name: str
+) -> Any:
+    """A valid value most of the time, so that most examples get as far as the forward pass; the name of an
+    argument drawn from ``invalid`` is added to ``invalid_drawn``."""
+    if draw(st.sampled_from([False] * 19 + [True])):
+        invalid_drawn.append(name)
+        return draw(invalid)
+    return draw(valid)
 
 
 @st.composite
-def layer_arguments(draw: st.DrawFn) -> dict[str, Any]:
+def layer_arguments(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
+    """Keyword arguments of a layer, and the names of those drawn from the invalid values."""
     bad_int = st.sampled_from([-1, 0, 2.5, None, "3", True])
     bad_kernel = st.sampled_from([0, -2, 3.0, "3", [3], [3, 3, 3, 3], [0, 3]])
-    arguments: dict[str, Any] = {
-        "in_channels": sometimes(draw, st.integers(0, 4), bad_int),
-        "hidden_channels": sometimes(draw, st.integers(1, 4), st.sampled_from([0, -1, [], [2, 0], 2.5])),
-        "kernel_size": sometimes(draw, st.integers(1, 5), bad_kernel),
-        "num_layers": sometimes(draw, st.integers(1, 2), bad_int),
-        "spatial_dims": sometimes(draw, st.integers(1, 3), st.sampled_from([0, 4, -1, 2.0])),
+    invalid: list[str] = []
+    required: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
+        "in_channels": (st.sampled_from([1, 2, 3, 4, 0]), bad_int),  # 0 last: Hypothesis favours the first
+        "hidden_channels": (st.integers(1, 4), st.sampled_from([0, -1, [], [2, 0], 2.5])),
+        "kernel_size": (st.integers(1, 5), bad_kernel),
+        "num_layers": (st.integers(1, 2), bad_int),
+        "spatial_dims": (st.integers(1, 3), st.sampled_from([0, 4, -1, 2.0])),
     }
+    arguments = {name: sometimes(draw, valid, bad, invalid, name) for name, (valid, bad) in required.items()}
     optional: dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]] = {
         "stride": (st.integers(1, 3), st.sampled_from([0, -1, 1.5])),
         "padding": (st.sampled_from(["same", "valid"]), st.sampled_from(["full", 0, None])),
@@ -51,15 +61,31 @@ def layer_arguments(draw: st.DrawFn) -> dict[str, Any]:
         "activation": (st.sampled_from(["tanh", "relu", "hard_sigmoid"]), st.sampled_from(["gelu", None, 3])),
         "input_schedule": (st.sampled_from(["auto", "batched", "per_step", "fused"]), st.just("fast")),
     }
-    for name, (valid, invalid) in optional.items():
+    for name, (valid, bad) in optional.items():
         if draw(st.booleans()):
-            arguments[name] = sometimes(draw, valid, invalid)
-    return arguments
+            arguments[name] = sometimes(draw, valid, bad, invalid, name)
+    return arguments, invalid
 
 
-def frames(data: st.DataObject, *, leading: int, channels: int, spatial_dims: int, dtype: torch.dtype) -> torch.Tensor:
+def must_work(arguments: dict[str, Any], invalid: list[str]) -> bool:
+    """Whether every argument is valid, alone and together: the combinations the layers refuse by design are a
+    cell without input (in_channels=0, which needs a state), "valid" padding (frames may be smaller than the
+    kernel), reverse with bidirectional, and the fused schedule (LSTM cells of one kernel, stride 1, no dropout)."""
+    return (
+        not invalid
+        and arguments["in_channels"] > 0
+        and arguments.get("padding") != "valid"
+        and not (arguments.get("reverse") and arguments.get("bidirectional"))
+        and arguments.get("input_schedule") != "fused"
+    )
+
+
+def frames(
+    data: st.DataObject, *, leading: int, channels: int, spatial_dims: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, bool]:
     """Mostly the shape and dtype the layer expects (``leading`` sizes, then C, then the spatial ones), sometimes
-    a wrong number of dimensions, a wrong channel count, empty sizes or another dtype; values sometimes NaN/inf."""
+    a wrong number of dimensions, a wrong channel count, empty sizes or another dtype; values sometimes NaN/inf
+    (which layers propagate, like torch.nn.LSTM). Returns the tensor and whether it is one the layer must take."""
     shape = [data.draw(st.integers(1, 3)) for _ in range(leading)] + [max(channels, 0)]
     shape += [data.draw(st.integers(1, 8)) for _ in range(max(spatial_dims, 1))]
     corruption = data.draw(st.sampled_from(["none"] * 6 + ["ndim", "channels", "empty", "dtype"]))
@@ -73,11 +99,17 @@ def frames(data: st.DataObject, *, leading: int, channels: int, spatial_dims: in
     elif corruption == "dtype":
         dtype = data.draw(st.sampled_from([d for d in DTYPES if d != dtype]))
     if not (dtype.is_floating_point or dtype.is_complex):
-        return torch.randint(0, 2, shape).to(dtype)
+        return torch.randint(0, 2, shape).to(dtype), False
     x = torch.randn(shape)
     if x.numel() and data.draw(st.booleans()):
         x.view(-1)[data.draw(st.integers(0, x.numel() - 1))] = data.draw(st.sampled_from(SPECIAL))
-    return x.to(dtype)
+    return x.to(dtype), corruption == "none"
+
+
+def _refused(error: ValueError, *, allowed: bool) -> None:
+    """A refusal must explain itself, and may only come for an argument or input that is wrong."""
+    assert allowed, f"valid arguments and input were refused: {error}"
+    _assert_clear(error)
 
 
 def _assert_clear(error: ValueError) -> None:
@@ -94,23 +126,25 @@ def _expected_output_shape(layer: Any, x: torch.Tensor) -> tuple[int, ...]:
 
 @pytest.mark.parametrize("layer_class", [ConvLSTM, ConvGRU])
 @FUZZ
-@given(arguments=layer_arguments(), data=st.data())
+@given(drawn=layer_arguments(), data=st.data())
 def test_sequence_layers_work_or_raise_value_errors(
-    layer_class: Any, arguments: dict[str, Any], data: st.DataObject
+    layer_class: Any, drawn: tuple[dict[str, Any], list[str]], data: st.DataObject
 ) -> None:
+    arguments, invalid = drawn
+    valid = must_work(arguments, invalid)
     try:
         layer = layer_class(**arguments)
     except ValueError as error:
-        _assert_clear(error)
+        _refused(error, allowed=not valid)
         return
     dtype = data.draw(st.sampled_from([torch.float32, torch.float32, torch.float64, torch.bfloat16]))
     layer = layer.to(dtype)
-    x = frames(data, leading=2, channels=layer.in_channels, spatial_dims=layer.spatial_dims, dtype=dtype)
+    x, valid_input = frames(data, leading=2, channels=layer.in_channels, spatial_dims=layer.spatial_dims, dtype=dtype)
     try:
         with torch.no_grad():
             output, state = layer(x)
     except ValueError as error:
-        _assert_clear(error)
+        _refused(error, allowed=not (valid and valid_input))
         return
     assert output.shape == _expected_output_shape(layer, x)
     assert output.dtype == x.dtype == dtype
@@ -121,34 +155,65 @@ def test_sequence_layers_work_or_raise_value_errors(
 
 @pytest.mark.parametrize("cell_class", [ConvLSTMCell, ConvGRUCell])
 @FUZZ
-@given(arguments=layer_arguments(), data=st.data())
-def test_cells_work_or_raise_value_errors(cell_class: Any, arguments: dict[str, Any], data: st.DataObject) -> None:
-    arguments = {k: v for k, v in arguments.items() if k in CELL_ARGUMENTS}
+@given(drawn=layer_arguments(), data=st.data())
+def test_cells_work_or_raise_value_errors(
+    cell_class: Any, drawn: tuple[dict[str, Any], list[str]], data: st.DataObject
+) -> None:
+    all_arguments, invalid = drawn
+    arguments = {k: v for k, v in all_arguments.items() if k in CELL_ARGUMENTS}
+    valid = must_work(arguments, [name for name in invalid if name in CELL_ARGUMENTS])
     try:
         cell = cell_class(arguments.pop("in_channels"), arguments.pop("hidden_channels"), **arguments)
     except ValueError as error:
-        _assert_clear(error)
+        _refused(error, allowed=not valid)
         return
-    x = frames(data, leading=1, channels=cell.in_channels, spatial_dims=cell.spatial_dims, dtype=torch.float32)
+    x, valid_input = frames(
+        data, leading=1, channels=cell.in_channels, spatial_dims=cell.spatial_dims, dtype=torch.float32
+    )
     state: Any = None
+    valid_state = True
     if data.draw(st.booleans()):
         fits = x.ndim == 2 + cell.spatial_dims
         expected = (x.shape[0], cell.hidden_channels, *cell.state_size(x.shape[2:])) if fits else (1, 1, 1)
         shape = [max(n, 1) for n in expected]
         if data.draw(st.integers(0, 3)) == 0:
             shape[data.draw(st.integers(0, len(shape) - 1))] += 1
+            valid_state = False
         dtype = data.draw(st.sampled_from([torch.float32] * 3 + [torch.float64, torch.int64]))
+        valid_state = valid_state and dtype == torch.float32 and [max(n, 1) for n in expected] == list(expected)
         h = torch.zeros(shape, dtype=dtype)
         state = (h, h.clone()) if cell_class is ConvLSTMCell else h
     try:
         with torch.no_grad():
             result = cell(x, state)
     except ValueError as error:
-        _assert_clear(error)
+        _refused(error, allowed=not (valid and valid_input and valid_state))
         return
     h = result[0] if cell_class is ConvLSTMCell else result
     assert h.shape == (x.shape[0], cell.hidden_channels, *cell.state_size(x.shape[2:]))
     assert h.dtype == x.dtype
+
+
+def test_a_refused_valid_call_fails_the_fuzz_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fuzz tests can fail: a cell or layer that refuses a valid width with a clear ValueError is caught."""
+    cell_forward, layer_forward = ConvLSTMCell.forward, ConvLSTM.forward
+
+    def cell_refusing_one(self: ConvLSTMCell, x: Any, state: Any = None) -> Any:
+        if self.hidden_channels == 1:
+            raise ValueError("hidden_channels=1 refused: a planted bug with a clear message")
+        return cell_forward(self, x, state)
+
+    def layer_refusing_one(self: ConvLSTM, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.cell(0).hidden_channels == 1:
+            raise ValueError("hidden_channels=1 refused: a planted bug with a clear message")
+        return layer_forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(ConvLSTMCell, "forward", cell_refusing_one)
+    monkeypatch.setattr(ConvLSTM, "forward", layer_refusing_one)
+    with pytest.raises(AssertionError, match="valid arguments and input were refused"):
+        test_cells_work_or_raise_value_errors(cell_class=ConvLSTMCell)
+    with pytest.raises(AssertionError, match="valid arguments and input were refused"):
+        test_sequence_layers_work_or_raise_value_errors(layer_class=ConvLSTM)
 
 
 CELL_ARGUMENTS = {

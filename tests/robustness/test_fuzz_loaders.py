@@ -1,7 +1,7 @@
 """Files with random (and randomly broken) contents, written into a temporary folder and read by the loaders:
 each either gives windows of the documented shape with finite float32 values, or raises a ValueError (or
 FileNotFoundError) whose message names the file; never another exception, never a silent conversion of strings,
-dates or complex numbers into frames."""
+dates or complex numbers into frames. A file that holds enough valid frames must be read."""
 
 import contextlib
 import os
@@ -54,13 +54,29 @@ def _assert_names_the_file(error: Exception, path: Path) -> None:
     assert str(path) in str(error) or path.name in str(error) or "no recording" in str(error), str(error)
 
 
-def _check_dataset(make: Any, path: Path, context: int, target: int) -> None:
-    """Builds the dataset and reads every window, accepting a ValueError that names ``path``."""
+def _refused(error: Exception, path: Path, *, allowed: bool) -> None:
+    """A refusal must name the file, and may only come for a file that is wrong."""
+    assert allowed, f"valid frames were refused: {error}"
+    _assert_names_the_file(error, path)
+
+
+def readable(array: np.ndarray, frames_needed: int, *, nan_allowed: bool) -> bool:
+    """Whether ``array`` is frames a loader must read: a known layout (THW, TCHW, NTCHW), no empty axis, real
+    numbers, at least one window's worth of frames, and finite values unless NaN is masked."""
+    if array.ndim not in (3, 4, 5) or array.size == 0 or array.dtype.kind not in "biuf":
+        return False
+    frames = array.shape[1] if array.ndim == 5 else array.shape[0]
+    return frames >= frames_needed and (nan_allowed or array.dtype.kind != "f" or bool(np.isfinite(array).all()))
+
+
+def _check_dataset(make: Any, path: Path, context: int, target: int, *, must_work: bool) -> None:
+    """Builds the dataset and reads every window, accepting a ValueError that names ``path`` unless the file is
+    one that ``must_work``."""
     try:
         dataset = make()
         items = [dataset[i] for i in range(len(dataset))]
     except (ValueError, FileNotFoundError) as error:
-        _assert_names_the_file(error, path)
+        _refused(error, path, allowed=not must_work)
         return
     assert items
     for item in items:
@@ -83,7 +99,8 @@ def test_numpy_files(array: np.ndarray, context: int, target: int, policy: str) 
                 path, layout=layout, split="all", context_frames=context, target_frames=target, nan_policy=policy
             )
 
-        _check_dataset(make, path, context, target)
+        must_work = readable(array, context + target, nan_allowed=policy == "mask")
+        _check_dataset(make, path, context, target, must_work=must_work)
 
 
 @FUZZ
@@ -146,7 +163,8 @@ def test_hdf5_files(array: np.ndarray, junk: bool, key: str) -> None:
         def make() -> HDF5Sequences:
             return HDF5Sequences(path, dataset=key, layout=layout, split="all", context_frames=2, target_frames=1)
 
-        _check_dataset(make, path, 2, 1)
+        must_work = not junk and key == "frames" and readable(array, 3, nan_allowed=False)
+        _check_dataset(make, path, 2, 1, must_work=must_work)
 
 
 @FUZZ
@@ -178,7 +196,23 @@ def test_image_folders(frames: list[str], skip: bool) -> None:
                 folder / "root", split="all", context_frames=2, target_frames=1, skip_invalid=skip
             )
 
-        _check_dataset(make, sequence, 2, 1)
+        # Frames of one size and files that are not frames (ignored): enough for a window of 2 + 1 must be read.
+        must_work = set(frames) <= {"png", "txt"} and frames.count("png") >= 3
+        _check_dataset(make, sequence, 2, 1, must_work=must_work)
+
+
+def test_a_refused_valid_file_fails_the_fuzz_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fuzz tests can fail: a loader that refuses a valid file, naming it, is caught."""
+    init = NumpySequences.__init__
+
+    def refuses_one_frame_contexts(self: NumpySequences, root: Any, **kwargs: Any) -> None:
+        if kwargs.get("context_frames") == 1:
+            raise ValueError(f"{root}: context_frames=1 refused, a planted bug with a clear message")
+        init(self, root, **kwargs)
+
+    monkeypatch.setattr(NumpySequences, "__init__", refuses_one_frame_contexts)
+    with pytest.raises(AssertionError, match="valid frames were refused"):
+        test_numpy_files()
 
 
 @pytest.mark.parametrize(

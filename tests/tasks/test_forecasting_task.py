@@ -185,12 +185,27 @@ def test_scheduled_sampling_masks_reach_the_model():
 
 
 def test_predict_step_returns_predictions():
+    """The model's own free-running forecast of each context, in eval mode: not the targets, not teacher-forced."""
+    torch.manual_seed(0)
     task = ForecastingTask(TinyForecaster(), predict_horizon=5)
     trainer = L.Trainer(**QUIET_TRAINER)
-    batches = trainer.predict(task, loader(static_sequences(4, target=2)))
+    items = static_sequences(4, target=2)
+    batches = trainer.predict(task, loader(items))
+    contexts = torch.stack([item["context"] for item in items.items])
+    targets = torch.stack([item["target"] for item in items.items])
+    task.model.eval()
+    with torch.no_grad():
+        free_running = task.model(contexts, 2)
+        teacher_forced = task.model(contexts, 2, targets=targets, teacher_forcing=torch.ones(2, dtype=torch.bool))
     assert batches[0].shape == (4, 2, 1, 8, 8)
+    torch.testing.assert_close(batches[0], free_running)
+    assert not torch.allclose(batches[0], targets, atol=1e-3)  # an untrained model's forecast, not the truth
+    assert not torch.allclose(batches[0][:, 1], teacher_forced[:, 1], atol=1e-6)  # the truth was not fed back
+
     contexts = torch.rand(3, 2, 1, 8, 8)
-    assert trainer.predict(task, DataLoader(contexts, batch_size=3))[0].shape == (3, 5, 1, 8, 8)
+    predicted = trainer.predict(task, DataLoader(contexts, batch_size=3))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(predicted, task.model.eval()(contexts, 5))  # predict_horizon without targets
 
 
 def _no_temporary_files(root: Path) -> bool:

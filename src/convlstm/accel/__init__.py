@@ -1,5 +1,6 @@
 """Fast paths, each switchable: compiled gate arithmetic, CUDA-graph capture, bfloat16 autocast with a float32
-cell state, channels-last memory format, and :func:`fast_settings`, which picks what is on per device."""
+cell state, channels-last memory format, and [`fast_settings`][convlstm.accel.fast_settings], which picks what is on per
+device."""
 
 from convlstm.accel.cpu_bf16 import cpu_bf16_feature, cpu_computes_bf16
 from convlstm.accel.cuda_graphs import CapturedStep, capture_inference, capture_training_step, make_training_step

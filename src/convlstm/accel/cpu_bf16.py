@@ -64,9 +64,10 @@ def cpu_bf16_feature() -> tuple[str | None, str]:
 
 
 def cpu_computes_bf16() -> bool:
-    """Whether torch multiplies bfloat16 in hardware on this CPU (:func:`cpu_bf16_feature` names the instructions):
-    there a bfloat16-autocast training step of the convolutional models runs faster than in float32
-    (benchmarks/cpu_precision.py measures it). False where torch cannot tell (no ``torch.cpu.get_capabilities``)."""
+    """Whether torch multiplies bfloat16 in hardware on this CPU ([`cpu_bf16_feature`][convlstm.accel.cpu_bf16_feature]
+    names the instructions): there a bfloat16-autocast training step of the convolutional models runs faster than in
+    float32 (benchmarks/cpu_precision.py measures it). False where torch cannot tell (no
+    ``torch.cpu.get_capabilities``)."""
     return cpu_bf16_feature()[0] is not None
 
 

@@ -4,13 +4,15 @@ At small batch a ConvLSTM step is bound by kernel launches (hundreds of small ke
 captured graph launches them all at once (benchmarks/gpu.py measures the gain). The step
 must not synchronise with the host (no ``.item()``, no Python branch on a tensor's value): capture fails if it does.
 
-Usage::
+Usage:
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, capturable=True)
-    step = capture_training_step(model, optimizer, lambda m, x, y: F.mse_loss(m(x)[0], y), (x, y),
-                                 autocast_dtype=torch.bfloat16)
-    for x, y in loader:               # every batch with the captured shapes and dtypes
-        loss = step(x, y)             # the same tensor every call, overwritten: clone it to keep it
+```python
+optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, capturable=True)
+step = capture_training_step(model, optimizer, lambda m, x, y: F.mse_loss(m(x)[0], y), (x, y),
+                             autocast_dtype=torch.bfloat16)
+for x, y in loader:               # every batch with the captured shapes and dtypes
+    loss = step(x, y)             # the same tensor every call, overwritten: clone it to keep it
+```
 
 A learning-rate schedule needs the learning rate as a CUDA tensor (``lr=torch.tensor(5e-4, device="cuda")``),
 which the scheduler updates in place; a Python float is baked into the graph at capture.
@@ -74,8 +76,9 @@ def make_training_step(
     autocast_dtype: torch.dtype | None = None,
     cache_autocast: bool = True,
 ) -> Callable[..., Tensor]:
-    """The eager training step that :func:`capture_training_step` captures: zero the gradients, loss under
-    autocast, backward, optimizer step (none when ``optimizer`` is None: the gradients are left in ``.grad``).
+    """The eager training step that [`capture_training_step`][convlstm.accel.capture_training_step] captures: zero the
+    gradients, loss under autocast, backward, optimizer step (none when ``optimizer`` is None: the gradients are left in
+    ``.grad``).
 
     Returns:
         step(*inputs) -> the detached loss. Runs on any device.
@@ -122,7 +125,8 @@ def capture_training_step(
         warmup_steps: eager steps before capture, >= 1.
 
     Returns:
-        A :class:`CapturedStep`: ``step(*inputs)`` returns the loss tensor (static, overwritten every call).
+        A [`CapturedStep`][convlstm.accel.CapturedStep]: ``step(*inputs)`` returns the loss tensor (static, overwritten
+        every call).
 
     Raises:
         ValueError: not on CUDA, an optimizer without capturable=True, or warmup_steps < 1.
@@ -168,7 +172,8 @@ def capture_inference(
         warmup_steps: eager calls before capture, >= 1.
 
     Returns:
-        A :class:`CapturedStep` returning fn's outputs (static tensors, overwritten by every call).
+        A [`CapturedStep`][convlstm.accel.CapturedStep] returning fn's outputs (static tensors, overwritten by every
+        call).
 
     Raises:
         ValueError: not on CUDA, or warmup_steps < 1.
@@ -191,7 +196,7 @@ def capture_inference(
 # ----------------------------------------------------------------------------------------------------- warm-up
 def snapshot_training_state(model: nn.Module, optimizer: Optimizer | None) -> dict[str, Any]:
     """Copies (on the CPU, so that they do not add to the device's peak memory) of the model's parameters and
-    buffers and of the optimizer's existing state, for :func:`restore_training_state`."""
+    buffers and of the optimizer's existing state, for `restore_training_state`."""
     state: dict[int, dict[str, Any]] = {}
     if optimizer is not None:
         for param, entries in optimizer.state.items():
@@ -205,7 +210,7 @@ def snapshot_training_state(model: nn.Module, optimizer: Optimizer | None) -> di
 
 
 def restore_training_state(saved: dict[str, Any], model: nn.Module, optimizer: Optimizer | None) -> None:
-    """Puts back what :func:`snapshot_training_state` saved, in place (the tensors keep their memory); optimizer
+    """Puts back what `snapshot_training_state` saved, in place (the tensors keep their memory); optimizer
     state created since is zeroed."""
     with torch.no_grad():
         for name, tensor in model.state_dict(keep_vars=True).items():

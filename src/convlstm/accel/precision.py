@@ -2,7 +2,7 @@
 
 bfloat16 autocast changes the numbers, so it is used where the hardware computes it natively: CUDA GPUs with
 bfloat16 support, and CPUs on which torch multiplies bfloat16 in hardware, with AMX or avx512_bf16
-(:func:`~convlstm.accel.cpu_bf16.cpu_bf16_feature` says what that takes). Elsewhere bfloat16 is emulated in
+([`cpu_bf16_feature`][convlstm.accel.cpu_bf16_feature] says what that takes). Elsewhere bfloat16 is emulated in
 software and slower than float32, so "auto" picks float32 and says so. Under bfloat16 autocast the ConvLSTM cell
 state (and the ConvGRU state) stays in float32, on the CPU as on GPUs.
 """
@@ -37,9 +37,9 @@ def choose_precision(accelerator: str = "auto") -> tuple[str, str]:
 
 
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:
-    """``precision`` as Lightning takes it: "auto" becomes :func:`choose_precision`'s choice (logged with its
-    reason); an explicit bfloat16 precision on a CPU that would emulate it is kept, with a warning that it will be
-    slow."""
+    """``precision`` as Lightning takes it: "auto" becomes [`choose_precision`][convlstm.accel.choose_precision]'s
+    choice (logged with its reason); an explicit bfloat16 precision on a CPU that would emulate it is kept, with a
+    warning that it will be slow."""
     if precision == "auto":
         chosen, why = choose_precision(accelerator)
         logger.info("precision auto: %s, since %s", chosen, why)

@@ -1,7 +1,7 @@
 """Switches for the fast paths and the per-device choice of which ones are on.
 
 Every switch changes how a model computes, not what: the fast paths agree with the plain eager layers (float32 to
-1e-5; bfloat16 autocast within the tolerance documented in :data:`BF16_TOLERANCE`).
+1e-5; bfloat16 autocast within the tolerance documented in [`BF16_TOLERANCE`][convlstm.accel.BF16_TOLERANCE]).
 """
 
 import contextlib
@@ -31,23 +31,25 @@ BF16_TOLERANCE = {"output": 0.02, "gradient": 0.05}
 divided by the largest absolute float32 gradient. tests/layers/test_precision.py checks them."""
 
 FLOAT32_TOLERANCE = {"output": 1e-5, "gradient": 1e-4}
-"""The same as :data:`BF16_TOLERANCE` for float32 fast paths (compiled gates, CUDA graphs, channels_last), TF32 off."""
+"""The same as [`BF16_TOLERANCE`][convlstm.accel.BF16_TOLERANCE] for float32 fast paths (compiled gates, CUDA graphs,
+channels_last), TF32 off."""
 
 
 @dataclasses.dataclass(frozen=True)
 class FastSettings:
-    """Which fast paths a model runs with. Build one with :func:`fast_settings` and change fields with
-    ``dataclasses.replace``; :func:`apply_fast_settings` sets the model-side switches.
+    """Which fast paths a model runs with. Build one with [`fast_settings`][convlstm.accel.fast_settings] and change
+    fields with ``dataclasses.replace``; [`apply_fast_settings`][convlstm.accel.apply_fast_settings] sets the model-side
+    switches.
 
     Attributes:
-        input_schedule: the sequence layers' schedule (see :mod:`convlstm.layers.schedule`).
+        input_schedule: the sequence layers' schedule (see `convlstm.layers.schedule`).
         compile_gates: the LSTM gate arithmetic runs through torch.compile (one fused kernel per pass on CUDA).
         cuda_graph: capture whole training / inference steps in CUDA graphs (static shapes only; see
-            :mod:`convlstm.accel.cuda_graphs`). Not a model switch: the caller captures.
+            `convlstm.accel.cuda_graphs`). Not a model switch: the caller captures.
         autocast_dtype: None (the parameters' dtype), torch.bfloat16 or torch.float16 under torch.autocast.
         float32_cell_state: under autocast, keep the state that integrates over the sequence in float32: the LSTM
-            cell state c (recommended; see :func:`convlstm.layers.lstm_cell.lstm_pointwise`) and the GRU state h
-            (``ConvGRUCell.float32_state``; the GRU layers then return float32 outputs).
+            cell state c (recommended; see [`convlstm.layers.lstm_pointwise`][convlstm.layers.lstm_pointwise]) and the
+            GRU state h (``ConvGRUCell.float32_state``; the GRU layers then return float32 outputs).
         channels_last: parameters and input frames in channels-last memory format (2-D layers only).
     """
 
@@ -65,7 +67,8 @@ class FastSettings:
             raise ValueError(f"autocast_dtype must be None, torch.bfloat16 or torch.float16, got {self.autocast_dtype}")
 
     def autocast(self, device: torch.device | str) -> AbstractContextManager[Any]:
-        """torch.autocast for ``device`` with :attr:`autocast_dtype`, or a context that does nothing."""
+        """torch.autocast for ``device`` with [`autocast_dtype`][convlstm.accel.FastSettings.autocast_dtype], or a
+        context that does nothing."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(torch.device(device).type, dtype=self.autocast_dtype)
@@ -84,7 +87,7 @@ def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> 
     """The fast paths expected to pay on ``device``.
 
     - CPU: bfloat16 autocast with the cell state in float32 where torch multiplies bfloat16 in hardware (AMX or
-      avx512_bf16, :func:`~convlstm.accel.cpu_bf16.cpu_bf16_feature`; the same test as ``precision="auto"``),
+      avx512_bf16, [`cpu_bf16_feature`][convlstm.accel.cpu_bf16_feature]; the same test as ``precision="auto"``),
       otherwise nothing: torch.compile'd gates gain little on the CPU for their cold compilation time
       (benchmarks/layers.py compares them); CUDA graphs do not apply.
     - CUDA: bfloat16 autocast (where supported) with the cell state in float32, the gate arithmetic compiled
@@ -116,7 +119,7 @@ def apply_fast_settings(model: nn.Module, settings: FastSettings) -> nn.Module:
     """Sets the model-side switches of ``settings`` on every ConvLSTM/ConvGRU layer and cell in ``model`` (in place;
     returns ``model``): input_schedule, compile_gates and float32_cell_state (LSTM cells), float32_state (GRU cells,
     from float32_cell_state) and, for channels_last, the memory format of the 4-D parameters. Autocast and CUDA
-    graphs are the caller's (see :mod:`.cuda_graphs`). A layer whose cells cannot run the "fused" schedule (GRU
+    graphs are the caller's (see `.cuda_graphs`). A layer whose cells cannot run the "fused" schedule (GRU
     cells, strides, unequal kernels) gets "auto" instead.
     """
     for name, module in model.named_modules():

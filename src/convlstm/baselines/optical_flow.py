@@ -3,7 +3,7 @@
 For every sequence and channel, a Lucas-Kanade motion field is estimated from the last ``motion_frames`` context
 frames (pysteps ``motion.get_method("lucaskanade")``) and the last frame is advected along it, semi-Lagrangian,
 for ``horizon`` steps (pysteps ``nowcasts.get_method("extrapolation")``). The pysteps calls live in
-:mod:`convlstm.models.extrapolation`, shared with the learned ``extrapolation_nowcast`` that starts from this
+`convlstm.models.extrapolation`, shared with the learned ``extrapolation_nowcast`` that starts from this
 forecast. pysteps runs on the CPU in numpy; the result comes back as a tensor on the context's device and dtype.
 
 pysteps and OpenCV are the optional extra ``convlstm[nowcast]``; they are imported only when a forecast runs.

@@ -7,7 +7,7 @@ spatial scales, evolves each with an autoregressive model, adds stochastic noise
 perturbs the motion, member by member. The members come back in the units of the context.
 
 ``forward`` returns the ensemble mean (a deterministic forecast, blurred where the members disagree);
-:meth:`STEPS.ensemble` returns the members, for probabilistic scores.
+[`STEPS.ensemble`][convlstm.baselines.STEPS.ensemble] returns the members, for probabilistic scores.
 """
 
 import contextlib
@@ -35,7 +35,7 @@ _DB_FLOOR = -15.0
 
 @dataclass
 class STEPSConfig:
-    """The constructor arguments of :class:`STEPS`, as saved with a model."""
+    """The constructor arguments of [`STEPS`][convlstm.baselines.STEPS], as saved with a model."""
 
     in_channels: int | None = None
     members: int = 8
@@ -63,7 +63,7 @@ class STEPS(ForecastingModel):
 
     Shape:
         context: (B, T_in, C, H, W) -> forward: ensemble mean (B, horizon, C, H, W);
-        :meth:`ensemble`: (B, N, horizon, C, H, W).
+        [`ensemble`][convlstm.baselines.STEPS.ensemble]: (B, N, horizon, C, H, W).
     """
 
     family = "steps"

@@ -286,7 +286,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def demo(run_dir: Path, *, minutes: float) -> int:
-    """Runs :func:`convlstm.experiment.demo` (the packaged ``demo`` recipe) and prints its scores."""
+    """Runs [`convlstm.experiment.demo`][convlstm.experiment.demo] (the packaged ``demo`` recipe) and prints its
+    scores."""
     from convlstm import experiment
 
     result = experiment.demo(run_dir, minutes=minutes)

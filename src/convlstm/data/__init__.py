@@ -2,7 +2,7 @@
 
 Items are torchvision-style dicts of float32 tensors: "context" (T_in, C, H, W), "target" (T_out, C, H, W), plus
 "labels" / "mask" where they apply, and "weight" (an importance weight) for patches drawn in favour of rain.
-Lightning DataModules live in :mod:`convlstm.tasks` (nothing here imports Lightning).
+Lightning DataModules live in [`convlstm.tasks`][convlstm.tasks] (nothing here imports Lightning).
 
 Names are imported on first use: the loaders pull in h5py, hickle, xarray, scipy and ffmpeg, and a user of one
 source should not wait for all of them.

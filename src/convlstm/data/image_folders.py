@@ -125,7 +125,7 @@ class ImageFolderSequences(WindowDataset):
             frames, logging what was skipped and why.
         split_at_cuts: split each sequence (each time block with TimeBlockSplit) at its scene cuts into recordings
             of their own, so that no window spans a cut; parts shorter than a window are left out. Finding the cuts
-            (:func:`~convlstm.data.scene_cuts.find_scene_cuts`) reads every frame of the split once, here; an INFO
+            ([`find_scene_cuts`][convlstm.data.find_scene_cuts]) reads every frame of the split once, here; an INFO
             log line counts them and the windows they removed.
         cut_threshold: the smallest difference of consecutive frames that is a cut (mean absolute difference of
             the gray, shrunk, mean-free frames, on the [0, 1] scale); a cut must also exceed 3 times the sequence's

@@ -7,24 +7,26 @@ holds only the times that have data, the coordinate ``missing_times`` lists the 
 global attribute ``consistent_timestep_start`` marks where a regular time step begins when earlier data came at
 other steps. NaN marks pixels without radar coverage. This source:
 
-- finds the rain variable by its ``standard_name`` and converts it to mm/h (see :func:`rain_conversion`);
+- finds the rain variable by its ``standard_name`` and converts it to mm/h (see `rain_conversion`);
 - rebuilds the time axis from ``time`` and ``missing_times`` and cuts it into recordings at every missing time,
   at every all-NaN frame, at ``consistent_timestep_start`` and wherever the time step changes, so that no window
   spans a gap or two time steps;
 - gives each split the recordings' frames inside its time ranges (``splits``), chronological 80 / 10 / 10 by
   default;
 - reads only the frames of the windows asked for; NaN becomes 0 with mask 0, as in
-  :class:`~convlstm.data.radar_archive.RadarArchiveSequences`, whose items and patches these are too.
+  [`RadarArchiveSequences`][convlstm.data.RadarArchiveSequences], whose items and patches these are too.
 
-A recipe::
+A recipe:
 
-    data:
-      source: mlcast
-      args:
-        root: s3://mlcast-source-datasets/radklim/v0.1.1/5_minutes.zarr
-        storage_options: {anon: true, endpoint_url: https://object-store.os-api.cci2.ecmwf.int}
-        splits: {train: ["2001-01-01", "2019-01-01"], val: ["2019-01-01", "2020-01-01"], test: ["2020-01-01", null]}
-        patch_size: 256
+```yaml
+data:
+  source: mlcast
+  args:
+    root: s3://mlcast-source-datasets/radklim/v0.1.1/5_minutes.zarr
+    storage_options: {anon: true, endpoint_url: https://object-store.os-api.cci2.ecmwf.int}
+    splits: {train: ["2001-01-01", "2019-01-01"], val: ["2019-01-01", "2020-01-01"], test: ["2020-01-01", null]}
+    patch_size: 256
+```
 """
 
 from __future__ import annotations
@@ -230,7 +232,7 @@ def rain_conversion(
 
 
 def find_rain_variable(dataset: xr.Dataset, variable: str | None = None, *, where: str = "store") -> str:
-    """The name of the one variable whose ``standard_name`` is rain (:data:`RAIN_STANDARD_NAMES`), or ``variable``
+    """The name of the one variable whose ``standard_name`` is rain (`RAIN_STANDARD_NAMES`), or ``variable``
     when given; ValueError listing the store's variables when there is none, several, or ``variable`` is not one."""
 
     def listing() -> str:
@@ -413,7 +415,7 @@ def _is_pair(value: Any) -> bool:
 
 class MlcastFrames:
     """The frames of the rain variable as (T, 1, H, W) float32 in ``units``, NaN kept; a time slice reads only its
-    frames (through :class:`~convlstm.data.xarray_source.XarrayFrames` and its chunk cache).
+    frames (through `XarrayFrames` and its chunk cache).
 
     Attributes:
         frames: the raw frames.
@@ -448,18 +450,18 @@ class MlcastSequences(WindowDataset):
     hold "context" (T_in, 1, h, w) and "target" (T_out, 1, h, w) in ``units``, "context_mask" and "mask" (1 where
     the radars cover the pixel, 0 where the store has NaN; the frames hold 0 there), and with ``patch_size``
     "weight" (the patch's importance weight) and "origin" (row and column of its top-left pixel), as
-    :class:`~convlstm.data.radar_archive.RadarArchiveSequences` gives them.
+    [`RadarArchiveSequences`][convlstm.data.RadarArchiveSequences] gives them.
 
     Time: the axis is rebuilt from ``time`` and ``missing_times`` and cut into recordings at every missing time,
     every all-NaN frame (when scanned), ``consistent_timestep_start`` and every change of time step (see
-    :func:`time_runs`); windows never cross a cut. A split takes the frames of the recordings inside its time
+    `time_runs`); windows never cross a cut. A split takes the frames of the recordings inside its time
     ranges, so that splits share no frame.
 
     Args:
         root: the store: a local path or an fsspec URL (``s3://``, ``gs://``, ``https://``).
         split: a key of ``splits`` ("train", "val", "test"), or "all" for every time.
-        context_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
-        target_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
+        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
         variable: the variable to read; default the one whose ``standard_name`` is rain (an error lists the
             store's variables when there is none or several).
         zr: the Z-R relation of a reflectivity variable: "marshall_palmer" (a = 200, b = 1.6, the default),
@@ -470,11 +472,11 @@ class MlcastSequences(WindowDataset):
             ranges must not overlap. None: the store's times chronologically, 80 / 10 / 10.
         units: "mm/h" (default) or "pixel" (HKO-7 pixels in [0, 1]).
         patch_size: (height, width) or one int: items are patches drawn in favour of rain
-            (:class:`~convlstm.data.sampling.RainBiasedPatches`); None: whole frames.
+            ([`RainBiasedPatches`][convlstm.data.RainBiasedPatches]); None: whole frames.
         rain_threshold: rain rate (mm/h) from which a pixel counts as raining for the patch draw.
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
         augment: rotate and flip the items of split "train" at random (odd quarter turns on square items only).
-        stride: as in :class:`~convlstm.data.windows.WindowDataset`.
+        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
         seed: seed of the patch draws and augmentation.
         scan_empty_frames: read the split's frames once when the dataset is built to find all-NaN frames, which
             are then gaps. False skips the read (for archives too large to read up front): an all-NaN frame is
@@ -482,8 +484,8 @@ class MlcastSequences(WindowDataset):
         storage_options: options of the fsspec filesystem of a URL ``root`` (``{"anon": True}``,
             ``{"endpoint_url": ...}``, credentials).
         chunk_cache: decoded time chunks each process keeps (see
-            :class:`~convlstm.data.xarray_source.XarrayFrames`).
-        transform: as in :class:`~convlstm.data.windows.WindowDataset`, applied last.
+            `XarrayFrames`).
+        transform: as in [`WindowDataset`][convlstm.data.WindowDataset], applied last.
 
     Attributes:
         conversion: the variable and how it becomes mm/h.

@@ -255,8 +255,8 @@ class MovingMNISTFile(Dataset[Item]):
 
     The file is memory-mapped, so the 800 MB official test set is not read into memory at once. ``split`` chooses
     sequences the way the other file loaders choose recordings: whole sequences go to "train", "val" and "test" by
-    a seeded shuffle (``split_by``, default :class:`~convlstm.data.RecordingSplit`: 80 / 10 / 10 %), and "all" (the
-    default) keeps every sequence in file order.
+    a seeded shuffle (``split_by``, default [`RecordingSplit`][convlstm.data.RecordingSplit]: 80 / 10 / 10 %), and "all"
+    (the default) keeps every sequence in file order.
 
     Args:
         root: The ``.npy`` file (e.g. ``mnist_test_seq.npy``, shape (20, 10000, 64, 64)).

@@ -2,8 +2,8 @@
 
 Each file holds one 2-D field per quantity under ``/datasetN/dataM`` with its coding in ``what`` (gain, offset,
 nodata, undetect), the nominal time in ``/what`` (date, time) and the grid in ``/where`` (projdef, corner
-coordinates, xscale, yscale). :class:`ODIMSequences` reads a folder of them, sorted by nominal time, into the
-windowed dataset; the values come out in mm/h (reflectivity through a Z-R relation), or as HKO-7 pixels.
+coordinates, xscale, yscale). [`ODIMSequences`][convlstm.data.ODIMSequences] reads a folder of them, sorted by nominal
+time, into the windowed dataset; the values come out in mm/h (reflectivity through a Z-R relation), or as HKO-7 pixels.
 
 Coding, as pysteps' ODIM importer reads it: value = raw * gain + offset; ``nodata`` (outside the radars' reach)
 becomes NaN, which the dataset masks (``nan_policy="mask"``); ``undetect`` (measured, no echo) becomes 0 mm/h.
@@ -183,10 +183,10 @@ class ODIMSequences(WindowDataset):
 
     Args:
         root: a folder (its ``*.h5`` / ``*.hdf5`` / ``*.hdf`` files are read) or a list of files.
-        context_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
-        target_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
-        stride: as in :class:`~convlstm.data.windows.WindowDataset`.
-        transform: as in :class:`~convlstm.data.windows.WindowDataset`.
+        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        transform: as in [`WindowDataset`][convlstm.data.WindowDataset].
         split: "train", "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological).
         quantity: "DBZH" (default) or "TH", reflectivity in dBZ, or "RATE", rain rate in mm/h.

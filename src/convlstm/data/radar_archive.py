@@ -389,7 +389,7 @@ def _cache_key(archive: RadarArchive, event: RadarEvent, files: Sequence[str | N
 
 
 def cached_event(archive: RadarArchive, event: RadarEvent, cache_dir: str | os.PathLike[str]) -> EventFrames:
-    """:func:`read_event` through a cache of .npy files under ``cache_dir``, memory-mapped when read back."""
+    """`read_event` through a cache of .npy files under ``cache_dir``, memory-mapped when read back."""
     files, _ = _find_files(archive, event)
     # "~" as the recipes write it is the user's home, not a folder named "~" in the working directory.
     stem = Path(cache_dir).expanduser() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', event.name)}-{_cache_key(archive, event, files)}"
@@ -473,7 +473,7 @@ class RadarArchiveSequences(WindowDataset):
     the row and column of its top-left pixel in the event's frames, before any augmentation ((2,) int64).
 
     With ``patch_size`` each window yields one patch drawn in favour of rain by
-    :class:`~convlstm.data.sampling.RainBiasedPatches`; its weight makes means over patches unbiased estimates of
+    [`RainBiasedPatches`][convlstm.data.RainBiasedPatches]; its weight makes means over patches unbiased estimates of
     means over uniformly placed patches (multiply each item's masked sums by its weight). The patch of window i
     comes from the random stream (seed, split, epoch, i): the same whatever the order or worker; ``set_epoch``
     draws new ones.
@@ -486,10 +486,10 @@ class RadarArchiveSequences(WindowDataset):
             fn_ext, importer, timestep, importer_kwargs).
         events: name -> {archive, start, end}: the time steps from start to end (both included) of one archive;
             ``archive`` may be left out when there is one. Times as datetimes, ISO text or "%Y%m%d%H%M".
-        context_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
-        target_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
+        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
         splits: split name -> event names; an event goes whole to at most one split. None: a seeded shuffle of
-            whole events, 80 / 10 / 10 (:class:`~convlstm.data.splits.RecordingSplit`).
+            whole events, 80 / 10 / 10 ([`RecordingSplit`][convlstm.data.RecordingSplit]).
         units: "mm/h" (default) or "pixel" (HKO-7 pixels in [0, 1], what the radar models here train on).
         patch_size: (height, width) or one int: items are patches of this size drawn in favour of rain; None:
             whole frames (events of different grids then make items of different sizes).
@@ -497,15 +497,15 @@ class RadarArchiveSequences(WindowDataset):
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
         augment: rotate and flip the items of split "train" (patch or frame) at random, frames and masks alike;
             odd quarter turns only on square items. Other splits are never augmented.
-        stride: as in :class:`~convlstm.data.windows.WindowDataset`.
+        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
         seed: seed of the patch draws and augmentation.
         cache_dir: keep each event's rain rates as a .npy file here and memory-map it (DataLoader workers then
             share pages instead of copies); None keeps them in memory.
-        transform: as in :class:`~convlstm.data.windows.WindowDataset`, applied last.
+        transform: as in [`WindowDataset`][convlstm.data.WindowDataset], applied last.
 
     Attributes:
         archives: the parsed archive entries by name.
-        events: the :class:`EventFrames` of this split's events, in the order of ``events``.
+        events: the `EventFrames` of this split's events, in the order of ``events``.
     """
 
     def __init__(

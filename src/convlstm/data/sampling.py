@@ -19,13 +19,13 @@ from convlstm.utils.checks import check_float
 
 
 class ChunkAwareSampler(DistributedSampler[int]):
-    """Visits the windows of a :class:`~convlstm.data.windows.WindowDataset` chunk by chunk, and gives each
+    """Visits the windows of a [`WindowDataset`][convlstm.data.WindowDataset] chunk by chunk, and gives each
     distributed rank its own contiguous share of that order.
 
     Windows are grouped by the time chunk on disk that their first frame falls in. With ``shuffle`` the groups are
     visited in a random order and the windows inside a group in a random order too (both fixed by seed and epoch),
     so consecutive windows, and the consecutive batches a DataLoader worker reads, reuse the chunks a
-    ``chunk_cache`` keeps decoded (see :class:`~convlstm.data.xarray_source.XarraySequences`) instead of decoding
+    ``chunk_cache`` keeps decoded (see [`XarraySequences`][convlstm.data.XarraySequences]) instead of decoding
     a chunk per window as a uniform shuffle would.
 
     Across ranks (``num_replicas`` > 1) the order is cut into ``num_replicas`` contiguous blocks, one per rank (not
@@ -33,8 +33,9 @@ class ChunkAwareSampler(DistributedSampler[int]):
     window is read by two ranks. With ``drop_last=False`` the order is first padded with its own first windows to a
     multiple of ``num_replicas`` so that every rank takes as many steps (the padding is the only repetition, fewer
     than ``num_replicas`` windows); with ``drop_last=True`` the remainder is left out instead. Call
-    :meth:`set_epoch` before each epoch for a new order (Lightning does). It is a ``DistributedSampler``, so
-    Lightning's DDP keeps it as it is instead of wrapping it in a distributed sampler that would reshuffle it.
+    [`set_epoch`][convlstm.data.ChunkAwareSampler.set_epoch] before each epoch for a new order (Lightning does). It is a
+    ``DistributedSampler``, so Lightning's DDP keeps it as it is instead of wrapping it in a distributed sampler that
+    would reshuffle it.
 
     Args:
         dataset: the windows.
@@ -136,7 +137,7 @@ class Patch:
     Attributes:
         top: first row of the patch.
         left: first column of the patch.
-        acceptance: its acceptance probability (see :class:`RainBiasedPatches`).
+        acceptance: its acceptance probability (see [`RainBiasedPatches`][convlstm.data.RainBiasedPatches]).
         weight: its importance weight, mean acceptance of the window / acceptance of the patch.
     """
 
@@ -207,7 +208,8 @@ class RainBiasedPatches:
         return integral[h:, w:] - integral[:-h, w:] - integral[h:, :-w] + integral[:-h, :-w]
 
     def draw(self, rain_rate: np.ndarray, target_valid: np.ndarray | None, rng: np.random.Generator) -> Patch:
-        """One patch position of a window (arguments as in :meth:`acceptance`), drawn with ``rng``."""
+        """One patch position of a window (arguments as in [`acceptance`][convlstm.data.RainBiasedPatches.acceptance]),
+        drawn with ``rng``."""
         accept = self.acceptance(rain_rate, target_valid)
         total = accept.sum()
         if total <= 0:

@@ -3,7 +3,7 @@
 A window that spans a cut asks a forecaster to predict a new scene from the old one. No model can, and any blurred
 guess beats copying the last frame there, so such windows flatter every model against copy-last-frame, in training
 and in testing. The video and image-folder sources therefore split each recording at its cuts before cutting
-windows (see :func:`split_at_scene_cuts`).
+windows (see `split_at_scene_cuts`).
 
 The test compares consecutive frames. Each frame is turned gray, shrunk by block means to about 32 x 32 cells (small
 motions and sensor noise average out) and has its own mean subtracted (a global brightness change, an exposure step
@@ -98,7 +98,7 @@ def find_scene_cuts(
 ) -> list[int]:
     """The frames t that begin a new shot: a cut lies between frame t - 1 and frame t.
 
-    A cut is where the difference of consecutive frames (see :func:`frame_differences`) exceeds both ``threshold``
+    A cut is where the difference of consecutive frames (see `frame_differences`) exceeds both ``threshold``
     and ``factor`` times the median difference of the recording (the module docstring gives the reasons). The median
     needs a few ordinary frame pairs beside a cut, so a recording of 3 frames or fewer is never cut.
 
@@ -168,7 +168,8 @@ def split_at_scene_cuts(
     threshold: float = CUT_THRESHOLD,
     what: str = "recordings",
 ) -> CutSplit:
-    """Split each recording at its scene cuts (:func:`find_scene_cuts`) into recordings of their own.
+    """Split each recording at its scene cuts ([`find_scene_cuts`][convlstm.data.find_scene_cuts]) into recordings of
+    their own.
 
     Parts shorter than one window are left out. A recording too short for a window even whole, or malformed, is
     passed on untouched, so that the window dataset reports it as it would without cuts. One INFO line says how many
@@ -178,7 +179,7 @@ def split_at_scene_cuts(
         recordings: the recordings (or time segments) of one split.
         window_frames: frames per window (context_frames + target_frames).
         stride: frames between the starts of consecutive windows.
-        threshold: as in :func:`find_scene_cuts`.
+        threshold: as in [`find_scene_cuts`][convlstm.data.find_scene_cuts].
         what: what the recordings are, for the log line and errors ("videos of data/clips, split 'train'").
 
     Raises:

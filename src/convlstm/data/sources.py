@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 
 import convlstm.data as data
 
-#: recipe name -> class in :mod:`convlstm.data`
+#: recipe name -> class in [`convlstm.data`][convlstm.data]
 SOURCES = {
     "moving_mnist": "MovingMNIST",
     "moving_mnist_file": "MovingMNISTFile",

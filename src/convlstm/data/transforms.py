@@ -146,8 +146,9 @@ def flip_rotate(clip: Clip, rotations: int, flip: bool) -> Clip:
 
 
 def random_flip_rotate(item: dict[str, Tensor], rng: np.random.Generator) -> dict[str, Tensor]:
-    """:func:`flip_rotate` of an item by one of the symmetries drawn from ``rng``: any of the eight for square
-    frames, and for others the four that keep height and width (half turns, with or without a mirror)."""
+    """[`flip_rotate`][convlstm.data.flip_rotate] of an item by one of the symmetries drawn from ``rng``: any of the
+    eight for square frames, and for others the four that keep height and width (half turns, with or without a
+    mirror)."""
     height, width = item["context"].shape[-2:]
     turns = int(rng.integers(4)) if height == width else 2 * int(rng.integers(2))
     return flip_rotate(item, turns, bool(rng.integers(2)))

@@ -89,7 +89,7 @@ class VideoSequences(WindowDataset):
         skip_invalid: leave out videos that cannot be decoded or are too short, logging what and why.
         split_at_cuts: split each video (each time block with TimeBlockSplit) at its scene cuts into recordings of
             their own, so that no window spans a cut; parts shorter than a window are left out. The cuts are found
-            on the decoded frames in memory (:func:`~convlstm.data.scene_cuts.find_scene_cuts`), and an INFO log
+            on the decoded frames in memory ([`find_scene_cuts`][convlstm.data.find_scene_cuts]), and an INFO log
             line counts them and the windows they removed.
         cut_threshold: the smallest difference of consecutive frames that is a cut (mean absolute difference of
             the gray, shrunk, mean-free frames, on the [0, 1] scale); a cut must also exceed 3 times the video's

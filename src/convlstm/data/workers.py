@@ -2,8 +2,8 @@
 
 Every DataLoader worker is a process of its own. Left alone, each would start as many torch (OpenMP), BLAS and
 zarr/blosc threads as the machine has cores, so that N workers run N times too many threads, which thrash instead
-of helping (the main process keeps its threads for the model). :func:`init_worker` is the ``worker_init_fn`` the
-package's loaders use; pass it to DataLoaders of your own:
+of helping (the main process keeps its threads for the model). [`init_worker`][convlstm.data.init_worker] is the
+``worker_init_fn`` the package's loaders use; pass it to DataLoaders of your own:
 
     DataLoader(dataset, batch_size=8, num_workers=4, worker_init_fn=init_worker)
 """
@@ -18,7 +18,7 @@ WORKER_THREADS = 1
 
 
 def init_worker(worker_id: int) -> None:
-    """A DataLoader ``worker_init_fn``: limits the worker to :data:`WORKER_THREADS` compute thread(s) (torch, and
+    """A DataLoader ``worker_init_fn``: limits the worker to `WORKER_THREADS` compute thread(s) (torch, and
     zarr's and blosc's decompression threads when they are installed) and seeds numpy's and Python's global
     generators from torch's per-worker seed (base seed + worker id), so third-party transforms differ between
     workers and repeat between runs.

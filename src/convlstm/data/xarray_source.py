@@ -4,7 +4,7 @@ Chosen variables become channels; the time, y (lat) and x (lon) dimensions becom
 without dask (chunks=None, cache=False): xarray's lazy backend arrays read only the time slice of each
 window, so archives larger than memory work. A store chunked along time decodes whole chunks: with
 ``chunk_cache=N`` each process keeps its last N decoded time chunks, so that consecutive windows in the same
-chunks (the order of :class:`~convlstm.data.sampling.ChunkAwareSampler`) decode each chunk once.
+chunks (the order of [`ChunkAwareSampler`][convlstm.data.ChunkAwareSampler]) decode each chunk once.
 
 A zarr store can also be read from an fsspec URL (``s3://``, ``gs://``, ``https://``, ...) with
 ``storage_options`` (credentials, an endpoint, ``anon``); only the chunks a window needs are fetched, through the
@@ -125,7 +125,7 @@ class XarrayFrames:
         dims: names of the (time, y, x) dimensions.
         source: the file, for error messages.
         chunk_cache: decoded time chunks to keep per process (0: none; each read then reads just its slice).
-            Only for stores chunked along time (:attr:`time_chunk` not None); each cached chunk holds
+            Only for stores chunked along time (`time_chunk` not None); each cached chunk holds
             time_chunk x C x H x W values.
 
     Attributes:
@@ -277,7 +277,7 @@ def regular_runs(time: np.ndarray, *, source: str = "time coordinate") -> list[t
 
 
 def recordings_between_gaps(name: str, frames: Any, times: np.ndarray) -> list[Recording]:
-    """One recording per gap-free run of ``times`` (see :func:`regular_runs`; a warning counts the gaps), each
+    """One recording per gap-free run of ``times`` (see `regular_runs`; a warning counts the gaps), each
     slicing ``frames`` lazily."""
     runs = regular_runs(times, source=name)
     if len(runs) > 1:
@@ -302,10 +302,10 @@ class XarraySequences(WindowDataset):
         y_dim: name of the y dimension (H).
         x_dim: name of the x dimension (W).
         engine: xarray engine to open a path with (default: zarr for zarr stores, else xarray's choice).
-        chunk_cache: decoded time chunks each process keeps (see :class:`XarrayFrames`; 0: none). Pair it with
-            :class:`~convlstm.data.sampling.ChunkAwareSampler`, which visits the windows chunk by chunk.
+        chunk_cache: decoded time chunks each process keeps (see `XarrayFrames`; 0: none). Pair it with
+            [`ChunkAwareSampler`][convlstm.data.ChunkAwareSampler], which visits the windows chunk by chunk.
         storage_options: options of the fsspec filesystem of a URL ``root`` (``{"anon": True}``,
-            ``{"endpoint_url": ...}``, credentials); see :func:`open_lazy`.
+            ``{"endpoint_url": ...}``, credentials); see `open_lazy`.
         context_frames: as in WindowDataset.
         target_frames: as in WindowDataset.
         stride: as in WindowDataset.
@@ -314,7 +314,7 @@ class XarraySequences(WindowDataset):
         skip_invalid: as in WindowDataset.
 
     Attributes:
-        time_chunk: frames per chunk along time on disk, or None (see :class:`XarrayFrames`).
+        time_chunk: frames per chunk along time on disk, or None (see `XarrayFrames`).
     """
 
     @renamed_keywords(source="root")
@@ -399,7 +399,7 @@ def last_window(
         engine: the xarray engine (default: zarr for a zarr store, else xarray's choice).
 
     Returns:
-        The context (T_in, C, H, W) as float32 and its :class:`WindowCoords`.
+        The context (T_in, C, H, W) as float32 and its [`WindowCoords`][convlstm.data.WindowCoords].
 
     Raises:
         ValueError: fewer than 2 time steps, no gap-free stretch of ``context_frames``, or NaN in the context.

@@ -8,8 +8,8 @@ nowcast / export and scoring. The command line, the benchmarks and users call th
     report = evaluate(Path("runs/demo"))
 
 Names are imported on first use, so that the command line can read recipes and answer ``--help`` without the
-training extra (Lightning) installed. ``model_summaries`` and ``ModelSummary`` live in :mod:`convlstm.models`, beside
-the registry they list.
+training extra (Lightning) installed. ``model_summaries`` and ``ModelSummary`` live in
+[`convlstm.models`][convlstm.models], beside the registry they list.
 """
 
 from typing import TYPE_CHECKING

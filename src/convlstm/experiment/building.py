@@ -27,7 +27,7 @@ from convlstm.tasks import (
 logger = logging.getLogger(__name__)
 
 #: The system that trains each task kind. Anomaly detection trains a forecaster on normal sequences; its test
-#: (:class:`~convlstm.tasks.AnomalyTask`) and evaluation score frames by prediction error.
+#: ([`AnomalyTask`][convlstm.tasks.AnomalyTask]) and evaluation score frames by prediction error.
 TRAINING_TASKS: dict[str, type[TaskBase]] = {
     "forecasting": ForecastingTask,
     "tbptt": TBPTTForecastingTask,

@@ -2,10 +2,11 @@
 mlcast convention -> a CF forecast (netCDF or zarr) on their grid.
 
 Radar files are read by a pysteps importer (named, or guessed from the extension) and converted to rain rate (mm/h) by
-pysteps' ``to_rainrate`` (:func:`convlstm.data.radar_archive.import_rain_rate`); their times come from their names
+pysteps' ``to_rainrate`` (`convlstm.data.radar_archive.import_rain_rate`); their times come from their names
 (every pysteps-data archive has one in its file names). The last ``context_frames`` of them, consecutive at one time
-step, go to the model; its forecast is written by :func:`convlstm.data.forecast_netcdf.write_forecast_netcdf` on the
-files' own grid, with their projection and the latitude and longitude of every pixel.
+step, go to the model; its forecast is written by
+[`convlstm.data.write_forecast_netcdf`][convlstm.data.write_forecast_netcdf] on the files' own grid, with their
+projection and the latitude and longitude of every pixel.
 
 An mlcast archive (a zarr store, local or at an fsspec URL) is read by
 [`MlcastSequences`][convlstm.data.mlcast.MlcastSequences]: the last ``context_frames`` consecutive frames (or those

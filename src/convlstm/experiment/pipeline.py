@@ -33,7 +33,7 @@ def fit(recipe: Recipe, run_dir: Path, *, resume: bool, overwrite: bool = False)
     folders this call created are removed, or what it wrote into an existing one, and the error says so.
     ``overwrite`` replaces a run already in ``run_dir``. What the training did (steps, epochs, minutes, device,
     precision, why it stopped) goes to <run>/training.json, also when Ctrl-C or SIGTERM stops it: then the
-    :class:`~convlstm.tasks.step_checkpoint.TrainingInterrupted` raised carries the command that resumes it.
+    [`TrainingInterrupted`][convlstm.experiment.TrainingInterrupted] raised carries the command that resumes it.
     """
     run = RunDir(run_dir)
     created = run.outermost_missing()
@@ -171,8 +171,8 @@ def evaluate(run_dir: Path, *, baselines: list[str] | None = None, num_sequences
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What :func:`demo` did: the recipe it ran, the optimizer steps that fitted in its minutes, the report, and the
-    model's and persistence's MSE per frame."""
+    """What [`demo`][convlstm.experiment.demo] did: the recipe it ran, the optimizer steps that fitted in its minutes,
+    the report, and the model's and persistence's MSE per frame."""
 
     recipe: Recipe
     steps: int

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GridOptions:
-    """How to read gridded input, as :class:`~convlstm.data.XarraySequences` takes it; None: the recipe's
+    """How to read gridded input, as [`XarraySequences`][convlstm.data.XarraySequences] takes it; None: the recipe's
     ``data.args`` when its source is xarray, else the defaults below.
 
     variables: the variables, in channel order. time_dim, y_dim, x_dim: dimension names (time, lat, lon).
@@ -49,7 +49,7 @@ def is_gridded(source: Path) -> bool:
 def predict_gridded(run: RunDir, source: Path, output: Path, *, horizon: int | None, grid: GridOptions) -> Path:
     """Forecasts gridded variables and writes ``output/predictions.nc``: one variable per channel with dims
     (lead_time, y, x), or (init_time, lead_time, y, x) for windows="all", on the input's y / x coordinates, with
-    valid_time and init_time coordinates (:meth:`~convlstm.data.xarray_source.WindowCoords.to_dataset`)."""
+    valid_time and init_time coordinates ([`to_dataset`][convlstm.data.WindowCoords.to_dataset])."""
     import xarray as xr
 
     from convlstm.data.xarray_source import XarraySequences, last_window, open_lazy
@@ -131,7 +131,7 @@ def predict(
     grid: GridOptions | None = None,
 ) -> Path:
     """Forecasts from a .npy of frames (T, C, H, W) or sequences (N, T, C, H, W) in [0, 1], or from gridded
-    variables in a netCDF file or zarr store (see :func:`predict_gridded`)."""
+    variables in a netCDF file or zarr store (see [`predict_gridded`][convlstm.experiment.predict_gridded])."""
     run = RunDir(run_dir)
     recipe = run.recipe()
     if not source.exists():

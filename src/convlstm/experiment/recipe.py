@@ -2,8 +2,8 @@
 
 A recipe names a data source, a registered model, a task and the Trainer settings; ``-o section.key=value``
 overrides any entry (the value is read as YAML: ``-o trainer.max_epochs=3``, ``-o model.args.hidden_channels=[32]``).
-Every value is then read as the type its key declares (:func:`read_value`): a section's field, or for ``data.args``,
-``model.args`` and ``task.args`` a parameter of the source, model or task (:func:`read_arguments`).
+Every value is then read as the type its key declares (`read_value`): a section's field, or for ``data.args``,
+``model.args`` and ``task.args`` a parameter of the source, model or task (`read_arguments`).
 """
 
 import collections.abc
@@ -157,7 +157,7 @@ def recipe_source(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
     """The YAML text of a recipe and where it came from: a file path, or the bare name of a packaged recipe.
 
     A value that names an existing file, or looks like a path (it has a folder or a .yaml / .yml suffix), is read as
-    a file; any other is looked up among :func:`list_recipes`.
+    a file; any other is looked up among [`list_recipes`][convlstm.experiment.list_recipes].
 
     Raises:
         FileNotFoundError: no such file, or no packaged recipe of that name.
@@ -183,7 +183,8 @@ def load_recipe(name_or_path: str | os.PathLike[str], overrides: list[str] | tup
     """Reads a YAML recipe (yaml.safe_load: no Python objects), applies ``key=value`` overrides, checks types.
 
     Args:
-        name_or_path: a YAML file, or the bare name of a packaged recipe (``"demo"``; see :func:`list_recipes`).
+        name_or_path: a YAML file, or the bare name of a packaged recipe (``"demo"``; see
+            [`list_recipes`][convlstm.experiment.list_recipes]).
         overrides: ``section.key=value`` strings, the value read as YAML.
     """
     try:
@@ -290,7 +291,7 @@ def read_value(value: Any, hint: Any, where: str) -> Any:
 def read_arguments(
     receiver: Callable[..., Any], args: Mapping[str, Any], where: str, *, kwargs_to: Callable[..., Any] | None = None
 ) -> dict[str, Any]:
-    """``args`` read (:func:`read_value`) as the types that ``receiver``'s parameters declare.
+    """``args`` read (`read_value`) as the types that ``receiver``'s parameters declare.
 
     Args:
         receiver: The function or class that will be called with ``args``.
@@ -322,7 +323,7 @@ _SEQUENCES = (list, tuple, collections.abc.Sequence)
 
 
 def _read(value: Any, hint: Any, where: str, *, convert: bool) -> Any:
-    """:func:`read_value`; with ``convert`` false only a value of the very type fits (a union tries those first)."""
+    """`read_value`; with ``convert`` false only a value of the very type fits (a union tries those first)."""
     origin = typing.get_origin(hint)
     if hint is Any:
         return value

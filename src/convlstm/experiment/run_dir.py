@@ -64,7 +64,8 @@ class RunDir:
         return self.path / TRAINING_FILE
 
     def training_record(self) -> dict[str, Any] | None:
-        """The contents of :attr:`training_path`, or None for a run that has not written it."""
+        """The contents of [`training_path`][convlstm.experiment.RunDir.training_path], or None for a run that has not
+        written it."""
         if not self.training_path.is_file():
             return None
         record: dict[str, Any] = json.loads(self.training_path.read_text(encoding="utf-8"))
@@ -119,8 +120,10 @@ class RunDir:
                 logger.info("removed %s, left by an interrupted write", path)
 
     def outermost_missing(self) -> Path | None:
-        """The outermost folder of :attr:`path` that does not exist yet (``runs`` for a first ``runs/demo``), or
-        None when the run directory exists: what a new run creates, and :meth:`discard` removes."""
+        """The outermost folder of [`path`][convlstm.experiment.RunDir.path] that does not exist yet (``runs`` for a
+        first ``runs/demo``), or
+        None when the run directory exists: what a new run creates, and [`discard`][convlstm.experiment.RunDir.discard]
+            removes."""
         missing = None
         for folder in (self.path, *self.path.parents):
             if folder.exists():
@@ -129,9 +132,9 @@ class RunDir:
         return missing
 
     def discard(self, *, created: Path | None) -> str:
-        """Undoes :meth:`create` for a run that wrote no checkpoint: removes ``created`` (from
-        :meth:`outermost_missing` before the run), else what the run put into its directory (recipe, logs,
-        checkpoints), so that the next ``fit`` can use it. Returns what it did."""
+        """Undoes [`create`][convlstm.experiment.RunDir.create] for a run that wrote no checkpoint: removes ``created``
+        (from [`outermost_missing`][convlstm.experiment.RunDir.outermost_missing] before the run), else what the run put
+        into its directory (recipe, logs, checkpoints), so that the next ``fit`` can use it. Returns what it did."""
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
             return f"removed {created}, which this fit created; nothing was trained"

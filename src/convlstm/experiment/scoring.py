@@ -57,7 +57,7 @@ def evaluate_forecasters(
 
     Items may carry "mask" (1 where a pixel counts, e.g. radar coverage; broadcastable to the target) and
     "weight" (a patch's importance weight): every score leaves the masked pixels out, whatever a method predicts
-    there, and averages over sequences with the weights (see :mod:`convlstm.metrics`).
+    there, and averages over sequences with the weights (see [`convlstm.metrics`][convlstm.metrics]).
     """
     rain = recipe.evaluate.rain_thresholds
     units = recipe.task.args.get("units", "pixel")
@@ -140,13 +140,14 @@ def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], re
     """Frame-level ROC-AUC of the prediction-error regularity score (Liu et al. 2018), and where it comes from.
 
     ``auroc`` uses the dataset's labels (every frame from the onset that differs from the normal continuation).
-    When items carry ``kind`` and ``onset`` (:class:`~convlstm.data.AnomalySequences`), also: ``auroc_<kind>`` on
-    the sequences of one kind with the normal ones, and ``auroc_onset`` / ``auroc_onset_<kind>``, onset frames
+    When items carry ``kind`` and ``onset`` ([`AnomalySequences`][convlstm.data.AnomalySequences]), also:
+    ``auroc_<kind>`` on the sequences of one kind with the normal ones, and ``auroc_onset`` / ``auroc_onset_<kind>``,
+    onset frames
     against the frames of normal sequences: how well the score finds the moment the motion breaks its law. After
     a teleport or a reversal the object moves normally again, so its later frames are labelled abnormal but are
     as predictable as normal ones: ``auroc_cumulative`` (and ``auroc_cumulative_<kind>``) score every frame by the
-    worst prediction of its sequence so far (:func:`~convlstm.metrics.cumulative_regularity`), which such labels ask
-    for.
+    worst prediction of its sequence so far ([`cumulative_regularity`][convlstm.metrics.cumulative_regularity]), which
+    such labels ask for.
     """
     context = int(recipe.task.args.get("anomaly_context_frames", 4))
     results: Results = {}

@@ -54,7 +54,7 @@ def ensemble_forecast(
     """An ensemble of ``members`` forecasts of ``model`` from perturbed copies of ``context``.
 
     Member 0 runs on the unperturbed context (the control forecast); the others on contexts perturbed by
-    :func:`perturb_context`. The model runs in eval mode; its mode is restored afterwards.
+    `perturb_context`. The model runs in eval mode; its mode is restored afterwards.
 
     Args:
         model: any forecaster, ``model(context, horizon) -> (B, horizon, C, H, W)``.

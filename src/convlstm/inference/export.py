@@ -5,7 +5,7 @@ those loops into a plain graph. ONNX goes through the torch.export-based ("dynam
 registered learnable family; the TorchScript-based exporter is the fallback (``exporter="auto"``) or can be
 chosen outright. The batch size stays free unless ``batch_size`` fixes it (the TorchScript exporter always fixes
 it). The optical-flow baseline runs pysteps on numpy arrays, so it has no graph to trace and is refused with an
-:class:`ExportError`.
+[`ExportError`][convlstm.inference.ExportError].
 
 A .pt2 file can hold pickled objects that ``torch.export.load`` unpickles: load only files you trust (the
 safetensors weights are the safe format).
@@ -133,9 +133,10 @@ def export_torch(
     batch_size: int | None = None,
 ) -> Path:
     """Writes ``model`` as a torch.export program (.pt2, loaded with ``torch.export.load`` or
-    :func:`load_exported`), for a fixed context length and horizon, atomically, traced in eval mode.
+    [`load_exported`][convlstm.inference.load_exported]), for a fixed context length and horizon, atomically, traced in
+    eval mode.
 
-    Args: as :func:`export_onnx` (``batch_size`` None: any batch size).
+    The arguments are those of [`export_onnx`][convlstm.inference.export_onnx] (``batch_size`` None: any batch size).
 
     Returns:
         The path written.
@@ -248,8 +249,8 @@ class _ProgramForecaster(ExportedForecaster):
 
 
 def load_exported(path: str | os.PathLike[str]) -> ExportedForecaster:
-    """Loads a file written by :func:`export_onnx` (.onnx, run by onnxruntime on the CPU) or :func:`export_torch`
-    (.pt2, run by PyTorch)."""
+    """Loads a file written by [`export_onnx`][convlstm.inference.export_onnx] (.onnx, run by onnxruntime on the CPU) or
+    [`export_torch`][convlstm.inference.export_torch] (.pt2, run by PyTorch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"exported model {path} not found")
@@ -268,8 +269,8 @@ def check_export(
     horizon: int,
     atol: float = 1e-4,
 ) -> float:
-    """Runs an exported forecaster (a file, or what :func:`load_exported` returned) and ``model`` (in eval mode)
-    on ``context`` and compares their forecasts.
+    """Runs an exported forecaster (a file, or what [`load_exported`][convlstm.inference.load_exported] returned) and
+    ``model`` (in eval mode) on ``context`` and compares their forecasts.
 
     Returns:
         The largest absolute difference.

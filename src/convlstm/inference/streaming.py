@@ -1,14 +1,14 @@
 """Streaming inference: frames arrive one at a time, a k-step forecast comes back after each, in constant memory.
 
-:class:`StreamingForecaster` keeps the model's recurrent state between calls (never the frames seen so far) and computes
-each forecast from that state without changing it, so after frames 0..t its forecast equals the batch call
-``model(frames[:, :t + 1], horizon=k)``. Each model family keeps its state its own way; one small adapter per
-family knows it:
+[`StreamingForecaster`][convlstm.inference.StreamingForecaster] keeps the model's recurrent state between calls (never
+the frames seen so far) and computes each forecast from that state without changing it, so after frames 0..t its
+forecast equals the batch call ``model(frames[:, :t + 1], horizon=k)``. Each model family keeps its state its own way;
+one small adapter per family knows it:
 
 - encoder-forecasters (``encode(context, state)`` + ``forecast(state, horizon)``): EncoderForecaster, FCLSTM;
 - next-frame models (``one_step(frames, state) -> (predictions, state)``): NextFramePredictor,
   ConvLSTMUNetForecaster;
-- PredNet (``run`` / ``step`` on a :class:`~convlstm.models.prednet.PredNetState`);
+- PredNet (``run`` / ``step`` on a `PredNetState`);
 - baselines that read only the last few frames (persistence: 1, optical flow: ``motion_frames``): a fixed-length
   window of frames.
 
@@ -172,13 +172,14 @@ class StreamingForecaster:
     model in training mode (dropout) is run as it is, with a warning.
 
     Args:
-        model: a forecaster of a family that can stream (see :func:`stream_for`).
+        model: a forecaster of a family that can stream (see [`stream_for`][convlstm.inference.stream_for]).
         horizon: frames per forecast (default: the model's ``default_horizon``).
 
     Shape:
-        :meth:`update`: frame (B, C, H, W), one frame of each of B independent streams -> (B, horizon, C, H, W).
+        [`update`][convlstm.inference.StreamingForecaster.update]: frame (B, C, H, W), one frame of each of B
+        independent streams -> (B, horizon, C, H, W).
 
-    Example:
+    Examples:
         >>> stream = StreamingForecaster(model.eval(), horizon=5)
         >>> for frame in camera:                  # (B, C, H, W) each
         ...     forecast = stream.update(frame)   # (B, 5, C, H, W)

@@ -1,5 +1,5 @@
-"""Conversions from other libraries: Keras 3 ConvLSTM layers to :class:`convlstm.ConvLSTM`, OpenSTL's weights to
-this library's models of the PredRNN family (:func:`model_from_openstl`)."""
+"""Conversions from other libraries: Keras 3 ConvLSTM layers to [`convlstm.ConvLSTM`][convlstm.ConvLSTM], OpenSTL's
+weights to this library's models of the PredRNN family ([`model_from_openstl`][convlstm.interop.model_from_openstl])."""
 
 from convlstm.interop.keras import from_keras, from_keras_weights, keras_to_torch_layout, torch_to_keras_layout
 from convlstm.interop.openstl import (

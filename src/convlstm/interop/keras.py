@@ -1,7 +1,8 @@
-"""Keras 3 ConvLSTM1D / ConvLSTM2D / ConvLSTM3D layers as equivalent :class:`convlstm.ConvLSTM` layers.
+"""Keras 3 ConvLSTM1D / ConvLSTM2D / ConvLSTM3D layers as equivalent [`convlstm.ConvLSTM`][convlstm.ConvLSTM] layers.
 
-Keras is an optional dependency (``pip install convlstm[keras]``); it is imported only by :func:`from_keras`.
-The weights-only path :func:`from_keras_weights` and the layout helpers need no Keras at all.
+Keras is an optional dependency (``pip install convlstm[keras]``); it is imported only by
+[`from_keras`][convlstm.interop.from_keras]. The weights-only path
+[`from_keras_weights`][convlstm.interop.from_keras_weights] and the layout helpers need no Keras at all.
 
 What maps onto what (Keras -> ours):
     kernel (k..., C_in, 4F)          -> ``cell.input_conv.weight`` (4F, C_in, k...)
@@ -14,7 +15,8 @@ What maps onto what (Keras -> ours):
 
 Differences that remain, all at the call site rather than in the numbers:
     * layout: ours is channels-first, (B, T, C, *spatial); a channels_last Keras input goes through
-      :func:`keras_to_torch_layout` and a Keras-shaped output comes back with :func:`torch_to_keras_layout`;
+      [`keras_to_torch_layout`][convlstm.interop.keras_to_torch_layout] and a Keras-shaped output comes back with
+      [`torch_to_keras_layout`][convlstm.interop.torch_to_keras_layout];
     * go_backwards: our output stays aligned with the input frames, while Keras returns its sequence in processing
       order, so Keras' output is ``output.flip(1)``;
     * return_sequences=False: Keras' output is the final hidden state, ``state[0][0]`` here (``output[:, -1]``
@@ -53,7 +55,7 @@ _KERAS_CLASSES = ("ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
 
 
 def from_keras(layer: Any) -> ConvLSTM:
-    """Builds a :class:`convlstm.ConvLSTM` that computes what a built Keras 3 ConvLSTM layer computes.
+    """Builds a [`convlstm.ConvLSTM`][convlstm.ConvLSTM] that computes what a built Keras 3 ConvLSTM layer computes.
 
     Args:
         layer: a built ``keras.layers.ConvLSTM1D``, ``ConvLSTM2D`` or ``ConvLSTM3D`` (it has weights once it has
@@ -62,15 +64,16 @@ def from_keras(layer: Any) -> ConvLSTM:
     Returns:
         A one-layer ConvLSTM with ``spatial_dims`` 1, 2 or 3, in eval mode (as a Keras layer called without
         ``training=True``; call ``.train()`` to fine-tune with its dropout). It is channels-first and keeps its
-        outputs aligned with the input frames: see the module docstring and :func:`from_keras_weights` for how
+        outputs aligned with the input frames: see the module docstring and
+            [`from_keras_weights`][convlstm.interop.from_keras_weights] for how
         Keras' return_sequences / return_state / go_backwards outputs are read off ours.
 
     Raises:
         ImportError: Keras is not installed (install the extra ``convlstm[keras]``).
         ValueError: ``layer`` is not a built Keras ConvLSTM layer, or uses an option that changes the computation
-            and has no equivalent here (see :func:`from_keras_weights`).
+            and has no equivalent here (see [`from_keras_weights`][convlstm.interop.from_keras_weights]).
 
-    Example:
+    Examples:
         >>> model = from_keras(keras_layer)
         >>> out, [(h, c)] = model(keras_to_torch_layout(torch.as_tensor(x_keras)))
     """
@@ -102,20 +105,22 @@ def from_keras_weights(
     *,
     hard_sigmoid: str = "keras3",
 ) -> ConvLSTM:
-    """Builds the equivalent :class:`convlstm.ConvLSTM` from a Keras ConvLSTM layer's arrays and config.
+    """Builds the equivalent [`convlstm.ConvLSTM`][convlstm.ConvLSTM] from a Keras ConvLSTM layer's arrays and config.
 
     Needs no Keras: the arrays may come from ``layer.get_weights()`` or a weights file, and ``config`` is the dict of
     ``layer.get_config()`` (or of a saved model's JSON). Keys left out take Keras 3's defaults (padding "valid",
     recurrent_activation "sigmoid", ...); ``filters`` and ``kernel_size`` are read off the arrays and, when
     given, checked against them. Options that do not change the numbers are ignored: initializers (including
     unit_forget_bias), regularizers, constraints, seed, unroll, zero_output_for_mask, return_sequences,
-    return_state, data_format (it only says how the caller lays out tensors; see :func:`keras_to_torch_layout`).
+    return_state, data_format (it only says how the caller lays out tensors; see
+    [`keras_to_torch_layout`][convlstm.interop.keras_to_torch_layout]).
 
     With ``go_backwards=True`` the layer runs with ``reverse=True``: it processes the last frame first, but its
     output ``out[:, t]`` still belongs to input frame t, whereas Keras returns the sequence in processing order.
-    Keras' return_sequences output is therefore ``out.flip(1)`` (then :func:`torch_to_keras_layout` for
-    channels_last), its return_sequences=False output and its returned ``h`` are our final ``state[0][0]`` and its
-    ``c`` is ``state[0][1]``, with or without go_backwards.
+    Keras' return_sequences output is therefore ``out.flip(1)`` (then
+    [`torch_to_keras_layout`][convlstm.interop.torch_to_keras_layout] for channels_last), its return_sequences=False
+    output and its returned ``h`` are our final ``state[0][0]`` and its ``c`` is ``state[0][1]``, with or without
+    go_backwards.
 
     Args:
         kernel: (k..., C_in, 4F) input-to-state kernel, gate blocks [i, f, c, o] on the last axis.
@@ -211,7 +216,8 @@ def keras_to_torch_layout(x: Tensor | np.ndarray) -> Tensor:
 
 
 def torch_to_keras_layout(x: Tensor | np.ndarray) -> Tensor:
-    """The inverse of :func:`keras_to_torch_layout`: (B, T, C, *spatial) -> (B, T, *spatial, C)."""
+    """The inverse of [`keras_to_torch_layout`][convlstm.interop.keras_to_torch_layout]: (B, T, C, *spatial) -> (B, T,
+    *spatial, C)."""
     return _as_sequence(x, "x").movedim(2, -1)
 
 

@@ -1,13 +1,13 @@
 """OpenSTL's weights (Tan et al. 2023, chengtan9907/OpenSTL) as this library's models: PredRNN and PredRNN-V2
-(:class:`~convlstm.models.PredRNN`, :class:`~convlstm.models.PredRNNv2`), PredRNN++
-(:class:`~convlstm.models.PredRNNpp`), MIM (:class:`~convlstm.models.MIM`), and SimVP with gSTA or TAU
-(:class:`~convlstm.models.SimVP`).
+([`PredRNN`][convlstm.models.PredRNN], [`PredRNNv2`][convlstm.models.PredRNNv2]), PredRNN++
+([`PredRNNpp`][convlstm.models.PredRNNpp]), MIM ([`MIM`][convlstm.models.MIM]), and SimVP with gSTA or TAU
+([`SimVP`][convlstm.models.SimVP]).
 
 OpenSTL's modules hold the same convolutions under other names (``cell_list.{l}`` for ``cells.{l}``) and cut frames
 into patches in another channel order: (row, column, channel) within a patch where
-:func:`~convlstm.models.patching.space_to_depth` has (channel, row, column). The two orders agree for one channel;
+`space_to_depth` has (channel, row, column). The two orders agree for one channel;
 for more, the bottom layer's input convolution and the output convolution are permuted to match.
-:func:`model_from_openstl` tells the models apart by their weights' names.
+[`model_from_openstl`][convlstm.interop.model_from_openstl] tells the models apart by their weights' names.
 """
 
 import os
@@ -54,7 +54,7 @@ def predrnn_from_openstl(source: StateSource, *, in_channels: int = 1, default_h
 
     Args:
         source: a state dict of OpenSTL's PredRNN_Model / PredRNNv2_Model, or a file holding one (see
-            :data:`StateSource`).
+            `StateSource`).
         in_channels: channels C of the frames (the weights only give C p^2).
         default_horizon: the model's default horizon.
 
@@ -86,7 +86,7 @@ def predrnnpp_from_openstl(source: StateSource, *, in_channels: int = 1, default
     OpenSTL's Causal LSTM cells hold a ``conv_o`` that their forward never uses: it is left out.
 
     Args:
-        source: a state dict of OpenSTL's PredRNNpp_Model, or a file holding one (see :data:`StateSource`).
+        source: a state dict of OpenSTL's PredRNNpp_Model, or a file holding one (see `StateSource`).
         in_channels: channels C of the frames (the weights only give C p^2).
         default_horizon: the model's default horizon.
 
@@ -120,7 +120,7 @@ def mim_from_openstl(source: StateSource, *, in_channels: int = 1, default_horiz
     OpenSTL's MIM-N modules hold a ``conv_last`` that their forward never uses: it is left out.
 
     Args:
-        source: a state dict of OpenSTL's MIM_Model, or a file holding one (see :data:`StateSource`).
+        source: a state dict of OpenSTL's MIM_Model, or a file holding one (see `StateSource`).
         in_channels: channels C of the frames (the weights only give C p^2).
         default_horizon: the model's default horizon.
 
@@ -175,7 +175,7 @@ def simvp_from_openstl(source: StateSource, *, default_horizon: int | None = Non
     from the weights.
 
     Args:
-        source: a state dict of OpenSTL's SimVP_Model, or a file holding one (see :data:`StateSource`).
+        source: a state dict of OpenSTL's SimVP_Model, or a file holding one (see `StateSource`).
         default_horizon: the model's default horizon (None: as many frames as the context).
 
     Raises:
@@ -230,7 +230,7 @@ def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_hor
     gSTA or TAU, told apart by the weights' names.
 
     Args:
-        source: a state dict of one of those OpenSTL models, or a file holding one (see :data:`StateSource`).
+        source: a state dict of one of those OpenSTL models, or a file holding one (see `StateSource`).
         in_channels: channels C of the frames (SimVP's weights give it: there this is not used).
         default_horizon: the model's default horizon (None: 10 for the recurrent models, the context's length for
             SimVP).

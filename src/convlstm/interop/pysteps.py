@@ -1,17 +1,17 @@
 """The pysteps plugin: any convlstm model as a pysteps nowcast method, ``pysteps.nowcasts.get_method("convlstm")``.
 
-:func:`forecast` has the signature of pysteps' nowcasts, ``forecast(precip, velocity, timesteps, n_ens_members=None,
-**kwargs)``: it takes the last observed fields (T, m, n) in pysteps' units (mm/h, mm or dBZ, optionally
-dB-transformed, as a pysteps ``metadata`` dict describes them) and returns (timesteps, m, n), or
+[`forecast`][convlstm.interop.pysteps.forecast] has the signature of pysteps' nowcasts, ``forecast(precip, velocity,
+timesteps, n_ens_members=None, **kwargs)``: it takes the last observed fields (T, m, n) in pysteps' units (mm/h, mm or
+dBZ, optionally dB-transformed, as a pysteps ``metadata`` dict describes them) and returns (timesteps, m, n), or
 (n_ens_members, timesteps, m, n), in the same units.
 
 How pysteps finds it. pysteps 1.21 looks nowcast methods up in a module-level table,
 ``pysteps.nowcasts.interface._nowcast_methods``, and has plugin entry-point groups for importers and postprocessors
-only, not for nowcasts. Importing this module therefore adds ``"convlstm"`` to that table (:func:`register`, which
-may run any number of times). The package also declares the entry point ``convlstm =
-"convlstm.interop.pysteps:forecast"`` in the group ``pysteps.plugins.nowcasts``, the group of pysteps' unmerged
-nowcast-plugin work (pull request 418, modelled on ``pysteps.plugins.importers``); a pysteps that discovers that group
-will find the method without the import.
+only, not for nowcasts. Importing this module therefore adds ``"convlstm"`` to that table
+([`register`][convlstm.interop.pysteps.register], which may run any number of times). The package also declares the
+entry point ``convlstm = "convlstm.interop.pysteps:forecast"`` in the group ``pysteps.plugins.nowcasts``, the group of
+pysteps' unmerged nowcast-plugin work (pull request 418, modelled on ``pysteps.plugins.importers``); a pysteps that
+discovers that group will find the method without the import.
 
 What happens to a field on its way through:
     * units: the frames become rain rate (mm/h): the dB transform is undone, depths are divided by the accumulation
@@ -29,7 +29,7 @@ What happens to a field on its way through:
       otherwise ignored.
     * ensembles: a model with an ``ensemble(context, horizon)`` method (the ``steps`` baseline) gives its members;
       any other model gives an ensemble of its forecasts from perturbed inputs
-      (:func:`convlstm.inference.ensemble.ensemble_forecast`; member 0 is the unperturbed forecast). That spread
+      (`convlstm.inference.ensemble.ensemble_forecast`; member 0 is the unperturbed forecast). That spread
       comes from the perturbation, not from a learned uncertainty.
 """
 
@@ -63,11 +63,13 @@ METHOD_NAME = "convlstm"
 """The name pysteps knows the method by: ``pysteps.nowcasts.get_method("convlstm")``."""
 
 ENTRY_POINT_GROUP = "pysteps.plugins.nowcasts"
-"""The entry-point group this package declares :func:`forecast` in, for a pysteps that discovers nowcast plugins."""
+"""The entry-point group this package declares [`forecast`][convlstm.interop.pysteps.forecast] in, for a pysteps that
+discovers nowcast plugins."""
 
 DEFAULT_MODEL: str | None = None
-"""What :func:`forecast` runs without ``model=``: anything ``model=`` takes. None while no pretrained radar model
-ships with convlstm; :func:`forecast` then asks for ``model=``."""
+"""What [`forecast`][convlstm.interop.pysteps.forecast] runs without ``model=``: anything ``model=`` takes. None while
+no pretrained radar model ships with convlstm; [`forecast`][convlstm.interop.pysteps.forecast] then asks for
+``model=``."""
 
 ModelUnits = Literal["pixel", "mm/h"]
 _MODEL_UNITS = ("pixel", "mm/h")
@@ -107,10 +109,12 @@ def forecast(
             forecast one input step at a time.
         n_ens_members: None for one deterministic forecast, or the number of ensemble members.
         model: a model (an ``nn.Module`` called as ``model(context, horizon)``, e.g. from
-            :func:`convlstm.from_pretrained`), the directory of a saved model (``save_pretrained``, or the ``model/``
-            folder of a ``convlstm fit`` run), or a registered name (``convlstm.list_models()``: a registered name
-            builds fresh, untrained weights, so only the parameter-free baselines give a meaningful forecast by
-            name). Default: :data:`DEFAULT_MODEL`. Pass a loaded model when calling repeatedly, so it is read once.
+            [`convlstm.from_pretrained`][convlstm.from_pretrained]), the directory of a saved model
+            (``save_pretrained``, or the ``model/`` folder of a ``convlstm fit`` run), or a registered name
+            (``convlstm.list_models()``: a registered name builds fresh, untrained weights, so only the parameter-free
+            baselines give a meaningful forecast by name). Default:
+            [`DEFAULT_MODEL`][convlstm.interop.pysteps.DEFAULT_MODEL]. Pass a loaded model when calling repeatedly, so
+            it is read once.
         metadata: pysteps' description of ``precip`` (what its importers and ``pysteps.utils`` conversions return):
             ``unit`` ("mm/h", "mm" or "dBZ"), ``transform`` (None or "dB"; dBZ values are unit "dBZ" with
             transform "dB", as in pysteps), ``accutime`` (minutes; needed for "mm"), and optionally ``threshold``,
@@ -123,7 +127,7 @@ def forecast(
         context_frames: how many of the last frames the model reads. Default: the model's ``context_frames``
             attribute when it has one, else every frame of ``precip``.
         noise_std: σ of the input perturbation of ensemble members (see
-            :func:`convlstm.inference.ensemble.ensemble_forecast`).
+            `convlstm.inference.ensemble.ensemble_forecast`).
         correlation_pixels: the spatial scale of that perturbation.
         seed: the seed of that perturbation: the same input and seed give the same ensemble.
         device: where a model built here (from a name or a directory) runs; default CPU. A model passed in runs where
@@ -136,7 +140,8 @@ def forecast(
 
     Raises:
         ValueError: an argument of the wrong shape, type or value (the message names it); no ``model=`` while
-            :data:`DEFAULT_MODEL` is None; a model whose ensemble size is not ``n_ens_members``.
+            [`DEFAULT_MODEL`][convlstm.interop.pysteps.DEFAULT_MODEL] is None; a model whose ensemble size is not
+            ``n_ens_members``.
     """
     field = _check_precip(precip)
     _check_velocity(velocity, field.shape[1:])
@@ -173,13 +178,14 @@ def forecast(
 
 
 def register() -> bool:
-    """Adds :func:`forecast` to pysteps' table of nowcast methods under :data:`METHOD_NAME`.
+    """Adds [`forecast`][convlstm.interop.pysteps.forecast] to pysteps' table of nowcast methods under
+    [`METHOD_NAME`][convlstm.interop.pysteps.METHOD_NAME].
 
     Importing this module calls it; calling it again changes nothing. A method of that name from elsewhere is left
     in place, with a warning logged.
 
     Returns:
-        Whether ``pysteps.nowcasts.get_method("convlstm")`` now gives :func:`forecast`.
+        Whether ``pysteps.nowcasts.get_method("convlstm")`` now gives [`forecast`][convlstm.interop.pysteps.forecast].
 
     Raises:
         ImportError: pysteps is not installed (``pip install convlstm[nowcast]``).

@@ -52,7 +52,7 @@ def get_activation(name: str, *, argument: str = "activation") -> Activation:
     """Returns the activation function called ``name``.
 
     Raises:
-        ValueError: ``name`` is not one of :data:`ACTIVATIONS`; the message names ``argument``.
+        ValueError: ``name`` is not one of [`ACTIVATIONS`][convlstm.layers.ACTIVATIONS]; the message names ``argument``.
     """
     try:
         return ACTIVATIONS[name]

@@ -42,7 +42,7 @@ class CausalLSTMCell(nn.Module):
         hidden_channels: channels F of h, c and m.
         kernel_size: of every convolution but the 1x1 fusion; odd (the state keeps its size).
         layer_norm: normalise each convolution's output (over its channels and pixels, a per-channel affine), as
-            :class:`~convlstm.layers.SpatioTemporalLSTMCell` does.
+            [`SpatioTemporalLSTMCell`][convlstm.layers.SpatioTemporalLSTMCell] does.
         forget_bias: the constant added to both forget gates' pre-activations (PredRNN++: 1.0).
 
     Shape:

@@ -216,7 +216,7 @@ class ConvRNNCellBase(nn.Module):
 
     @property
     def can_fuse(self) -> bool:
-        """Whether one convolution over cat([x, h]) can replace the two (see :meth:`fused_step`)."""
+        """Whether one convolution over cat([x, h]) can replace the two (see `fused_step`)."""
         conv, rec = self.input_conv, self.recurrent_conv
         return (
             self.fused_step_supported
@@ -236,7 +236,7 @@ class ConvRNNCellBase(nn.Module):
         return torch.cat([self.input_conv.weight, self.recurrent_conv.weight], dim=1)
 
     def fused_step(self, x: Tensor, state: Any, fused_weight: Tensor) -> Any:
-        """One step from the frame itself, with one convolution over cat([x, h]) (when :attr:`can_fuse`)."""
+        """One step from the frame itself, with one convolution over cat([x, h]) (when `can_fuse`)."""
         raise NotImplementedError
 
     def step(
@@ -247,7 +247,7 @@ class ConvRNNCellBase(nn.Module):
         *,
         recurrent_weight: Tensor | None = None,
     ) -> Any:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`);
+        """Advances the state one step given the input-to-state pre-activations (from `input_gates`);
         ``recurrent_weight`` stands in for the recurrent convolution's own."""
         raise NotImplementedError
 

@@ -37,7 +37,7 @@ def to_tuple(value: IntOrTuple, spatial_dims: int, name: str, *, minimum: int = 
 
 
 def check_weight_size(out_channels: int, in_channels: int, kernel_size: Sequence[int]) -> None:
-    """Raises ValueError, before anything is allocated, for a convolution weight over :data:`MAX_WEIGHT_ELEMENTS`
+    """Raises ValueError, before anything is allocated, for a convolution weight over `MAX_WEIGHT_ELEMENTS`
     (such a request would otherwise fail in the allocator or exhaust memory)."""
     count = out_channels * in_channels * math.prod(kernel_size)
     if count > MAX_WEIGHT_ELEMENTS:

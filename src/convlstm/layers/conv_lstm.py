@@ -31,18 +31,19 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
             steps of a call, in training mode only.
         recurrent_dropout: the same for the state.
         input_schedule: "auto" (by device and batch), "batched" (one input-to-state convolution over all frames),
-            "per_step" or "fused" (one convolution over cat([x, h]) per step); see :mod:`convlstm.layers.schedule`.
+            "per_step" or "fused" (one convolution over cat([x, h]) per step); see `convlstm.layers.schedule`.
         checkpoint_every: None (keep every activation for the backward pass), or recompute the activations of
             each chunk of this many steps in the backward pass (activation checkpointing: less memory for long
             sequences, one more forward pass of compute; same outputs and gradients).
 
-    The remaining arguments are those of :class:`ConvLSTMCell`; each may also be a list with one entry per layer.
+    The remaining arguments are those of [`ConvLSTMCell`][convlstm.layers.ConvLSTMCell]; each may also be a list with
+    one entry per layer.
 
     Shape:
         x: (B, T, C_in, *spatial) -> output (B, T, hidden_channels[-1] * num_directions, *spatial_state);
         state: list of (h, c) pairs, one per layer and direction, at index layer * num_directions + direction.
 
-    Example:
+    Examples:
         >>> layer = ConvLSTM(1, [16, 16], kernel_size=3, num_layers=2)
         >>> out, state = layer(torch.randn(4, 10, 1, 32, 32))   # out (4, 10, 16, 32, 32)
         >>> more, state = layer(torch.randn(4, 5, 1, 32, 32), state)   # continues where the first call ended
@@ -126,17 +127,19 @@ class ConvLSTM(ConvRNNBase[ConvLSTMCell, LSTMState]):
 
 
 class ConvGRU(ConvRNNBase[ConvGRUCell, Tensor]):
-    """A stack of ConvGRU layers over (B, T, C, *spatial) sequences; arguments as :class:`ConvLSTM` (including
-    checkpoint_every) and :class:`ConvGRUCell` (reset_after, gate_bias instead of peephole, forget_bias).
+    """A stack of ConvGRU layers over (B, T, C, *spatial) sequences; arguments as [`ConvLSTM`][convlstm.layers.ConvLSTM]
+    (including checkpoint_every) and [`ConvGRUCell`][convlstm.layers.ConvGRUCell] (reset_after, gate_bias instead of
+    peephole, forget_bias).
 
     Shape:
         x: (B, T, C_in, *spatial) -> output (B, T, hidden_channels[-1] * num_directions, *spatial_state);
         state: list of h tensors, one per layer and direction, at index layer * num_directions + direction.
 
     Under torch.autocast with bfloat16/float16 the outputs and the state are float32: h is the GRU's memory as well
-    as its output, and each cell keeps it in float32 (:attr:`ConvGRUCell.float32_state`, default on; the ConvLSTM,
-    whose memory is c, returns h in the autocast dtype instead). With ``float32_state`` off they are in the autocast
-    dtype. A float32 state passed back in under autocast is accepted; the convolutions read it in the autocast dtype.
+    as its output, and each cell keeps it in float32
+    ([`ConvGRUCell.float32_state`][convlstm.layers.ConvGRUCell.float32_state], default on; the ConvLSTM, whose memory is
+    c, returns h in the autocast dtype instead). With ``float32_state`` off they are in the autocast dtype. A float32
+    state passed back in under autocast is accepted; the convolutions read it in the autocast dtype.
     """
 
     def __init__(

@@ -11,29 +11,39 @@ from convlstm.utils.checks import check_finite
 
 
 class ConvGRUCell(ConvRNNCellBase):
-    """One ConvGRU step, gates in torch.nn.GRUCell's order [r, z, n]:
+    """One ConvGRU step, gates in torch.nn.GRUCell's order [r, z, n], with * a convolution and ∘ the elementwise
+    product:
 
-    r = σ(W_xr * x + W_hr * h + b_r), z = σ(W_xz * x + W_hz * h + b_z),
-    n = tanh(W_xn * x + b_n + r ∘ (W_hn * h + b_hn))     (reset_after=True, as torch.nn.GRUCell)
-    n = tanh(W_xn * x + b_n + W_hn * (r ∘ h))            (reset_after=False, as Cho et al. and the Neural GPU)
-    h' = (1 - z) ∘ n + z ∘ h.
+    ```text
+    r  = σ(W_xr * x + W_hr * h + b_r)
+    z  = σ(W_xz * x + W_hz * h + b_z)
+    n  = tanh(W_xn * x + b_n + r ∘ (W_hn * h + b_hn))    reset_after=True
+    n  = tanh(W_xn * x + b_n + W_hn * (r ∘ h))           reset_after=False
+    h' = (1 - z) ∘ n + z ∘ h
+    ```
 
-    :meth:`neural_gpu` builds the CGRU of the Neural GPU: no input, reset before the convolution, the saturating
-    sigmoid clip(1.2 σ(x) - 0.1, 0, 1) and gate biases starting at +1.
+    reset_after=True is torch.nn.GRUCell's form, reset_after=False that of Cho et al. and the Neural GPU.
 
-    Args: as :class:`ConvLSTMCell`, without peephole and forget_bias, plus
+    [`neural_gpu`][convlstm.layers.ConvGRUCell.neural_gpu] builds the CGRU of the Neural GPU: no input, reset before the
+    convolution, the saturating sigmoid clip(1.2 σ(x) - 0.1, 0, 1) and gate biases starting at +1.
+
+    The arguments are those of [`ConvLSTMCell`][convlstm.layers.ConvLSTMCell] without peephole and forget_bias,
+    plus two:
+
+    Args:
         reset_after: where the reset gate applies (see above).
         gate_bias: initial bias of the r and z gates (0; positive values make a fresh cell keep its state).
 
     One attribute, not an argument, switches how (not what) the cell computes, and may be set after construction
-    (:func:`convlstm.accel.apply_fast_settings` sets it on a whole model, from ``float32_cell_state``):
+    ([`convlstm.accel.apply_fast_settings`][convlstm.accel.apply_fast_settings] sets it on a whole model, from
+    ``float32_cell_state``):
 
     - ``float32_state`` (default True): under torch.autocast with bfloat16/float16, the gate arithmetic after the
       convolutions runs in float32 from the widened pre-activations and h is returned in float32. h is both the
       output and the memory, h' = n + z ∘ (h - n) integrates over the sequence: rounded to 8 mantissa bits every
       step (bfloat16) it drifts from the float32 result, as the LSTM's c does (see
-      :func:`convlstm.layers.lstm_cell.lstm_pointwise`); with this, the only rounding left is that of the
-      pre-activations (the next step's convolution still reads h in the autocast dtype, cast by autocast). Off,
+      [`convlstm.layers.lstm_pointwise`][convlstm.layers.lstm_pointwise]); with this, the only rounding left is that of
+      the pre-activations (the next step's convolution still reads h in the autocast dtype, cast by autocast). Off,
       h is returned in the autocast dtype, rounded every step. Outside autocast nothing changes: h has the dtype
       of the parameters, whatever the switch.
 
@@ -140,7 +150,7 @@ class ConvGRUCell(ConvRNNCellBase):
         *,
         recurrent_weight: Tensor | None = None,
     ) -> Tensor:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`);
+        """Advances the state one step given the input-to-state pre-activations (from `input_gates`);
         ``recurrent_weight`` stands in for the recurrent convolution's own.
 
         Under autocast with a reduced-precision dtype, h comes back in float32 (``float32_state``) or in that dtype.

@@ -42,7 +42,7 @@ def lstm_pointwise(
             the sequence: with f and c rounded to 8 mantissa bits every step (bfloat16) it drifts from the float32
             result; with this, the only rounding left is that of the pre-activations (and of h). Eager autograd then
             saves the activations in float32 (about twice the memory of the gate arithmetic); compiled
-            (:func:`compiled_lstm_pointwise`), inductor saved the bfloat16 pre-activations and recomputed the rest
+            (`compiled_lstm_pointwise`), inductor saved the bfloat16 pre-activations and recomputed the rest
             (seen on the CPU: as much saved memory as keeping everything in bfloat16).
     """
     dtype = gates.dtype
@@ -66,7 +66,8 @@ def lstm_pointwise(
 
 @functools.cache
 def compiled_lstm_pointwise() -> Callable[..., LSTMState]:
-    """:func:`lstm_pointwise` under torch.compile (one fused kernel per pass on CUDA), compiled on first call.
+    """[`lstm_pointwise`][convlstm.layers.lstm_pointwise] under torch.compile (one fused kernel per pass on CUDA),
+    compiled on first call.
 
     One compiled function serves every cell: torch.compile specialises it per dtype, autocast, grad mode, memory
     layout and first step or not (a model trained and evaluated in one precision needs about four variants) and
@@ -79,8 +80,17 @@ def compiled_lstm_pointwise() -> Callable[..., LSTMState]:
 class ConvLSTMCell(ConvRNNCellBase):
     """One ConvLSTM step: the LSTM with its matrix products replaced by convolutions.
 
-    i = σ(W_xi * x + W_hi * h + [w_ci ∘ c] + b_i), f likewise, g = tanh(W_xg * x + W_hg * h + b_g),
-    c' = f ∘ c + i ∘ g, o = σ(W_xo * x + W_ho * h + [w_co ∘ c'] + b_o), h' = o ∘ tanh(c').
+    With * a convolution and ∘ the elementwise product:
+
+    ```text
+    i  = σ(W_xi * x + W_hi * h + [w_ci ∘ c] + b_i)
+    f  = σ(W_xf * x + W_hf * h + [w_cf ∘ c] + b_f)
+    g  = tanh(W_xg * x + W_hg * h + b_g)
+    c' = f ∘ c + i ∘ g
+    o  = σ(W_xo * x + W_ho * h + [w_co ∘ c'] + b_o)
+    h' = o ∘ tanh(c')
+    ```
+
     Peepholes (in brackets) follow Shi et al. 2015 eq. 3 and are off by default (Keras has none).
 
     Args:
@@ -96,7 +106,8 @@ class ConvLSTMCell(ConvRNNCellBase):
         recurrent_dilation: dilation of the state-to-state convolution (default: dilation).
         bias: learn gate biases.
         peephole: add Shi's per-channel peephole connections.
-        forget_bias: initial forget-gate bias (default :data:`DEFAULT_FORGET_BIAS` = 1.0).
+        forget_bias: initial forget-gate bias (default [`DEFAULT_FORGET_BIAS`][convlstm.layers.DEFAULT_FORGET_BIAS] =
+            1.0).
         activation: for g and the output (tanh): "sigmoid", "tanh", "relu", "hard_sigmoid" (Keras 3),
             "hard_sigmoid_keras2" or "linear".
         recurrent_activation: for i, f, o (sigmoid); the same choices.
@@ -107,12 +118,13 @@ class ConvLSTMCell(ConvRNNCellBase):
         recurrent_dropout: Keras' recurrent_dropout (one mask per gate).
 
     Two attributes, not arguments, switch how (not what) the cell computes, and may be set after construction
-    (:func:`convlstm.accel.apply_fast_settings` sets them on a whole model):
+    ([`convlstm.accel.apply_fast_settings`][convlstm.accel.apply_fast_settings] sets them on a whole model):
 
     - ``float32_cell_state`` (default True): under torch.autocast with bfloat16/float16 gates, the gate arithmetic
-      runs in float32, c is kept in float32 and h comes out in the autocast dtype (see :func:`lstm_pointwise`).
+      runs in float32, c is kept in float32 and h comes out in the autocast dtype (see
+      [`lstm_pointwise`][convlstm.layers.lstm_pointwise]).
       Outside autocast nothing changes: c has the dtype of the parameters.
-    - ``compile_gates`` (default False): run the gate arithmetic through :func:`compiled_lstm_pointwise`.
+    - ``compile_gates`` (default False): run the gate arithmetic through `compiled_lstm_pointwise`.
 
     Shape:
         x: (B, C_in, *spatial); state: (h, c), each (B, F, *spatial_state); returns (h, c).
@@ -193,7 +205,7 @@ class ConvLSTMCell(ConvRNNCellBase):
         *,
         recurrent_weight: Tensor | None = None,
     ) -> LSTMState:
-        """Advances the state one step given the input-to-state pre-activations (from :meth:`input_gates`);
+        """Advances the state one step given the input-to-state pre-activations (from `input_gates`);
         ``recurrent_weight`` stands in for the recurrent convolution's own.
 
         A missing state means zeros; its state-to-state convolution is skipped rather than computed on zeros.

@@ -96,13 +96,14 @@ class PeepholeLSTMCell(nn.Module):
 class MIMBlock(nn.Module):
     """One MIM block step: an ST-LSTM whose temporal forget gate is replaced by MIM-S.
 
-    With the notation of :class:`~convlstm.layers.SpatioTemporalLSTMCell` and d the output of this layer's MIM-N
-    (the non-stationary part of the lower layer's hidden state, zeros at the first step):
+    With the notation of [`SpatioTemporalLSTMCell`][convlstm.layers.SpatioTemporalLSTMCell] and d the output of this
+    layer's MIM-N (the non-stationary part of the lower layer's hidden state, zeros at the first step):
 
     - spatiotemporal memory, as ST-LSTM: i' = σ(W_xi * x + W_mi * m), g' = tanh(W_xg * x + W_mg * m),
       f' = σ(W_xf' * x + W_mf * m + b_f), m' = f' ∘ m + i' ∘ g';
-    - temporal memory: (T, n') = MIM-S(d, (c, n)), a :class:`PeepholeLSTMCell` reading d with c in place of its
-      hidden state and n its memory; i = σ(W_xi * x + W_hi * h), g = tanh(W_xg * x + W_hg * h), c' = T + i ∘ g;
+    - temporal memory: (T, n') = MIM-S(d, (c, n)), a [`PeepholeLSTMCell`][convlstm.layers.PeepholeLSTMCell] reading d
+      with c in place of its hidden state and n its memory; i = σ(W_xi * x + W_hi * h), g = tanh(W_xg * x + W_hg * h),
+      c' = T + i ∘ g;
     - output: o = σ(W_xo * x + W_ho * h + W_mo * m), h' = o ∘ tanh(W_1x1 * [c', m']).
 
     The input terms W_xi * x and W_xg * x are shared by both memories' gates, as OpenSTL computes them. The names

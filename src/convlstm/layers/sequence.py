@@ -159,7 +159,7 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         lengths: Tensor | None = None,
         mask: Tensor | None = None,
     ) -> tuple[list[Tensor], list[StateT]]:
-        """As :meth:`forward`, but returns the output sequence of every layer (bottom first)."""
+        """As `forward`, but returns the output sequence of every layer (bottom first)."""
         self._check_input(x)
         step_mask = steps_mask(lengths, mask, batch=x.shape[0], steps=x.shape[1], device=x.device)
         batch = x.shape[0]

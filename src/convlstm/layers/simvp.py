@@ -1,11 +1,13 @@
 """The building blocks of SimVP (Gao et al. 2022; Tan et al. 2022, SimVP v2 with gSTA) and TAU (Tan et al. 2023):
 non-recurrent video prediction by convolutions, with all of a sequence's frames stacked as channels.
 
-- :class:`ConvNormAct`: SimVP's spatial encoder and decoder stage, a convolution (stride 2 down, or a sub-pixel
-  convolution up), GroupNorm with 2 groups and SiLU.
-- :class:`MetaFormerBlock`: a block of the temporal translator, MetaFormer-shaped: x + s1 ∘ A(BN(x)), then
-  x + s2 ∘ MLP(BN(x)), with per-channel layer scales s. A is :class:`GatedSpatialAttention` (gSTA) or
-  :class:`TemporalAttention` (TAU's TAU unit); the MLP is :class:`MixMLP`.
+- [`ConvNormAct`][convlstm.layers.ConvNormAct]: SimVP's spatial encoder and decoder stage, a convolution (stride 2 down,
+  or a sub-pixel convolution up), GroupNorm with 2 groups and SiLU.
+- [`MetaFormerBlock`][convlstm.layers.MetaFormerBlock]: a block of the temporal translator, MetaFormer-shaped: x + s1 ∘
+  A(BN(x)), then x + s2 ∘ MLP(BN(x)), with per-channel layer scales s. A is
+  [`GatedSpatialAttention`][convlstm.layers.GatedSpatialAttention] (gSTA) or
+  [`TemporalAttention`][convlstm.layers.TemporalAttention] (TAU's TAU unit); the MLP is
+  [`MixMLP`][convlstm.layers.MixMLP].
 
 The layouts of the weights are OpenSTL's (Tan et al. 2023), so that its checkpoints load; where its names mislead,
 the names here differ and the importer maps them.
@@ -138,7 +140,8 @@ class MetaFormerBlock(nn.Module):
 
     Args:
         channels: C of x.
-        attention: ``"gsta"`` (:class:`GatedSpatialAttention`, SimVP v2) or ``"tau"`` (:class:`TemporalAttention`).
+        attention: ``"gsta"`` ([`GatedSpatialAttention`][convlstm.layers.GatedSpatialAttention], SimVP v2) or ``"tau"``
+            ([`TemporalAttention`][convlstm.layers.TemporalAttention]).
         mlp_ratio: the MLP's hidden width over C (OpenSTL: 8).
         drop_path: stochastic depth in training: the probability that a sample skips each residual branch (the
             kept ones are scaled by 1 / (1 - p)).

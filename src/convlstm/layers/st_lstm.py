@@ -19,17 +19,24 @@ class SpatioTemporalLSTMCell(nn.Module):
 
     With * a "same" convolution (no biases) and ∘ the elementwise product:
 
-    - temporal memory: i = σ(W_xi * x + W_hi * h), f = σ(W_xf * x + W_hf * h + b_f),
-      g = tanh(W_xg * x + W_hg * h), Δc = i ∘ g, c' = f ∘ c + Δc;
-    - spatiotemporal memory: i' = σ(W_xi' * x + W_mi * m), f' = σ(W_xf' * x + W_mf * m + b_f),
-      g' = tanh(W_xg' * x + W_mg * m), Δm = i' ∘ g', m' = f' ∘ m + Δm;
-    - output: o = σ(W_xo * x + W_ho * h + W_co * [c', m']), h' = o ∘ tanh(W_1x1 * [c', m']).
+    ```text
+    temporal memory         i  = σ(W_xi * x + W_hi * h)
+                            f  = σ(W_xf * x + W_hf * h + b_f)
+                            g  = tanh(W_xg * x + W_hg * h)
+                            Δc = i ∘ g,    c' = f ∘ c + Δc
+    spatiotemporal memory   i' = σ(W_xi' * x + W_mi * m)
+                            f' = σ(W_xf' * x + W_mf * m + b_f)
+                            g' = tanh(W_xg' * x + W_mg * m)
+                            Δm = i' ∘ g',  m' = f' ∘ m + Δm
+    output                  o  = σ(W_xo * x + W_ho * h + W_co * [c', m'])
+                            h' = o ∘ tanh(W_1x1 * [c', m'])
+    ```
 
     b_f is the constant ``forget_bias`` (not learned), as in PredRNN. The convolutions are the ones PredRNN's code
     uses, so that parameter counts and state dicts correspond: ``conv_x`` (x to the seven x-terms, in the order
     i, f, g, i', f', g', o), ``conv_h`` (h to i, f, g, o), ``conv_m`` (m to i', f', g'), ``conv_o`` ([c', m'] to o)
     and ``conv_last`` (the 1x1 fusion). The increments Δc and Δm are what PredRNN-V2's decoupling loss keeps apart
-    (:meth:`forward_with_increments` returns them).
+    ([`forward_with_increments`][convlstm.layers.SpatioTemporalLSTMCell.forward_with_increments] returns them).
 
     In a stack, layer l is called with its own (h, c) and the m that layer l - 1 just returned (the bottom layer
     gets the top layer's m of the previous step), so every layer of a stack has the same hidden_channels.

@@ -3,18 +3,7 @@
 A ConvGRU's state-to-state convolution reads a fixed neighbourhood of every pixel. TrajGRU reads instead L points
 per pixel whose positions a small subnetwork computes at every step from the input and the state: the links follow
 the motion, so a state can be carried along a curved trajectory without a kernel large enough to cover it.
-
-One step, for a state h (B, F, H, W) and a frame x (B, C, H, W):
-
-    U = flow_out(act(conv_xf(x) + conv_hf(h)))              # (B, 2L, H, W): L displacement fields, in pixels
-    h_l(p) = h(p + U_l(p))     l = 1..L                     # bilinear sampling, zeros outside the frame
-    [r, z, n]_h = W_h (1x1 conv) * concat(h_1, ..., h_L)    # (B, 3F, H, W)
-    [r, z, n]_x = W_x * x                                   # (B, 3F, H, W)
-    r = σ(r_x + r_h), z = σ(z_x + z_h), n = act(n_x + r ∘ n_h)
-    h' = (1 - z) ∘ n + z ∘ h
-
-With every displacement zero, each h_l is h and the step is a ConvGRU step (reset applied after the recurrent
-term) whose state-to-state kernel is 1x1 with weight sum_l W_h,l.
+The equations of one step are in [`TrajGRUCell`][convlstm.layers.TrajGRUCell]'s docstring.
 """
 
 from collections.abc import Sequence
@@ -64,7 +53,24 @@ def warp(h: Tensor, flows: Tensor) -> Tensor:
 
 
 class TrajGRUCell(nn.Module):
-    """One TrajGRU step (see the module docstring for the equations).
+    """One TrajGRU step: a GRU whose state-to-state links follow a flow computed at every step.
+
+    One step, for a state h (B, F, H, W) and a frame x (B, C, H, W):
+
+    ```text
+    U           = flow_out(act(conv_xf(x) + conv_hf(h)))   # (B, 2L, H, W)
+    h_l(p)      = h(p + U_l(p)),  l = 1..L                 # bilinear
+    [r, z, n]_h = W_h * concat(h_1, ..., h_L)              # 1x1 conv
+    [r, z, n]_x = W_x * x                                  # (B, 3F, H, W)
+    r = σ(r_x + r_h),  z = σ(z_x + z_h),  n = act(n_x + r ∘ n_h)
+    h' = (1 - z) ∘ n + z ∘ h
+    ```
+
+    U holds L displacement fields, in pixels; h_l samples h bilinearly at the displaced points, zeros outside the
+    frame; W_h is a 1x1 convolution over the L sampled states, (B, L·F, H, W) to (B, 3F, H, W).
+
+    With every displacement zero, each h_l is h and the step is a ConvGRU step (reset applied after the recurrent
+    term) whose state-to-state kernel is 1x1 with weight sum_l W_h,l.
 
     Args:
         in_channels: channels C of the input frames; 0 for a cell without input, driven by its state (the first
@@ -75,7 +81,7 @@ class TrajGRUCell(nn.Module):
         flow_channels: channels of the flow-generating subnetwork's hidden layer (32 in Shi et al.).
         flow_kernel_size: kernel of the flow subnetwork's three convolutions (odd; 5 in Shi et al.).
         activation: of the candidate state and of the flow subnetwork's hidden layer ("leaky_relu", slope 0.2, as
-            Shi et al.; any name in :data:`convlstm.layers.ACTIVATIONS`).
+            Shi et al.; any name in [`convlstm.layers.ACTIVATIONS`][convlstm.layers.ACTIVATIONS]).
         recurrent_activation: of the reset and update gates.
         bias: whether the convolutions have biases.
 
@@ -169,7 +175,7 @@ class TrajGRUCell(nn.Module):
 
 
 class TrajGRU(nn.Module):
-    """A stack of TrajGRU layers over (B, T, C, H, W) sequences, called like :class:`~convlstm.layers.ConvGRU`.
+    """A stack of TrajGRU layers over (B, T, C, H, W) sequences, called like [`ConvGRU`][convlstm.layers.ConvGRU].
 
     Args:
         in_channels: channels of the input frames (0: a stack without input, driven by its state only).
@@ -177,17 +183,17 @@ class TrajGRU(nn.Module):
         kernel_size: input-to-state kernel of every layer (odd).
         num_layers: layers in the stack.
         links: L of every layer: an int, or one per layer.
-        flow_channels: as :class:`TrajGRUCell`.
-        flow_kernel_size: as :class:`TrajGRUCell`.
-        activation: as :class:`TrajGRUCell`.
-        recurrent_activation: as :class:`TrajGRUCell`.
-        bias: as :class:`TrajGRUCell`.
+        flow_channels: as [`TrajGRUCell`][convlstm.layers.TrajGRUCell].
+        flow_kernel_size: as [`TrajGRUCell`][convlstm.layers.TrajGRUCell].
+        activation: as [`TrajGRUCell`][convlstm.layers.TrajGRUCell].
+        recurrent_activation: as [`TrajGRUCell`][convlstm.layers.TrajGRUCell].
+        bias: as [`TrajGRUCell`][convlstm.layers.TrajGRUCell].
 
     Shape:
         x: (B, T, C_in, H, W) -> output (B, T, hidden_channels[-1], H, W); state: a list of h tensors
         (B, hidden_channels[l], H, W), one per layer, bottom first.
 
-    Example:
+    Examples:
         >>> layer = TrajGRU(1, [16, 16], num_layers=2, links=5)
         >>> out, state = layer(torch.randn(2, 6, 1, 32, 32))      # out (2, 6, 16, 32, 32)
         >>> more, state = layer(torch.randn(2, 3, 1, 32, 32), state)   # continues where the first call ended
@@ -238,7 +244,8 @@ class TrajGRU(nn.Module):
         return outputs[-1], final
 
     def forward_layers(self, x: Tensor, state: list[Tensor] | None = None) -> tuple[list[Tensor], list[Tensor]]:
-        """As :meth:`forward`, but returns the output sequence of every layer (bottom first)."""
+        """As [`forward`][convlstm.layers.TrajGRU.forward], but returns the output sequence of every layer (bottom
+        first)."""
         if not isinstance(x, Tensor) or x.ndim != 5 or x.shape[2] != self.in_channels:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, T, C={self.in_channels}, H, W), got {got}")

@@ -7,7 +7,7 @@ critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (a
 
 Every forecast score takes ``mask=`` (bool, True where a pixel counts: pixels without radar coverage count
 nowhere) and ``weight=`` (one importance weight per sequence: averages over sequences and counts are weighted);
-:mod:`convlstm.metrics.forecast` and :mod:`convlstm.metrics.field_scores` say how each uses them.
+`convlstm.metrics.forecast` and `convlstm.metrics.field_scores` say how each uses them.
 """
 
 from convlstm.metrics.anomaly import anomaly_aurocs, cumulative_regularity, frame_auroc, regularity_score

@@ -135,7 +135,7 @@ def lead_time_sums(values: Tensor, weight: Tensor | None) -> tuple[Tensor, Tenso
 
     Args:
         values: One score per sequence and lead time, (B, T); NaN marks a frame without a score (no valid pixel).
-        weight: One weight per sequence, (B,) (as :func:`check_weight` returns it), or None for weight 1.
+        weight: One weight per sequence, (B,) (as `check_weight` returns it), or None for weight 1.
 
     Returns:
         (sums, counts), each (T,), in the dtype of ``values``; without NaN and weights, counts are B.

@@ -59,8 +59,8 @@ def cumulative_regularity(psnr: Tensor, *, max_psnr: float) -> Tensor:
     For labels that mark every frame from an anomaly's onset on (an object that jumped stays where it landed):
     after a jump or a reversal the motion obeys its law again and is as predictable as normal motion, so a score of
     the frame alone drops back; this one keeps the worst surprise. It uses one scale for every sequence (no
-    per-sequence min-max as in :func:`regularity_score`, which makes the worst frame of every normal sequence as
-    anomalous as an anomaly's).
+    per-sequence min-max as in [`regularity_score`][convlstm.metrics.regularity_score], which makes the worst frame of
+    every normal sequence as anomalous as an anomaly's).
 
     Args:
         psnr: (N, T) PSNR of each predicted frame, sequences along dim 0 and time along dim 1; finite, at most

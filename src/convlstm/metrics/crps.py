@@ -1,8 +1,10 @@
 """The continuous ranked probability score of an ensemble, computed exactly, per pixel.
 
-For members x_1 ... x_M and an observation y, the CRPS of the members' empirical distribution is::
+For members x_1 ... x_M and an observation y, the CRPS of the members' empirical distribution is:
 
-    CRPS = mean_i |x_i - y| - 1 / (2 M^2) * sum_{i, j} |x_i - x_j|
+```text
+CRPS = mean_i |x_i - y| - 1 / (2 M^2) * sum_{i, j} |x_i - x_j|
+```
 
 and the fair CRPS (Ferro 2014), what M members drawn from the forecast distribution score on average whatever
 M, divides the pair sum by 2 M (M - 1) instead. The pair sum comes from the sorted members:

@@ -1,10 +1,11 @@
 """The verification scores forecasters use, per lead time, computed by pysteps where it has them.
 
-- :class:`FractionsSkillScore`: FSS at several thresholds and neighbourhood sizes (pysteps.verification.spatialscores).
-- :class:`ProbabilityScores`: for exceedance probabilities, the Brier score (ours: pysteps has none), the
-  reliability diagram and the ROC curve with its area (pysteps.verification.probscores).
-- :class:`EnsembleScores`: for ensembles, CRPS (pysteps.verification.probscores) and the rank histogram
-  (pysteps.verification.ensscores).
+- [`FractionsSkillScore`][convlstm.metrics.FractionsSkillScore]: FSS at several thresholds and neighbourhood sizes
+  (pysteps.verification.spatialscores).
+- [`ProbabilityScores`][convlstm.metrics.ProbabilityScores]: for exceedance probabilities, the Brier score (ours:
+  pysteps has none), the reliability diagram and the ROC curve with its area (pysteps.verification.probscores).
+- [`EnsembleScores`][convlstm.metrics.EnsembleScores]: for ensembles, CRPS (pysteps.verification.probscores) and the
+  rank histogram (pysteps.verification.ensscores).
 
 Every accumulator takes batches of (B, T, ...) tensors in rain rate (mm/h), keeps one pysteps object per lead time
 (and threshold, and scale), and returns ``"<score>"`` (the mean over lead times) and ``"<score>_by_lead_time"``.
@@ -19,8 +20,9 @@ sequence and scores over patches drawn in favour of rain, with their importance 
 uniform patches.
 
 Thresholds: an event is a value >= threshold for FSS, the Brier score, reliability, ROC and the rank histogram's
-dry cut-off (pysteps' convention for these scores, and HKO-7's for CSI in :class:`ContingencyTable`); pysteps'
-det_cat_fct alone counts value > threshold. The two agree unless a value sits exactly on a threshold.
+dry cut-off (pysteps' convention for these scores, and HKO-7's for CSI in
+[`ContingencyTable`][convlstm.metrics.ContingencyTable]); pysteps' det_cat_fct alone counts value > threshold. The two
+agree unless a value sits exactly on a threshold.
 
 pysteps is an optional dependency (the ``nowcast`` extra); it is imported when an accumulator is built.
 """
@@ -147,7 +149,8 @@ class FractionsSkillScore:
         scales: window sides in pixels.
         lead_times: predicted frames T.
 
-    Keys of :meth:`compute`: ``"fss@2_8px"`` (threshold 2, window 8) and ``"fss@2_8px_by_lead_time"``.
+    Keys of [`compute`][convlstm.metrics.FractionsSkillScore.compute]: ``"fss@2_8px"`` (threshold 2, window 8) and
+    ``"fss@2_8px_by_lead_time"``.
     """
 
     def __init__(
@@ -230,8 +233,9 @@ class ProbabilityScores:
         n_bins: bins of the reliability diagram.
         n_prob_thresholds: probability thresholds of the ROC curve.
 
-    Keys of :meth:`compute`: ``"brier@2"``, ``"roc_auc@2"`` (mean over lead times and ``_by_lead_time``);
-    :meth:`reliability` and :meth:`roc_curve` return the curves pooled over lead times.
+    Keys of [`compute`][convlstm.metrics.ProbabilityScores.compute]: ``"brier@2"``, ``"roc_auc@2"`` (mean over lead
+    times and ``_by_lead_time``); [`reliability`][convlstm.metrics.ProbabilityScores.reliability] and
+    [`roc_curve`][convlstm.metrics.ProbabilityScores.roc_curve] return the curves pooled over lead times.
     """
 
     def __init__(
@@ -372,10 +376,11 @@ class EnsembleScores:
     """CRPS and the rank histogram of an ensemble forecast, per lead time.
 
     - CRPS: the integral of the squared difference between the ensemble's empirical distribution and the
-      observation's step function, averaged over pixels, computed exactly (:func:`~convlstm.metrics.crps.crps_ensemble`;
-      pysteps' CRPS is biased low where the observation equals a member, as on dry radar pixels); in the units of
-      the values (mm/h), 0 is perfect. For a one-member ensemble it is the mean absolute error. With two members
-      or more also ``crps_fair``, the fair CRPS (Ferro 2014), which does not favour an ensemble for being small.
+      observation's step function, averaged over pixels, computed exactly
+      ([`crps_ensemble`][convlstm.metrics.crps_ensemble]; pysteps' CRPS is biased low where the observation equals a
+      member, as on dry radar pixels); in the units of the values (mm/h), 0 is perfect. For a one-member ensemble it is
+      the mean absolute error. With two members or more also ``crps_fair``, the fair CRPS (Ferro 2014), which does not
+      favour an ensemble for being small.
     - Rank histogram (pysteps rankhist): where the observation falls among the sorted members, over the pixels
       where the observation or any member reaches ``rank_threshold`` (pixels dry in every member and in the
       observation are skipped). Flat is well dispersed; U-shaped under-dispersed; a hump over-dispersed.
@@ -385,8 +390,8 @@ class EnsembleScores:
         lead_times: predicted frames T.
         rank_threshold: the dry cut-off of the rank histogram (mm/h), or None to count every pixel.
 
-    Keys of :meth:`compute`: ``"crps"``, ``"crps_fair"`` (two members or more) and their ``"_by_lead_time"``;
-    :meth:`rank_histogram` gives the histogram.
+    Keys of [`compute`][convlstm.metrics.EnsembleScores.compute]: ``"crps"``, ``"crps_fair"`` (two members or more) and
+    their ``"_by_lead_time"``; [`rank_histogram`][convlstm.metrics.EnsembleScores.rank_histogram] gives the histogram.
     """
 
     def __init__(self, *, members: int, lead_times: int, rank_threshold: float | None = 0.1) -> None:
@@ -491,8 +496,8 @@ def exceedance_from_deterministic(forecast: Tensor, thresholds: Sequence[float] 
 class DeterministicFieldScores:
     """The field's scores a deterministic rain forecast has: FSS at a few scales, and the Brier score and ROC area
     of its 0/1 exceedance forecast (its probabilities are 0 or 1, so the ROC is one point and its area the mean of
-    POD and 1 - POFD). For ``convlstm evaluate``; keys as :class:`FractionsSkillScore` and
-    :class:`ProbabilityScores`.
+    POD and 1 - POFD). For ``convlstm evaluate``; keys as [`FractionsSkillScore`][convlstm.metrics.FractionsSkillScore]
+    and [`ProbabilityScores`][convlstm.metrics.ProbabilityScores].
 
     Args:
         thresholds: rain-rate thresholds (mm/h).

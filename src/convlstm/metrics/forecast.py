@@ -4,7 +4,7 @@ Every function takes ``pred`` and ``target`` of shape (B, T, C, *spatial), T bei
 ``reduction``: ``"none"`` gives one value per sequence and lead time (B, T), ``"lead_time"`` averages over the
 sequences (T,), and ``"mean"`` (the default) gives the headline number, a 0-d tensor: the average over sequences of
 each sequence's score, a sequence's score being the mean of its frames' scores (the sum for
-:func:`bce_per_sequence`, following Shi et al. 2015).
+[`bce_per_sequence`][convlstm.metrics.bce_per_sequence], following Shi et al. 2015).
 
 Masks and weights: every function takes an optional ``mask`` (bool, broadcastable to target's shape, True where a
 pixel counts, e.g. where radars cover it) and ``weight`` (one importance weight per sequence, (B,)). A frame's
@@ -100,7 +100,8 @@ def mae_per_pixel(
     weight: Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    """Mean absolute error averaged over a frame's (valid) pixels; arguments as :func:`mse_per_pixel`."""
+    """Mean absolute error averaged over a frame's (valid) pixels; arguments as
+    [`mse_per_pixel`][convlstm.metrics.mse_per_pixel]."""
     diff, valid = _difference(pred, target, mask)
     return reduce_frames(masked_frame_mean(diff.abs(), valid), reduction, weight=weight)
 
@@ -115,9 +116,10 @@ def mse_per_frame(
 ) -> Tensor:
     """Squared error summed over a frame's pixels, then averaged over frames and sequences (OpenSTL's "MSE").
 
-    Equals :func:`mse_per_pixel` times the number of pixels in a frame (C x H x W). With a ``mask`` the sum runs
-    over the frame's valid pixels only, so a frame half hidden sums half as many errors (NaN for a frame without a
-    valid pixel, left out of the averages); arguments as :func:`mse_per_pixel`.
+    Equals [`mse_per_pixel`][convlstm.metrics.mse_per_pixel] times the number of pixels in a frame (C x H x W). With a
+    ``mask`` the sum runs over the frame's valid pixels only, so a frame half hidden sums half as many errors (NaN for a
+    frame without a valid pixel, left out of the averages); arguments as
+    [`mse_per_pixel`][convlstm.metrics.mse_per_pixel].
     """
     diff, valid = _difference(pred, target, mask)
     return reduce_frames(masked_frame_sum(diff.square(), valid), reduction, weight=weight)
@@ -132,7 +134,7 @@ def mae_per_frame(
     reduction: Reduction = "mean",
 ) -> Tensor:
     """Absolute error summed over a frame's (valid) pixels, then averaged (OpenSTL's "MAE"); as
-    :func:`mse_per_frame`."""
+    [`mse_per_frame`][convlstm.metrics.mse_per_frame]."""
     diff, valid = _difference(pred, target, mask)
     return reduce_frames(masked_frame_sum(diff.abs(), valid), reduction, weight=weight)
 
@@ -321,7 +323,7 @@ def correlation(
     """Shi et al.'s correlation per frame: sum(P*T) / (sqrt(sum P^2 * sum T^2) + 1e-12), then averaged.
 
     With a ``mask`` the sums run over a frame's valid pixels (NaN for a frame without one); arguments as
-    :func:`mse_per_pixel`.
+    [`mse_per_pixel`][convlstm.metrics.mse_per_pixel].
     """
     p, t, valid = _pair(pred, target, mask)
     denominator = torch.sqrt(masked_frame_sum(p.square(), valid) * masked_frame_sum(t.square(), valid))

@@ -33,7 +33,7 @@ _PLAIN: dict[str, Callable[..., Tensor]] = {
 }
 _BALANCED: dict[str, Callable[..., Tensor]] = {"b_mse": nowcasting.balanced_mse, "b_mae": nowcasting.balanced_mae}
 FORECAST_METRICS: tuple[str, ...] = (*_PLAIN, *_BALANCED)
-"""Names of every score :class:`ForecastMetrics` can compute."""
+"""Names of every score [`ForecastMetrics`][convlstm.metrics.ForecastMetrics] can compute."""
 BALANCED_METRICS: tuple[str, ...] = tuple(_BALANCED)
 DEFAULT_FORECAST_METRICS: tuple[str, ...] = (
     "mse_per_pixel",
@@ -44,7 +44,7 @@ DEFAULT_FORECAST_METRICS: tuple[str, ...] = (
     "ssim",
     "correlation",
 )
-"""The scores :class:`ForecastMetrics` computes when given no names."""
+"""The scores [`ForecastMetrics`][convlstm.metrics.ForecastMetrics] computes when given no names."""
 # Scores whose sequence value is the sum of its frames rather than their mean.
 _SUMMED_OVER_TIME = frozenset({"bce_per_sequence"})
 
@@ -53,26 +53,32 @@ class ForecastMetrics:
     """Accumulates forecast scores per lead time over batches; the result equals one call on the whole set.
 
     Every score is a per-frame value averaged over sequences, so the accumulator keeps, per score and lead time,
-    the sum over sequences (float64, on the CPU) and how many sequences it summed (:attr:`counts`).
+    the sum over sequences (float64, on the CPU) and how many sequences it summed
+    ([`counts`][convlstm.metrics.ForecastMetrics.counts]).
 
-    Masks and weights: :meth:`update` takes an optional valid-pixel ``mask`` and per-sequence importance
-    ``weight``, and every score respects both (see :mod:`convlstm.metrics.forecast`): a frame's score uses its
+    Masks and weights: [`update`][convlstm.metrics.ForecastMetrics.update] takes an optional valid-pixel ``mask`` and
+        per-sequence importance
+    ``weight``, and every score respects both (see `convlstm.metrics.forecast`): a frame's score uses its
     valid pixels only (per-pixel scores average over them, per-frame scores sum over them), a frame without a valid
     pixel counts nowhere, and the average over sequences is the weighted mean sum(w * score) / sum(w). So
-    :attr:`counts` holds, per score and lead time, the summed weights of the frames that had a score (the number of
-    sequences without masks and weights), and a lead time where none had one is NaN (the headline skips it).
+    [`counts`][convlstm.metrics.ForecastMetrics.counts] holds, per score and lead time, the summed weights of the frames
+    that had a score (the number of sequences without masks and weights), and a lead time where none had one is NaN (the
+    headline skips it).
 
     Args:
         lead_times: Number of predicted frames T.
-        metrics: Names from :data:`FORECAST_METRICS`: ``mse_per_pixel``, ``mae_per_pixel``, ``mse_per_frame``,
-            ``mae_per_frame``, ``psnr``, ``ssim``, ``correlation``, ``bce_per_sequence`` (needs values in [0, 1]),
-            ``b_mse``, ``b_mae`` (HKO-7 balanced errors). Defaults to :data:`DEFAULT_FORECAST_METRICS`.
+        metrics: Names from [`FORECAST_METRICS`][convlstm.metrics.FORECAST_METRICS]: ``mse_per_pixel``,
+            ``mae_per_pixel``, ``mse_per_frame``, ``mae_per_frame``, ``psnr``, ``ssim``, ``correlation``,
+            ``bce_per_sequence`` (needs values in [0, 1]), ``b_mse``, ``b_mae`` (HKO-7 balanced errors). Defaults to
+            [`DEFAULT_FORECAST_METRICS`][convlstm.metrics.DEFAULT_FORECAST_METRICS].
         data_range: SSIM's data range.
 
-    Under data-parallel evaluation, sum :attr:`sums`, :attr:`counts` and :attr:`num_sequences` across processes
-    or :meth:`merge` gathered accumulators.
+    Under data-parallel evaluation, sum [`sums`][convlstm.metrics.ForecastMetrics.sums],
+    [`counts`][convlstm.metrics.ForecastMetrics.counts] and
+    [`num_sequences`][convlstm.metrics.ForecastMetrics.num_sequences] across processes or
+    [`merge`][convlstm.metrics.ForecastMetrics.merge] gathered accumulators.
 
-    Example:
+    Examples:
         >>> metrics = ForecastMetrics(lead_times=10)
         >>> for pred, target in batches:  # (B, 10, C, H, W)
         ...     metrics.update(pred, target)

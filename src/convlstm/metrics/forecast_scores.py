@@ -14,7 +14,8 @@ from convlstm.metrics.nowcasting import ContingencyTable
 
 
 class ForecastScores:
-    """One evaluation pass's accumulators: :class:`ForecastMetrics` and, optionally, a :class:`ContingencyTable`.
+    """One evaluation pass's accumulators: [`ForecastMetrics`][convlstm.metrics.ForecastMetrics] and, optionally, a
+    [`ContingencyTable`][convlstm.metrics.ContingencyTable].
 
     Both are built at the first batch (the horizon is known then). ``metrics=None`` takes the library's default
     scores, without SSIM when frames are smaller than its 11x11 window, plus ``default_extra``.

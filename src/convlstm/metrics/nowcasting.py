@@ -1,7 +1,7 @@
 """Precipitation nowcasting scores (HKO-7 protocol, Shi et al. 2017).
 
 Rain rates are in mm/h. Radar pixels p in [0, 1] map to reflectivity dBZ = 70 p - 10 and to rain rate through the
-Z-R relation Z = a R^b (HKO-7: a = 58.53, b = 1.56); see :func:`pixel_to_rain_rate`.
+Z-R relation Z = a R^b (HKO-7: a = 58.53, b = 1.56); see [`pixel_to_rain_rate`][convlstm.metrics.pixel_to_rain_rate].
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def balanced_mse(
     weight: Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    """B-MSE: squared error weighted by :func:`balanced_weights`, summed over a frame, averaged over frames.
+    """B-MSE: squared error weighted by [`balanced_weights`][convlstm.metrics.balanced_weights], summed over a frame,
+    averaged over frames.
 
     HKO-7 computes the error on pixel values and the weights from the true rain rate: pass
     ``rain_rate=pixel_to_rain_rate(target)`` in that case.
@@ -136,7 +137,7 @@ def balanced_mae(
     weight: Tensor | None = None,
     reduction: Reduction = "mean",
 ) -> Tensor:
-    """B-MAE: absolute error weighted like :func:`balanced_mse`; same arguments."""
+    """B-MAE: absolute error weighted like [`balanced_mse`][convlstm.metrics.balanced_mse]; same arguments."""
     return _balanced_error(pred, target, 1, rain_rate, mask, weight, reduction)
 
 
@@ -144,26 +145,28 @@ class ContingencyTable:
     """Hits, false alarms, misses and correct negatives over a test set, per threshold and lead time.
 
     An event is a value >= threshold (HKO-7's convention; pysteps counts value > threshold). Counts are summed
-    over all sequences, channels and pixels seen by :meth:`update`; scores come from the summed counts of each
-    lead time, and the averaged scores are the mean over lead times of the per-lead-time scores.
+    over all sequences, channels and pixels seen by [`update`][convlstm.metrics.ContingencyTable.update]; scores come
+    from the summed counts of each lead time, and the averaged scores are the mean over lead times of the per-lead-time
+    scores.
 
     With a ``mask``, only valid pixels are counted (in no cell otherwise, whatever they hold); with a ``weight``
     per sequence, a sequence's pixels count ``weight`` times (weighted counts, so that counts over patches drawn
-    in favour of rain estimate those over uniform ones). :attr:`counts` are float64 for that reason; without
-    weights they hold whole numbers.
+    in favour of rain estimate those over uniform ones). [`counts`][convlstm.metrics.ContingencyTable.counts] are
+    float64 for that reason; without weights they hold whole numbers.
 
     A score whose denominator is zero is NaN: POD with no observed event, FAR with no forecast event, CSI with
     neither, HSS when every counted pixel is a hit or every one a correct negative (and all four with no pixel).
     Averages over lead times skip NaNs and are NaN only when every lead time is.
 
-    Under data-parallel evaluation, sum :attr:`counts` across processes (e.g. ``all_reduce``) or :meth:`merge`
-    gathered tables.
+    Under data-parallel evaluation, sum [`counts`][convlstm.metrics.ContingencyTable.counts] across processes (e.g.
+    ``all_reduce``) or [`merge`][convlstm.metrics.ContingencyTable.merge] gathered tables.
 
     Args:
-        thresholds: Event thresholds, in the units of the values given to :meth:`update` (mm/h for HKO-7).
+        thresholds: Event thresholds, in the units of the values given to
+            [`update`][convlstm.metrics.ContingencyTable.update] (mm/h for HKO-7).
         lead_times: Number of predicted frames T.
 
-    Example:
+    Examples:
         >>> table = ContingencyTable(thresholds=(0.5, 2, 5, 10, 30), lead_times=20)
         >>> table.update(pred_rain, true_rain, mask=valid)  # (B, 20, C, H, W) each
         >>> table.compute()["csi@0.5"]

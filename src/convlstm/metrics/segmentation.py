@@ -25,7 +25,8 @@ def iou_from_confusion(matrix: Tensor) -> Tensor:
 
 
 def dice_from_confusion(matrix: Tensor) -> Tensor:
-    """Dice (F1) per class, 2 TP / (2 TP + FP + FN); arguments and NaN rule as :func:`iou_from_confusion`."""
+    """Dice (F1) per class, 2 TP / (2 TP + FP + FN); arguments and NaN rule as
+    [`iou_from_confusion`][convlstm.metrics.iou_from_confusion]."""
     m = matrix.to(torch.float64)
     true_positive = m.diagonal(dim1=-2, dim2=-1)
     return nan_ratio(2.0 * true_positive, m.sum(-1) + m.sum(-2))
@@ -39,14 +40,15 @@ class ConfusionMatrix:
     ``ignore_index`` are dropped, and if ``ignore_index`` names a class (0 <= ignore_index < num_classes) that class
     is also left out of the means (its scores stay in the per-class vectors).
 
-    Under data-parallel evaluation, sum :attr:`matrix` across processes or :meth:`merge` gathered matrices.
+    Under data-parallel evaluation, sum [`matrix`][convlstm.metrics.ConfusionMatrix.matrix] across processes or
+    [`merge`][convlstm.metrics.ConfusionMatrix.merge] gathered matrices.
 
     Args:
         num_classes: Number of classes K.
         lead_times: Number of frames T per sequence.
         ignore_index: Optional true label to skip (e.g. 255 for "void").
 
-    Example:
+    Examples:
         >>> cm = ConfusionMatrix(num_classes=3, lead_times=10)
         >>> cm.update(logits, labels)  # (B, 10, 3, H, W) logits or (B, 10, H, W) labels; labels (B, 10, H, W)
         >>> cm.compute()["miou"]

@@ -68,7 +68,7 @@ def _has_default(field: "dataclasses.Field[Any]") -> bool:
 
 def model_from_config(family: str, config: dict[str, Any]) -> "PretrainedModel":
     """A freshly initialised model of a registered ``family`` from its saved config (``config.json``'s ``config``,
-    or a checkpoint's ``model_config``). The one way a saved model is rebuilt, by :func:`from_pretrained` and by
+    or a checkpoint's ``model_config``). The one way a saved model is rebuilt, by `from_pretrained` and by
     checkpoint loading alike.
 
     A config saved before a field was added lacks it; the field's default keeps the old behaviour (a new field must
@@ -98,7 +98,8 @@ def _build_from_config(family: str, arguments: dict[str, Any]) -> tuple["Pretrai
 
 
 def from_pretrained(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> PretrainedModel:
-    """Rebuilds a model saved with :meth:`PretrainedModel.save_pretrained`, weights included."""
+    """Rebuilds a model saved with [`PretrainedModel.save_pretrained`][convlstm.models.PretrainedModel.save_pretrained],
+    weights included."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
@@ -140,9 +141,10 @@ class ForecastingModel(PretrainedModel):
 
     forward returns the predictions (B, horizon, C, H, W).
 
-    Models with :attr:`accepts_context_lengths` also take ``context_lengths`` (B,): a padded batch of contexts of
-    different lengths (valid frames first, padding after, as :func:`convlstm.data.pad_collate` makes them), each
-    forecast starting after its own last valid frame.
+    Models with [`accepts_context_lengths`][convlstm.models.ForecastingModel.accepts_context_lengths] also take
+    ``context_lengths`` (B,): a padded batch of contexts of different lengths (valid frames first, padding after, as
+    [`convlstm.data.pad_collate`][convlstm.data.pad_collate] makes them), each forecast starting after its own last
+    valid frame.
     """
 
     default_horizon: int = 1

@@ -6,8 +6,8 @@ context (B, T_in, C, H, W) --space-to-depth--> encoder stack (L ConvLSTM layers)
 --> predictions (B, horizon, C, H, W).
 
 Two additions of ours, both off by default: ``head="advection"`` forecasts by moving the last frame along a velocity
-field read from the forecaster (:mod:`convlstm.models.advection_head`), and ``motion_radius`` feeds the encoder
-block-matching costs of each frame against the one before (:mod:`convlstm.models.motion_cues`).
+field read from the forecaster (`convlstm.models.advection_head`), and ``motion_radius`` feeds the encoder
+block-matching costs of each frame against the one before (`convlstm.models.motion_cues`).
 
 Shi's naming ConvLSTM(K_i)-K_h-C1-K_h-C2 maps to ``kernel_size=K_i`` (input-to-state, every layer),
 ``recurrent_kernel_size=K_h`` (state-to-state) and ``hidden_channels=[C1, C2]``.
@@ -72,11 +72,11 @@ class EncoderForecaster(ForecastingModel):
         peephole: Shi's per-channel peephole weights (cell="lstm" only; pass False with cell="gru").
         output_activation: "sigmoid" for data in [0, 1], or "none" for unbounded data.
         initial_mean: the mean pixel value a fresh model predicts (the data's mean; see
-            :func:`~convlstm.models.output_head.start_at_mean`), or None for PyTorch's default initialisation.
+            `start_at_mean`), or None for PyTorch's default initialisation.
         default_horizon: frames predicted when forward gets no horizon.
         head: "pixels", Shi's 1x1 convolution that draws each frame from the forecaster states, or "advection",
             which moves the last context frame by a velocity field read from those states and adds a change
-            (:class:`~convlstm.models.advection_head.AdvectionHead`; starts close to persistence and needs
+            (`AdvectionHead`; starts close to persistence and needs
             output_activation="none").
         motion_radius: with r > 0, each encoder step also reads the (2r + 1)^2 block-matching costs of its frame
             against the one before (displacements up to r pixels; zeros for the very first frame), averaged over
@@ -85,7 +85,7 @@ class EncoderForecaster(ForecastingModel):
     Shape:
         context: (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
 
-    Example:
+    Examples:
         >>> model = EncoderForecaster(1, [16, 16], kernel_size=3, patch_size=2, default_horizon=5)
         >>> model(torch.rand(2, 10, 1, 32, 32)).shape
         torch.Size([2, 5, 1, 32, 32])
@@ -174,8 +174,8 @@ class EncoderForecaster(ForecastingModel):
         Args:
             context: (B, T_in, C, H, W) observed frames; H and W divisible by patch_size.
             horizon: frames to predict (default: ``default_horizon``).
-            targets: validated as in :class:`ForecastingModel`, then ignored: the forecaster stack takes no input, so
-                there is nothing to feed the true frames into.
+            targets: validated as in [`ForecastingModel`][convlstm.models.ForecastingModel], then ignored: the
+                forecaster stack takes no input, so there is nothing to feed the true frames into.
             teacher_forcing: validated, then ignored (as ``targets``).
             context_lengths: optional (B,): contexts of different lengths, padded at the end; each forecast
                 starts from the encoder state after its own last valid frame.
@@ -233,7 +233,8 @@ class EncoderForecaster(ForecastingModel):
         return costs
 
     def forecast(self, state: RecurrentState, horizon: int) -> Tensor:
-        """Runs the forecaster stack from an encoder state (see :meth:`encode`) for ``horizon`` steps.
+        """Runs the forecaster stack from an encoder state (see [`encode`][convlstm.models.EncoderForecaster.encode])
+        for ``horizon`` steps.
 
         Returns:
             (B, horizon, C, H, W) predictions.
@@ -346,7 +347,7 @@ def shi2015_radar_convgru(**overrides: Any) -> EncoderForecaster:
 @register_model
 def radar_convlstm_advection(**overrides: Any) -> EncoderForecaster:
     """Shi's radar ConvLSTM with motion cues (radius 2) and the advection head: it forecasts by moving the last frame
-    along a learned velocity field and adding a learned change (see the README's nowcasting results)."""
+    along a learned velocity field and adding a learned change."""
     return _build({**_RADAR, "head": "advection", "output_activation": "none", "motion_radius": 2}, overrides)
 
 

@@ -1,9 +1,10 @@
 """Probabilistic nowcasts: the probability, per pixel and lead time, that the rain rate reaches each threshold.
 
-:class:`ExceedanceForecaster` puts a small convolutional head on any registered forecaster (its backbone, built
-with ``output_activation="none"``): the backbone's predicted frames, with the last context frame beside each, go
+[`ExceedanceForecaster`][convlstm.models.ExceedanceForecaster] puts a small convolutional head on any registered
+forecaster (its backbone, built with ``output_activation="none"``): the backbone's predicted frames, with the last
+    context frame beside each, go
 through two convolutions to one logit per threshold. Trained end to end with the per-threshold cross-entropy
-(:func:`convlstm.tasks.losses.exceedance_loss`), the backbone is free to predict whatever field serves the
+(`convlstm.tasks.losses.exceedance_loss`), the backbone is free to predict whatever field serves the
 probabilities best, and the head's neighbourhood turns a displaced or uncertain echo into spread-out probability
 rather than a sharp yes/no.
 """
@@ -26,7 +27,8 @@ EXCEEDANCE_THRESHOLDS: tuple[float, ...] = (0.5, 2.0, 5.0, 10.0, 30.0)
 
 @dataclass
 class ExceedanceForecasterConfig:
-    """The constructor arguments of :class:`ExceedanceForecaster`, as saved with a model."""
+    """The constructor arguments of [`ExceedanceForecaster`][convlstm.models.ExceedanceForecaster], as saved with a
+    model."""
 
     backbone: str = "shi2015_radar_convlstm"
     backbone_args: dict[str, Any] = field(default_factory=dict)
@@ -47,7 +49,8 @@ class ExceedanceForecaster(ForecastingModel):
 
     Shape:
         context: (B, T_in, 1, H, W) -> probabilities (B, horizon, K, H, W) in [0, 1];
-        :meth:`logits` returns the same shape before the sigmoid (for the loss).
+        [`logits`][convlstm.models.ExceedanceForecaster.logits] returns the same shape before the sigmoid (for the
+        loss).
     """
 
     family = "exceedance_forecaster"

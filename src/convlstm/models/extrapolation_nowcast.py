@@ -2,8 +2,8 @@
 
 pysteps estimates the motion (Lucas-Kanade, from the last ``motion_frames`` context frames) and advects the last
 frame along it (semi-Lagrangian): that is the forecast E_k at lead time k, the ``optical_flow`` baseline, computed
-on the CPU outside autograd (:mod:`convlstm.models.extrapolation`). A ConvLSTM U-Net
-(:class:`~convlstm.models.unet.ConvLSTMUNet`) reads the context frames, then E_1 ... E_K, each as log(1 + R)
+on the CPU outside autograd (`convlstm.models.extrapolation`). A ConvLSTM U-Net
+([`ConvLSTMUNet`][convlstm.models.ConvLSTMUNet]) reads the context frames, then E_1 ... E_K, each as log(1 + R)
 beside the motion field (pixels per frame) and a flag that tells context from forecast; at every lead time it
 returns a correction of E_k in four parts, the first three of which can only smooth, move or rescale E_k's detail,
 not redraw it:
@@ -31,9 +31,9 @@ forecast (ranks have no gradient).
 
 The ensemble version (``noise_channels > 0``) feeds every member its own smooth Gaussian noise fields as extra input
 channels (drawn on a grid ``noise_pixels`` coarser, upsampled bilinearly, held for all the member's steps);
-:meth:`ExtrapolationNowcast.ensemble` draws M members on demand, for training with the fair CRPS
-(:func:`convlstm.tasks.losses.crps_fair_loss`). Untrained, every member is E_k; forward is the control member
-(noise 0).
+[`ExtrapolationNowcast.ensemble`][convlstm.models.ExtrapolationNowcast.ensemble] draws M members on demand, for training
+with the fair CRPS ([`convlstm.tasks.crps_fair_loss`][convlstm.tasks.crps_fair_loss]). Untrained, every member is E_k;
+forward is the control member (noise 0).
 """
 
 import dataclasses
@@ -65,7 +65,8 @@ SMOOTHING_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 @dataclasses.dataclass
 class ExtrapolationNowcastConfig:
-    """The constructor arguments of :class:`ExtrapolationNowcast`, as saved with a model."""
+    """The constructor arguments of [`ExtrapolationNowcast`][convlstm.models.ExtrapolationNowcast], as saved with a
+    model."""
 
     base_channels: int = 12
     depth: int = 2
@@ -95,16 +96,17 @@ class ExtrapolationNowcast(ForecastingModel):
             least as many.
         smoothing_scales: Gaussian sigmas in pixels, increasing, of the blurs the network may apply to the
             extrapolation (one weight per scale); empty: no smoothing.
-        noise_channels: noise fields each member reads (0: a deterministic model without :meth:`ensemble`).
+        noise_channels: noise fields each member reads (0: a deterministic model without
+            [`ensemble`][convlstm.models.ExtrapolationNowcast.ensemble]).
         noise_pixels: spacing of the grid the noise is drawn on, in pixels (its correlation length).
-        members: members :meth:`ensemble` draws when not told how many.
+        members: members [`ensemble`][convlstm.models.ExtrapolationNowcast.ensemble] draws when not told how many.
         probability_matching: in eval mode, give each forecast field the values of the extrapolation at the same
             lead time, at the forecast's ranks (dry pixels stay dry). Training mode never matches.
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
         context: (B, T_in, 1, H, W) rain rates (mm/h, finite, >= 0) -> forward: (B, horizon, 1, H, W) mm/h, >= 0;
-        :meth:`ensemble`: (B, M, horizon, 1, H, W).
+        [`ensemble`][convlstm.models.ExtrapolationNowcast.ensemble]: (B, M, horizon, 1, H, W).
     """
 
     family = "extrapolation_nowcast"
@@ -187,7 +189,7 @@ class ExtrapolationNowcast(ForecastingModel):
         """``members`` forecasts, each from its own noise fields; pysteps runs once per sequence for all of them.
 
         Args:
-            context: as :meth:`forward`.
+            context: as [`forward`][convlstm.models.ExtrapolationNowcast.forward].
             horizon: frames to forecast (default: ``default_horizon``).
             members: ensemble size M (default: the ``members`` of the config).
             generator: where the noise comes from (its device); None draws from torch's global generator, which
@@ -264,7 +266,7 @@ def backtrack_exact(frames: Tensor, displacement: Tensor) -> Tensor:
     """Samples ``frames`` at x - displacement(x), bilinearly, with zeros outside the frame: what arrives at x after
     moving by ``displacement`` (x then y, in pixels).
 
-    Unlike :func:`convlstm.models.advection_head.backtrack` (``grid_sample``, whose normalised coordinates round),
+    Unlike `convlstm.models.advection_head.backtrack` (``grid_sample``, whose normalised coordinates round),
     a zero displacement gives the frames back bit for bit: x - 0 is x, its weights are exactly 1 and 0.
 
     Shape:

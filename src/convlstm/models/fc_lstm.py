@@ -39,8 +39,9 @@ class FCLSTM(ForecastingModel):
 
     The encoder stack reads the flattened context frames; the forecaster stack starts from a copy of its (h, c)
     states, its first layer has no input and higher layers read the layer below; a linear map from the last
-    forecaster layer's h gives the C * H * W pixels of each predicted frame. As in :class:`EncoderForecaster`,
-    predictions are never fed back, so a ``teacher_forcing`` mask is validated and otherwise ignored.
+    forecaster layer's h gives the C * H * W pixels of each predicted frame. As in
+    [`EncoderForecaster`][convlstm.models.EncoderForecaster], predictions are never fed back, so a ``teacher_forcing``
+    mask is validated and otherwise ignored.
 
     Args:
         in_channels: channels C of the frames; the input layer has C * H * W units.
@@ -50,7 +51,7 @@ class FCLSTM(ForecastingModel):
         peephole: diagonal peephole weights (Gers & Schmidhuber), as Srivastava et al. use.
         output_activation: "sigmoid" for data in [0, 1], or "none".
         initial_mean: the mean pixel value a fresh model predicts (the data's mean; see
-            :func:`~convlstm.models.output_head.start_at_mean`), or None for PyTorch's default initialisation.
+            `start_at_mean`), or None for PyTorch's default initialisation.
         default_horizon: frames predicted when forward gets no horizon.
 
     Shape:

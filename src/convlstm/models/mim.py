@@ -1,9 +1,9 @@
 """MIM, Memory In Memory (Wang et al. 2019): PredRNN's stack with MIM blocks above its bottom ST-LSTM layer, on p x p
 patches of the frames, predicting frame t + 1 at every step t.
 
-Layer 1 is an ST-LSTM; layers 2 .. L are MIM blocks (:class:`~convlstm.layers.MIMBlock`). Between layers l and
-l + 1 a MIM-N (:class:`~convlstm.layers.PeepholeLSTMCell`) reads the non-stationary signal: for the lowest, the
-change of layer 1's hidden state since the previous step; for the others, the output of the MIM-N below. Its output
+Layer 1 is an ST-LSTM; layers 2 .. L are MIM blocks ([`MIMBlock`][convlstm.layers.MIMBlock]). Between layers l and
+l + 1 a MIM-N ([`PeepholeLSTMCell`][convlstm.layers.PeepholeLSTMCell]) reads the non-stationary signal: for the lowest,
+the change of layer 1's hidden state since the previous step; for the others, the output of the MIM-N below. Its output
 drives the MIM-S of block l + 1. At the first step there is no previous hidden state: the MIM-Ns do not run and the
 blocks read zeros, as in OpenSTL. The spatiotemporal memory m zigzags through the stack as in PredRNN.
 
@@ -68,11 +68,11 @@ class MIM(PatchRecurrentForecaster):
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
-        :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
+        `one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
-        state: :data:`MIMState`.
+        state: `MIMState`.
 
-    Example:
+    Examples:
         >>> model = create_model("mim_mmnist")
         >>> future = model(torch.rand(4, 10, 1, 64, 64), horizon=10)   # (4, 10, 1, 64, 64)
     """

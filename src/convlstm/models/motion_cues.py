@@ -13,7 +13,7 @@ from torch import Tensor
 
 
 def cue_channels(radius: int) -> int:
-    """Channels of :func:`matching_costs` at ``radius``: one per displacement in the (2r + 1)^2 square."""
+    """Channels of `matching_costs` at ``radius``: one per displacement in the (2r + 1)^2 square."""
     return (2 * radius + 1) ** 2
 
 

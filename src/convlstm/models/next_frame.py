@@ -49,18 +49,19 @@ class NextFramePredictor(ForecastingModel):
         kernel_size: of the encoder convolutions and of the decoder's last convolution (odd).
         recurrent_kernel_size: of the ConvLSTM layers (odd).
         output_activation: "sigmoid" (frames in [0, 1]) or "linear". With output="residual", "sigmoid" clamps
-            the prediction to [0, 1] instead (:func:`~convlstm.models.frame_output.add_change`).
+            the prediction to [0, 1] instead (`add_change`).
         default_horizon: frames forecast when ``horizon`` is not given.
         patch_size: p; the network works on (C p^2, H / p, W / p) patches of the frames (1: on the frames).
         output: "frame" (the decoder draws the next frame) or "residual" (the next frame is frame t plus the
             decoder's output, whose last convolution starts at zero: untrained, the model copies the last frame).
 
     Shape:
-        :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
+        [`one_step`][convlstm.models.NextFramePredictor.one_step]: frames (B, T, C, H, W) -> predictions (B, T, C, H,
+        W), prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
         state: the ConvLSTM's list of (h, c), one per layer, each (B, F_l, H / d, W / d), d = p * 2**stages.
 
-    Example:
+    Examples:
         >>> model = create_model("next_frame_convlstm")
         >>> future = model(torch.rand(4, 10, 1, 64, 64), horizon=10)   # (4, 10, 1, 64, 64)
     """
@@ -162,7 +163,7 @@ class NextFramePredictor(ForecastingModel):
         context_lengths: Tensor | None = None,
     ) -> Tensor:
         """Reads the context, then rolls out ``horizon`` frames, feeding each forecast (or true frame) back;
-        ``context_lengths`` (B,) as in :class:`~convlstm.models.base.Forecaster`."""
+        ``context_lengths`` (B,) as in `Forecaster`."""
         horizon, mask = self.check_forecast_arguments(
             context, horizon, targets, teacher_forcing, channels=self.config.in_channels
         )

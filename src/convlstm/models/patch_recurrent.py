@@ -22,7 +22,7 @@ class PatchRecurrentForecaster(ForecastingModel):
     (PredRNN-V2: each layer's memory increments), or None.
 
     Shape:
-        :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
+        `one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
     """
 

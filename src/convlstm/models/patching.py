@@ -1,8 +1,8 @@
 """Space-to-depth patching of frame sequences, as Shi et al. (2015) feed 64x64 Moving MNIST as 16x16x16 patches.
 
 A (B, T, C, H, W) sequence becomes (B, T, C * p * p, H / p, W / p): every non-overlapping p x p patch turns into
-p * p channels, ordered as :func:`torch.nn.functional.pixel_unshuffle` orders them (channel c, then row, then
-column inside the patch). :func:`depth_to_space` inverts it exactly.
+p * p channels, ordered as `torch.nn.functional.pixel_unshuffle` orders them (channel c, then row, then
+column inside the patch). `depth_to_space` inverts it exactly.
 """
 
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ def space_to_depth(x: Tensor, patch_size: int, *, name: str = "x") -> Tensor:
 
 
 def depth_to_space(x: Tensor, patch_size: int, *, name: str = "x") -> Tensor:
-    """Unfolds channels back into p x p patches: the inverse of :func:`space_to_depth`.
+    """Unfolds channels back into p x p patches: the inverse of `space_to_depth`.
 
     Args:
         x: (B, T, C * p * p, h, w) sequence.

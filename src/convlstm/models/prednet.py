@@ -8,10 +8,11 @@ is made (A_0 is the frame). One time step first updates R from the top down, R_l
 (R_l(t-1), E_l(t-1), upsample(R_{l+1}(t))), then runs the bottom-up pass computing Ahat, E and A. Ahat_0(t) is the
 prediction of frame t made before seeing it (from frames < t), so the first step's prediction comes from a zero state.
 
-The model does not compute the training loss: :meth:`PredNet.run` with output_mode="error" gives the per-layer mean
-errors (B, T, L) and :meth:`PredNet.weighted_error` weighs them over layers (``layer_loss_weights``, "L_0" or
-"L_all") and time (:func:`time_loss_weights`: 0 at t=0, 1 / (nt - 1) after) into one error per sequence, whose batch
-mean is the paper's training loss.
+The model does not compute the training loss: [`PredNet.run`][convlstm.models.PredNet.run] with output_mode="error"
+    gives the per-layer mean
+errors (B, T, L) and [`PredNet.weighted_error`][convlstm.models.PredNet.weighted_error] weighs them over layers
+(``layer_loss_weights``, "L_0" or "L_all") and time (`time_loss_weights`: 0 at t=0, 1 / (nt - 1) after) into one error
+per sequence, whose batch mean is the paper's training loss.
 
 Extrapolation (``extrap_start_time``): from that step on the input frame is replaced by the prediction of the
 previous step, Ahat_0(t - 1), exactly as the original code does (coxlab/prednet issue #30 discusses that this is a
@@ -47,7 +48,7 @@ def named_layer_loss_weights(name: str, num_layers: int) -> tuple[float, ...]:
 
 
 def parse_layer_loss_weights(spec: str | Sequence[float], num_layers: int) -> tuple[float, ...]:
-    """One loss weight per layer from a name ("L_0", "L_all": :func:`named_layer_loss_weights`) or from numbers.
+    """One loss weight per layer from a name ("L_0", "L_all": `named_layer_loss_weights`) or from numbers.
 
     Raises:
         ValueError: an unknown name, or not exactly ``num_layers`` numbers.
@@ -156,24 +157,26 @@ class PredNet(ForecastingModel):
         ahat_filter_sizes: kernel of the R_l -> Ahat_l convolutions, one per layer (default 3).
         r_filter_sizes: kernel of the ConvLSTM of each layer (default 3).
         pixel_max: the largest pixel value; Ahat_0 is clipped to it.
-        output_mode: what :meth:`run` returns by default: "prediction" (Ahat_0, (B, T, C, H, W)), "error"
-            (per-layer mean errors, (B, T, L)) or "all" (:class:`PredNetOutput`).
-        extrap_start_time: the step from which :meth:`run` feeds the previous prediction back instead of the
-            frame (None: never). The forecaster call always extrapolates from the end of the context.
-        layer_loss_weights: "L_0", "L_all" or one number per layer, used by :meth:`weighted_error`.
+        output_mode: what [`run`][convlstm.models.PredNet.run] returns by default: "prediction" (Ahat_0, (B, T, C, H,
+            W)), "error" (per-layer mean errors, (B, T, L)) or "all" (`PredNetOutput`).
+        extrap_start_time: the step from which [`run`][convlstm.models.PredNet.run] feeds the previous prediction back
+            instead of the frame (None: never). The forecaster call always extrapolates from the end of the context.
+        layer_loss_weights: "L_0", "L_all" or one number per layer, used by
+            [`weighted_error`][convlstm.models.PredNet.weighted_error].
         default_horizon: frames forecast when ``horizon`` is not given.
         output: how the pixel prediction Ahat_0 is made: "frame" (the paper's ReLU(conv(R_0)), clipped) or
             "residual" (the previous input frame plus conv(R_0), the convolution starting at zero, then ReLU and the
             clip: untrained, the model predicts the previous frame, and extrapolates by repeating the last one).
-            Not to be confused with ``output_mode``, which chooses what :meth:`run` returns.
+            Not to be confused with ``output_mode``, which chooses what [`run`][convlstm.models.PredNet.run] returns.
 
     Frames must have H and W divisible by 2**(L - 1), L = len(stack_sizes).
 
     Shape:
-        :meth:`run`: frames (B, T, C, H, W) -> output as output_mode says, and a :class:`PredNetState`.
+        [`run`][convlstm.models.PredNet.run]: frames (B, T, C, H, W) -> output as output_mode says, and a
+        `PredNetState`.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
 
-    Example:
+    Examples:
         >>> model = create_model("prednet_kitti", layer_loss_weights="L_0")
         >>> errors, _ = model.run(frames)                   # frames (4, 10, 3, 128, 160) in [0, 1]; errors (4, 10, 4)
         >>> loss = model.weighted_error(errors).mean()      # the paper's training loss
@@ -300,7 +303,7 @@ class PredNet(ForecastingModel):
 
         Args:
             frame: the input of this step, an observed frame or a stand-in for an unseen one.
-            state: from the previous step or :meth:`initial_state`.
+            state: from the previous step or [`initial_state`][convlstm.models.PredNet.initial_state].
             observed: False (or False in a bool (B,) tensor, per sequence) where ``frame`` stands in for an unseen
                 frame; the state then keeps this step's prediction as the latest frame, which output="residual"
                 builds the next prediction on (the stand-in of the original rule is one step older).
@@ -359,7 +362,7 @@ class PredNet(ForecastingModel):
                 run in chunks extrapolates from the same frame as one call.
 
         Returns:
-            (output, state): Ahat_0 (B, T, C, H, W), mean errors (B, T, L) or a :class:`PredNetOutput`; the state
+            (output, state): Ahat_0 (B, T, C, H, W), mean errors (B, T, L) or a `PredNetOutput`; the state
             after the last step.
         """
         mode = self.config.output_mode if output_mode is None else output_mode
@@ -402,7 +405,7 @@ class PredNet(ForecastingModel):
 
         Forecast k is Ahat_0(T_in + k), made at step T_in + k before that step's input is consumed. The input of
         step T_in + k stands in for the unseen frame T_in + k: the prediction of the previous step (the original
-        extrapolation rule, so this equals :meth:`run` with extrap_start_time=T_in), or, where
+        extrapolation rule, so this equals [`run`][convlstm.models.PredNet.run] with extrap_start_time=T_in), or, where
         ``teacher_forcing[:, k]`` is True, the true frame ``targets[:, k]``. As for the other forecasters a forced
         frame k changes the forecasts from k + 1 on, and forcing every step gives the one-step predictions over the
         true sequence. The configured extrap_start_time is not used.
@@ -432,9 +435,9 @@ class PredNet(ForecastingModel):
         """The paper's error per sequence: sum_t w_t sum_l lambda_l errors[b, t, l]; its batch mean is the loss.
 
         Args:
-            errors: (B, nt, L) from :meth:`run` with output_mode="error".
+            errors: (B, nt, L) from [`run`][convlstm.models.PredNet.run] with output_mode="error".
             layer_weights: lambda (L,) (default: the configured ``layer_loss_weights``).
-            time_weights: w (nt,) (default: :func:`time_loss_weights`, 0 at t=0 and 1 / (nt - 1) after).
+            time_weights: w (nt,) (default: `time_loss_weights`, 0 at t=0 and 1 / (nt - 1) after).
 
         Returns:
             (B,) weighted errors.

@@ -10,7 +10,7 @@ The configuration and the layout of the weights are OpenSTL's (Tan et al. 2023),
 
 PredRNN-V2 adds a 1x1 "adapter" convolution through which the increments of the two memories pass to its decoupling
 loss, and reverse scheduled sampling, which also replaces context frames by the model's predictions during training
-(``context_teacher_forcing``). The losses and the schedules live in :mod:`convlstm.tasks`.
+(``context_teacher_forcing``). The losses and the schedules live in [`convlstm.tasks`][convlstm.tasks].
 """
 
 import dataclasses
@@ -50,15 +50,17 @@ class PredRNN(PatchRecurrentForecaster):
         num_layers: ST-LSTM cells in the stack.
         kernel_size: of the cells' convolutions (odd).
         patch_size: p; the cells work on (C p^2, H / p, W / p) patches; H and W must be divisible by p.
-        layer_norm: normalise the cells' convolutions (see :class:`~convlstm.layers.SpatioTemporalLSTMCell`).
+        layer_norm: normalise the cells' convolutions (see
+            [`SpatioTemporalLSTMCell`][convlstm.layers.SpatioTemporalLSTMCell]).
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
-        :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
+        [`one_step`][convlstm.models.PredRNN.one_step]: frames (B, T, C, H, W) -> predictions (B, T, C, H, W),
+        prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
-        state: :data:`PredRNNState`.
+        state: `PredRNNState`.
 
-    Example:
+    Examples:
         >>> model = create_model("predrnn_mmnist")
         >>> future = model(torch.rand(4, 10, 1, 64, 64), horizon=10)   # (4, 10, 1, 64, 64)
     """
@@ -134,11 +136,13 @@ class PredRNN(PatchRecurrentForecaster):
 
 class PredRNNv2(PredRNN):
     """PredRNN-V2: PredRNN plus a shared 1x1 adapter through which every layer's memory increments reach the
-    decoupling loss (:func:`convlstm.tasks.losses.decoupling_loss`); its predictions do not use the adapter.
+    decoupling loss ([`convlstm.tasks.decoupling_loss`][convlstm.tasks.decoupling_loss]); its predictions do not use the
+    adapter.
 
-    Args and shapes as :class:`PredRNN`; :meth:`forward_with_increments` also returns the adapted increments.
-    Train it with the decoupling loss (``ForecastingTask(decouple_beta=0.1)``, OpenSTL's): without it the adapter
-    gets no gradient, which DistributedDataParallel without ``find_unused_parameters`` refuses.
+    Args and shapes as [`PredRNN`][convlstm.models.PredRNN];
+    [`forward_with_increments`][convlstm.models.PredRNNv2.forward_with_increments] also returns the adapted increments.
+    Train it with the decoupling loss (``ForecastingTask(decouple_beta=0.1)``, OpenSTL's): without it the adapter gets
+    no gradient, which DistributedDataParallel without ``find_unused_parameters`` refuses.
     """
 
     family = "predrnn_v2"
@@ -189,7 +193,8 @@ class PredRNNv2(PredRNN):
         return predictions, (adapted[: len(context)], adapted[len(context) :])
 
     def conv_flops(self, height: int, width: int, steps: int) -> int:
-        """As :meth:`PredRNN.conv_flops`, plus the adapter on both increments of every layer (as OpenSTL runs it)."""
+        """As [`PredRNN.conv_flops`][convlstm.models.PredRNN.conv_flops], plus the adapter on both increments of every
+        layer (as OpenSTL runs it)."""
         f, layers = self.config.hidden_channels, len(self.cells)
         pixels = (height // self.patch_size) * (width // self.patch_size)
         return super().conv_flops(height, width, steps) + 2 * layers * f * f * pixels * steps

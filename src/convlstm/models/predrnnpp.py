@@ -41,7 +41,7 @@ class PredRNNpp(PatchRecurrentForecaster):
     """Patches -> Causal LSTM layer 1 -> Gradient Highway Unit -> Causal LSTM layers 2 .. L -> a 1x1 convolution
     back to the patches (linear output).
 
-    The spatiotemporal memory m zigzags through the stack as in :class:`~convlstm.models.PredRNN`; the highway's
+    The spatiotemporal memory m zigzags through the stack as in [`PredRNN`][convlstm.models.PredRNN]; the highway's
     state z goes along time only.
 
     Args:
@@ -51,15 +51,15 @@ class PredRNNpp(PatchRecurrentForecaster):
         num_layers: Causal LSTM cells in the stack (at least 2: the highway sits between the first two).
         kernel_size: of the cells' and the highway's convolutions (odd).
         patch_size: p; the cells work on (C p^2, H / p, W / p) patches; H and W must be divisible by p.
-        layer_norm: normalise the convolutions (see :class:`~convlstm.layers.CausalLSTMCell`).
+        layer_norm: normalise the convolutions (see [`CausalLSTMCell`][convlstm.layers.CausalLSTMCell]).
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
-        :meth:`one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
+        `one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W), prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
-        state: :data:`PredRNNppState`.
+        state: `PredRNNppState`.
 
-    Example:
+    Examples:
         >>> model = create_model("predrnnpp_mmnist")
         >>> future = model(torch.rand(4, 10, 1, 64, 64), horizon=10)   # (4, 10, 1, 64, 64)
     """

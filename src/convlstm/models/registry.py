@@ -1,9 +1,10 @@
 """One registry of models (timm style): model families (the classes a saved config names) and the named builders
 of each (``@register_model`` functions), with ``create_model``, ``list_models`` and ``model_summaries``.
 
-A family registers itself when its class is defined (:class:`~convlstm.models.PretrainedModel` subclasses with a
-``family``); a builder records the family of the class it returns (its return annotation). Importing
-:mod:`convlstm` imports every model file and the baselines, so the registry is complete whatever is imported first.
+A family registers itself when its class is defined ([`PretrainedModel`][convlstm.models.PretrainedModel] subclasses
+with a ``family``); a builder records the family of the class it returns (its return annotation). Importing
+[`convlstm`][convlstm] imports every model file and the baselines, so the registry is complete whatever is imported
+first.
 """
 
 import difflib

@@ -11,12 +11,12 @@ The configuration and the layout of the weights are OpenSTL's (Tan et al. 2023),
   one 10 -> 10 sequence (16.5G);
 - ``tau_mmnist``: 44,656,001 parameters (44.7M) and 15,952,646,144 FLOPs (16.0G).
 
-Those counts are :meth:`SimVP.flops`: fvcore's, the convolutions' and linear layers' multiply-adds plus its
-estimates for the norms (5 per element for GroupNorm, 2 for BatchNorm in evaluation) and 1 per element for the
-average pooling.
+Those counts are [`SimVP.flops`][convlstm.models.SimVP.flops]: fvcore's, the convolutions' and linear layers'
+multiply-adds plus its estimates for the norms (5 per element for GroupNorm, 2 for BatchNorm in evaluation) and 1 per
+element for the average pooling.
 
 TAU trains with a differential divergence regularisation beside the MSE
-(:func:`~convlstm.tasks.losses.differential_divergence`, ``ForecastingTask(divergence_alpha=0.1)``).
+([`differential_divergence`][convlstm.tasks.differential_divergence], ``ForecastingTask(divergence_alpha=0.1)``).
 """
 
 import dataclasses
@@ -51,11 +51,11 @@ class SimVPConfig:
 class SimVP(ForecastingModel):
     """Encoder -> translator -> decoder, all frames at once (OpenSTL's SimVP_Model).
 
-    - encoder: ``spatial_layers`` :class:`~convlstm.layers.ConvNormAct` stages on every frame, every second one
+    - encoder: ``spatial_layers`` [`ConvNormAct`][convlstm.layers.ConvNormAct] stages on every frame, every second one
       halving H and W (the first stage's output is kept for the decoder's skip);
     - translator: the T_in frames' features as T_in F_S channels, ``temporal_layers``
-      :class:`~convlstm.layers.MetaFormerBlock` (the first maps T_in F_S to F_T channels by a 1x1 convolution after
-      its block, the last F_T back to T_in F_S);
+      [`MetaFormerBlock`][convlstm.layers.MetaFormerBlock] (the first maps T_in F_S to F_T channels by a 1x1 convolution
+      after its block, the last F_T back to T_in F_S);
     - decoder: the encoder mirrored (sub-pixel convolutions up), the skip added before the last stage, a 1x1
       convolution to C.
 
@@ -82,7 +82,7 @@ class SimVP(ForecastingModel):
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W); H and W divisible by
         2^(spatial_layers / 2).
 
-    Example:
+    Examples:
         >>> model = create_model("tau_mmnist")
         >>> future = model(torch.rand(4, 10, 1, 64, 64))   # (4, 10, 1, 64, 64)
     """

@@ -10,7 +10,7 @@ Unlike Shi 2015's network (one resolution, frames cut into patches), it works on
 The forecaster's top layer takes no input; every lower layer reads the upsampled outputs of the layer above; the head
 (a transposed convolution back to the frame size, a 3x3 and a 1x1 convolution) draws the frames from the bottom
 layer's outputs. Every convolution but the last is followed by a leaky ReLU of slope 0.2, as in the authors'
-released configuration, whose layer sizes :func:`shi2017_hko7_trajgru` reproduces.
+released configuration, whose layer sizes `shi2017_hko7_trajgru` reproduces.
 """
 
 from collections.abc import Sequence
@@ -33,7 +33,7 @@ ConvSpec = list[int]
 
 @dataclass
 class TrajGRUForecasterConfig:
-    """The constructor arguments of :class:`TrajGRUForecaster`, as saved with a model."""
+    """The constructor arguments of [`TrajGRUForecaster`][convlstm.models.TrajGRUForecaster], as saved with a model."""
 
     in_channels: int = 1
     hidden_channels: list[int] = field(default_factory=lambda: [64, 192, 192])
@@ -66,7 +66,8 @@ class TrajGRUForecaster(ForecastingModel):
         hidden_channels: state channels of the TrajGRU at each resolution, finest first.
         links: L of each resolution's TrajGRU.
         kernel_size: input-to-state kernel of every TrajGRU (odd).
-        flow_channels: channels of the flow subnetwork of every TrajGRU (see :class:`~convlstm.layers.TrajGRUCell`).
+        flow_channels: channels of the flow subnetwork of every TrajGRU (see
+            [`TrajGRUCell`][convlstm.layers.TrajGRUCell]).
         flow_kernel_size: kernel of that subnetwork.
         stem: [out_channels, kernel, stride, padding] of the convolution from frames to the finest resolution.
         head: [channels, kernel, stride, padding] of the transposed convolution back to the frame size (then a 3x3
@@ -79,8 +80,9 @@ class TrajGRUForecaster(ForecastingModel):
         initial_mean: the mean pixel value a fresh model predicts, or None.
         default_horizon: frames predicted when forward gets no horizon.
 
-    The frame size must come back unchanged through the strides (see :meth:`check_frame_size`; multiples of 30 for
-    the HKO-7 configuration, which runs at 480 x 480).
+    The frame size must come back unchanged through the strides (see
+    [`check_frame_size`][convlstm.models.TrajGRUForecaster.check_frame_size]; multiples of 30 for the HKO-7
+    configuration, which runs at 480 x 480).
 
     Shape:
         context: (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
@@ -222,7 +224,8 @@ class TrajGRUForecaster(ForecastingModel):
         return final
 
     def forecast(self, state: list[Tensor], horizon: int) -> Tensor:
-        """Runs the forecaster from an encoder state (see :meth:`encode`) for ``horizon`` steps.
+        """Runs the forecaster from an encoder state (see [`encode`][convlstm.models.TrajGRUForecaster.encode]) for
+        ``horizon`` steps.
 
         Returns:
             (B, horizon, C, H, W) predictions.

@@ -10,7 +10,8 @@ Two families share the network:
 - ``ConvLSTMUNet`` ("convlstm_unet"): sequence to sequence, ``net(frames, state) -> (output, state)``. With
   ``head="segmentation"`` the output is per-pixel logits (B, T, K, H, W), so that a task can train with
   ``F.cross_entropy(logits.flatten(0, 1), labels.flatten(0, 1))`` (log-softmax inside, numerically stable);
-  :meth:`ConvLSTMUNet.predict_proba` applies the softmax. With ``head="regression"`` it gives frames.
+  [`ConvLSTMUNet.predict_proba`][convlstm.models.ConvLSTMUNet.predict_proba] applies the softmax. With
+  ``head="regression"`` it gives frames.
 - ``ConvLSTMUNetForecaster`` ("convlstm_unet_forecaster"): the regression network used as a next-frame model,
   with the forecaster call ``model(context, horizon, targets, teacher_forcing)``.
 
@@ -144,9 +145,9 @@ class ConvLSTMUNet(PretrainedModel):
         norm_groups: groups of GroupNorm; must divide base_channels.
 
     Shape:
-        frames: (B, T, C, H, W) -> output (B, T, K or out_channels, H, W); state: :data:`UNetState`.
+        frames: (B, T, C, H, W) -> output (B, T, K or out_channels, H, W); state: `UNetState`.
 
-    Example:
+    Examples:
         >>> net = create_model("convlstm_unet", num_classes=3)
         >>> logits, state = net(torch.randn(2, 8, 1, 64, 64))   # (2, 8, 3, 64, 64)
         >>> loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(0, 1))   # labels (2, 8, 64, 64) int64
@@ -264,7 +265,8 @@ class ConvLSTMUNet(PretrainedModel):
         return out, new_state
 
     def predict_proba(self, frames: Tensor, state: UNetState | None = None) -> Tensor:
-        """Class probabilities (B, T, K, H, W): the softmax over K of the logits :meth:`forward` returns."""
+        """Class probabilities (B, T, K, H, W): the softmax over K of the logits
+        [`forward`][convlstm.models.ConvLSTMUNet.forward] returns."""
         if self.config.head != "segmentation":
             raise ValueError(f"predict_proba needs head='segmentation', this network has head={self.config.head!r}")
         logits, _ = self(frames, state)
@@ -300,7 +302,10 @@ class ConvLSTMUNetForecaster(ForecastingModel):
     ``horizon - 1`` more steps, each fed the previous forecast (or the true frame where ``teacher_forcing`` says
     so). Unidirectional only: a backward pass would need frames that have not happened yet.
 
-    Args: as :class:`ConvLSTMUNet` (head="regression", out_channels=in_channels), plus
+    The arguments are those of [`ConvLSTMUNet`][convlstm.models.ConvLSTMUNet] (head="regression",
+    out_channels=in_channels), plus:
+
+    Args:
         default_horizon: frames forecast when ``horizon`` is not given.
         output: "frame" (the head draws frame t + 1) or "residual" (frame t + 1 is frame t plus the head's output,
             the head starting at zero: untrained, the model copies the last frame). With "residual",
@@ -408,13 +413,13 @@ def convlstm_unet(*, num_classes: int = 2, **overrides: Any) -> ConvLSTMUNet:
 
 @register_model
 def convlstm_unet_gru(*, num_classes: int = 2, **overrides: Any) -> ConvLSTMUNet:
-    """As :func:`convlstm_unet` with ConvGRU layers."""
+    """As `convlstm_unet` with ConvGRU layers."""
     return _segmentation_unet(num_classes, overrides, cell="gru")
 
 
 @register_model
 def convlstm_unet_bidirectional(*, num_classes: int = 2, **overrides: Any) -> ConvLSTMUNet:
-    """As :func:`convlstm_unet` with bidirectional ConvLSTM layers (offline segmentation of whole sequences)."""
+    """As `convlstm_unet` with bidirectional ConvLSTM layers (offline segmentation of whole sequences)."""
     return _segmentation_unet(num_classes, overrides, bidirectional=True)
 
 

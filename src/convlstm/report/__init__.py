@@ -1,9 +1,12 @@
 """Figures, animations and the self-contained HTML report (the only place matplotlib and imageio are used).
 
-- :func:`plot_scores_by_lead_time`, :func:`plot_frame_strip`, :func:`plot_training_curve`: PNG figures.
-- :func:`write_comparison_gif`, :func:`first_frame_png`: a side-by-side forecast animation and a still of it.
-- :func:`write_report`: one HTML file with the metrics table, figures and animations embedded.
-- :func:`metric_direction`: whether lower or higher is better for a metric name.
+- [`plot_scores_by_lead_time`][convlstm.report.plot_scores_by_lead_time],
+  [`plot_frame_strip`][convlstm.report.plot_frame_strip], [`plot_training_curve`][convlstm.report.plot_training_curve]:
+  PNG figures.
+- [`write_comparison_gif`][convlstm.report.write_comparison_gif], [`first_frame_png`][convlstm.report.first_frame_png]:
+  a side-by-side forecast animation and a still of it.
+- [`write_report`][convlstm.report.write_report]: one HTML file with the metrics table, figures and animations embedded.
+- [`metric_direction`][convlstm.report.metric_direction]: whether lower or higher is better for a metric name.
 """
 
 from convlstm.report.animation import first_frame_png, write_comparison_gif

@@ -86,13 +86,13 @@ def write_comparison_gif(
         scale: Integer nearest-neighbour upscaling of every frame; default makes panels at least 128 px wide (at most
             3x, at least 1x).
         cmap: ``None`` (grayscale / RGB), ``"rain"`` (radar pixels coloured by HKO-7 rain-rate classes),
-            ``"rain_mm_h"`` or a matplotlib colormap name; see :mod:`convlstm.report.colormaps`.
+            ``"rain_mm_h"`` or a matplotlib colormap name; see `convlstm.report.colormaps`.
         hold_last_s: Extra seconds the last frame stays before the loop restarts.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`. The GIF has Tc + Tp frames.
+        ``path`` as a `Path`. The GIF has Tc + Tp frames.
 
-    Example:
+    Examples:
         >>> write_comparison_gif(x[0], y[0], {"ConvLSTM": pred[0], "persistence": last[0]}, "out/forecast.gif")
     """
     ctx = as_frames(context, "context")
@@ -209,13 +209,13 @@ def first_frame_png(gif_path: str | os.PathLike[str], png_path: str | os.PathLik
     """Save one frame of a GIF as a PNG (e.g. a still for a README).
 
     Args:
-        gif_path: An existing GIF, e.g. from :func:`write_comparison_gif`.
+        gif_path: An existing GIF, e.g. from [`write_comparison_gif`][convlstm.report.write_comparison_gif].
         png_path: Where the PNG goes (written atomically).
         frame: Index of the frame; negative counts from the end. The default -1 is the last lead time of a
             comparison GIF, where every panel is filled (frame 0 shows the first context frame and blank panels).
 
     Returns:
-        ``png_path`` as a :class:`~pathlib.Path`.
+        ``png_path`` as a `Path`.
     """
     source = Path(gif_path)
     if not source.is_file():

@@ -1,6 +1,6 @@
 """Turning frames into RGB pictures: grayscale, RGB, the HKO-7 rain-rate palette or any matplotlib colormap.
 
-Colormap names understood everywhere in :mod:`convlstm.report` (the ``cmap`` argument):
+Colormap names understood everywhere in [`convlstm.report`][convlstm.report] (the ``cmap`` argument):
 
 - ``None``: grayscale for one channel, RGB for three; values in [0, 1], clipped.
 - ``"rain"``: one-channel radar pixels in [0, 1] (HKO-7: dBZ = 70 p - 10, Z = 58.53 R^1.56), converted to rain rate

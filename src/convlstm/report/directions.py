@@ -20,7 +20,7 @@ def metric_direction(name: str) -> Direction | None:
 
     The name may carry a stage prefix (``"val/"``), a threshold (``"csi@0.5"``) and the ``"_by_lead_time"`` suffix.
 
-    Example:
+    Examples:
         >>> metric_direction("mse_per_frame"), metric_direction("csi@0.5_by_lead_time"), metric_direction("fps")
         ('lower', 'higher', None)
     """

@@ -1,6 +1,6 @@
 """Static figures as PNG: scores by lead time, strips of frames, training curves (matplotlib, Agg canvas).
 
-Figures are drawn on :class:`matplotlib.figure.Figure` objects with an explicit Agg canvas, never through pyplot, so
+Figures are drawn on `matplotlib.figure.Figure` objects with an explicit Agg canvas, never through pyplot, so
 they neither depend on nor change the user's matplotlib backend. Every PNG is written atomically.
 """
 
@@ -111,9 +111,9 @@ def plot_scores_by_lead_time(
         dpi: Resolution; 100 keeps a four-panel figure near 70 KB.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
 
-    Example:
+    Examples:
         >>> plot_scores_by_lead_time({"ConvLSTM": scores, "persistence": base}, "out/scores.png", metrics=["csi@0.5"])
     """
     curves = _curves(results, metrics)
@@ -170,13 +170,13 @@ def plot_frame_strip(
         titles: Titles above the frames: one per frame for one sequence, one per column for a dict.
         cmap: ``None`` (grayscale for C = 1, RGB for C = 3, values in [0, 1]), ``"rain"`` (radar pixels in [0, 1]
             coloured by rain rate with the HKO-7 thresholds; adds a mm/h legend), ``"rain_mm_h"`` (frames already
-            in mm/h) or a matplotlib colormap name (adds a colour bar); see :mod:`convlstm.report.colormaps`.
+            in mm/h) or a matplotlib colormap name (adds a colour bar); see `convlstm.report.colormaps`.
         title: Optional figure title.
         panel_inches: Width of one frame in inches.
         dpi: Resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
     """
     if isinstance(frames, Mapping):
         if rows is not None:
@@ -322,7 +322,7 @@ def plot_training_curve(
         dpi: Resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
     """
     columns = _read_columns(source)
     if x not in columns:

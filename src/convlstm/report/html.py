@@ -209,8 +209,8 @@ def write_report(
         metrics: ``{method: {metric: value}}`` (the model and each baseline); the table shows methods as columns and
             every scalar score as a row (vectors such as ``"*_by_lead_time"`` are left to the figures), the best
             value of a row in bold: lower is better for mse / mae / far / b_mse / b_mae / bce / loss, higher for
-            psnr / ssim / csi / pod / hss / correlation / auroc / miou / dice (see :func:`metric_direction`);
-            rows of unknown direction get no bold.
+            psnr / ssim / csi / pod / hss / correlation / auroc / miou / dice (see
+            [`metric_direction`][convlstm.report.metric_direction]); rows of unknown direction get no bold.
         figures: PNG (or GIF / JPEG / WebP) files, each a path or a ``(path, caption)`` pair; the default caption is
             the file name.
         animations: GIF files, same form as ``figures``; shown pixelated (no smoothing when scaled).
@@ -223,7 +223,7 @@ def write_report(
     Returns:
         The path of the HTML file.
 
-    Example:
+    Examples:
         >>> write_report("runs/mnist", title="ConvLSTM on Moving MNIST", metrics={"ConvLSTM": s, "persistence": p},
         ...              figures=["runs/mnist/scores.png"], animations=[("runs/mnist/forecast.gif", "test sequence 0")])
     """

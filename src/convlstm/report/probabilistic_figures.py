@@ -23,13 +23,14 @@ def plot_reliability_diagram(
 
     Args:
         curves: ``{method: {"forecast_probability": [...], "observed_frequency": [...]}}`` per probability bin, as
-            :meth:`convlstm.metrics.field_scores.ProbabilityScores.reliability` returns (NaN bins are skipped).
+            [`convlstm.metrics.ProbabilityScores.reliability`][convlstm.metrics.ProbabilityScores.reliability] returns
+            (NaN bins are skipped).
         path: where the PNG goes (written atomically).
         title: optional title (the threshold, say).
         dpi: resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
     """
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError(f"curves must be a non-empty dict {{method: reliability}}, got {curves!r:.80}")
@@ -67,13 +68,13 @@ def plot_rank_histograms(
 
     Args:
         histograms: ``{method: frequencies}`` of N + 1 ranks each, as
-            :meth:`convlstm.metrics.field_scores.EnsembleScores.rank_histogram` returns.
+            [`convlstm.metrics.EnsembleScores.rank_histogram`][convlstm.metrics.EnsembleScores.rank_histogram] returns.
         path: where the PNG goes (written atomically).
         title: optional figure title.
         dpi: resolution.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
     """
     if not isinstance(histograms, Mapping) or not histograms:
         raise ValueError(f"histograms must be a non-empty dict {{method: frequencies}}, got {histograms!r:.80}")

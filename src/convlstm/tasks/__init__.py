@@ -30,7 +30,7 @@ from convlstm.tasks.trainer import make_trainer
 TASKS: dict[str, type[TaskBase]] = {
     cls.__name__: cls for cls in (ForecastingTask, SegmentationTask, PredNetTask, AnomalyTask, TBPTTForecastingTask)
 }
-"""Every training system by class name, as checkpoints record it (see :func:`load_task`)."""
+"""Every training system by class name, as checkpoints record it (see [`load_task`][convlstm.tasks.load_task])."""
 
 __all__ = [
     "TASKS",

@@ -6,7 +6,7 @@ regularity = the PSNR min-max normalised over the frames of the same sequence (1
 ROC-AUC against the labels, with 1 - regularity as the anomaly score.
 
 With ``score="cumulative"`` the regularity of frame t is instead the lowest PSNR of its sequence up to t, over the
-PSNR cap (:func:`~convlstm.metrics.cumulative_regularity`): for labels that stay 1 after an onset.
+PSNR cap ([`cumulative_regularity`][convlstm.metrics.cumulative_regularity]): for labels that stay 1 after an onset.
 
 The first k frames have no prediction. With ``first_frames="fill"`` (default) they take the regularity of frame k,
 the first scored frame, so every frame has a score and every label counts; with ``"exclude"`` their score is NaN
@@ -118,11 +118,12 @@ def score_sequences(
     max_psnr: float = 100.0,
     chunk_size: int = 64,
 ) -> Tensor:
-    """Regularity (B, T) of every frame of every sequence (1 = regular), as :func:`regularity_from_psnr` gives it.
+    """Regularity (B, T) of every frame of every sequence (1 = regular), as
+    [`regularity_from_psnr`][convlstm.tasks.regularity_from_psnr] gives it.
 
     Works outside Lightning with any next-frame forecaster; see the module docstring for the first frames.
 
-    Example:
+    Examples:
         >>> regularity = score_sequences(model, frames)  # frames (B, T, C, H, W) in [0, 1]
         >>> frame_auroc(regularity, labels, higher_is_anomalous=False)
     """
@@ -142,11 +143,12 @@ class AnomalyTask(TaskBase):
 
     Batches are dicts with "context" and optionally "target" (joined along time into the scored sequence) and
     "labels" (B, T) with 1 for an anomalous frame, over the same frames. Use it with ``trainer.test`` (and
-    ``trainer.validate``); training the forecaster is :class:`~convlstm.tasks.ForecastingTask`'s job.
+    ``trainer.validate``); training the forecaster is [`ForecastingTask`][convlstm.tasks.ForecastingTask]'s job.
 
     Logged at the end of the epoch: ``<stage>/auroc`` (frame-level, pooled over all sequences of all processes;
     skipped with a warning when the labels hold one class only) and ``<stage>/psnr`` (mean PSNR of the predicted
-    frames). :attr:`results` keeps the last epoch's ``regularity`` and ``labels`` (N, T) for reports.
+    frames). [`results`][convlstm.tasks.AnomalyTask.results] keeps the last epoch's ``regularity`` and ``labels`` (N, T)
+    for reports.
 
     Args:
         model: The forecaster, called as ``model(context, 1)``.

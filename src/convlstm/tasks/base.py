@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 def model_identity(model: nn.Module) -> tuple[str | None, dict[str, Any] | None]:
-    """(family, config as a dict) of a :class:`PretrainedModel`, or (None, None) for any other module."""
+    """(family, config as a dict) of a [`PretrainedModel`][convlstm.models.PretrainedModel], or (None, None) for any
+    other module."""
     if isinstance(model, PretrainedModel) and dataclasses.is_dataclass(getattr(model, "config", None)):
         return model.family, dataclasses.asdict(model.config)
     return None, None
@@ -47,8 +48,9 @@ class TaskBase(L.LightningModule):
     """A LightningModule around a separate model (``self.model``), with shared optimisation and checkpoint loading.
 
     Subclasses call ``self.save_hyperparameters(ignore=["model"])`` in their ``__init__`` and then
-    :meth:`record_model`, which adds ``model_family`` and ``model_config`` to the hyperparameters so that a
-    checkpoint can rebuild the model (:meth:`from_checkpoint`).
+    [`record_model`][convlstm.tasks.TaskBase.record_model], which adds ``model_family`` and ``model_config`` to the
+    hyperparameters so that a checkpoint can rebuild the model
+    ([`from_checkpoint`][convlstm.tasks.TaskBase.from_checkpoint]).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -77,7 +79,7 @@ class TaskBase(L.LightningModule):
         Args:
             path: A ``.ckpt`` file written by the Trainer.
             model: The model to load the weights into; by default rebuilt from the recorded ``model_family`` and
-                ``model_config`` (only possible for a :class:`~convlstm.models.PretrainedModel`).
+                ``model_config`` (only possible for a [`PretrainedModel`][convlstm.models.PretrainedModel]).
             map_location: Where the tensors go.
         """
         return cls._from_checkpoint_dict(_read_checkpoint(path, map_location), path, model, map_location)

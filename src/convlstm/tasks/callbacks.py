@@ -46,7 +46,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     Lightning's own ``TorchCheckpointIO`` (2.6) serialises into memory and commits through an fsspec transaction,
     which writes a temporary file in the system temp directory and moves it without fsync: not atomic when that
     directory is on another file system (a copy), and not durable. Remote paths (``s3://``...) keep Lightning's
-    behaviour. Pass it as ``Trainer(plugins=[AtomicCheckpointIO()])``; :func:`make_trainer` does.
+    behaviour. Pass it as ``Trainer(plugins=[AtomicCheckpointIO()])``; [`make_trainer`][convlstm.tasks.make_trainer]
+    does.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
@@ -166,8 +167,8 @@ class RandomStateCheckpoint(L.Callback):
     Lightning saves the weights, the optimizer and the loop counters, but not the generators, so without this a
     resumed run draws other random numbers than the run that never stopped: other scheduled-sampling masks, other
     dropout masks, other random crops made in the main process. With it (and data whose order depends only on the
-    seed and the epoch, as :class:`~convlstm.tasks.SequenceDataModule` gives) a run killed and resumed ends with
-    the same weights as one that never stopped. The states are plain tensors and numbers, readable with
+    seed and the epoch, as [`SequenceDataModule`][convlstm.tasks.SequenceDataModule] gives) a run killed and resumed
+    ends with the same weights as one that never stopped. The states are plain tensors and numbers, readable with
     ``torch.load(weights_only=True)``. Under DDP the checkpoint holds rank 0's states.
     """
 
@@ -211,9 +212,9 @@ class LastCheckpoint(Checkpoint):
     Lightning's own ``save_last`` (2.6) rewrites ``last.ckpt`` only when the monitored score enters the top k: a
     run whose validation loss stalls would, after a crash, resume from long ago. A run without validation gets
     ``last.ckpt`` when it ends at an epoch boundary; one stopped mid-epoch without validation keeps the previous
-    one (saving then would record the unfinished epoch as finished, see :class:`ValidateAtStepLimit`).
+    one (saving then would record the unfinished epoch as finished, see `ValidateAtStepLimit`).
 
-    It is a :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs it after the other callbacks
+    It is a `Checkpoint`, so Lightning runs it after the other callbacks
     (EarlyStopping's counters are saved up to date).
 
     Args:
@@ -363,8 +364,8 @@ class PredictionImageLogger(L.Callback):
     ``num_sequences`` validation sequences to TensorBoard (tag ``val/predictions``).
 
     Works with any task whose ``validation_step`` returns a dict with "predictions" (B, T_out, C, H, W) for a
-    batch with "context" and "target" (:class:`~convlstm.tasks.ForecastingTask`). Without a TensorBoardLogger,
-    or for other batches, it does nothing (and says so in a debug message).
+    batch with "context" and "target" ([`ForecastingTask`][convlstm.tasks.ForecastingTask]). Without a
+    TensorBoardLogger, or for other batches, it does nothing (and says so in a debug message).
 
     Args:
         every_n_epochs: Validation epochs between two images.

@@ -29,7 +29,7 @@ SPLITS = ("train", "val", "test")
 
 def seed_worker(worker_id: int) -> None:
     """Sets up a DataLoader worker: one compute thread, seeded numpy and random (see
-    :func:`convlstm.data.workers.init_worker`, which this calls)."""
+    [`convlstm.data.init_worker`][convlstm.data.init_worker], which this calls)."""
     init_worker(worker_id)
 
 
@@ -63,7 +63,7 @@ class SequenceDataModule(L.LightningDataModule):
             every split; it is saved in checkpoints through state_dict.
         drop_last: drop the last incomplete training batch.
         chunk_aware: visit the training windows chunk by chunk on disk instead of in a uniform shuffle, with a
-            :class:`~convlstm.data.sampling.ChunkAwareSampler` (order fixed by seed and epoch), for a
+            [`ChunkAwareSampler`][convlstm.data.ChunkAwareSampler] (order fixed by seed and epoch), for a
             WindowDataset read from a time-chunked archive with a ``chunk_cache``; under DDP it gives each
             process its own contiguous share (Lightning keeps it). A run resumed mid-epoch restarts that epoch.
     """
@@ -180,7 +180,7 @@ class FreshEpochSampler(Sampler[int]):
     at every epoch gives an endless stream of new sequences instead of one fixed training set. Lightning calls
     ``set_epoch`` on the sampler before each training epoch. Since the order does not depend on how many epochs
     this process has run, a resumed run gets the order an unbroken run would; ``skip`` (set by
-    :class:`ResumableDataLoader`) leaves out the first indices of the next epoch read, to resume mid-epoch.
+    `ResumableDataLoader`) leaves out the first indices of the next epoch read, to resume mid-epoch.
     """
 
     def __init__(self, dataset: Any, *, seed: int) -> None:
@@ -201,12 +201,12 @@ class FreshEpochSampler(Sampler[int]):
 
 
 class ResumableDataLoader(DataLoader[Any]):
-    """The training DataLoader of :class:`SequenceDataModule`: Lightning saves its place in the epoch in every
-    checkpoint, so a run resumed from a checkpoint written mid-epoch (after a crash, ``max_time`` or ``max_steps``)
-    continues with the next batch of that epoch instead of restarting the epoch's data.
+    """The training DataLoader of [`SequenceDataModule`][convlstm.tasks.SequenceDataModule]: Lightning saves its place
+    in the epoch in every checkpoint, so a run resumed from a checkpoint written mid-epoch (after a crash, ``max_time``
+    or ``max_steps``) continues with the next batch of that epoch instead of restarting the epoch's data.
 
-    It counts the batches it hands out; after :meth:`load_state_dict` the next iteration over the same epoch
-    leaves out that many batches' indices in its :class:`FreshEpochSampler` (nothing is read for them). When
+    It counts the batches it hands out; after `load_state_dict` the next iteration over the same epoch
+    leaves out that many batches' indices in its `FreshEpochSampler` (nothing is read for them). When
     Lightning has wrapped the sampler (DDP), it resumes at the start of the epoch, as Lightning does by itself.
     """
 

@@ -39,8 +39,9 @@ class ForecastingTask(TaskBase):
     "weight" (B,) (importance weights of patches drawn in favour of rain: the scores' averages over sequences are
     weighted by them) and "target_rain_rate" (mm/h, the target's shape; otherwise rain rates come from the target
     through ``units``). A batch of contexts of different lengths, padded
-    at the end, carries "context_lengths" (B,) (as :func:`convlstm.data.pad_collate` makes it); it is passed on as
-    the model's ``context_lengths=`` (models with ``accepts_context_lengths``; others refuse such a batch).
+    at the end, carries "context_lengths" (B,) (as [`convlstm.data.pad_collate`][convlstm.data.pad_collate] makes it);
+    it is passed on as the model's ``context_lengths=`` (models with ``accepts_context_lengths``; others refuse such a
+    batch).
 
     Training feeds the model the true frames where the scheduled-sampling mask says so (the model is called without
     ``targets``/``teacher_forcing`` when ``sampling="none"``, so any ``model(context, horizon)`` works). Validation,
@@ -50,17 +51,17 @@ class ForecastingTask(TaskBase):
     ``test/loss`` (the training loss on free-running predictions, averaged over the epoch and the processes: the
     key to select checkpoints and stop early on), then at the end of each evaluation epoch ``<stage>/<score>``
     (mean over lead times) and ``<stage>/<score>@t<k>`` (lead time k from 1) for each score of
-    :class:`~convlstm.metrics.ForecastMetrics` (``mse_per_frame``, ``psnr``, ...) and, with ``rain_thresholds``,
-    ``<stage>/csi@<threshold>``, ``pod@``, ``far@``, ``hss@``.
+    [`ForecastMetrics`][convlstm.metrics.ForecastMetrics] (``mse_per_frame``, ``psnr``, ...) and, with
+    ``rain_thresholds``, ``<stage>/csi@<threshold>``, ``pod@``, ``far@``, ``hss@``.
 
     Trainer arguments that belong with this task: ``gradient_clip_val`` (e.g. 1.0; clipping by norm happens in the
     Trainer, not here), ``precision`` ("bf16-mixed" on GPUs), ``max_steps``/``max_epochs`` (the "cosine" and
-    "onecycle" schedules read the run's length from them), ``accumulate_grad_batches``. :func:`make_trainer`
-    sets all of them.
+    "onecycle" schedules read the run's length from them), ``accumulate_grad_batches``.
+    [`make_trainer`][convlstm.tasks.make_trainer] sets all of them.
 
     Args:
-        model: The forecaster (an ``nn.Module``; a :class:`~convlstm.models.PretrainedModel` can be rebuilt from
-            the checkpoint).
+        model: The forecaster (an ``nn.Module``; a [`PretrainedModel`][convlstm.models.PretrainedModel] can be rebuilt
+            from the checkpoint).
         loss: ``"mse"``, ``"mae"`` (per pixel), ``"log_mse"`` (MSE of log(1 + x), for frames in mm/h), ``"bce"``
             (Shi et al.'s per-pixel cross-entropy on predicted probabilities, clamped), ``"balanced"`` (HKO-7's
             B-MSE + B-MAE, weights from the true rain rate) or ``"crps_fair"`` (the fair CRPS of ``ensemble_members``
@@ -72,8 +73,8 @@ class ForecastingTask(TaskBase):
         balanced_mse_weight: Weight of B-MSE in the balanced loss.
         balanced_mae_weight: Weight of B-MAE in the balanced loss.
         sampling: Scheduled sampling: ``"none"`` (feed predictions back, the default), ``"linear"``,
-            ``"teacher_forcing"`` or ``"reverse"`` (see :class:`~convlstm.tasks.ScheduledSampling`). OpenSTL's
-            ConvLSTM and PredRNN recipes are ``sampling="linear", sampling_start=1.0, sampling_end=0.0,
+            ``"teacher_forcing"`` or ``"reverse"`` (see [`ScheduledSampling`][convlstm.tasks.ScheduledSampling]).
+            OpenSTL's ConvLSTM and PredRNN recipes are ``sampling="linear", sampling_start=1.0, sampling_end=0.0,
             sampling_end_step=50_000``; its PredRNN-V2 recipe is ``sampling="reverse"`` with the defaults below
             ("reverse" needs a model whose forward takes ``context_teacher_forcing=``, such as PredRNN).
         sampling_start: Probability of feeding the truth at step 0.
@@ -82,15 +83,15 @@ class ForecastingTask(TaskBase):
         reverse_start_step: Reverse scheduled sampling: OpenSTL's r_sampling_step_1.
         reverse_end_step: Reverse scheduled sampling: r_sampling_step_2.
         reverse_decay: Reverse scheduled sampling: r_exp_alpha.
-        decouple_beta: Weight of PredRNN-V2's decoupling loss (:func:`~convlstm.tasks.losses.decoupling_loss`,
+        decouple_beta: Weight of PredRNN-V2's decoupling loss ([`decoupling_loss`][convlstm.tasks.decoupling_loss],
             OpenSTL: 0.1) added to the training loss; needs a model with ``forward_with_increments`` (PredRNNv2).
             0 (default): none. Logged as ``train/decoupling``.
         divergence_alpha: Weight of TAU's differential divergence regularisation
-            (:func:`~convlstm.tasks.losses.differential_divergence`, OpenSTL: 0.1 for TAU) added to the training
-            loss. 0 (default): none. Logged as ``train/divergence``.
-        metrics: Scores to accumulate (names of :data:`~convlstm.metrics.FORECAST_METRICS`); None for the default
-            set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and ``b_mse``,
-            ``b_mae`` with ``loss="balanced"``.
+            ([`differential_divergence`][convlstm.tasks.differential_divergence], OpenSTL: 0.1 for TAU) added to the
+            training loss. 0 (default): none. Logged as ``train/divergence``.
+        metrics: Scores to accumulate (names of [`FORECAST_METRICS`][convlstm.metrics.FORECAST_METRICS]); None for the
+            default set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and
+            ``b_mse``, ``b_mae`` with ``loss="balanced"``.
         ssim_data_range: SSIM's data range (1.0 for data in [0, 1]).
         rain_thresholds: Rain-rate thresholds in mm/h for contingency scores (HKO-7: 0.5, 2, 5, 10, 30); None
             for none.
@@ -111,7 +112,7 @@ class ForecastingTask(TaskBase):
             ``model.ensemble(context, horizon, members=M)`` (e.g. ``extrapolation_nowcast_ensemble``), scored by
             ``loss="crps_fair"``; the scores then take the members' mean. None (default): one forecast per call.
 
-    Example:
+    Examples:
         >>> task = ForecastingTask(create_model("encoder_forecaster_shi2015_3layer"), loss="bce")
         >>> make_trainer(max_epochs=50).fit(task, datamodule=data)
     """

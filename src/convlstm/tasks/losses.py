@@ -4,8 +4,8 @@
 Every forecasting loss here is a mean over pixels (B, T, C, *spatial), so its scale does not depend on the frame
 size or the horizon; the paper-scale scores (summed over a frame, or over a sequence for Shi's BCE) are logged as
 metrics by the tasks. Training losses check shapes but not values: a NaN in the data gives a NaN loss, which
-:class:`convlstm.tasks.callbacks.NonFiniteLossGuard` reports (checking values here would cost a device sync per
-step).
+[`convlstm.tasks.NonFiniteLossGuard`][convlstm.tasks.NonFiniteLossGuard] reports (checking values here would cost a
+device sync per step).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def mse_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Ten
 
 
 def mae_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
-    """Mean absolute error over the (valid) pixels; arguments as :func:`mse_loss`."""
+    """Mean absolute error over the (valid) pixels; arguments as [`mse_loss`][convlstm.tasks.mse_loss]."""
     _check_pair(pred, target)
     return _masked_mean((pred.float() - target.float()).abs(), _valid_weight(mask, target))
 
@@ -103,7 +103,7 @@ def log_mse_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) ->
     In rain-rate space a squared (or absolute) error is dominated by the few pixels of heavy rain; in log(1 + R) an
     error by a factor counts about the same at 1 and at 30 mm/h, so drizzle and the edges of rain areas, where the
     0.5-5 mm/h thresholds are decided, weigh as much as the cores. Negative predictions count as 0 (log1p of a
-    negative value is not defined below -1); arguments as :func:`mse_loss`.
+    negative value is not defined below -1); arguments as [`mse_loss`][convlstm.tasks.mse_loss].
     """
     _check_pair(pred, target)
     error = pred.float().clamp_min(0.0).log1p() - target.float().clamp_min(0.0).log1p()
@@ -150,8 +150,8 @@ def balanced_loss(
 
     Each pixel's squared and absolute errors (on the values given, e.g. radar pixels) are weighted by the true rain
     rate: 1 below 2 mm/h, 2 in [2, 5), 5 in [5, 10), 10 in [10, 30), 30 above (Shi et al. 2017). The result is
-    (B-MSE + B-MAE) of :mod:`convlstm.metrics` divided by the pixels of a frame (C x H x W), or, with a mask,
-    the weighted errors summed over valid pixels divided by their number.
+    (B-MSE + B-MAE) of [`convlstm.metrics`][convlstm.metrics] divided by the pixels of a frame (C x H x W), or, with a
+    mask, the weighted errors summed over valid pixels divided by their number.
 
     Args:
         pred: Prediction, (B, T, C, *spatial).
@@ -175,7 +175,7 @@ def balanced_loss(
 
 
 def crps_fair_loss(members: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
-    """The fair CRPS of an ensemble (Ferro 2014; :func:`~convlstm.metrics.crps.crps_ensemble` with ``fair=True``),
+    """The fair CRPS of an ensemble (Ferro 2014; [`crps_ensemble`][convlstm.metrics.crps_ensemble] with ``fair=True``),
     averaged over the (valid) pixels.
 
     At every pixel, with members x_1 ... x_M and truth y, mean_i |x_i - y| - sum_{i, j} |x_i - x_j| / (2 M (M - 1)):
@@ -220,7 +220,7 @@ def forecast_loss(
     target.
 
     ``rain_rate``, ``units``, ``zr`` and the balanced weights are used by "balanced" only. For "crps_fair"
-    ``pred`` is an ensemble (B, M, T, C, *spatial) (see :func:`crps_fair_loss`).
+    ``pred`` is an ensemble (B, M, T, C, *spatial) (see [`crps_fair_loss`][convlstm.tasks.crps_fair_loss]).
     """
     if name == "mse":
         return mse_loss(pred, target, mask=mask)
@@ -268,7 +268,7 @@ def exceedance_loss(
         target: (B, T, 1, *spatial) true frames in ``units``.
         thresholds: K rain rates in mm/h.
         mask: optional valid-pixel mask broadcastable to target's shape.
-        units / zr: how target becomes a rain rate (see :func:`rain_rate_of`).
+        units / zr: how target becomes a rain rate (see `rain_rate_of`).
         threshold_weights: K non-negative weights, or None for equal ones.
     """
     if not isinstance(logits, Tensor) or not isinstance(target, Tensor):
@@ -351,7 +351,7 @@ def segmentation_loss(
         logits: (B, T, K, *spatial).
         labels: (B, T, *spatial) int64.
         ce_weight: Weight of the cross-entropy term.
-        dice_weight: Weight of :func:`soft_dice_loss`.
+        dice_weight: Weight of [`soft_dice_loss`][convlstm.tasks.soft_dice_loss].
         ignore_index: Label skipped by both terms.
         class_weights: Optional (K,) per-class weights of the cross-entropy (torch's ``weight``).
         dice_smooth: ``smooth`` of the Dice term.
@@ -373,7 +373,7 @@ def segmentation_loss(
 
 
 def prednet_error_loss(errors: Tensor, layer_weights: Tensor, time_weights: Tensor) -> Tensor:
-    """PredNet's training loss: the batch mean of :func:`~convlstm.models.prednet.weighted_prednet_error`.
+    """PredNet's training loss: the batch mean of `weighted_prednet_error`.
 
     Args:
         errors: (B, T, L) mean error of each layer at each step (PredNet's ``output_mode="error"``).
@@ -405,7 +405,8 @@ def decoupling_loss(delta_c: Tensor, delta_m: Tensor) -> Tensor:
     ``decouple_beta`` (0.1) in the training loss.
 
     Args:
-        delta_c: (..., H, W) adapted increments of c (:meth:`~convlstm.models.PredRNNv2.forward_with_increments`).
+        delta_c: (..., H, W) adapted increments of c
+            ([`forward_with_increments`][convlstm.models.PredRNNv2.forward_with_increments]).
         delta_m: the same shape, of m.
     """
     if delta_c.shape != delta_m.shape or delta_c.ndim < 3:

@@ -36,7 +36,7 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-#: The constructor arguments of every task that :func:`configure_optimization` takes.
+#: The constructor arguments of every task that `configure_optimization` takes.
 OPTIMIZATION_ARGUMENTS = (
     "optimizer",
     "lr",

@@ -1,7 +1,7 @@
 """PredNet training (Lotter, Kreiman & Cox 2016): minimise the weighted prediction errors of the layers, or fine-tune
 multi-step extrapolation.
 
-The model follows this protocol (that of :mod:`convlstm.models.prednet`):
+The model follows this protocol (that of `convlstm.models.prednet`):
 
 - ``model.run(frames, output_mode="error")`` -> ((B, T, L), state): the mean of each layer's error units E_l at
   each step;
@@ -43,8 +43,8 @@ class PredNetTask(TaskBase):
       of the predictions of frames k .. T-1, made while feeding predictions back from step k on.
 
     Logged: ``train/loss``; ``val/loss`` / ``test/loss``; at the end of each evaluation epoch the scores of
-    :class:`~convlstm.metrics.ForecastMetrics` on the predicted frames (t >= 1, or t >= k when extrapolating) as
-    ``<stage>/<score>`` and ``<stage>/<score>@t<k>``, and ``<stage>/persistence_mse_per_pixel``, the score of
+    [`ForecastMetrics`][convlstm.metrics.ForecastMetrics] on the predicted frames (t >= 1, or t >= k when extrapolating)
+    as ``<stage>/<score>`` and ``<stage>/<score>@t<k>``, and ``<stage>/persistence_mse_per_pixel``, the score of
     copying the last seen frame (Lotter et al.'s baseline).
 
     Args:
@@ -57,8 +57,8 @@ class PredNetTask(TaskBase):
         log_per_lead_time: Also log scores per predicted frame.
 
     The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
-    lr_milestones, lr_gamma) are those of :class:`~convlstm.tasks.ForecastingTask`. Lotter et al.: Adam at 1e-3,
-    then 1e-4 after epoch 75 (``lr_schedule="multistep", lr_milestones=(75,)``).
+    lr_milestones, lr_gamma) are those of [`ForecastingTask`][convlstm.tasks.ForecastingTask]. Lotter et al.: Adam at
+    1e-3, then 1e-4 after epoch 75 (``lr_schedule="multistep", lr_milestones=(75,)``).
     """
 
     def __init__(

@@ -25,7 +25,7 @@ def epoch_description(current_epoch: int, max_epochs: int | None, max_steps: int
 
 
 class _RichRunProgressBar(RichProgressBar):
-    """Lightning's rich progress bar with :func:`epoch_description` as the training bar's label."""
+    """Lightning's rich progress bar with `epoch_description` as the training bar's label."""
 
     def __init__(self, max_minutes: float | None) -> None:
         super().__init__()

@@ -32,9 +32,11 @@ class ScheduledSampling:
 
     Args:
         kind: ``"linear"``: probability ``start`` at step 0 moving linearly to ``end`` at ``end_step``, then
-            ``end``; ``"none"``: the model always gets its own predictions back (:meth:`mask` returns None);
-            ``"teacher_forcing"``: always the true frames; ``"reverse"``: PredRNN-V2's reverse scheduled sampling,
-            with a context mask too (:meth:`context_probability`, :meth:`context_mask`).
+            ``end``; ``"none"``: the model always gets its own predictions back
+            ([`mask`][convlstm.tasks.ScheduledSampling.mask] returns None); ``"teacher_forcing"``: always the true
+            frames; ``"reverse"``: PredRNN-V2's reverse scheduled sampling, with a context mask too
+            ([`context_probability`][convlstm.tasks.ScheduledSampling.context_probability],
+            [`context_mask`][convlstm.tasks.ScheduledSampling.context_mask]).
         start: Probability of feeding the true frame at step 0 (linear only).
         end: Probability from ``end_step`` on (linear only).
         end_step: Training (optimizer) step at which ``end`` is reached (linear only); 0 gives ``end`` throughout.
@@ -45,7 +47,7 @@ class ScheduledSampling:
         reverse_decay: (reverse) the steps over which the context's probability closes 1 - 1/e of its gap to 1
             (r_exp_alpha).
 
-    Example:
+    Examples:
         >>> schedule = ScheduledSampling("linear", start=1.0, end=0.0, end_step=50_000)
         >>> schedule.probability(25_000)
         0.5
@@ -122,7 +124,8 @@ class ScheduledSampling:
     ) -> Tensor | None:
         """A (batch_size, context_frames - 1) bool mask, True where context frame k + 1 is fed as it is and False
         where the model's prediction of it replaces it; None unless "reverse" (the context is always true then).
-        Each entry is a Bernoulli draw with :meth:`context_probability` of ``step``."""
+        Each entry is a Bernoulli draw with
+        [`context_probability`][convlstm.tasks.ScheduledSampling.context_probability] of ``step``."""
         if batch_size < 1 or context_frames < 1:
             raise ValueError(f"batch_size and context_frames must be >= 1, got {batch_size} and {context_frames}")
         if self.kind != "reverse":
@@ -143,8 +146,8 @@ class ScheduledSampling:
     ) -> Tensor | None:
         """A (batch_size, horizon) bool mask, True where step k + 1 is fed the true frame k; None for "none".
 
-        Each entry is an independent Bernoulli draw with :meth:`probability` of ``step``; the last column is drawn
-        too but no model uses it (there is no step after the last prediction).
+        Each entry is an independent Bernoulli draw with [`probability`][convlstm.tasks.ScheduledSampling.probability]
+        of ``step``; the last column is drawn too but no model uses it (there is no step after the last prediction).
         """
         if batch_size < 1 or horizon < 1:
             raise ValueError(f"batch_size and horizon must be >= 1, got {batch_size} and {horizon}")

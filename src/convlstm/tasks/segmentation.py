@@ -29,7 +29,7 @@ class SegmentationTask(TaskBase):
     ``<stage>/mean_dice@t<k>`` per frame index.
 
     Args:
-        model: The network, e.g. :class:`~convlstm.models.unet.ConvLSTMUNet` with ``head="segmentation"``.
+        model: The network, e.g. [`ConvLSTMUNet`][convlstm.models.ConvLSTMUNet] with ``head="segmentation"``.
         num_classes: K.
         ce_weight: Weight of the cross-entropy term.
         dice_weight: Weight of the soft Dice term.
@@ -39,7 +39,7 @@ class SegmentationTask(TaskBase):
         log_per_lead_time: Also log mIoU and mean Dice per frame index.
 
     The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
-    lr_milestones, lr_gamma) are those of :class:`~convlstm.tasks.ForecastingTask`; Adam at 1e-3 by default.
+    lr_milestones, lr_gamma) are those of [`ForecastingTask`][convlstm.tasks.ForecastingTask]; Adam at 1e-3 by default.
     """
 
     def __init__(

@@ -2,7 +2,7 @@
 
 Lightning writes checkpoints after validation only, so a run stopped by Ctrl-C or by a scheduler's SIGTERM loses
 every step since the last validation (an epoch, or more), and a run stopped before its first validation has
-nothing to resume from at all. :class:`StepCheckpoint` closes both gaps: a stop request is honoured at the end of
+nothing to resume from at all. `StepCheckpoint` closes both gaps: a stop request is honoured at the end of
 the training step under way, after writing ``last.ckpt``; and a crash loses at most ``every_minutes``.
 """
 
@@ -53,10 +53,11 @@ class TrainingInterrupted(Exception):
 
 class StepCheckpoint(Checkpoint):
     """Writes ``last.ckpt`` at the end of a training step every ``every_minutes`` and when SIGINT or SIGTERM
-    arrives; after the latter it ends the fit by raising :class:`TrainingInterrupted`.
+    arrives; after the latter it ends the fit by raising
+    [`TrainingInterrupted`][convlstm.experiment.TrainingInterrupted].
 
     The checkpoint is taken after the step's optimizer update and learning-rate scheduler step, where Lightning
-    (2.4+) resumes with the next batch and :class:`~convlstm.tasks.datamodules.ResumableDataLoader` with the next
+    (2.4+) resumes with the next batch and `ResumableDataLoader` with the next
     indices: a resumed run ends with the weights and optimizer state of one that never stopped. A stop request
     during validation or data loading waits for the end of the next training step; a second Ctrl-C stops at once
     without a checkpoint (Lightning's own handling). Signal handlers are installed for the duration of the fit,

@@ -1,8 +1,8 @@
 """Truncated back-propagation through time (TBPTT) for one-step next-frame training on long sequences.
 
 A model with ``one_step(frames, state) -> (predictions, state)`` (prediction t is the forecast of frame t + 1, as
-:class:`~convlstm.models.NextFramePredictor` and the ConvLSTM U-Net forecaster) reads a long sequence in chunks of
-``chunk`` frames. Each chunk starts from the state the previous one ended with, detached, and its loss is
+[`NextFramePredictor`][convlstm.models.NextFramePredictor] and the ConvLSTM U-Net forecaster) reads a long sequence in
+chunks of ``chunk`` frames. Each chunk starts from the state the previous one ended with, detached, and its loss is
 back-propagated before the next chunk runs, so the autograd graph, and with it the memory of a training step,
 covers one chunk whatever the sequence length. The forward values are those of one call over the whole sequence;
 only gradients through more than ``chunk`` steps are cut.
@@ -124,7 +124,7 @@ def tbptt_chunks(
         state: The state to start from (None: the model's zeros).
 
     Yields:
-        :class:`ChunkLoss` per chunk, first to last.
+        `ChunkLoss` per chunk, first to last.
     """
     _check_arguments(model, frames, chunk)  # here, not at the first next(): a bad argument fails at the call
     return _chunks(model, frames, chunk, loss_fn, state)
@@ -156,18 +156,18 @@ def tbptt_one_step_loss(
     comes back attached to every chunk's graph (for evaluation under ``torch.no_grad()``, or a custom backward).
 
     Args:
-        model: As :func:`tbptt_chunks`.
-        frames: As :func:`tbptt_chunks`.
-        chunk: As :func:`tbptt_chunks`.
-        loss_fn: As :func:`tbptt_chunks`.
-        state: As :func:`tbptt_chunks`.
+        model: As `tbptt_chunks`.
+        frames: As `tbptt_chunks`.
+        chunk: As `tbptt_chunks`.
+        loss_fn: As `tbptt_chunks`.
+        state: As `tbptt_chunks`.
         backward: Back-propagate chunk by chunk.
 
     Returns:
         The loss of the whole sequence (0-d); its value equals ``loss_fn(model.one_step(frames[:, :-1])[0],
         frames[:, 1:])`` for a loss_fn that is a mean over frames.
 
-    Example:
+    Examples:
         >>> optimizer.zero_grad()
         >>> loss = tbptt_one_step_loss(model, frames, chunk=25)   # frames (B, 400, C, H, W)
         >>> optimizer.step()
@@ -189,7 +189,7 @@ class TBPTTForecastingTask(TaskBase):
 
     Every batch is a whole sequence (B, T, C, H, W) (or a dict whose "context" and "target" are joined along time);
     the model reads frames 0 .. T-2 and predicts frames 1 .. T-1 in chunks of ``chunk`` frames (see
-    :func:`tbptt_chunks`). The task optimises manually:
+    `tbptt_chunks`). The task optimises manually:
 
     - ``update="per_sequence"`` (the default): each chunk's share of the loss is back-propagated as it is computed,
       gradients accumulate over the chunks, and the optimizer steps once per batch. The step uses the truncated
@@ -210,14 +210,14 @@ class TBPTTForecastingTask(TaskBase):
     Args:
         model: A module with ``one_step(frames, state) -> (predictions, state)``.
         chunk: Frames per truncated pass (e.g. 25 for sequences of hundreds of frames).
-        loss: ``"mse"``, ``"mae"`` or ``"bce"`` (per pixel, see :mod:`convlstm.tasks.losses`).
+        loss: ``"mse"``, ``"mae"`` or ``"bce"`` (per pixel, see `convlstm.tasks.losses`).
         update: ``"per_sequence"`` or ``"per_chunk"`` (see above).
         gradient_clip_val: Clip the gradient norm to this before each step; None for no clipping.
 
     The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
-    lr_milestones, lr_gamma) are those of :class:`~convlstm.tasks.ForecastingTask`.
+    lr_milestones, lr_gamma) are those of [`ForecastingTask`][convlstm.tasks.ForecastingTask].
 
-    Example:
+    Examples:
         >>> model = create_model("next_frame_convlstm")
         >>> model.rnn.checkpoint_every = 5   # optional: activation checkpointing inside each chunk
         >>> task = TBPTTForecastingTask(model, chunk=25)

@@ -34,13 +34,14 @@ logger = logging.getLogger(__name__)
 
 def default_precision(accelerator: str) -> str:
     """The precision of a run that names none: what "auto" picks for ``accelerator``
-    (:func:`convlstm.accel.choose_precision`), logged with its reason in one line.
+    ([`convlstm.accel.choose_precision`][convlstm.accel.choose_precision]), logged with its reason in one line.
 
     That is "bf16-mixed" (bfloat16 autocast, the recurrent cell state in float32) on a CUDA GPU that computes
     bfloat16 and on a CPU on which torch multiplies bfloat16 in hardware (AMX or avx512_bf16,
-    :func:`convlstm.accel.cpu_bf16_feature`), else "32-true". On such CPUs the convolutional models train faster
-    per step and reach the same loss within run-to-run noise (benchmarks/cpu_precision.py measures both); pass
-    ``precision="32-true"`` (``trainer.precision=32-true`` in a recipe) to train in float32 anyway."""
+    [`convlstm.accel.cpu_bf16_feature`][convlstm.accel.cpu_bf16_feature]), else "32-true". On such CPUs the
+    convolutional models train faster per step and reach the same loss within run-to-run noise
+    (benchmarks/cpu_precision.py measures both); pass ``precision="32-true"`` (``trainer.precision=32-true`` in a
+    recipe) to train in float32 anyway."""
     return resolve_precision("auto", accelerator)
 
 
@@ -116,8 +117,8 @@ def make_trainer(
         devices: Devices per node.
         num_nodes: Nodes.
         precision: A Lightning precision, or "auto": bfloat16 where the hardware computes it natively, else
-            float32 (:func:`convlstm.accel.choose_precision`, which logs why). Default (None): "auto"
-            (:func:`default_precision`); "32-true" trains in float32 anywhere.
+            float32 ([`convlstm.accel.choose_precision`][convlstm.accel.choose_precision], which logs why). Default
+            (None): "auto" (`default_precision`); "32-true" trains in float32 anywhere.
         max_epochs: Stop after this many epochs.
         max_steps: Stop after this many optimizer steps (-1: no limit).
         max_time: Stop after this wall time ("DD:HH:MM:SS", a timedelta or a dict), checkpointing first.
@@ -133,21 +134,22 @@ def make_trainer(
             versions of a resumed run.
         checkpoint_every_minutes: With ``save_last``, also write ``last.ckpt`` between two training steps every this
             many minutes (None: only after validation), and on Ctrl-C or SIGTERM, after which the fit ends with
-            :class:`~convlstm.tasks.step_checkpoint.TrainingInterrupted` (:class:`StepCheckpoint`).
+            [`TrainingInterrupted`][convlstm.experiment.TrainingInterrupted] (`StepCheckpoint`).
         early_stopping_patience: Validation checks without improvement before stopping; None for no early stop.
-        nonfinite: :class:`NonFiniteLossGuard` action, or "off".
-            Checkpoints also carry the random generators' states (:class:`RandomStateCheckpoint`), so a resumed
+        nonfinite: [`NonFiniteLossGuard`][convlstm.tasks.NonFiniteLossGuard] action, or "off".
+            Checkpoints also carry the random generators' states (`RandomStateCheckpoint`), so a resumed
             run continues as if it had never stopped.
-        image_every_n_epochs: :class:`PredictionImageLogger` period; None for no images.
+        image_every_n_epochs: [`PredictionImageLogger`][convlstm.tasks.PredictionImageLogger] period; None for no
+            images.
         loggers: TensorBoard + CSV loggers (False: none); they also get the learning rate at every step and the
-            minutes of training so far at every validation ("time/train_minutes", :class:`TrainingClock`).
+            minutes of training so far at every validation ("time/train_minutes", `TrainingClock`).
         enable_progress_bar: Show the progress bar.
         deterministic: Ask torch for deterministic algorithms.
         callbacks: More callbacks.
         **trainer_kwargs: Any other ``L.Trainer`` argument (``limit_train_batches``, ``val_check_interval``,
             ``log_every_n_steps``, ``strategy``, ...).
 
-    Example:
+    Examples:
         >>> trainer = make_trainer(name="mnist", max_epochs=200, gradient_clip_val=1.0)
         >>> trainer.fit(task, datamodule=data)
     """

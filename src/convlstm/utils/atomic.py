@@ -82,7 +82,7 @@ def atomic_write_with(target: str | os.PathLike[str], write: Callable[[Path], ob
 
 
 def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
-    """Deletes the temporary files that :func:`atomic_path` left under ``directory`` when its process was killed
+    """Deletes the temporary files that `atomic_path` left under ``directory`` when its process was killed
     mid-write (their targets are intact), and the folders that
     [`atomic_directory`][convlstm.utils.atomic.atomic_directory] left; returns them. Call it only while nothing
     writes there."""

@@ -3,7 +3,7 @@
 The core (``pip install convlstm``) needs only torch, numpy, safetensors and PyYAML; training, data loaders,
 nowcasting baselines, Keras import, export and archives at URLs each come with an extra. A command that reaches a
 missing module turns the ``ModuleNotFoundError`` into one line naming the extra to install
-(:func:`missing_extra_message`).
+(`missing_extra_message`).
 """
 
 #: top-level module name -> the extra of pyproject.toml that installs it

@@ -1,9 +1,9 @@
 """Models shipped inside the package, loaded by name, and the model cards that describe them.
 
 A shipped model is a folder of this package, ``convlstm/models/pretrained/<name>/``, holding what
-:meth:`~convlstm.models.PretrainedModel.save_pretrained` writes (``config.json``, ``model.safetensors``: no pickle)
-and a ``MODEL_CARD.md`` written by :meth:`ModelCard.write`. The wheel carries them as package data and they are
-found with :mod:`importlib.resources`, so an installed package loads them without a download:
+[`save_pretrained`][convlstm.models.PretrainedModel.save_pretrained] writes (``config.json``, ``model.safetensors``: no
+pickle) and a ``MODEL_CARD.md`` written by [`ModelCard.write`][convlstm.models.ModelCard.write]. The wheel carries them
+as package data and they are found with `importlib.resources`, so an installed package loads them without a download:
 
     import convlstm
 
@@ -84,15 +84,16 @@ def resolve_pretrained(name_or_directory: str | os.PathLike[str]) -> tuple[str, 
 def from_pretrained(
     name_or_directory: str | os.PathLike[str], *, device: str | torch.device = "cpu"
 ) -> PretrainedModel:
-    """A model shipped in the package (by name, see :func:`list_pretrained`) or saved with
-    :meth:`~convlstm.models.PretrainedModel.save_pretrained` (a directory), weights included. Like a freshly built
+    """A model shipped in the package (by name, see [`list_pretrained`][convlstm.models.list_pretrained]) or saved with
+    [`save_pretrained`][convlstm.models.PretrainedModel.save_pretrained] (a directory), weights included. Like a freshly
+    built
     model it comes in training mode: call ``model.eval()`` before forecasting.
 
     Raises:
         FileNotFoundError: neither a directory nor a shipped name (the message lists the shipped names), or a
             directory without config.json or model.safetensors.
         ValueError: a config or weights that do not make a model (see
-            :func:`convlstm.models.base.from_pretrained`).
+            `convlstm.models.base.from_pretrained`).
     """
     _, where = resolve_pretrained(name_or_directory)
     if isinstance(where, Path):
@@ -125,8 +126,9 @@ class DataSource:
 
 @dataclasses.dataclass
 class ModelCard:
-    """What a shipped model is, learnt from and is good for. :meth:`write` renders it as ``MODEL_CARD.md``: the
-    fields as a YAML front matter (read back by :func:`read_model_card`), then the same facts as prose.
+    """What a shipped model is, learnt from and is good for. [`write`][convlstm.models.ModelCard.write] renders it as
+    ``MODEL_CARD.md``: the fields as a YAML front matter (read back by
+    [`read_model_card`][convlstm.models.read_model_card]), then the same facts as prose.
 
     Attributes:
         name: the name the model ships under ("radar-nowcast").
@@ -207,7 +209,7 @@ def read_model_card(name_or_directory: str | os.PathLike[str]) -> ModelCard | No
 
     Raises:
         FileNotFoundError: neither a directory nor a shipped name.
-        ValueError: a MODEL_CARD.md without a front matter that makes a :class:`ModelCard`.
+        ValueError: a MODEL_CARD.md without a front matter that makes a [`ModelCard`][convlstm.models.ModelCard].
     """
     _, where = resolve_pretrained(name_or_directory)
     card = where.joinpath(MODEL_CARD_FILE)
