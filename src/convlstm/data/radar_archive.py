@@ -392,7 +392,8 @@ def cached_event(archive: RadarArchive, event: RadarEvent, cache_dir: str | os.P
     """`read_event` through a cache of .npy files under ``cache_dir``, memory-mapped when read back."""
     files, _ = _find_files(archive, event)
     # "~" as the recipes write it is the user's home, not a folder named "~" in the working directory.
-    stem = Path(cache_dir).expanduser() / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', event.name)}-{_cache_key(archive, event, files)}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", event.name)
+    stem = Path(cache_dir).expanduser() / f"{name}-{_cache_key(archive, event, files)}"
     array_path, info_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if array_path.is_file() and info_path.is_file():
         try:
