@@ -150,9 +150,9 @@ def select_channels(
         array = dataset[channel.variable]
         extra = [d for d in array.dims if d not in dims]
         if channel.level is None and extra:
-            levels = {d: array[d].values.tolist() if d in array.coords else array.sizes[d] for d in extra}
+            sizes = {d: array[d].values.tolist() if d in array.coords else array.sizes[d] for d in extra}
             raise ValueError(
-                f"{where}: variable {channel.variable!r} has the dimensions {extra} besides {dims} ({levels}); "
+                f"{where}: variable {channel.variable!r} has the dimensions {extra} besides {dims} ({sizes}); "
                 f"name a level as {channel.variable}@<level>"
             )
         if channel.level is not None:
@@ -408,9 +408,9 @@ class ReanalysisSequences(WindowDataset):
         parsed = parse_splits(splits, self.times)
         if split != "all" and split not in parsed:
             raise ValueError(f"split must be 'all' or one of {list(parsed)}, got {split!r}")
-        self.normalization = (
-            self._training_statistics(parsed, statistics, root) if normalize else _no_statistics(statistics)
-        )
+        if not normalize and statistics is not None:
+            raise ValueError(f"statistics={statistics!r} saves the normalisation: it needs normalize=True")
+        self.normalization = self._training_statistics(parsed, statistics, root) if normalize else None
         ranges: Ranges = [(None, None)] if split == "all" else parsed[split]
         self.pieces = [_inside(f, ranges) for f in self.files]
         recordings = []
@@ -605,11 +605,6 @@ def _check_global(x: np.ndarray, dim: str, wrap: int) -> None:
         )
     if wrap > len(x):
         raise ValueError(f"wrap_longitude={wrap} is more than the grid's {len(x)} columns")
-
-
-def _no_statistics(path: str | None) -> None:
-    if path is not None:
-        raise ValueError(f"statistics={path!r} saves the normalisation: it needs normalize=True")
 
 
 def _inside(file: _File, ranges: Ranges) -> list[tuple[int, int]]:

@@ -297,7 +297,7 @@ def station_points(
         raise ModuleNotFoundError(
             f'a projected grid needs pyproj: pip install "convlstm[weather]" ({error})', name="pyproj"
         ) from error
-    target = pyproj.CRS.from_cf(crs) if isinstance(crs, Mapping) else pyproj.CRS.from_user_input(crs)
+    target = pyproj.CRS.from_cf(dict(crs)) if isinstance(crs, Mapping) else pyproj.CRS.from_user_input(crs)
     transformer = pyproj.Transformer.from_crs("EPSG:4326", target, always_xy=True)
     px, py = transformer.transform(lon, lat)
     return np.asarray(py, dtype=np.float64), np.asarray(px, dtype=np.float64)

@@ -84,8 +84,8 @@ class WeatherScores:
     def reset(self) -> None:
         """Forgets every batch."""
         shape = (self.lead_times, len(self.variables))
-        names = ("weight", "error", "abs_error", "squared_error", "count")
-        names += ("f", "o", "wf", "wo", "wfo", "wff", "woo")  # the ACC's sums of anomalies f', o'
+        # The ACC's sums of the anomalies f', o' follow the error sums.
+        names = ("weight", "error", "abs_error", "squared_error", "count", "f", "o", "wf", "wo", "wfo", "wff", "woo")
         self.sums = {name: np.zeros(shape) for name in names}
         self.with_climatology: bool | None = None
 
