@@ -136,8 +136,7 @@ def test_longitudes_wrap_around_a_global_grid(tmp_path: Path) -> None:
     np.testing.assert_array_equal(context[:3, :2], context[:3, 8:10])  # left pad = the east edge
     np.testing.assert_array_equal(context[:3, 10:], context[:3, 2:4])  # right pad = the west edge
     np.testing.assert_array_equal(context[3], context[2])  # the bottom row repeats the last
-    mask = item["mask"][0, 0].numpy()
-    assert mask.sum() == 3 * 8 and (mask[:3, 2:10] == 1).all()
+    assert "mask" not in item  # padded cells are true values, copies of the grid's: they count
     np.testing.assert_array_equal(data.to_fields(item["context"])[0, 0].numpy(), era(lon=lon).t2m.values[0])
     with pytest.raises(ValueError, match="needs a longitude dimension"):
         _dataset(tmp_path / "global.nc", variables=["t2m"], wrap_longitude=1, y_dim="longitude", x_dim="latitude")
@@ -146,12 +145,17 @@ def test_longitudes_wrap_around_a_global_grid(tmp_path: Path) -> None:
         _dataset(tmp_path / "regional.nc", variables=["t2m"], wrap_longitude=1)
 
 
-def test_padding_to_a_multiple_masks_the_added_cells(archive: Path) -> None:
-    data = _dataset(archive, "train", pad_to_multiple=2)
+def test_padding_to_a_multiple_repeats_the_edges_and_to_fields_cuts_it_off(archive: Path) -> None:
+    data = _dataset(archive, "train", pad_to_multiple=2, time_features=["time_of_day"])
     item = data[0]
-    assert item["target"].shape == (2, 2, 4, 6)
-    assert item["mask"][:, :, :3, :5].min() == 1 and item["mask"].sum() == 2 * 2 * 15
-    assert data.to_fields(item["target"]).shape == (2, 2, 3, 5)
+    assert item["target"].shape == (2, 4, 4, 6)
+    target = item["target"].numpy()
+    np.testing.assert_array_equal(target[:, :, 3], target[:, :, 2])
+    np.testing.assert_array_equal(target[:, :, :, 5], target[:, :, :, 4])
+    np.testing.assert_array_equal(item["mask"][:, :2].numpy(), 1.0)  # padded cells too: only time channels are out
+    fields = data.to_fields(item["target"])
+    assert fields.shape == (2, 2, 3, 5)
+    np.testing.assert_allclose(fields[:, 0].numpy(), era().t2m.values[3:5], rtol=1e-6)
 
 
 def test_no_window_spans_a_gap_and_splits_keep_to_their_times(tmp_path: Path) -> None:

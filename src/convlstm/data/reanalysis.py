@@ -9,10 +9,15 @@ time from the longitude of each column) and ``day_of_year``, each as a sine and 
 23:00. The model sees them in its context; its target carries them too, because context and target have the same
 channels, but the item's ``mask`` is 0 there, so neither the loss nor any score counts them.
 
+Time channels suit models that feed nothing back (``encoder_forecaster``): a model that reads its own predictions
+(``next_frame``, PredRNN) would read predictions of the time channels that nothing trains.
+
 A global grid can be padded around in longitude (``wrap_longitude``: columns copied from the other edge), so that a
-convolution at the date line sees the other side; ``pad_to_multiple`` pads the bottom and right edges so that patch
-sizes divide the grid. Padded cells carry mask 0 too; :meth:`ReanalysisSequences.to_fields` removes padding and
-extra channels and undoes the normalisation.
+convolution at the date line sees the other side; ``pad_to_multiple`` pads the bottom and right edges (repeating
+them) so that patch sizes divide the grid. Padded cells hold true values, copies of cells of the grid, and count in
+the loss like them (so a model that feeds its predictions back is trained on every cell it reads);
+:meth:`ReanalysisSequences.to_fields` removes padding and time channels and undoes the normalisation, and scores are
+computed on the grid's own cells.
 
 Splits are time ranges ``[start, end)``; the time axis is cut at every gap (a missing step), so no window spans a
 gap, and several files (one per year, as WeatherBench ships them) are each a recording of their own.
@@ -284,14 +289,12 @@ class ChannelFrames:
 
 
 class ChannelMask:
-    """(T, C, H', W') of 1 where a cell of a variable counts and 0 on time channels and padding (read lazily)."""
+    """(T, C, H', W'): 1 on the variables' channels, 0 on the time channels (nothing to forecast there)."""
 
     def __init__(self, frames: ChannelFrames, variables: int) -> None:
         t, channels, height, width = frames.shape
-        rows, columns = frames.raw.shape[-2:]
-        wrap = frames.padding.wrap
         self.template = np.zeros((channels, height, width), dtype=np.float32)
-        self.template[:variables, :rows, wrap : wrap + columns] = 1.0
+        self.template[:variables] = 1.0
         self.shape = (t, channels, height, width)
 
     def __getitem__(self, time: slice) -> np.ndarray:
@@ -314,9 +317,9 @@ class ReanalysisSequences(WindowDataset):
     """Windows of reanalysis fields: variables and levels as channels, normalised by the training split's statistics.
 
     Items hold "context" (T_in, C, H', W') and "target" (T_out, C, H', W'), C = the variables, then two channels
-    per time feature; H', W' are the grid after padding. With time features or padding (or NaN masked), items
-    also hold "context_mask" and "mask", 1 where a variable's cell counts. Variables come normalised (per
-    variable: (x - mean) / std of the training split), unless ``normalize=False``.
+    per time feature; H', W' are the grid after padding. With time features (or NaN masked), items also hold
+    "context_mask" and "mask", 1 on the variables' channels and 0 on the time channels. Variables come normalised
+    (per variable: (x - mean) / std of the training split), unless ``normalize=False``.
 
     Args:
         root: a netCDF file, zarr store (path or fsspec URL) or GRIB file; a list of them or a glob pattern
@@ -416,11 +419,10 @@ class ReanalysisSequences(WindowDataset):
         recordings = []
         for file, pieces in zip(self.files, self.pieces, strict=True):
             frames = ChannelFrames(file.raw, file.times, self.normalization, features, longitudes, self.padding)
-            masked = bool(features) or self.padding != Padding()
             whole = Recording(
                 name=file.name,
                 frames=frames,
-                mask=ChannelMask(frames, len(channels)) if masked else None,
+                mask=ChannelMask(frames, len(channels)) if features else None,
                 source=file.name,
             )
             for a, b in pieces:
