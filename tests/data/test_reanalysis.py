@@ -186,6 +186,11 @@ def test_several_files_are_recordings_of_their_own(tmp_path: Path) -> None:
     fields, times = data.fields()
     np.testing.assert_allclose(fields[:, 0], source.t2m.values, rtol=1e-6)
     assert (times == source.time.values).all()
+    part, part_times = data.fields("2019-03-01T20:00", "2019-03-02T02:00")  # across the two files
+    np.testing.assert_allclose(part[:, 0], source.t2m.values[20:26], rtol=1e-6)
+    assert (part_times == source.time.values[20:26]).all()
+    chunks = list(data.iter_fields(chunk_frames=10))
+    assert [len(c[1]) for c in chunks] == [10, 10, 4, 10, 10, 4]
     listed = _dataset([str(tmp_path / "era_2.nc"), str(tmp_path / "era_1.nc")], "all", splits=None)
     assert len(listed) == len(data)
     source.isel(time=slice(20, 30)).to_netcdf(tmp_path / "era_3.nc")

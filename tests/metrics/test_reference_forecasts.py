@@ -28,6 +28,15 @@ def test_the_climatology_averages_each_hour_of_day() -> None:
     np.testing.assert_allclose(at[0, 1], 4 + 24)
 
 
+def test_the_climatology_of_chunks_equals_the_one_of_everything() -> None:
+    fields, times = _series(72)
+    whole = HourlyClimatology.fit(fields, times)
+    parts = HourlyClimatology.fit_chunks((fields[a : a + 17], times[a : a + 17]) for a in range(0, 72, 17))
+    np.testing.assert_allclose(parts.fields, whole.fields, rtol=1e-12)
+    np.testing.assert_array_equal(parts.counts, whole.counts)
+    np.testing.assert_array_equal(parts.times_of_day, whole.times_of_day)
+
+
 def test_the_climatology_refuses_a_time_of_day_it_never_saw() -> None:
     fields, times = _series(24)
     climatology = HourlyClimatology.fit(fields[::6], times[::6])  # 00, 06, 12, 18 UTC only

@@ -84,6 +84,15 @@ def test_every_score_matches_numpy_per_lead_time_and_variable_and_batches_add_up
     assert 0.5 < result["acc"].min() < 1.0  # noisy forecasts of anomalies they share: positive, imperfect
 
 
+def test_without_latitude_weights_every_cell_counts_alike() -> None:
+    forecast, observed, _ = _fields(4)
+    scores = WeatherScores(LAT, variables=["a", "b"], lead_times=2, latitude_weighted=False)
+    scores.update(forecast, observed)
+    error = forecast - observed
+    np.testing.assert_allclose(scores.compute()["rmse"], np.sqrt((error**2).mean(axis=(0, 3, 4))), rtol=1e-12)
+    np.testing.assert_allclose(scores.compute()["mae"], np.abs(error).mean(axis=(0, 3, 4)), rtol=1e-12)
+
+
 def test_acc_is_one_for_the_truth_and_minus_one_for_flipped_anomalies() -> None:
     _, observed, climatology = _fields(1)
     for forecast, expected in ((observed, 1.0), (2 * climatology - observed, -1.0)):

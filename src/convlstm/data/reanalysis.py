@@ -44,7 +44,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -567,15 +567,27 @@ class ReanalysisSequences(WindowDataset):
             dims=self.dims,
         )
 
-    def fields(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every frame of this split once, in data units, and its time: ((N, V, H, W) float32, (N,) datetime64).
-        The training split's give a climatology; split "all" the archive to look up "same hour yesterday"."""
-        values, times = [], []
+    def iter_fields(
+        self, start: Any = None, end: Any = None, *, chunk_frames: int = 256
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every frame of this split with start <= time < end, once, in data units, in chunks: ((n, V, H, W)
+        float32, (n,) datetime64). The training split's give a climatology; split "all" an archive to look up
+        "same hour yesterday" in."""
+        check_int("chunk_frames", chunk_frames)
         for file, pieces in zip(self.files, self.pieces, strict=True):
+            lower = 0 if start is None else int(np.searchsorted(file.times, np.datetime64(start, "ns")))
+            upper = len(file.times) if end is None else int(np.searchsorted(file.times, np.datetime64(end, "ns")))
             for a, b in pieces:
-                values.append(np.asarray(file.raw[slice(a, b)], dtype=np.float32))
-                times.append(file.times[a:b])
-        return np.concatenate(values), np.concatenate(times)
+                for first in range(max(a, lower), min(b, upper), chunk_frames):
+                    last = min(first + chunk_frames, b, upper)
+                    yield np.asarray(file.raw[slice(first, last)], dtype=np.float32), file.times[first:last]
+
+    def fields(self, start: Any = None, end: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`iter_fields` in one piece: ((N, V, H, W) float32, (N,) datetime64)."""
+        chunks = list(self.iter_fields(start, end))
+        if not chunks:
+            raise ValueError(f"split has no frame between {start} and {end}")
+        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
 
 
 def _locations(root: Any) -> list[str | xr.Dataset]:

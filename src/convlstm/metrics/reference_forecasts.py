@@ -9,6 +9,7 @@ serves the anomaly correlation of :class:`~convlstm.metrics.weather.WeatherScore
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,22 +54,36 @@ class HourlyClimatology:
         Raises:
             ValueError: shapes that disagree, no field, or NaN in the fields.
         """
-        values = np.asarray(fields, dtype=np.float64)
-        times = _check_times(times, "times")
-        if values.ndim != 4 or len(values) != len(times) or len(times) == 0:
-            raise ValueError(
-                f"fields must be (N, C, H, W) with one time each (N >= 1), got fields {values.shape} and "
-                f"{len(times)} times"
-            )
-        if np.isnan(values).any():
-            raise ValueError(
-                f"fields hold {int(np.isnan(values).sum())} NaN values; a climatology needs complete fields"
-            )
-        slots, slot_of = np.unique(time_of_day(times), return_inverse=True)
-        sums = np.zeros((len(slots), *values.shape[1:]))
-        np.add.at(sums, slot_of, values)
-        counts = np.bincount(slot_of, minlength=len(slots))
-        return cls(times_of_day=slots, fields=sums / counts[:, None, None, None], counts=counts)
+        return cls.fit_chunks([(fields, times)])
+
+    @classmethod
+    def fit_chunks(cls, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> HourlyClimatology:
+        """As :meth:`fit`, over (fields, times) chunks read one after another (an archive larger than memory)."""
+        sums: dict[np.timedelta64, np.ndarray] = {}
+        counts: dict[np.timedelta64, int] = {}
+        for fields, times in chunks:
+            values = np.asarray(fields, dtype=np.float64)
+            times = _check_times(times, "times")
+            if values.ndim != 4 or len(values) != len(times):
+                raise ValueError(
+                    f"fields must be (N, C, H, W) with one time each, got fields {values.shape} and {len(times)} times"
+                )
+            if np.isnan(values).any():
+                missing = int(np.isnan(values).sum())
+                raise ValueError(f"fields hold {missing} NaN values; a climatology needs complete fields")
+            slots, slot_of = np.unique(time_of_day(times), return_inverse=True)
+            for k, slot in enumerate(slots):
+                chosen = values[slot_of == k]
+                if slot in sums and sums[slot].shape != chosen.shape[1:]:
+                    raise ValueError(f"fields of shape {chosen.shape[1:]} do not match earlier {sums[slot].shape}")
+                sums[slot] = sums.get(slot, 0.0) + chosen.sum(axis=0)
+                counts[slot] = counts.get(slot, 0) + len(chosen)
+        if not sums:
+            raise ValueError("a climatology needs at least one field")
+        order = sorted(sums)
+        count = np.array([counts[s] for s in order])
+        fields_by_slot = np.stack([sums[s] for s in order]) / count[:, None, None, None]
+        return cls(times_of_day=np.array(order, dtype="timedelta64[m]"), fields=fields_by_slot, counts=count)
 
     def at(self, valid_times: np.ndarray) -> np.ndarray:
         """The climatology at each of ``valid_times`` (any shape of datetime64): shape (*valid_times.shape, C, H, W).

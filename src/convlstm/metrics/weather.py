@@ -62,6 +62,8 @@ class WeatherScores:
         latitudes: (H,) latitude of each grid row in degrees (see :func:`latitude_weights`).
         variables: the name of each channel C, in order.
         lead_times: K, the forecast steps of each batch.
+        latitude_weighted: False weighs every cell alike (OpenSTL's weather scores, on data that is not on a
+            latitude-longitude grid).
 
     Example:
         >>> scores = WeatherScores(lat, variables=["t2m"], lead_times=24)
@@ -70,9 +72,16 @@ class WeatherScores:
     """
 
     def __init__(
-        self, latitudes: Sequence[float] | np.ndarray | Tensor, *, variables: Sequence[str], lead_times: int
+        self,
+        latitudes: Sequence[float] | np.ndarray | Tensor,
+        *,
+        variables: Sequence[str],
+        lead_times: int,
+        latitude_weighted: bool = True,
     ) -> None:
         self.weights = latitude_weights(latitudes)
+        if not latitude_weighted:
+            self.weights = np.ones_like(self.weights)
         if isinstance(variables, str) or not variables or not all(isinstance(v, str) for v in variables):
             raise ValueError(f"variables must be a non-empty list of channel names, got {variables!r}")
         if isinstance(lead_times, bool) or not isinstance(lead_times, int) or lead_times < 1:
