@@ -350,6 +350,7 @@ class ReanalysisSequences(WindowDataset):
         variables: the variable channels' names, in order.
         channels: every channel's name: the variables, then "<feature>_sin", "<feature>_cos".
         normalization: the statistics of the training split (over the variable channels), or None.
+        units: variable -> its units as the file says them ("K"), or "".
         times: (N,) every time of the archive, all files.
         y, x: (H,), (W,) the grid's coordinates, without padding.
         dims: the names of the (time, y, x) dimensions.
@@ -398,6 +399,7 @@ class ReanalysisSequences(WindowDataset):
         self.channels = self.variables + [f"{f}_{part}" for f in features for part in ("sin", "cos")]
         self.files = self._open_files(root, channels, time_dim, y_dim, x_dim, engine, storage_options)
         first = self.files[0].raw.dataset
+        self.units = {name: str(first[name].attrs.get("units", "")) for name in self.variables}
         self.dims = self.files[0].raw.dims
         self.y, self.x = np.asarray(first[self.dims[1]].values), np.asarray(first[self.dims[2]].values)
         self.times = np.concatenate([f.times for f in self.files])
