@@ -7,8 +7,9 @@ Usage:
     PYTHONPATH=src python benchmarks/reanalysis.py --root ... --minutes 10 --out results/weather   # trains first
 
 The recipe (default the packaged ``era5_uk_t2m``) says the archive's variables, split, window and model; ``--root``
-replaces its ``data.args.root``. Every window of the test split is a start time (every ``--every``-th with that
-option). Methods, each forecasting the window's ``target_frames`` steps:
+replaces its ``data.args.root``. Every window of the test split (``--split``) is a start time (every ``--every``-th
+with that option); a window whose valid times have no field 24 hours earlier in the archive is left out (said so).
+Methods, each forecasting the window's ``target_frames`` steps:
 
 - ``ours``: the model (``--model``, a save_pretrained directory; or trained here for ``--minutes`` into
   ``--out``/run), its forecast turned back into data units;
@@ -22,7 +23,7 @@ own ACC is 0 / 0, printed "-"); also RMSE and MAE weighing every cell alike, as 
 
 Printed: per variable, RMSE, MAE and ACC side by side at every lead time, and at how many lead times ours beats
 every baseline. Written (atomically): ``--out``/results.json with every score by lead time; with ``--map``, a PNG
-of one start time's forecast (``--map-start``: its index among the test windows) at three lead times.
+of one start time's forecast (``--map-start``: its index among the scored start times) at three lead times.
 """
 
 from __future__ import annotations
@@ -61,10 +62,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--model", help="the trained model (save_pretrained directory, e.g. RUN/model)")
     parser.add_argument("--minutes", type=float, help="train the recipe for this long into OUT/run instead")
     parser.add_argument("--out", required=True, type=Path, help="an empty or new folder for results.json")
-    parser.add_argument("--every", type=int, default=1, help="score every n-th test window")
+    parser.add_argument("--split", default="test", help="the split to score (train / val shows the other regimes)")
+    parser.add_argument("--every", type=int, default=1, help="score every n-th window")
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass of the model")
     parser.add_argument("--map", type=Path, help="write a PNG map of one start time's forecast here")
-    parser.add_argument("--map-start", type=int, default=0, help="the test window of the map")
+    parser.add_argument("--map-start", type=int, default=0, help="the start time of the map, counted as scored")
     args = parser.parse_args(argv)
     if (args.model is None) == (args.minutes is None):
         parser.error("give either --model (a trained model) or --minutes (train here first)")
@@ -121,18 +123,24 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         record = Path(args.model).parent / "training.json"
         training = json.loads(record.read_text()) if record.is_file() else None
     model.eval()
-    test = build_dataset(recipe, "test")
+    test = build_dataset(recipe, args.split)
     assert isinstance(test, ReanalysisSequences)
     train_split = build_dataset(recipe, "train")
     assert isinstance(train_split, ReanalysisSequences)
     climatology = HourlyClimatology.fit_chunks(train_split.iter_fields())
     everything = build_dataset(recipe, "all")
     assert isinstance(everything, ReanalysisSequences)
-    starts = list(range(0, len(test), args.every))
+    archive_start = everything.times[0] + DAY  # the first valid time with a field a day before
+    candidates = list(range(0, len(test), args.every))
+    starts = [i for i in candidates if test.window_times(i)[test.context_frames] >= archive_start]
+    if not starts:
+        raise SystemExit(f"no window of split {args.split!r} has fields 24 hours before its valid times")
     first_valid = test.window_times(starts[0])[test.context_frames]
     archive, archive_times = everything.fields(start=first_valid - DAY)
     horizon, variables = test.target_frames, test.variables
-    print(f"{recipe.name}: {len(starts)} start times of the test split, {horizon} lead times, variables {variables}")
+    print(f"{recipe.name}: {len(starts)} start times of split {args.split!r}, {horizon} lead times, {variables}")
+    if len(starts) < len(candidates):
+        print(f"  ({len(candidates) - len(starts)} windows left out: no field 24 hours before their valid times)")
 
     ours, seconds = forecasts_of(model, test, starts, args.batch_size)
     weighted = {m: WeatherScores(test.latitudes, variables=variables, lead_times=horizon) for m in METHODS}
@@ -173,6 +181,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "recipe": recipe.to_dict(),
         "training": training,
+        "split": args.split,
         "start_times": len(starts),
         "first_start": str(test.window_times(starts[0])[test.context_frames - 1]),
         "last_start": str(test.window_times(starts[-1])[test.context_frames - 1]),

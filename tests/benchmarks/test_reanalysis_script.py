@@ -88,12 +88,15 @@ def test_minutes_trains_the_recipe_first(tmp_path: Path) -> None:
     done = run_benchmark(
         "reanalysis.py",
         *("--recipe", str(recipe), "--root", str(root), "--minutes", "0.05", "--out", str(out), "--every", "40"),
+        *("--split", "train"),
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "run" / "model" / "config.json").is_file()
     results = json.loads((out / "results.json").read_text())
-    assert results["training"]["stopped_by"] == "time limit" and results["start_times"] == 4
+    assert results["training"]["stopped_by"] == "time limit" and results["split"] == "train"
+    # Training windows 0, 40, ..., 440: the first forecasts 1 March, which has no day before it in the archive.
+    assert results["start_times"] == 11 and "1 windows left out" in done.stdout
 
 
 @pytest.mark.parametrize(
