@@ -17,7 +17,7 @@ Methods, each forecasting the window's ``target_frames`` steps:
 - ``climatology``: the training split's mean field at the valid time's hour of day;
 - ``yesterday``: the archive's field 24 hours before the valid time.
 
-Scores (:class:`convlstm.metrics.WeatherScores`), per variable and lead time, over every start time: RMSE and MAE
+Scores (``convlstm.metrics.WeatherScores``), per variable and lead time, over every start time: RMSE and MAE
 weighted by cos(latitude), the bias, and the ACC against the training split's hourly climatology (the climatology's
 own ACC is 0 / 0, printed "-"); also RMSE and MAE weighing every cell alike, as OpenSTL reports them.
 

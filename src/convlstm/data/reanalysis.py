@@ -15,8 +15,8 @@ Time channels suit models that feed nothing back (``encoder_forecaster``): a mod
 A global grid can be padded around in longitude (``wrap_longitude``: columns copied from the other edge), so that a
 convolution at the date line sees the other side; ``pad_to_multiple`` pads the bottom and right edges (repeating
 them) so that patch sizes divide the grid. Padded cells hold true values, copies of cells of the grid, and count in
-the loss like them (so a model that feeds its predictions back is trained on every cell it reads);
-:meth:`ReanalysisSequences.to_fields` removes padding and time channels and undoes the normalisation, and scores are
+the loss like them (so a model that feeds its predictions back is trained on every cell it reads).
+``ReanalysisSequences.to_fields`` removes padding and time channels and undoes the normalisation; scores are
 computed on the grid's own cells.
 
 Splits are time ranges ``[start, end)``; the time axis is cut at every gap (a missing step), so no window spans a
@@ -91,7 +91,7 @@ class Channel:
 
 
 def parse_channel(text: str) -> Channel:
-    """``"t2m"`` or ``"z@500"`` (variable @ level) as a :class:`Channel`.
+    """``"t2m"`` or ``"z@500"`` (variable @ level) as a ``Channel``.
 
     Raises:
         ValueError: not a variable name, optionally followed by @ and a number.
@@ -113,7 +113,8 @@ def open_archive(
 
     Raises:
         ModuleNotFoundError: a GRIB file without cfgrib installed (``pip install "convlstm[weather]"``).
-        FileNotFoundError, ValueError: as :func:`~convlstm.data.xarray_source.open_lazy`.
+        FileNotFoundError: nothing at ``path``.
+        ValueError: xarray or cfgrib cannot read it.
     """
     text = os.fspath(path)
     if engine == "cfgrib" or (engine is None and text.lower().endswith(GRIB_SUFFIXES)):
@@ -259,7 +260,7 @@ class ChannelFrames:
         raw: the variables as stored, (T, V, H, W).
         times: (T,) their times.
         normalization: per variable, or None to keep data units.
-        features: the time channels (:data:`TIME_FEATURES`).
+        features: the time channels (``TIME_FEATURES``).
         longitudes: (W,) for ``local_time_of_day``, else None.
         padding: what is added around each field.
     """
@@ -326,9 +327,9 @@ class ReanalysisSequences(WindowDataset):
             ("era5/2m_temperature_*.nc": each file a recording, in the order of their first time); or an
             xarray.Dataset.
         split: a key of ``splits`` ("train", "val", "test"), or "all" for every time.
-        variables: the channels: ``"t2m"``, ``"z@500"`` (see :func:`parse_channel`).
-        context_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
-        target_frames: as in :class:`~convlstm.data.windows.WindowDataset`.
+        variables: the channels: ``"t2m"``, ``"z@500"`` (a variable, or a variable "@" a level).
+        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
         splits: split name -> a time range [start, end) or a list of them (ISO times, null for an open end); ranges
             must not overlap. None: the times chronologically, 80 / 10 / 10.
         normalize: standardise each variable by the mean and standard deviation of the "train" split.
@@ -338,13 +339,13 @@ class ReanalysisSequences(WindowDataset):
         wrap_longitude: columns to add on each side from the opposite edge; the grid must go around the globe.
         pad_to_multiple: pad the bottom rows and right columns (edge values) so that H' and W' are multiples of it.
         time_dim: the time dimension.
-        y_dim: the y (latitude) dimension; default the first of :data:`Y_NAMES` found.
-        x_dim: the x (longitude) dimension; default the first of :data:`X_NAMES` found.
+        y_dim: the y (latitude) dimension; default the first found of latitude, lat, y, rlat.
+        x_dim: the x (longitude) dimension; default the first found of longitude, lon, x, rlon.
         engine: the xarray engine (default: cfgrib for GRIB suffixes, zarr for stores, else xarray's choice).
         storage_options: options of the fsspec filesystem of a URL ``root``.
-        stride: as in :class:`~convlstm.data.windows.WindowDataset`.
-        nan_policy: as in :class:`~convlstm.data.windows.WindowDataset`.
-        transform: as in :class:`~convlstm.data.windows.WindowDataset`.
+        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        nan_policy: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        transform: as in [`WindowDataset`][convlstm.data.WindowDataset].
 
     Attributes:
         variables: the variable channels' names, in order.
@@ -352,7 +353,8 @@ class ReanalysisSequences(WindowDataset):
         normalization: the statistics of the training split (over the variable channels), or None.
         units: variable -> its units as the file says them ("K"), or "".
         times: (N,) every time of the archive, all files.
-        y, x: (H,), (W,) the grid's coordinates, without padding.
+        y: (H,) the grid's y coordinate (latitudes), without padding.
+        x: (W,) the grid's x coordinate (longitudes), without padding.
         dims: the names of the (time, y, x) dimensions.
         padding: what is added around each field.
         pieces: per file, the [start, stop) frame ranges of this split (windows or not).
@@ -585,7 +587,8 @@ class ReanalysisSequences(WindowDataset):
                     yield np.asarray(file.raw[slice(first, last)], dtype=np.float32), file.times[first:last]
 
     def fields(self, start: Any = None, end: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`iter_fields` in one piece: ((N, V, H, W) float32, (N,) datetime64)."""
+        """[`iter_fields`][convlstm.data.ReanalysisSequences.iter_fields] in one piece: ((N, V, H, W) float32,
+        (N,) datetime64)."""
         chunks = list(self.iter_fields(start, end))
         if not chunks:
             raise ValueError(f"split has no frame between {start} and {end}")

@@ -1,10 +1,10 @@
 """The reference forecasts of weather verification that need the archive's times rather than a context: a
 climatology by time of day, and the observation a fixed lag before the valid time ("same hour yesterday").
 
-They are not models (:mod:`convlstm.baselines` holds those, persistence among them): a climatology is fitted on
+They are not models (``convlstm.baselines`` holds those, persistence among them): a climatology is fitted on
 the training years and read at each forecast's valid time, and "same hour yesterday" reads the archive 24 hours
 before the valid time, which for most lead times lies before the context a model sees. The climatology also
-serves the anomaly correlation of :class:`~convlstm.metrics.weather.WeatherScores`.
+serves the anomaly correlation of [`WeatherScores`][convlstm.metrics.WeatherScores].
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class HourlyClimatology:
 
     @classmethod
     def fit_chunks(cls, chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> HourlyClimatology:
-        """As :meth:`fit`, over (fields, times) chunks read one after another (an archive larger than memory)."""
+        """As [`fit`][convlstm.metrics.HourlyClimatology.fit], over (fields, times) chunks read one after another (an
+        archive larger than memory)."""
         sums: dict[np.timedelta64, np.ndarray] = {}
         counts: dict[np.timedelta64, int] = {}
         for fields, times in chunks:

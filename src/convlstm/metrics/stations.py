@@ -38,7 +38,7 @@ __all__ = [
     "verify_at_stations",
 ]
 
-#: The columns of an observation table, as :func:`read_station_csv` and :func:`read_metar` return it.
+#: The columns of an observation table, as ``read_station_csv`` and ``read_metar`` return it.
 COLUMNS = ("station", "time", "value", "latitude", "longitude")
 _LATITUDE_NAMES = ("latitude", "lat")
 _LONGITUDE_NAMES = ("longitude", "lon")
@@ -111,7 +111,7 @@ def read_station_csv(
         value: the name of the value column.
 
     Returns:
-        A DataFrame with :data:`COLUMNS`: station (str), time (datetime64, UTC), value, latitude, longitude.
+        A DataFrame with the columns station (str), time (datetime64, UTC), value, latitude, longitude.
 
     Raises:
         ValueError: a column missing, times that do not parse, or stations without a position.
@@ -146,7 +146,8 @@ def read_metar(
         kelvin: temperatures in kelvin (reanalyses' unit) rather than METAR's degrees Celsius.
 
     Returns:
-        A DataFrame with :data:`COLUMNS`, reports without the quantity or the station's position left out.
+        A DataFrame as [`read_station_csv`][convlstm.metrics.read_station_csv] returns it, reports without the
+        quantity or the station's position left out.
 
     Raises:
         ModuleNotFoundError: MetPy is not installed (``pip install "convlstm[weather]"``).
@@ -315,7 +316,7 @@ def interpolate_to_points(
         fields: (..., H, W).
         y: (H,) the rows' coordinate, strictly monotonic.
         x: (W,) the columns' coordinate, strictly monotonic.
-        points_y: (S,) the points' y, in the grid's coordinates (see :func:`station_points`).
+        points_y: (S,) the points' y, in the grid's coordinates (``station_points`` gives them for stations).
         points_x: (S,) the points' x.
     """
     values = np.asarray(fields, dtype=np.float64)
@@ -435,8 +436,10 @@ def verify_at_stations(
         valid_times: (N, K) datetime64, the valid time of each forecast field.
         y: (H,) the grid's y coordinate (latitudes on a latitude-longitude grid).
         x: (W,) the grid's x coordinate.
-        observations: a table as :func:`read_station_csv` or :func:`read_metar` return it.
-        crs: the grid's coordinate reference system for a projected grid (see :func:`station_points`).
+        observations: a table as [`read_station_csv`][convlstm.metrics.read_station_csv] or
+            [`read_metar`][convlstm.metrics.read_metar] return it.
+        crs: the grid's coordinate reference system for a projected grid (anything
+            ``pyproj.CRS.from_user_input`` takes, or a CF grid-mapping dict); None for latitude-longitude.
         tolerance: how far an observation may lie from a valid time ("30min", "10min").
         scores: an accumulator to add to (several batches of forecasts); None starts one.
 

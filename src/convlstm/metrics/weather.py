@@ -12,7 +12,7 @@ al. (2020), "WeatherBench: a benchmark data set for data-driven weather forecast
 - ACC = sum L f' o' / sqrt(sum L f'^2 * sum L o'^2), where f' and o' are the anomalies of forecast and
   observation from a climatology (f - c, o - c), each centred by its plain mean over everything scored
   (WeatherBench's ``fa - fa.mean()``). The climatology is the caller's: WeatherBench computes it from the training
-  years; :class:`~convlstm.metrics.reference_forecasts.HourlyClimatology` gives one by hour of day.
+  years; [`HourlyClimatology`][convlstm.metrics.HourlyClimatology] gives one by hour of day.
 
 Sums are kept in float64, so a whole test set scored batch by batch equals one call on all of it.
 """
@@ -28,8 +28,9 @@ from torch import Tensor
 
 __all__ = ["WEATHER_SCORES", "WeatherScores", "latitude_weights"]
 
-#: The scores :meth:`WeatherScores.compute` returns (``acc`` only when every batch came with a climatology).
-WEATHER_SCORES = ("rmse", "mae", "bias", "acc")
+WEATHER_SCORES: tuple[str, ...] = ("rmse", "mae", "bias", "acc")
+"""The scores [`WeatherScores.compute`][convlstm.metrics.WeatherScores.compute] returns (``acc`` only when every
+batch came with a climatology)."""
 
 
 def latitude_weights(latitudes: Sequence[float] | np.ndarray | Tensor) -> np.ndarray:
@@ -59,7 +60,8 @@ class WeatherScores:
     """Accumulates latitude-weighted RMSE, MAE, bias and ACC per lead time and variable over batches.
 
     Args:
-        latitudes: (H,) latitude of each grid row in degrees (see :func:`latitude_weights`).
+        latitudes: (H,) latitude of each grid row in degrees (see
+            [`latitude_weights`][convlstm.metrics.latitude_weights]).
         variables: the name of each channel C, in order.
         lead_times: K, the forecast steps of each batch.
         latitude_weighted: False weighs every cell alike (OpenSTL's weather scores, on data that is not on a
