@@ -24,6 +24,7 @@ END_TO_END = {
     "benchmarks/test_quality_script.py",
     "benchmarks/test_quality_vs_minutes_script.py",
     "benchmarks/test_radar_nowcast_script.py",
+    "benchmarks/test_reanalysis_script.py",
     "benchmarks/test_real_video_script.py",
     "docs/test_site.py",
     "experiment/test_export_predict.py",

@@ -34,7 +34,7 @@ def test_every_mapped_module_comes_with_its_extra() -> None:
 def test_every_dependency_of_an_extra_has_a_mapped_module() -> None:
     distributions = importlib.metadata.packages_distributions()
     mapped = {d.lower().replace("_", "-") for m in MODULE_EXTRAS for d in distributions.get(m, [])}
-    for extra in ("data", "train", "nowcast", "keras", "export", "remote"):
+    for extra in ("data", "train", "nowcast", "keras", "export", "remote", "weather"):
         for requirement in EXTRAS[extra]:
             assert _name(requirement) in mapped, (extra, requirement)
 

@@ -94,6 +94,27 @@ def _xarray(folder: Path) -> dict[str, Any]:
     return {"root": str(folder / "weather.nc"), "variables": ["t2m"]}
 
 
+def _reanalysis(folder: Path) -> dict[str, Any]:
+    """t2m and z on two pressure levels; two of them as channels, plus local solar time (masked out of the loss)."""
+    times, levels = 40, [500.0, 850.0]  # chronological 80 / 10 / 10: one window for validation and for the test
+    rng = np.random.default_rng(5)
+    t2m = 280 + rng.normal(size=(times, SIZE, SIZE))
+    z = 5e4 + rng.normal(size=(times, 2, SIZE, SIZE))
+    xr.Dataset(
+        {
+            "t2m": (("time", "latitude", "longitude"), t2m.astype(np.float32)),
+            "z": (("time", "level", "latitude", "longitude"), z.astype(np.float32)),
+        },
+        coords={
+            "time": pd.date_range("2024-01-01", periods=times, freq="h"),
+            "level": levels,
+            "latitude": np.linspace(60, 45, SIZE),
+            "longitude": np.linspace(-10, 5, SIZE),
+        },
+    ).to_netcdf(folder / "era5.nc")
+    return {"root": str(folder / "era5.nc"), "variables": ["t2m", "z@500"], "time_features": ["local_time_of_day"]}
+
+
 def _odim(folder: Path) -> dict[str, Any]:
     for t in range(40):  # one composite a minute; a chronological 80 / 10 / 10 split as for xarray
         write_odim(folder / f"comp_{t:02d}.h5", t % 8, minute=t)
@@ -189,6 +210,15 @@ CASES = [
         model=("extrapolation_nowcast", {"base_channels": 4, "depth": 1, "motion_frames": 2, "default_horizon": 2}),
     ),
     Case("mlcast", write_mlcast_case),  # an mlcast-convention zarr store, split by time ranges
+    Case(  # 2 variables + 2 time channels: an encoder-forecaster, which feeds nothing back, forecasting the change
+        "reanalysis",
+        _reanalysis,
+        model=(
+            "encoder_forecaster_tiny",
+            {"in_channels": 4, "hidden_channels": [4], "default_horizon": 2, "head": "advection"}
+            | {"output_activation": "none"},
+        ),
+    ),
 ]
 
 

@@ -31,6 +31,7 @@ _SOURCES = {
     "RadarArchiveSequences": "radar_archive",
     "RainBiasedPatches": "sampling",
     "RandomCrop": "transforms",
+    "ReanalysisSequences": "reanalysis",
     "Recording": "windows",
     "RecordingSplit": "splits",
     "Resize": "transforms",
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from convlstm.data.odim import ODIMSequences as ODIMSequences
     from convlstm.data.radar import SyntheticRadar as SyntheticRadar
     from convlstm.data.radar_archive import RadarArchiveSequences as RadarArchiveSequences
+    from convlstm.data.reanalysis import ReanalysisSequences as ReanalysisSequences
     from convlstm.data.sampling import ChunkAwareSampler as ChunkAwareSampler
     from convlstm.data.sampling import RainBiasedPatches as RainBiasedPatches
     from convlstm.data.scene_cuts import find_scene_cuts as find_scene_cuts

@@ -24,6 +24,7 @@ SOURCES = {
     "odim": "ODIMSequences",
     "radar_archive": "RadarArchiveSequences",
     "mlcast": "MlcastSequences",
+    "reanalysis": "ReanalysisSequences",
 }
 
 

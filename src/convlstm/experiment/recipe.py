@@ -111,6 +111,10 @@ class EvaluateSection:
     extra_metrics: list[str] = field(
         default_factory=list, metadata=_help("scores beside the defaults: bce_per_sequence, b_mse, b_mae")
     )
+    clip: bool = field(
+        default=True,
+        metadata=_help("clip forecasts to what frames hold (pixels to [0, 1], mm/h to >= 0); false for unbounded data"),
+    )
 
 
 @dataclass

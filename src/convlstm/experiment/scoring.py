@@ -73,7 +73,9 @@ def evaluate_forecasters(
         context, target = batch["context"], batch["target"]
         valid, weight = _valid_pixels(batch.get("mask")), batch.get("weight")
         horizon = target.shape[1]
-        predictions = {name: _physical(model(context, horizon=horizon), units) for name, model in methods.items()}
+        predictions = {name: model(context, horizon=horizon) for name, model in methods.items()}
+        if recipe.evaluate.clip:
+            predictions = {name: _physical(pred, units) for name, pred in predictions.items()}
         for name, pred in predictions.items():
             extra = {}
             if rain is not None:

@@ -1,5 +1,9 @@
 """Scores for forecasts, nowcasts, segmentations and anomaly detection; every forecast score per lead time.
 
+Weather fields get WeatherBench's latitude-weighted scores (`convlstm.metrics.weather`), reference forecasts
+that read the archive (`convlstm.metrics.reference_forecasts`) and verification at stations
+(`convlstm.metrics.stations`).
+
 Predictions and targets are (B, T, C, *spatial), T being the lead time. Names say their reduction:
 ``mse_per_pixel`` averages a frame's pixels, ``mse_per_frame`` sums them (OpenSTL's "MSE"), ``csi@0.5`` is the
 critical success index at the 0.5 threshold; accumulators return ``"<name>"`` (averaged) and
@@ -40,19 +44,32 @@ from convlstm.metrics.nowcasting import (
     pixel_to_rain_rate,
     rain_rate_to_pixel,
 )
+from convlstm.metrics.reference_forecasts import HourlyClimatology, observed_earlier
 from convlstm.metrics.segmentation import ConfusionMatrix, dice_from_confusion, iou_from_confusion
+from convlstm.metrics.stations import (
+    StationScores,
+    interpolate_to_points,
+    read_metar,
+    read_station_csv,
+    verify_at_stations,
+)
+from convlstm.metrics.weather import WEATHER_SCORES, WeatherScores, latitude_weights
 
 __all__ = [
     "DEFAULT_FORECAST_METRICS",
     "FORECAST_METRICS",
     "HKO_THRESHOLDS",
+    "WEATHER_SCORES",
     "ConfusionMatrix",
     "ContingencyTable",
     "EnsembleScores",
     "ForecastMetrics",
     "ForecastScores",
     "FractionsSkillScore",
+    "HourlyClimatology",
     "ProbabilityScores",
+    "StationScores",
+    "WeatherScores",
     "anomaly_aurocs",
     "balanced_mae",
     "balanced_mse",
@@ -65,14 +82,20 @@ __all__ = [
     "exceedance_from_deterministic",
     "exceedance_from_ensemble",
     "frame_auroc",
+    "interpolate_to_points",
     "iou_from_confusion",
+    "latitude_weights",
     "mae_per_frame",
     "mae_per_pixel",
     "mse_per_frame",
     "mse_per_pixel",
+    "observed_earlier",
     "pixel_to_rain_rate",
     "psnr",
     "rain_rate_to_pixel",
+    "read_metar",
+    "read_station_csv",
     "regularity_score",
     "ssim",
+    "verify_at_stations",
 ]

@@ -1,9 +1,9 @@
 """Which optional extra of the package brings which third-party module.
 
 The core (``pip install convlstm``) needs only torch, numpy, safetensors and PyYAML; training, data loaders,
-nowcasting baselines, Keras import, export and archives at URLs each come with an extra. A command that reaches a
-missing module turns the ``ModuleNotFoundError`` into one line naming the extra to install
-(`missing_extra_message`).
+nowcasting baselines, Keras import, export, archives at URLs and weather files (GRIB, METAR) each come with an
+extra. A command that reaches a missing module turns the ``ModuleNotFoundError`` into one line naming the extra to
+install (`missing_extra_message`).
 """
 
 #: top-level module name -> the extra of pyproject.toml that installs it
@@ -33,6 +33,9 @@ MODULE_EXTRAS: dict[str, str] = {
     "fsspec": "remote",
     "aiohttp": "remote",
     "s3fs": "remote",
+    "cfgrib": "weather",
+    "eccodes": "weather",
+    "metpy": "weather",
 }
 
 
