@@ -147,7 +147,11 @@ NOT_FROM_A_RECIPE = {
 }
 
 CASES = [
-    Case("moving_mnist", _generated({"num_digits": 1, "image_size": 32})),
+    Case(  # MIM's peepholes are per pixel: one frame size, the model's
+        "moving_mnist",
+        _generated({"num_digits": 1, "image_size": 32}),
+        model=("mim_tiny", {"height": 32, "width": 32, "hidden_channels": 4, "default_horizon": 2}),
+    ),
     Case(  # OpenSTL's PredRNN protocol: scheduled sampling of the forecast's inputs
         "moving_mnist_file",
         _moving_mnist_file,
@@ -157,7 +161,7 @@ CASES = [
     Case(
         "bouncing_balls",
         _generated({"resolution": SIZE}),
-        model=("encoder_forecaster_tiny", {"hidden_channels": [4], "default_horizon": 2}),
+        model=("predrnnpp_tiny", {"hidden_channels": 4, "default_horizon": 2}),
     ),
     Case(
         "radar",
@@ -195,7 +199,9 @@ CASES = [
         frames=(2, 2),
         baselines=[],
     ),
-    Case("image_folders", _image_folders),
+    Case(  # SimVP reads its whole context at once: exactly context_frames of them
+        "image_folders", _image_folders, model=("tau_tiny", {"context_frames": 2, "default_horizon": 2})
+    ),
     Case(  # PredRNN-V2's: reverse scheduled sampling (context frames too) and the decoupling loss
         "video",
         _video,
