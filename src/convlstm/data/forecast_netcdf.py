@@ -43,8 +43,8 @@ def write_forecast_netcdf(
     attrs: Mapping[str, str] | None = None,
 ) -> Path:
     """Writes a rain-rate forecast (mm/h) to ``path`` atomically, as netCDF, or as a zarr store when ``path`` ends in
-    ".zarr" (see [`write_forecast_dataset`][convlstm.data.forecast_netcdf.write_forecast_dataset]); the arguments are
-    those of [`forecast_dataset`][convlstm.data.forecast_netcdf.forecast_dataset].
+    ".zarr" (see `write_forecast_dataset`); the arguments are
+    those of `forecast_dataset`.
 
     Returns:
         The path written.

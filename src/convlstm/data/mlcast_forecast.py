@@ -142,7 +142,7 @@ def write_mlcast_forecast(
 ) -> Path:
     """Writes a rain-rate forecast of an mlcast archive atomically as a store in the archive's convention (``path``
     ending in .zarr; a netCDF file for .nc), see
-    [`mlcast_forecast_dataset`][convlstm.data.mlcast_forecast.mlcast_forecast_dataset] for the arguments.
+    `mlcast_forecast_dataset` for the arguments.
 
     Args:
         path: the store (or netCDF file) to write.

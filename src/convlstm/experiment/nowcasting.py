@@ -260,11 +260,11 @@ def nowcast(
     Args:
         files: radar files of one product, in any order (sorted by the time in their names); the last ``context_frames``
             the model needs are read, and must lie one time step apart. Or one zarr store in the mlcast convention (a
-            local path or an fsspec URL), see [`nowcast_store`][convlstm.experiment.nowcasting.nowcast_store].
+            local path or an fsspec URL), see `nowcast_store`.
         out: the netCDF file (.nc) or zarr store (.zarr) to write.
         model: the name of a shipped model, or a directory written by save_pretrained.
         importer: pysteps' importer ("fmi_pgm", "knmi_hdf5", "odim_hdf5", ...); None guesses it from the extension (see
-            [`IMPORTERS_BY_EXTENSION`][convlstm.experiment.nowcasting.IMPORTERS_BY_EXTENSION]). Radar files only.
+            `IMPORTERS_BY_EXTENSION`). Radar files only.
         importer_kwargs: keyword arguments of the importer, as in a pystepsrc data_sources entry. Radar files only.
         timestep: minutes between the files (default: read from their times); also between the lead times. Radar
             files only: an archive's times give its time step.

@@ -55,7 +55,7 @@ class PredRNN(PatchRecurrentForecaster):
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
-        [`one_step`][convlstm.models.PredRNN.one_step]: frames (B, T, C, H, W) -> predictions (B, T, C, H, W),
+        `one_step`: frames (B, T, C, H, W) -> predictions (B, T, C, H, W),
         prediction t for frame t + 1.
         forward: context (B, T_in, C, H, W) -> predictions (B, horizon, C, H, W).
         state: `PredRNNState`.
