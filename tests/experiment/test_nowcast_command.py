@@ -380,6 +380,8 @@ def test_a_shipped_model_loads_and_forecasts_a_fixture(name: str, tmp_path: Path
     assert all(source.licence for source in model_card.data)
     model = convlstm.from_pretrained(name)
     assert type(model).family == model_card.model
+    fresh = type(model).from_config(model.config).state_dict()  # trained weights, not a fresh initialisation
+    assert any(not torch.equal(value, fresh[key]) for key, value in model.state_dict().items())
     step = timedelta(minutes=model_card.timestep_minutes)
     files = [write_fmi(tmp_path, T0 + k * step, fmi_codes(k, shape=(64, 64))) for k in range(model_card.context_frames)]
     out = tmp_path / "forecast.nc"

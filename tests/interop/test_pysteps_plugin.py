@@ -190,10 +190,12 @@ def test_reflectivity_above_the_pixel_scale_comes_back_at_60_dbz() -> None:
     np.testing.assert_allclose(out, 60.0, rtol=1e-5)
 
 
-def test_model_units_follow_the_models_config() -> None:
+def test_model_units_follow_the_models_card_or_config() -> None:
     steps = convlstm.create_model("steps", units="mm/h", members=2, cascade_levels=2)
-    assert plugin._resolve_model_units(steps, None) == "mm/h"
-    assert plugin._resolve_model_units(Recorder(), None) == "pixel"
+    assert plugin._resolve_model_units(steps, None, None) == "mm/h"
+    assert plugin._resolve_model_units(Recorder(), None, None) == "pixel"
+    card = convlstm.models.ModelCard(name="x", model="recorder", summary="", data=[], units="mm/h")
+    assert plugin._resolve_model_units(Recorder(), None, card) == "mm/h"  # a card says what its model reads
 
 
 # --- coverage, context -----------------------------------------------------------------------------------------------
@@ -268,9 +270,21 @@ def test_a_name_with_weights_warns_that_they_are_untrained(caplog: pytest.LogCap
     assert "untrained weights" in caplog.text
 
 
-def test_no_model_asks_for_one_while_no_pretrained_radar_model_ships(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert plugin.DEFAULT_MODEL is None
-    with pytest.raises(ValueError, match="no pretrained radar model ships with convlstm yet"):
+def test_without_a_model_the_shipped_radar_nowcast_runs_in_rain_rate_on_its_4_frames() -> None:
+    assert plugin.DEFAULT_MODEL == "radar-nowcast"
+    field = rain_field(frames=6)
+    field[:4] = 0.0  # frames the shipped model must not read (it reads its card's 4)
+    out = nowcasts.get_method("convlstm")(field, None, 3)
+    shipped = convlstm.from_pretrained("radar-nowcast").eval()
+    with torch.no_grad():
+        expected = shipped(torch.from_numpy(field[-4:]).float()[None, :, None], 3)[0, :, 0].numpy()
+    assert out.shape == (3, SIZE, SIZE)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)  # mm/h in and out, as its card says
+
+
+def test_no_model_and_no_default_asks_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugin, "DEFAULT_MODEL", None)
+    with pytest.raises(ValueError, match="model is needed: DEFAULT_MODEL is None"):
         nowcasts.get_method("convlstm")(rain_field(), None, 3)
     monkeypatch.setattr(plugin, "DEFAULT_MODEL", "persistence")
     assert plugin.forecast(rain_field(), None, 3).shape == (3, SIZE, SIZE)

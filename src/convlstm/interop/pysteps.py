@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.inference.ensemble import ensemble_forecast
-from convlstm.models.base import from_pretrained
+from convlstm.models.pretrained import ModelCard, from_pretrained, list_pretrained, read_model_card
 from convlstm.models.registry import create_model, list_models
 from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel, zr_coefficients
 from convlstm.utils.checks import check_int
@@ -66,10 +66,10 @@ ENTRY_POINT_GROUP = "pysteps.plugins.nowcasts"
 """The entry-point group this package declares [`forecast`][convlstm.interop.pysteps.forecast] in, for a pysteps that
 discovers nowcast plugins."""
 
-DEFAULT_MODEL: str | None = None
-"""What [`forecast`][convlstm.interop.pysteps.forecast] runs without ``model=``: anything ``model=`` takes. None while
-no pretrained radar model ships with convlstm; [`forecast`][convlstm.interop.pysteps.forecast] then asks for
-``model=``."""
+DEFAULT_MODEL: str | None = "radar-nowcast"
+"""What [`forecast`][convlstm.interop.pysteps.forecast] runs without ``model=``: anything ``model=`` takes; by default
+the radar nowcast shipped in the package (rain rate in and out, 5-minute steps, its last 4 frames). None makes
+[`forecast`][convlstm.interop.pysteps.forecast] ask for ``model=``."""
 
 ModelUnits = Literal["pixel", "mm/h"]
 _MODEL_UNITS = ("pixel", "mm/h")
@@ -119,13 +119,14 @@ def forecast(
             ``unit`` ("mm/h", "mm" or "dBZ"), ``transform`` (None or "dB"; dBZ values are unit "dBZ" with
             transform "dB", as in pysteps), ``accutime`` (minutes; needed for "mm"), and optionally ``threshold``,
             ``zerovalue``, ``zr_a``, ``zr_b``. Default: rain rate in mm/h.
-        model_units: what the model reads: "pixel" (HKO-7 radar pixels in [0, 1]) or "mm/h". Default: the model's
+        model_units: what the model reads: "pixel" (HKO-7 radar pixels in [0, 1]) or "mm/h". Default: what its
+            model card says (a shipped model, or a directory with a MODEL_CARD.md), else the model's
             ``config.units`` when it has one (the ``steps`` baseline), else "pixel".
         zr_relation: the Z-R relation between rain rate and the model's pixels (and the input's reflectivity):
             "hko7", "marshall_palmer" or an (a, b) pair. Default: the metadata's ``zr_a``, ``zr_b`` when it has
             them, else HKO-7, the relation the library's radar data is made with.
-        context_frames: how many of the last frames the model reads. Default: the model's ``context_frames``
-            attribute when it has one, else every frame of ``precip``.
+        context_frames: how many of the last frames the model reads. Default: its model card's, else the
+            model's ``context_frames`` attribute when it has one, else every frame of ``precip``.
         noise_std: σ of the input perturbation of ensemble members (see
             `convlstm.inference.ensemble.ensemble_forecast`).
         correlation_pixels: the spatial scale of that perturbation.
@@ -148,11 +149,11 @@ def forecast(
     steps = _check_timesteps(timesteps)
     members = None if n_ens_members is None else check_int("n_ens_members", n_ens_members, 1)
     described = _check_metadata(metadata)
-    net = _resolve_model(model, device)
+    net, card = _resolve_model(model, device)
     _check_one_channel(net)
-    units = _resolve_model_units(net, model_units)
+    units = _resolve_model_units(net, model_units, card)
     a, b = _resolve_relation(zr_relation, described)
-    frames = _context(field, net, context_frames)
+    frames = _context(field, net, context_frames if context_frames is not None or card is None else card.context_frames)
 
     outside = np.isnan(frames).any(axis=0)  # (m, n): no coverage in some context frame
     rain = np.nan_to_num(_to_rain_rate(frames, described, (a, b)), nan=0.0)
@@ -320,20 +321,21 @@ def _resolve_relation(zr_relation: str | tuple[float, float] | None, described: 
         raise ValueError(f"{where}: {err}") from None
 
 
-def _resolve_model(model: object, device: str | torch.device | None) -> nn.Module:
+def _resolve_model(model: object, device: str | torch.device | None) -> tuple[nn.Module, ModelCard | None]:
+    """The model to run and its card (what it reads: units, context frames), None for a model without one."""
     if model is None:
         model = DEFAULT_MODEL
         if model is None:
             raise ValueError(
-                "model is needed: no pretrained radar model ships with convlstm yet. Pass model= a model (e.g. "
-                "convlstm.from_pretrained('runs/nowcasting/model')), the directory of a saved model, or a registered "
-                "name such as 'persistence'"
+                "model is needed: DEFAULT_MODEL is None. Pass model= a model (e.g. "
+                "convlstm.from_pretrained('radar-nowcast')), the directory of a saved model, the name of a shipped "
+                "model (convlstm.list_pretrained()) or a registered name such as 'persistence'"
             )
     if isinstance(model, nn.Module):
-        return model
+        return model, None
     target = torch.device(device) if device is not None else torch.device("cpu")
-    if isinstance(model, str | os.PathLike) and Path(model).is_dir():
-        return from_pretrained(model, device=target)
+    if isinstance(model, str | os.PathLike) and (Path(model).is_dir() or str(model) in list_pretrained()):
+        return from_pretrained(model, device=target), read_model_card(model)
     if isinstance(model, str) and model in list_models():
         built = create_model(model).to(target)
         if any(True for _ in built.parameters()):
@@ -341,9 +343,10 @@ def _resolve_model(model: object, device: str | torch.device | None) -> nn.Modul
                 "model %r was built by name with untrained weights; pass a trained model or its saved directory",
                 model,
             )
-        return built
+        return built, None
     raise ValueError(
-        "model must be an nn.Module, the directory of a saved model or a registered name (convlstm.list_models()), "
+        "model must be an nn.Module, the directory of a saved model, a shipped model's name "
+        f"(convlstm.list_pretrained(): {list_pretrained()}) or a registered name (convlstm.list_models()), "
         f"got {model!r}"
     )
 
@@ -356,9 +359,9 @@ def _check_one_channel(net: nn.Module) -> None:
         raise ValueError(f"model must read one channel (a precipitation field), got a model of in_channels={channels}")
 
 
-def _resolve_model_units(net: nn.Module, model_units: str | None) -> ModelUnits:
+def _resolve_model_units(net: nn.Module, model_units: str | None, card: ModelCard | None) -> ModelUnits:
     if model_units is None:
-        model_units = getattr(getattr(net, "config", None), "units", None)
+        model_units = card.units if card is not None else getattr(getattr(net, "config", None), "units", None)
         if model_units not in _MODEL_UNITS:
             model_units = "pixel"
     if model_units == "pixel":
