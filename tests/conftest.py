@@ -14,6 +14,7 @@ TESTS = Path(__file__).resolve().parent
 #: Test files that run a script, a build, another process or a training run end to end (seconds each): `make test`
 #: and CI run them, `make test-fast` skips them (marker e2e).
 END_TO_END = {
+    "benchmarks/test_cpu_levers_script.py",
     "benchmarks/test_cpu_precision_script.py",
     "benchmarks/test_data_script.py",
     "benchmarks/test_gpu_script.py",
