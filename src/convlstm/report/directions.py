@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["Direction", "metric_direction"]
+__all__ = ["ARROWS", "Direction", "metric_direction"]
 
 Direction = Literal["lower", "higher"]
 
-_LOWER_PREFIXES = ("mse", "mae", "rmse", "b_mse", "b_mae", "bce", "far", "loss", "lpips")
+#: The arrow the report writes beside a score's name: which way is better.
+ARROWS: dict[Direction, str] = {"lower": "\N{DOWNWARDS ARROW}", "higher": "\N{UPWARDS ARROW}"}
+
+_LOWER_PREFIXES = ("mse", "mae", "rmse", "b_mse", "b_mae", "bce", "far", "loss", "lpips", "brier", "crps")
 _HIGHER_PREFIXES = (
-    *("psnr", "ssim", "csi", "pod", "hss", "correlation", "auroc", "frame_auroc"),
+    *("psnr", "ssim", "csi", "pod", "hss", "fss", "correlation", "auroc", "frame_auroc", "roc_auc"),
     *("miou", "mean_dice", "dice", "iou", "accuracy", "regularity"),
 )
 

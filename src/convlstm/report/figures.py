@@ -17,7 +17,7 @@ import numpy as np
 
 from convlstm.report._arrays import as_frames, to_numpy
 from convlstm.report.colormaps import RAIN_COLORS, RAIN_LEVELS, frames_to_rgb, is_rain_cmap
-from convlstm.report.directions import metric_direction
+from convlstm.report.directions import ARROWS, metric_direction
 from convlstm.utils.atomic import atomic_write_with
 from convlstm.utils.checks import check_int
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["plot_frame_strip", "plot_scores_by_lead_time", "plot_training_curve"]
 
 _BY_LEAD_TIME = "_by_lead_time"
-_ARROWS = {"lower": "\N{DOWNWARDS ARROW}", "higher": "\N{UPWARDS ARROW}"}
 _STAGE_PREFIXES = ("train/", "val/", "valid/", "validation/", "test/")
 
 
@@ -132,7 +131,7 @@ def plot_scores_by_lead_time(
                 values = lines[method]
                 ax.plot(np.arange(1, values.size + 1), values, marker="o", markersize=3, color=colors[k], label=method)
         direction = metric_direction(name)
-        ax.set_title(f"{name} {_ARROWS[direction]}" if direction else name, fontsize=10)
+        ax.set_title(f"{name} {ARROWS[direction]}" if direction else name, fontsize=10)
         ax.set_xlabel("lead time", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

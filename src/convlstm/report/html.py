@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from convlstm.report._arrays import to_numpy
-from convlstm.report.directions import Direction, metric_direction
+from convlstm.report.directions import ARROWS, Direction, metric_direction
 from convlstm.utils.atomic import atomic_write_text
 
 __all__ = ["write_report"]
@@ -26,7 +26,6 @@ __all__ = ["write_report"]
 Media = str | os.PathLike[str] | tuple[str | os.PathLike[str], str]
 
 _MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
-_ARROWS: dict[Direction, str] = {"lower": "\N{DOWNWARDS ARROW}", "higher": "\N{UPWARDS ARROW}"}
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #222;
@@ -121,7 +120,7 @@ def _metrics_table(metrics: Mapping[str, Mapping[str, Any]], directions: Mapping
         direction: Direction | None = given if given is not None else metric_direction(name)  # type: ignore[assignment]
         best = _best(values, direction)
         decimals = _decimals(list(values.values()))
-        arrow = f" {_ARROWS[direction]}" if direction else ""
+        arrow = f" {ARROWS[direction]}" if direction else ""
         hint = f' title="{direction} is better"' if direction else ""
         cells = []
         for method in methods:
@@ -134,7 +133,7 @@ def _metrics_table(metrics: Mapping[str, Mapping[str, Any]], directions: Mapping
         body.append(f'<tr><th scope="row"{hint}>{escape(name)}{arrow}</th>{"".join(cells)}</tr>')
     return (
         '<section id="metrics"><h2>Metrics</h2>\n'
-        f'<p class="hint">{_ARROWS["lower"]} lower is better, {_ARROWS["higher"]} higher is better; '
+        f'<p class="hint">{ARROWS["lower"]} lower is better, {ARROWS["higher"]} higher is better; '
         "the best value of each row is in bold.</p>\n"
         f'<table class="metrics"><thead><tr><th>metric</th>{head}</tr></thead>\n<tbody>\n'
         + "\n".join(body)

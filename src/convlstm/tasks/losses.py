@@ -20,6 +20,7 @@ from torch import Tensor
 from convlstm.metrics import balanced_weights, pixel_to_rain_rate
 from convlstm.metrics.crps import crps_ensemble
 from convlstm.models.prednet import weighted_prednet_error
+from convlstm.units import ZR_RELATIONS
 
 __all__ = [
     "ENSEMBLE_LOSSES",
@@ -48,7 +49,8 @@ FORECAST_LOSSES: tuple[str, ...] = ("mse", "mae", "log_mse", "bce", "balanced", 
 #: The losses that score an ensemble (B, M, T, C, *spatial) rather than one forecast.
 ENSEMBLE_LOSSES: tuple[str, ...] = ("crps_fair",)
 RainUnits = Literal["pixel", "mm/h"]
-HKO7_ZR = (58.53, 1.56)
+#: HKO-7's Z-R relation (a, b), the default of the rain-rate losses.
+HKO7_ZR = ZR_RELATIONS["hko7"]
 
 
 def _check_pair(pred: Tensor, target: Tensor) -> None:
