@@ -8,10 +8,11 @@ beside the motion field (pixels per frame) and a flag that tells context from fo
 returns a correction of E_k in four parts, the first three of which can only smooth, move or rescale E_k's detail,
 not redraw it:
 
-- smoothing weights w_k,s in [0, 1], one per scale s of ``smoothing_scales`` (Gaussian blurs G_s of sigma s pixels):
-  S_k = E_k + sum_s w_k,s (G_s E_k - G_s-1 E_k), G_0 the identity, so that w_k,s = 1 up to scale s is E_k blurred
-  at s. Detail smaller than the motion's error after k steps cannot be forecast; S-PROG removes it scale by scale
-  (a cascade and an AR model), and here the network learns where and how much of it to remove;
+- smoothing weights w_k,s in [0, 1], one per scale s of ``smoothing_scales``: with B_s the field blurred by
+  Gaussians of sigma s_1, ..., s_s pixels in turn (an overall sigma of sqrt(s_1^2 + ... + s_s^2)) and B_0 = E_k,
+  S_k = E_k + sum_s w_k,s (B_s - B_s-1), so that w_k,s = 1 up to scale s is B_s. Detail smaller than the
+  motion's error after k steps cannot be forecast; S-PROG removes it scale by scale (a cascade and an AR model),
+  and here the network learns where and how much of it to remove;
 - a displacement d_k (2 channels, pixels): E_k is sampled at x - d_k(x) (bilinear, zero beyond the frame), a motion
   correction that moves cells without smearing them;
 - a log growth factor g_k (bounded to +-4 by a tanh): growth and decay, multiplying E_k's pattern;
@@ -310,8 +311,9 @@ def gaussian_blur(fields: Tensor, sigma: float) -> Tensor:
 
 def smooth(fields: Tensor, weights: Tensor, scales: Sequence[float]) -> Tensor:
     """``fields`` (B, K, 1, H, W) with their detail between successive ``scales`` removed in proportion to
-    ``weights`` (B, K, len(scales), H, W) in [0, 1]: F + sum_s w_s (G_s F - G_s-1 F), G_0 F = F. Weights of 0
-    give ``fields`` back bit for bit; weights of 1 up to scale s give G_s F."""
+    ``weights`` (B, K, len(scales), H, W) in [0, 1]: F + sum_s w_s (B_s - B_s-1), where B_s is B_s-1 blurred by a
+    Gaussian of sigma ``scales[s]`` (each blur starts from the last, the cheaper way to the coarse scales) and
+    B_0 = F. Weights of 0 give ``fields`` back bit for bit; weights of 1 up to scale s give B_s."""
     out, finer = fields, fields.flatten(0, 1)
     for index, sigma in enumerate(scales):
         coarser = gaussian_blur(finer, sigma)
