@@ -37,6 +37,13 @@ def test_fit_writes_recipe_checkpoints_and_model(run: Path) -> None:
     assert not list(run.rglob("*.tmp"))
 
 
+def test_save_top_k_minus_one_keeps_a_checkpoint_per_validation(tmp_path: Path) -> None:
+    every = ["-o", "trainer.val_check_interval=2", "-o", "trainer.save_top_k=-1"]
+    assert main(["fit", "-c", "demo", "--run-dir", str(tmp_path / "all"), *TINY, *every]) == 0
+    kept = sorted(p.name for p in (tmp_path / "all" / "checkpoints").glob("*val_loss=*.ckpt"))
+    assert [name.split("-")[1] for name in kept] == ["step=2", "step=4"]
+
+
 def test_fit_refuses_to_overwrite_a_run(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "-c", "demo", "--run-dir", str(run), *TINY]) == 2
     err = capsys.readouterr().err

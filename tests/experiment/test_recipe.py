@@ -72,6 +72,10 @@ def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
             r"recipe.trainer.val_check_interval must be >= 1 training steps, or null; got 0",
         ),
         (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"save_top_k": -2}},
+            r"recipe.trainer.save_top_k must be -1 \(all\) or >= 0, got -2",
+        ),
+        (
             {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "evaluate": {"extra_metrics": ["ssim2"]}},
             r"recipe.evaluate.extra_metrics must be distinct names from .*bce_per_sequence.*got \['ssim2'\]",
         ),

@@ -138,6 +138,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         "version": run.next_log_version(),
         "checkpoint_dir": run.checkpoint_dir,
         "checkpoint_every_minutes": t.checkpoint_every_minutes,
+        "save_top_k": t.save_top_k,
         "seed": recipe.seed,
         "accelerator": t.accelerator,
         "devices": t.devices,

@@ -90,6 +90,9 @@ class TrainerSection:
         default=10.0,
         metadata=_help("also write last.ckpt between two steps every this many minutes (null: after validation only)"),
     )
+    save_top_k: int = field(
+        default=1, metadata=_help("checkpoints kept, the best by validation loss (-1: one per validation, all kept)")
+    )
     early_stopping_patience: int | None = field(default=10, metadata=_help("validations without gain before stop"))
     limit_train_batches: int | float | None = field(default=None, metadata=_help("batches per training epoch"))
     limit_val_batches: int | float | None = field(default=None, metadata=_help("batches per validation"))
@@ -227,6 +230,8 @@ def _check_values(recipe: Recipe, where: str) -> None:
     every = recipe.trainer.checkpoint_every_minutes
     if every is not None and not 0 < every < MAX_MINUTES:
         raise RecipeError(f"{where}.trainer.checkpoint_every_minutes must be > 0, or null; got {every}")
+    if recipe.trainer.save_top_k < -1:
+        raise RecipeError(f"{where}.trainer.save_top_k must be -1 (all) or >= 0, got {recipe.trainer.save_top_k}")
     interval = recipe.trainer.val_check_interval
     if interval is not None and interval < 1:
         raise RecipeError(f"{where}.trainer.val_check_interval must be >= 1 training steps, or null; got {interval}")
