@@ -33,6 +33,12 @@ Runs (``--runs``; each trained for ``--minutes``, at every ``--channels``):
   extrapolate for ``--minutes`` / 2 (Lotter et al.'s recipe, predictions fed back after the context);
 - ``prednet_frame`` (only when named): the same with the paper's output (Ahat_0 drawn from R_0).
 
+``--curve MINUTES ...`` also scores, for each of those training minutes, the weights of the last validation before
+it (every validation's checkpoint is kept: ``trainer.save_top_k: -1``; the minutes are the Trainer's clock,
+validation included) on the same test windows, and prints the ratio against minutes per run (DIR/curve.json, and
+``--curve-png`` draws it), so that a user sees what more training buys. ``convlstm evaluate`` itself scores the
+checkpoint with the lowest validation loss.
+
 Printed: the scene cuts and dropped windows per split, then one row per run and channel count, the mean squared
 error per pixel and SSIM at lead time 1 and at the last lead time, the same for copy-last-frame, their ratio
 (copy-last MSE / model MSE: above 1 means the model wins) and the training steps reached. ``--gif`` copies one
@@ -112,6 +118,7 @@ class Settings:
     max_steps: int
     seed: int
     split_at_cuts: bool = True
+    keep_every_checkpoint: bool = False
 
 
 def recipe(run: str, s: Settings, **changes: Any) -> dict[str, Any]:
@@ -134,6 +141,7 @@ def recipe(run: str, s: Settings, **changes: Any) -> dict[str, Any]:
         "max_steps": s.max_steps,
         "enable_progress_bar": False,
         "early_stopping_patience": None,
+        "save_top_k": -1 if s.keep_every_checkpoint else 1,
     }
     if run.startswith("prednet"):
         output = "frame" if run == "prednet_frame" else "residual"
@@ -211,6 +219,78 @@ def _last_lead(scores: dict[str, Any]) -> dict[str, float]:
     return {"mse_k": scores["mse_per_pixel_by_lead_time"][-1], "ssim_k": scores["ssim_by_lead_time"][-1]}
 
 
+def checkpoint_minutes(checkpoint: Path) -> float:
+    """The minutes of training (the Trainer's clock, validation included) when ``checkpoint`` was written."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return float(state["callbacks"]["Timer"]["time_elapsed"]["train"]) / 60
+
+
+def ratio_curve(run_dir: Path, minutes: list[float]) -> list[dict[str, Any]]:
+    """For each of ``minutes``: the last validation's checkpoint written by then, scored on the run's test windows
+    against copy-last-frame as `convlstm evaluate` scores them (MSE ratio at lead 1 and at the last lead)."""
+    from convlstm.experiment import build_dataset, load_recipe
+    from convlstm.experiment.scoring import evaluate_forecasters, load_baselines
+    from convlstm.tasks import load_task
+
+    recipe = load_recipe(str(run_dir / "recipe.yaml"))
+    test = build_dataset(recipe, "test")
+    written = sorted((checkpoint_minutes(c), c) for c in (run_dir / "checkpoints").glob("*val_loss=*.ckpt"))
+    points = []
+    for budget in minutes:
+        before = [(m, c) for m, c in written if m <= budget]
+        if not before:
+            continue
+        at, checkpoint = before[-1]
+        model = load_task(checkpoint).model.eval()
+        methods = {"model": model, **load_baselines(["persistence"], model)}
+        results, _ = evaluate_forecasters(methods, test, recipe, keep=0)
+        ours, copy = lead_scores(results["model"]), lead_scores(results["persistence"])
+        points.append(
+            {
+                "minutes": budget,
+                "checkpoint_minutes": round(at, 2),
+                "step": int(checkpoint.stem.split("step=")[1].split("-")[0]),
+                "ratio_1": copy["mse_1"] / ours["mse_1"],
+                "ratio_k": copy["mse_k"] / ours["mse_k"],
+            }
+        )
+    return points
+
+
+def format_curve(name: str, points: list[dict[str, Any]]) -> str:
+    lines = [f"ratio against training minutes, {name} (weights of the last validation before each minute):"]
+    lines.append(f"{'minutes':>8}{'at':>8}{'step':>7}{'ratio@1':>9}{'ratio@k':>9}")
+    for p in points:
+        lines.append(
+            f"{p['minutes']:>8g}{p['checkpoint_minutes']:>8.2f}{p['step']:>7}{p['ratio_1']:>9.3f}{p['ratio_k']:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, lead_k: int) -> None:
+    """Ratio against training minutes, one line per run and lead, as a small PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
+    for name, points in curves.items():
+        minutes = [p["minutes"] for p in points]
+        ax.plot(minutes, [p["ratio_1"] for p in points], marker="o", label=f"{name}, lead 1")
+        ax.plot(minutes, [p["ratio_k"] for p in points], marker="s", linestyle="--", label=f"{name}, lead {lead_k}")
+    ax.axhline(1.0, color="gray", linewidth=0.8)
+    ax.set_xlabel("training minutes (2-core CPU)")
+    ax.set_ylabel("copy-last MSE / model MSE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def cut_counts(s: Settings) -> dict[str, dict[str, int]]:
     """Per split, as the runs' video source sees the clips: the scene cuts, the windows that span one (left out of
     training and scoring unless --keep-cuts) and the windows the runs use."""
@@ -251,6 +331,7 @@ def run_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]
     clips = cut_clips(videos, args.out / "clips", clip_frames=args.clip_frames, size=args.size)
     print(f"{len(clips)} clips of {args.clip_frames} frames at {args.size}x{args.size}", flush=True)
     rows, cut_lines, cut_json = [], [], {}
+    curves: dict[str, list[dict[str, Any]]] = {}
     for channels in args.channels:
         s = Settings(
             clips=args.out / "clips",
@@ -263,6 +344,7 @@ def run_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]
             max_steps=args.max_steps,
             seed=args.seed,
             split_at_cuts=not args.keep_cuts,
+            keep_every_checkpoint=bool(args.curve),
         )
         counts = cut_counts(s)
         cut_json[f"{channels}ch"] = {"split_at_cuts": s.split_at_cuts, **counts}
@@ -295,13 +377,19 @@ def run_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]
                 methods, steps = fit_and_evaluate(raw, folder)
                 model, copy = lead_scores(methods[raw["model"]["name"]]), lead_scores(methods["persistence"])
                 animation = folder / "run" / "test_sequence_0.gif"
+                if args.curve:
+                    curves[f"{run} {channels}ch"] = ratio_curve(folder / "run", args.curve)
+                    print(format_curve(f"{run} {channels}ch", curves[f"{run} {channels}ch"]), flush=True)
+                    (args.out / "curve.json").write_text(json.dumps(curves, indent=2) + "\n")
             row = {"run": run, "channels": channels, "steps": steps, "model": model, "copy": copy}
             rows.append(row)
             print(format_row(row), flush=True)
             if args.gif is not None and run == args.gif_run and channels == args.channels[-1] and animation.exists():
                 args.gif.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(animation, args.gif)
-    return rows, cut_lines
+    if curves and args.curve_png is not None:
+        plot_curves(curves, args.curve_png, args.target_frames)
+    return rows, cut_lines, curves
 
 
 HEADER = (
@@ -339,6 +427,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gif", type=Path, help="copy the animation of --gif-run's last channel setting here")
     parser.add_argument("--gif-run", default="residual", choices=RUNS)
+    parser.add_argument("--curve", type=float, nargs="+", help="training minutes at which to score the ratio")
+    parser.add_argument("--curve-png", type=Path, help="draw the --curve ratios into this PNG")
     parser.add_argument("--keep-cuts", action="store_true", help="keep the windows that span a scene cut")
     args = parser.parse_args(argv)
     if args.size < 4 or args.size % 4:
@@ -350,6 +440,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.minutes <= 0:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.curve is not None and any(run.startswith("prednet") for run in args.runs):
+        parser.error("--curve scores the forecasting runs only; leave the prednet runs out of --runs")
+    if args.curve is not None and any(m <= 0 for m in args.curve):
+        parser.error(f"--curve minutes must be > 0, got {args.curve}")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out} is not empty")
     return args
@@ -357,9 +451,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rows, cut_lines = run_study(args)
+    rows, cut_lines, curves = run_study(args)
     print()
     print("\n".join(cut_lines))
+    for name, points in curves.items():
+        print(format_curve(name, points))
     print("ratio = copy-last MSE / model MSE (above 1: the model wins); @k: the last lead time")
     print(HEADER)
     for row in rows:

@@ -139,3 +139,22 @@ def test_tiny_study_prints_every_run_against_copy_last(tmp_path: Path) -> None:
     assert "scene cuts (1 ch): train 0 cuts, 0 windows across one dropped, 48 used" in done.stdout
     assert json.loads((out / "scene_cuts.json").read_text())["1ch"]["test"]["windows_spanning_a_cut"] == 0
     assert sorted(p.name for p in (out / "clips").iterdir())[0] == "drift_000.mkv"
+
+
+def test_curve_scores_the_last_validation_before_each_minute(tmp_path: Path) -> None:
+    write_video(tmp_path / "drift.mkv", frames=100, size=16)
+    out = tmp_path / "study"
+    args = ["--out", str(out), "--videos", str(tmp_path / "drift.mkv"), "--size", "16", "--clip-frames", "5"]
+    args += ["--context-frames", "3", "--target-frames", "2", "--max-steps", "5", "--minutes", "1", "--channels", "1"]
+    args += ["--runs", "unet", "--curve", "1e-9", "1000", "--curve-png", str(tmp_path / "curve.png")]
+    done = run_benchmark("real_video.py", *args, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (points,) = json.loads((out / "curve.json").read_text()).values()
+    kept = sorted((out / "unet_1ch" / "run" / "checkpoints").glob("*val_loss=*.ckpt"))
+    # 16 training windows of one clip each, batch 8: validations after steps 2, 4 and at the step limit, all kept.
+    assert [int(c.name.split("step=")[1].split("-")[0]) for c in kept] == [2, 4, 5]
+    # Nothing was validated within a nanosecond; by minute 1000 the last validation (at the step limit) counts.
+    assert [p["minutes"] for p in points] == [1000] and points[0]["step"] == 5
+    assert points[0]["ratio_1"] > 0 and points[0]["ratio_k"] > 0
+    assert (tmp_path / "curve.png").stat().st_size > 0
+    assert "ratio against training minutes, unet 1ch" in done.stdout
