@@ -33,11 +33,12 @@ Runs (``--runs``; each trained for ``--minutes``, at every ``--channels``):
   extrapolate for ``--minutes`` / 2 (Lotter et al.'s recipe, predictions fed back after the context);
 - ``prednet_frame`` (only when named): the same with the paper's output (Ahat_0 drawn from R_0).
 
-``--curve MINUTES ...`` also scores, for each of those training minutes, the weights of the last validation before
-it (every validation's checkpoint is kept: ``trainer.save_top_k: -1``; the minutes are the Trainer's clock,
-validation included) on the same test windows, and prints the ratio against minutes per run (DIR/curve.json, and
-``--curve-png`` draws it), so that a user sees what more training buys. ``convlstm evaluate`` itself scores the
-checkpoint with the lowest validation loss.
+``--curve STEPS ...`` also scores, for each of those training steps, the weights of the last validation at or
+before it (every validation's checkpoint is kept: ``trainer.save_top_k: -1``) on the same test windows, and prints
+the ratio against steps per run (DIR/curve.json; ``--curve-png`` draws it, and ``--steps-per-minute`` adds the
+minutes those steps take on an idle CPU as measured with ``--minutes 1``), so that a user sees what more training
+buys. Steps, not the wall clock, make the curve and a ``--max-steps`` budget independent of other jobs on the
+machine. ``convlstm evaluate`` itself scores the checkpoint with the lowest validation loss.
 
 Printed: the scene cuts and dropped windows per split, then one row per run and channel count, the mean squared
 error per pixel and SSIM at lead time 1 and at the last lead time, the same for copy-last-frame, their ratio
@@ -219,16 +220,13 @@ def _last_lead(scores: dict[str, Any]) -> dict[str, float]:
     return {"mse_k": scores["mse_per_pixel_by_lead_time"][-1], "ssim_k": scores["ssim_by_lead_time"][-1]}
 
 
-def checkpoint_minutes(checkpoint: Path) -> float:
-    """The minutes of training (the Trainer's clock, validation included) when ``checkpoint`` was written."""
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return float(state["callbacks"]["Timer"]["time_elapsed"]["train"]) / 60
+def checkpoint_step(checkpoint: Path) -> int:
+    """The optimizer steps done when a validation checkpoint ("epoch=E-step=S-val_loss=L.ckpt") was written."""
+    return int(checkpoint.stem.split("step=")[1].split("-")[0])
 
 
-def ratio_curve(run_dir: Path, minutes: list[float]) -> list[dict[str, Any]]:
-    """For each of ``minutes``: the last validation's checkpoint written by then, scored on the run's test windows
+def ratio_curve(run_dir: Path, steps: list[int]) -> list[dict[str, Any]]:
+    """For each of ``steps``: the last validation's checkpoint at or before it, scored on the run's test windows
     against copy-last-frame as `convlstm evaluate` scores them (MSE ratio at lead 1 and at the last lead)."""
     from convlstm.experiment import build_dataset, load_recipe
     from convlstm.experiment.scoring import evaluate_forecasters, load_baselines
@@ -236,22 +234,21 @@ def ratio_curve(run_dir: Path, minutes: list[float]) -> list[dict[str, Any]]:
 
     recipe = load_recipe(str(run_dir / "recipe.yaml"))
     test = build_dataset(recipe, "test")
-    written = sorted((checkpoint_minutes(c), c) for c in (run_dir / "checkpoints").glob("*val_loss=*.ckpt"))
+    written = sorted((checkpoint_step(c), c) for c in (run_dir / "checkpoints").glob("*val_loss=*.ckpt"))
     points = []
-    for budget in minutes:
-        before = [(m, c) for m, c in written if m <= budget]
+    for budget in steps:
+        before = [(step, c) for step, c in written if step <= budget]
         if not before:
             continue
-        at, checkpoint = before[-1]
+        step, checkpoint = before[-1]
         model = load_task(checkpoint).model.eval()
         methods = {"model": model, **load_baselines(["persistence"], model)}
         results, _ = evaluate_forecasters(methods, test, recipe, keep=0)
         ours, copy = lead_scores(results["model"]), lead_scores(results["persistence"])
         points.append(
             {
-                "minutes": budget,
-                "checkpoint_minutes": round(at, 2),
-                "step": int(checkpoint.stem.split("step=")[1].split("-")[0]),
+                "steps": budget,
+                "checkpoint_step": step,
                 "ratio_1": copy["mse_1"] / ours["mse_1"],
                 "ratio_k": copy["mse_k"] / ours["mse_k"],
             }
@@ -260,17 +257,17 @@ def ratio_curve(run_dir: Path, minutes: list[float]) -> list[dict[str, Any]]:
 
 
 def format_curve(name: str, points: list[dict[str, Any]]) -> str:
-    lines = [f"ratio against training minutes, {name} (weights of the last validation before each minute):"]
-    lines.append(f"{'minutes':>8}{'at':>8}{'step':>7}{'ratio@1':>9}{'ratio@k':>9}")
+    lines = [f"ratio against training steps, {name} (weights of the last validation at or before each step):"]
+    lines.append(f"{'steps':>8}{'ckpt':>8}{'ratio@1':>9}{'ratio@k':>9}")
     for p in points:
-        lines.append(
-            f"{p['minutes']:>8g}{p['checkpoint_minutes']:>8.2f}{p['step']:>7}{p['ratio_1']:>9.3f}{p['ratio_k']:>9.3f}"
-        )
+        lines.append(f"{p['steps']:>8}{p['checkpoint_step']:>8}{p['ratio_1']:>9.3f}{p['ratio_k']:>9.3f}")
     return "\n".join(lines)
 
 
-def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, lead_k: int) -> None:
-    """Ratio against training minutes, one line per run and lead, as a small PNG."""
+def plot_curves(
+    curves: dict[str, list[dict[str, Any]]], path: Path, lead_k: int, steps_per_minute: float | None
+) -> None:
+    """Ratio against training steps (and idle-CPU minutes, given the rate), one line per run and lead, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,12 +275,16 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: Path, lead_k: int
 
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
     for name, points in curves.items():
-        minutes = [p["minutes"] for p in points]
-        ax.plot(minutes, [p["ratio_1"] for p in points], marker="o", label=f"{name}, lead 1")
-        ax.plot(minutes, [p["ratio_k"] for p in points], marker="s", linestyle="--", label=f"{name}, lead {lead_k}")
+        steps = [p["steps"] for p in points]
+        ax.plot(steps, [p["ratio_1"] for p in points], marker="o", label=f"{name}, lead 1")
+        ax.plot(steps, [p["ratio_k"] for p in points], marker="s", linestyle="--", label=f"{name}, lead {lead_k}")
     ax.axhline(1.0, color="gray", linewidth=0.8)
-    ax.set_xlabel("training minutes (2-core CPU)")
+    ax.set_xlabel("training steps (batch 8)")
     ax.set_ylabel("copy-last MSE / model MSE")
+    if steps_per_minute:
+        rate = steps_per_minute
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / rate, lambda m: m * rate))
+        top.set_xlabel("minutes on the idle CPU")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -388,7 +389,7 @@ def run_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]
                 args.gif.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(animation, args.gif)
     if curves and args.curve_png is not None:
-        plot_curves(curves, args.curve_png, args.target_frames)
+        plot_curves(curves, args.curve_png, args.target_frames, args.steps_per_minute)
     return rows, cut_lines, curves
 
 
@@ -427,8 +428,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gif", type=Path, help="copy the animation of --gif-run's last channel setting here")
     parser.add_argument("--gif-run", default="residual", choices=RUNS)
-    parser.add_argument("--curve", type=float, nargs="+", help="training minutes at which to score the ratio")
+    parser.add_argument("--curve", type=int, nargs="+", help="training steps at which to score the ratio")
     parser.add_argument("--curve-png", type=Path, help="draw the --curve ratios into this PNG")
+    parser.add_argument("--steps-per-minute", type=float, help="the idle CPU's training rate, for the PNG's minutes")
     parser.add_argument("--keep-cuts", action="store_true", help="keep the windows that span a scene cut")
     args = parser.parse_args(argv)
     if args.size < 4 or args.size % 4:
@@ -442,8 +444,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--minutes must be > 0, got {args.minutes}")
     if args.curve is not None and any(run.startswith("prednet") for run in args.runs):
         parser.error("--curve scores the forecasting runs only; leave the prednet runs out of --runs")
-    if args.curve is not None and any(m <= 0 for m in args.curve):
-        parser.error(f"--curve minutes must be > 0, got {args.curve}")
+    if args.curve is not None and any(step <= 0 for step in args.curve):
+        parser.error(f"--curve steps must be > 0, got {args.curve}")
     if args.out.exists() and any(args.out.iterdir()):
         parser.error(f"--out {args.out} is not empty")
     return args

@@ -141,20 +141,31 @@ def test_tiny_study_prints_every_run_against_copy_last(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "clips").iterdir())[0] == "drift_000.mkv"
 
 
-def test_curve_scores_the_last_validation_before_each_minute(tmp_path: Path) -> None:
+def test_curve_scores_the_last_validation_at_or_before_each_step(tmp_path: Path) -> None:
     write_video(tmp_path / "drift.mkv", frames=100, size=16)
     out = tmp_path / "study"
     args = ["--out", str(out), "--videos", str(tmp_path / "drift.mkv"), "--size", "16", "--clip-frames", "5"]
     args += ["--context-frames", "3", "--target-frames", "2", "--max-steps", "5", "--minutes", "1", "--channels", "1"]
-    args += ["--runs", "unet", "--curve", "1e-9", "1000", "--curve-png", str(tmp_path / "curve.png")]
+    args += [
+        "--runs",
+        "unet",
+        "--curve",
+        "1",
+        "4",
+        "1000",
+        "--curve-png",
+        str(tmp_path / "curve.png"),
+        "--steps-per-minute",
+        "100",
+    ]
     done = run_benchmark("real_video.py", *args, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (points,) = json.loads((out / "curve.json").read_text()).values()
     kept = sorted((out / "unet_1ch" / "run" / "checkpoints").glob("*val_loss=*.ckpt"))
     # 16 training windows of one clip each, batch 8: validations after steps 2, 4 and at the step limit, all kept.
     assert [int(c.name.split("step=")[1].split("-")[0]) for c in kept] == [2, 4, 5]
-    # Nothing was validated within a nanosecond; by minute 1000 the last validation (at the step limit) counts.
-    assert [p["minutes"] for p in points] == [1000] and points[0]["step"] == 5
-    assert points[0]["ratio_1"] > 0 and points[0]["ratio_k"] > 0
+    # Nothing was validated by step 1; step 4 has its own validation; by step 1000 the last one (at the limit) counts.
+    assert [(p["steps"], p["checkpoint_step"]) for p in points] == [(4, 4), (1000, 5)]
+    assert all(p["ratio_1"] > 0 and p["ratio_k"] > 0 for p in points)
     assert (tmp_path / "curve.png").stat().st_size > 0
-    assert "ratio against training minutes, unet 1ch" in done.stdout
+    assert "ratio against training steps, unet 1ch" in done.stdout
