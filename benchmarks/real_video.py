@@ -283,7 +283,14 @@ def plot_curves(
     ax.set_ylabel("copy-last MSE / model MSE")
     if steps_per_minute:
         rate = steps_per_minute
-        top = ax.secondary_xaxis("top", functions=(lambda s: s / rate, lambda m: m * rate))
+
+        def to_minutes(steps: Any) -> Any:
+            return steps / rate
+
+        def to_steps(minutes: Any) -> Any:
+            return minutes * rate
+
+        top = ax.secondary_xaxis("top", functions=(to_minutes, to_steps))
         top.set_xlabel("minutes on the idle CPU")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -322,7 +329,9 @@ def format_cuts(channels: int, counts: dict[str, dict[str, int]], split_at_cuts:
     return f"scene cuts ({channels} ch): " + "; ".join(parts)
 
 
-def run_study(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
+def run_study(
+    args: argparse.Namespace,
+) -> tuple[list[dict[str, Any]], list[str], dict[str, list[dict[str, Any]]]]:
     videos = [Path(v) for v in args.videos] if args.videos else packaged_videos()
     if not videos:
         raise SystemExit(
