@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from convlstm import ConvGRU, ConvLSTM
-from convlstm.accel import FastSettings, apply_fast_settings, channels_last_sequence, choose_precision, fast_settings
+from convlstm.accel import (
+    FastSettings,
+    apply_fast_settings,
+    channels_last_sequence,
+    choose_precision,
+    compiled_gates_work,
+    fast_settings,
+)
 from tests.accel.fake_cpu import pretend_cpu
 
 
@@ -14,9 +21,10 @@ from tests.accel.fake_cpu import pretend_cpu
 def test_cpu_gets_bfloat16_where_auto_precision_does(monkeypatch, features: tuple[str, ...], bf16: bool) -> None:
     pretend_cpu(monkeypatch, *features)
     settings = fast_settings("cpu")
-    assert settings == FastSettings(autocast_dtype=torch.bfloat16 if bf16 else None)
+    compiled = compiled_gates_work("cpu")[0]
+    assert settings == FastSettings(compile_gates=compiled, autocast_dtype=torch.bfloat16 if bf16 else None)
     assert (choose_precision("cpu")[0] == "bf16-mixed") is bf16
-    assert not (settings.compile_gates or settings.cuda_graph or settings.channels_last)
+    assert not (settings.cuda_graph or settings.channels_last)
     assert settings.float32_cell_state and settings.input_schedule == "auto"
 
 

@@ -2,6 +2,7 @@
 cell state, channels-last memory format, and [`fast_settings`][convlstm.accel.fast_settings], which picks what is on per
 device."""
 
+from convlstm.accel.compiled_gates import compiled_gates_work
 from convlstm.accel.cpu_bf16 import cpu_bf16_feature, cpu_computes_bf16
 from convlstm.accel.cuda_graphs import CapturedStep, capture_inference, capture_training_step, make_training_step
 from convlstm.accel.precision import choose_precision, resolve_precision
@@ -24,6 +25,7 @@ __all__ = [
     "capture_training_step",
     "channels_last_sequence",
     "choose_precision",
+    "compiled_gates_work",
     "cpu_bf16_feature",
     "cpu_computes_bf16",
     "fast_settings",

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from convlstm.accel.compiled_gates import compiled_gates_work
 from convlstm.accel.cpu_bf16 import cpu_computes_bf16
 from convlstm.layers.cell_base import ConvRNNCellBase
 from convlstm.layers.gru_cell import ConvGRUCell
@@ -88,8 +89,10 @@ def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> 
 
     - CPU: bfloat16 autocast with the cell state in float32 where torch multiplies bfloat16 in hardware (AMX or
       avx512_bf16, [`cpu_bf16_feature`][convlstm.accel.cpu_bf16_feature]; the same test as ``precision="auto"``),
-      otherwise nothing: torch.compile'd gates gain little on the CPU for their cold compilation time
-      (benchmarks/layers.py compares them); CUDA graphs do not apply.
+      and the gate arithmetic compiled where inductor builds it
+      ([`compiled_gates_work`][convlstm.accel.compiled_gates_work], which compiles once per process; the same test
+      as the Trainer's ``compile_gates`` "auto"): fused elementwise arithmetic paid in training
+      (benchmarks/cpu_levers.py). CUDA graphs do not apply.
     - CUDA: bfloat16 autocast (where supported) with the cell state in float32, the gate arithmetic compiled
       (when Triton is importable), and with ``static_shapes`` whole steps captured in CUDA graphs with the
       one-convolution-per-step schedule ("fused"; batching the input convolution over time does not pay under a
@@ -103,7 +106,12 @@ def fast_settings(device: torch.device | str, *, static_shapes: bool = True) -> 
     """
     device = torch.device(device)
     if device.type != "cuda":
-        return FastSettings(autocast_dtype=torch.bfloat16 if device.type == "cpu" and cpu_computes_bf16() else None)
+        if device.type != "cpu":
+            return FastSettings()
+        return FastSettings(
+            compile_gates=compiled_gates_work("cpu")[0],
+            autocast_dtype=torch.bfloat16 if cpu_computes_bf16() else None,
+        )
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return FastSettings(
         input_schedule="fused" if static_shapes else "auto",

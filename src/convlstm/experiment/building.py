@@ -144,6 +144,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
         "devices": t.devices,
         "num_nodes": t.num_nodes,
         "precision": t.precision,
+        "compile_gates": t.compile_gates,
         "max_epochs": t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
         "max_steps": t.max_steps,
         "max_time": max_time,

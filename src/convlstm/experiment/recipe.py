@@ -85,6 +85,10 @@ class TrainerSection:
         default=None,
         metadata=_help("null: auto, bf16-mixed where the GPU or CPU (AMX, avx512_bf16) computes it, else 32-true"),
     )
+    compile_gates: bool | None = field(
+        default=None,
+        metadata=_help("null: auto, the ConvLSTM gates through torch.compile on CPUs where it builds; true, false"),
+    )
     gradient_clip_val: float | None = field(default=1.0, metadata=_help("clip the gradient norm (null: no clip)"))
     checkpoint_every_minutes: float | None = field(
         default=10.0,

@@ -5,6 +5,7 @@ from convlstm.metrics import ForecastScores  # kept here too: its home was tasks
 from convlstm.tasks.anomaly import AnomalyTask, next_frame_psnr, regularity_from_psnr, score_sequences
 from convlstm.tasks.base import TaskBase, load_task, model_identity, read_checkpoint
 from convlstm.tasks.callbacks import AtomicCheckpointIO, NonFiniteLossGuard, PredictionImageLogger, prediction_grid
+from convlstm.tasks.compiled_gates import CompiledGates
 from convlstm.tasks.datamodules import SequenceDataModule
 from convlstm.tasks.forecasting import ForecastingTask
 from convlstm.tasks.losses import (
@@ -36,6 +37,7 @@ __all__ = [
     "TASKS",
     "AnomalyTask",
     "AtomicCheckpointIO",
+    "CompiledGates",
     "ForecastScores",
     "ForecastingTask",
     "NonFiniteLossGuard",

@@ -24,6 +24,7 @@ from convlstm.tasks.callbacks import (
     TrainingClock,
     ValidateAtStepLimit,
 )
+from convlstm.tasks.compiled_gates import CompiledGates
 from convlstm.tasks.progress import make_progress_bar
 from convlstm.tasks.step_checkpoint import StepCheckpoint
 
@@ -77,6 +78,7 @@ def make_trainer(
     devices: int | str | Sequence[int] = 1,
     num_nodes: int = 1,
     precision: str | None = None,
+    compile_gates: bool | None = None,
     max_epochs: int | None = None,
     max_steps: int = -1,
     max_time: str | datetime.timedelta | dict[str, int] | None = None,
@@ -119,6 +121,9 @@ def make_trainer(
         precision: A Lightning precision, or "auto": bfloat16 where the hardware computes it natively, else
             float32 ([`convlstm.accel.choose_precision`][convlstm.accel.choose_precision], which logs why). Default
             (None): "auto" (`default_precision`); "32-true" trains in float32 anywhere.
+        compile_gates: Run the ConvLSTM cells' gate arithmetic through torch.compile during the fit
+            ([`CompiledGates`][convlstm.tasks.CompiledGates]). Default (None): "auto", on for CPU training where
+            inductor builds it (logged with the reason in one line), else off; True or False forces it.
         max_epochs: Stop after this many epochs.
         max_steps: Stop after this many optimizer steps (-1: no limit).
         max_time: Stop after this wall time ("DD:HH:MM:SS", a timedelta or a dict), checkpointing first.
@@ -161,7 +166,7 @@ def make_trainer(
     if seed is not None:
         L.seed_everything(seed, workers=True)
     precision = default_precision(accelerator) if precision is None else resolve_precision(precision, accelerator)
-    all_callbacks: list[Callback] = list(callbacks)
+    all_callbacks: list[Callback] = [*callbacks, CompiledGates(compile_gates)]
     run_loggers: list[Logger] = []
     if loggers:
         # CSV first: it creates the run directory that TensorBoard then shares (the other order makes the CSV
