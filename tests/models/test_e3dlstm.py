@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from convlstm.interop import e3dlstm_from_openstl, model_from_openstl
+from convlstm.layers import Eidetic3DLSTMCell
 from convlstm.models import E3DLSTM, create_model
 from tests.models.openstl_golden import AFT, GOLDEN_E3DLSTM, PRE
 from tests.tolerances import FLOAT32_REORDERED, FLOAT64_REORDERED
@@ -41,20 +42,29 @@ def test_flops_equal_fvcores_count_of_openstls_model() -> None:
 
 @pytest.mark.parametrize("recall_window", [None, 2])
 def test_flops_count_what_runs(recall_window: int | None) -> None:
-    """flops against torch's count of the convolutions and products actually run (2 FLOPs per multiply-add) plus the
-    cell norms at 5 per element (forward hooks)."""
+    """flops against torch's count of the convolutions actually run (2 FLOPs per multiply-add), the recall's two
+    products on the memories each cell is given and the cell norms at 5 per element (hooks)."""
     model = create_model("e3dlstm_tiny", num_layers=3, recall_window=recall_window).eval()
-    norms = [0]
+    counted = [0]
 
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        norms[0] += 5 * inputs[0].numel()
+    def norm(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        counted[0] += 5 * inputs[0].numel()
+
+    def recall(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        history = inputs[2]  # (B, N, F, τ, H, W)
+        queries, channels = history[0, 0, 0].numel(), history.shape[2]
+        counted[0] += 2 * history.shape[0] * queries * history.shape[1] * queries * channels
 
     for module in model.modules():
         if isinstance(module, nn.LayerNorm):
-            module.register_forward_hook(hook)
+            module.register_forward_hook(norm)
+        if isinstance(module, Eidetic3DLSTMCell):
+            module.register_forward_pre_hook(recall)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.rand(1, 3, 1, 16, 16), 3)
-    assert model.flops(16, 16, steps=5) == counter.get_total_flops() // 2 + norms[0]
+    convolutions = counter.get_flop_counts()["Global"][torch.ops.aten.convolution]
+    assert model.conv_flops(16, 16, steps=5) == convolutions // 2
+    assert model.flops(16, 16, steps=5) == convolutions // 2 + counted[0]
 
 
 def test_shapes_and_the_forecast_continues_the_frame_by_frame_predictions() -> None:

@@ -75,8 +75,10 @@ def eidetic_recall(query: Tensor, history: Tensor) -> Tensor:
         (B, F, τ, H, W).
     """
     batch, channels = query.shape[:2]
-    q = query.reshape(batch, -1, channels)  # (B, τ H W, F)
-    kv = history.reshape(batch, -1, channels)  # (B, N τ H W, F)
+    q = query.reshape(batch, 1, -1, channels)  # (B, 1, τ H W, F)
+    kv = history.reshape(batch, 1, -1, channels)  # (B, 1, N τ H W, F)
+    # With a head dimension torch picks a fused kernel (on the CPU too) that keeps no (queries x keys) weights for
+    # the backward pass: over 19 steps of OpenSTL's model those would be gigabytes.
     return F.scaled_dot_product_attention(q, kv, kv, scale=1.0).reshape(query.shape)
 
 
