@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/openstl_cpu_budget.py --out DIR [--minutes 3] [--width 0.125] [--models NAME ...] [--json FILE]
+    python benchmarks/openstl_cpu_budget.py --counts [--width 1]    # parameters and FLOPs only, nothing trained
 
 The models are those of OpenSTL's Moving MNIST table (Tan et al. 2023): ConvLSTM-S, PredRNN, PredRNN++, MIM,
 E3D-LSTM, PredRNN-V2, SimVP with gSTA and TAU. Each trains from its packaged OpenSTL-protocol recipe (OpenSTL's
@@ -23,7 +24,7 @@ sequence, one multiply-add = one FLOP: ``flops`` / ``conv_flops`` of each model;
 convolutions of the zero state at the first step, which this library skips and OpenSTL's model runs), its training
 throughput (sequences per second over the training minutes), the steps reached, and the test MSE per frame and SSIM
 of the model and of copying the last frame (persistence). ``--json`` writes the same. Every run directory stays in
-``--out``.
+``--out``. ``--counts`` prints the parameters and FLOPs of the models at ``--width`` and trains nothing.
 """
 
 from __future__ import annotations
@@ -131,6 +132,24 @@ def budget_recipe(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
     return raw
 
 
+def build(spec: ModelSpec, scale: float) -> torch.nn.Module:
+    """The recipe's model at ``scale`` of OpenSTL's widths, on the meta device (shapes only: the counts need no
+    weights)."""
+    with torch.device("meta"):
+        return create_model(load_recipe(spec.recipe).model.name, **model_args(spec, scale))
+
+
+def counts_table(keys: list[str], scale: float) -> str:
+    lines = []
+    for key in keys:
+        spec = MODELS[key]
+        model = build(spec, scale)
+        name = load_recipe(spec.recipe).model.name
+        parameters = sum(p.numel() for p in model.parameters())
+        lines.append([spec.label, name, f"{parameters:,}", f"{fvcore_flops(model) / 1e9:.2f}G"])
+    return format_columns(["model", "registered name", "parameters", "FLOPs"], lines)
+
+
 def fvcore_flops(model: torch.nn.Module) -> int:
     """FLOPs of one 10 -> 10 sequence of 64x64 frames as fvcore counts them (one multiply-add = one FLOP)."""
     steps = CONTEXT + TARGET - 1
@@ -165,8 +184,7 @@ def run_model(key: str, args: argparse.Namespace) -> dict[str, Any]:
     training = json.loads((run_dir / "training.json").read_text())
     methods = json.loads((run_dir / "metrics.json").read_text())["methods"]
     name = raw["model"]["name"]
-    with torch.device("meta"):  # shapes only: the counts need no weights
-        model = create_model(name, **raw["model"]["args"])
+    model = build(spec, args.width)
     minutes = training["train_minutes"]
     batch = raw["data"]["batch_size"]
     return {
@@ -227,7 +245,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="a new or empty directory for the runs")
+    parser.add_argument("--out", type=Path, help="a new or empty directory for the runs (required unless --counts)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training minutes per model (default 3)")
     parser.add_argument(
         "--width", type=float, default=0.125, help="fraction of OpenSTL's widths (default 0.125: hidden 16 of 128)"
@@ -237,6 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipes' (OpenSTL's 16)")
     parser.add_argument("--warmup", type=int, default=20, help="steps of linear learning-rate warm-up (default 20)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--counts", action="store_true", help="print parameters and FLOPs only, train nothing")
     args = parser.parse_args(argv)
     if not 0 < args.minutes < 24 * 60:
         parser.error(f"--minutes must be > 0 and under a day, got {args.minutes}")
@@ -247,12 +266,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "--test-sequences and --batch-size must be >= 1 and --warmup >= 0, got "
             f"{args.test_sequences}, {args.batch_size} and {args.warmup}"
         )
+    if args.counts:
+        return args
+    if args.out is None:
+        parser.error("--out is required (a new or empty directory for the runs), unless --counts")
     refuse_used_out(parser, args.out)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.counts:
+        print(
+            f"One 10 -> 10 sequence of 64x64 frames, widths x {args.width} of OpenSTL's; FLOPs as fvcore counts them\n"
+        )
+        print(counts_table(args.models, args.width))
+        return 0
     command = "python benchmarks/openstl_cpu_budget.py " + " ".join(sys.argv[1:] if argv is None else argv)
     started = time.strftime("%Y-%m-%d")
     rows = []

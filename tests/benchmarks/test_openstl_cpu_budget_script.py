@@ -59,3 +59,23 @@ def test_two_models_train_for_the_same_budget_and_are_scored_on_one_test_set(tmp
 )
 def test_bad_arguments_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
     assert_refused_keeping_out("openstl_cpu_budget.py", tmp_path / "runs", args, message)
+
+
+def test_runs_need_an_output_folder() -> None:
+    done = run_benchmark("openstl_cpu_budget.py", "--models", "tau", timeout=300)
+    assert done.returncode == 2 and "--out is required" in done.stderr
+
+
+def test_counts_print_openstls_sizes_without_training() -> None:
+    done = run_benchmark("openstl_cpu_budget.py", "--counts", "--width", "1", "--models", "e3dlstm", "tau", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
+    assert list(rows) == ["model", "E3D-LSTM", "TAU"]
+    with torch.device("meta"):
+        e3dlstm, tau = create_model("e3dlstm_mmnist"), create_model("tau_mmnist")
+    expected = [(rows["E3D-LSTM"], e3dlstm, e3dlstm.flops(64, 64, 19)), (rows["TAU"], tau, tau.flops(64, 64))]
+    for row, model, flops in expected:
+        assert row[2:] == [f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e9:.2f}G"]
+    # OpenSTL's table: 298.9G and 16.0G.
+    assert float(rows["E3D-LSTM"][3][:-1]) == pytest.approx(298.9, abs=0.05)
+    assert float(rows["TAU"][3][:-1]) == pytest.approx(16.0, abs=0.05)
