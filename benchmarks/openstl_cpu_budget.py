@@ -49,6 +49,9 @@ CONTEXT = TARGET = 10
 SIZE = 64
 #: Validation sequences: the one validation at the end of the budget only picks the checkpoint to score.
 VAL_SEQUENCES = 16
+#: Training sequences per epoch (drawn on the fly): so many that no epoch, and no epoch-end validation, ends inside a
+#: CPU budget.
+TRAIN_SEQUENCES = 1_000_000
 #: Task arguments that schedule training; the budget protocol sets its own.
 SCHEDULE_KEYS = {
     "lr_schedule",
@@ -107,6 +110,7 @@ def budget_recipe(spec: ModelSpec, args: argparse.Namespace) -> dict[str, Any]:
     data = raw["data"]
     data.update(
         num_workers=0,
+        train_sequences=TRAIN_SEQUENCES,
         val_sequences=VAL_SEQUENCES,
         test_sequences=args.test_sequences,
         context_frames=CONTEXT,

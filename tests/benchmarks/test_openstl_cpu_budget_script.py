@@ -76,6 +76,6 @@ def test_counts_print_openstls_sizes_without_training() -> None:
     expected = [(rows["E3D-LSTM"], e3dlstm, e3dlstm.flops(64, 64, 19)), (rows["TAU"], tau, tau.flops(64, 64))]
     for row, model, flops in expected:
         assert row[2:] == [f"{sum(p.numel() for p in model.parameters()):,}", f"{flops / 1e9:.2f}G"]
-    # OpenSTL's table: 298.9G and 16.0G.
-    assert float(rows["E3D-LSTM"][3][:-1]) == pytest.approx(298.9, abs=0.05)
-    assert float(rows["TAU"][3][:-1]) == pytest.approx(16.0, abs=0.05)
+    # OpenSTL's table, to one decimal (of fvcore's exact counts: 298.872G and 15.953G): 298.9G and 16.0G.
+    assert float(rows["E3D-LSTM"][3][:-1]) == pytest.approx(298.9, abs=0.06)
+    assert float(rows["TAU"][3][:-1]) == pytest.approx(16.0, abs=0.06)
