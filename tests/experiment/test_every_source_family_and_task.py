@@ -208,7 +208,9 @@ CASES = [
         model=("predrnnv2_tiny", {"hidden_channels": 4, "default_horizon": 2}),
         task_args={"sampling": "reverse", "reverse_start_step": 0, "reverse_end_step": 2, "decouple_beta": 0.1},
     ),
-    Case("xarray", _xarray),
+    Case(  # E3D-LSTM's norm is per pixel: one frame size, the model's (16x16)
+        "xarray", _xarray, model=("e3dlstm_tiny", {"hidden_channels": 4, "default_horizon": 2})
+    ),
     Case("odim", _odim),
     Case(  # FMI PGM files read by pysteps, patches drawn in favour of rain, pysteps' extrapolation corrected
         "radar_archive",

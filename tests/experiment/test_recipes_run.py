@@ -33,6 +33,8 @@ SMALLER = {
     "moving_mnist_openstl_predrnnv2": ["-o", "model.args.hidden_channels=4", "-o", "model.args.num_layers=1"],
     "moving_mnist_openstl_predrnnpp": ["-o", "model.args.hidden_channels=4", "-o", "model.args.num_layers=2"],
     "moving_mnist_openstl_mim": ["-o", "model.args.hidden_channels=4", "-o", "model.args.num_layers=2"],
+    "moving_mnist_openstl_predrnn": ["-o", "model.args.hidden_channels=4", "-o", "model.args.num_layers=1"],
+    "moving_mnist_openstl_e3dlstm": ["-o", "model.args.hidden_channels=4", "-o", "model.args.num_layers=2"],
     "moving_mnist_openstl_simvp": ["-o", "model.args.spatial_channels=4", "-o", "model.args.temporal_channels=8"],
     "moving_mnist_openstl_tau": ["-o", "model.args.spatial_channels=4", "-o", "model.args.temporal_channels=8"],
     "bouncing_balls": ["-o", "model.args.hidden_channels=[8, 8]"],

@@ -13,7 +13,10 @@ layers and 3x3 kernels, and stores the weights, the frames and OpenSTL's outputs
 - the others, 8 x 8 frames in float64, free-running (:func:`_float64_run`): predrnnpp, PredRNNpp_Model with 3 layers
   of 4 (so that a layer above the highway reads the one below); mim, MIM_Model with 3 layers of 4 (an ST-LSTM and
   two MIM blocks, so that the upper MIM-N reads the lower one's output), on a fresh module (OpenSTL's MIM blocks keep
-  MIM-S's memory from one call to the next).
+  MIM-S's memory from one call to the next); predrnn, PredRNN_Model with 3 layers of 4; convlstm, ConvLSTM_Model
+  with layers of 4, 6 and 4 (widths that differ from layer to layer); e3dlstm, E3DLSTM_Model with 2 layers of 4
+  (its (2, 5, 5) kernels and windows of 2 frames are fixed in OpenSTL's code), 5 steps, so that the recall reads up
+  to 5 earlier cell states.
 - simvp_gsta and tau: SimVP_Model with model_type gSTA or tau (3 frames of 8 x 8, hid_S 4, hid_T 8, N_S 2, N_T 3,
   MLP ratio 2), in float64 with random BatchNorm statistics, in evaluation; OpenSTL's timm imports stubbed (DropPath
   is the identity in evaluation).
@@ -34,6 +37,11 @@ GOLDEN_PREDRNNPP = FIXTURES / "openstl_predrnnpp.pt"
 GOLDEN_MIM = FIXTURES / "openstl_mim.pt"
 GOLDEN_SIMVP_GSTA = FIXTURES / "openstl_simvp_gsta.pt"
 GOLDEN_TAU = FIXTURES / "openstl_tau.pt"
+GOLDEN_PREDRNN = FIXTURES / "openstl_predrnn.pt"
+GOLDEN_CONVLSTM = FIXTURES / "openstl_convlstm.pt"
+GOLDEN_E3DLSTM = FIXTURES / "openstl_e3dlstm.pt"
+#: The widths of the layers of the ConvLSTM fixture.
+CONVLSTM_HIDDEN = [4, 6, 4]
 PRE, AFT, CHANNELS, SIZE, PATCH, HIDDEN, LAYERS, KERNEL, BETA = 3, 3, 2, 16, 2, 4, 2, 3, 0.1
 #: The frames' side in the fixtures after PredRNN-V2's, which run in float64 (see :func:`_float64_run`).
 SMALL = 8
@@ -207,6 +215,28 @@ def write_mim(checkout: Path) -> Path:
     return GOLDEN_MIM
 
 
+def write_predrnn(checkout: Path) -> Path:
+    torch.manual_seed(0)
+    model_class = _openstl_class(checkout, ["predrnn_modules"], "predrnn_model", "PredRNN_Model")
+    torch.save(_float64_run(model_class(3, [HIDDEN] * 3, _config(size=SMALL))), GOLDEN_PREDRNN)
+    return GOLDEN_PREDRNN
+
+
+def write_convlstm(checkout: Path) -> Path:
+    torch.manual_seed(0)
+    model_class = _openstl_class(checkout, ["convlstm_modules"], "convlstm_model", "ConvLSTM_Model")
+    model = model_class(len(CONVLSTM_HIDDEN), CONVLSTM_HIDDEN, _config(size=SMALL))
+    torch.save(_float64_run(model), GOLDEN_CONVLSTM)
+    return GOLDEN_CONVLSTM
+
+
+def write_e3dlstm(checkout: Path) -> Path:
+    torch.manual_seed(0)
+    model_class = _openstl_class(checkout, ["e3dlstm_modules"], "e3dlstm_model", "E3DLSTM_Model")
+    torch.save(_float64_run(model_class(2, [HIDDEN] * 2, _config(size=SMALL))), GOLDEN_E3DLSTM)
+    return GOLDEN_E3DLSTM
+
+
 def _write_simvp(checkout: Path, model_type: str, path: Path) -> Path:
     torch.manual_seed(0)
     _stub_simvp_imports(checkout)
@@ -242,6 +272,9 @@ WRITERS: dict[str, Callable[[Path], Path]] = {
     "mim": write_mim,
     "simvp_gsta": write_simvp_gsta,
     "tau": write_tau,
+    "predrnn": write_predrnn,
+    "convlstm": write_convlstm,
+    "e3dlstm": write_e3dlstm,
 }
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from convlstm.models import FCLSTM, MIM, ConvLSTMUNet, PredNet, SimVP, TrajGRUForecaster, create_model
+from convlstm.models import E3DLSTM, FCLSTM, MIM, ConvLSTMUNet, PredNet, SimVP, TrajGRUForecaster, create_model
 
 CONTEXT_FRAMES = 3
 HORIZON = 2
@@ -15,7 +15,7 @@ FRAME = 16  # divisible by every model's patch and pooling factor
 def frame_shape(model: nn.Module) -> tuple[int, int, int]:
     """(C, H, W) of frames the model accepts."""
     config = getattr(model, "config", None)
-    if isinstance(model, FCLSTM | MIM):  # one frame size: fully connected, or MIM's per-pixel peepholes
+    if isinstance(model, FCLSTM | MIM | E3DLSTM):  # one frame size: fully connected, or per-pixel weights
         return (model.config.in_channels, model.config.height, model.config.width)
     if isinstance(model, PredNet):
         return (model.config.stack_sizes[0], FRAME, FRAME)

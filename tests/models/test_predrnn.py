@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from convlstm.interop import openstl_patch_order, predrnn_from_openstl
+from convlstm.interop import model_from_openstl, openstl_patch_order, predrnn_from_openstl
 from convlstm.models import PredRNN, PredRNNv2, create_model
 from convlstm.tasks.losses import decoupling_loss
-from tests.models.openstl_golden import AFT, GOLDEN, PRE
-from tests.tolerances import FLOAT32_REORDERED
+from tests.models.openstl_golden import AFT, GOLDEN, GOLDEN_PREDRNN, PRE
+from tests.tolerances import FLOAT32_REORDERED, FLOAT64_REORDERED
 
 # Measured by building OpenSTL's own PredRNN_Model and PredRNNv2_Model (openstl/models/predrnn*_model.py at
 # chengtan9907/OpenSTL HEAD, their module files exec'd in a scratch script) with configs/mmnist/PredRNN*.py
@@ -156,6 +156,21 @@ def test_openstl_weights_reproduce_openstl_outputs() -> None:
         )
     torch.testing.assert_close(sampled, golden["sampled_forecast"], **FLOAT32_REORDERED)
     torch.testing.assert_close(decoupling_loss(*increments), golden["decoupling"], **FLOAT32_REORDERED)
+
+
+def test_openstl_predrnn_weights_reproduce_openstl_outputs() -> None:
+    """OpenSTL's PredRNN_Model (3 layers of 4, 2x2 patches of 8x8 frames of 2 channels) run once in float64 with
+    random weights (``python -m tests.models.openstl_golden /path/to/OpenSTL predrnn`` wrote the fixture): the same
+    weights here, without PredRNN-V2's adapter, give the same predictions of the context's frames and the same
+    free-running forecast."""
+    golden = torch.load(GOLDEN_PREDRNN, weights_only=True)
+    model = model_from_openstl(golden["state_dict"], in_channels=2, default_horizon=AFT).eval()
+    assert type(model) is PredRNN and model.config.num_layers == 3
+    frames, expected = golden["frames"], golden["predictions"]  # predictions of frames 1 .. T - 1
+    with torch.no_grad():
+        torch.testing.assert_close(model(frames[:, :PRE]), expected[:, PRE - 1 :], **FLOAT64_REORDERED)
+        one_step, _ = model.one_step(frames[:, :PRE])
+    torch.testing.assert_close(one_step, expected[:, :PRE], **FLOAT64_REORDERED)
 
 
 def test_the_importer_refuses_other_weights() -> None:

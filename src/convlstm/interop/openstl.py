@@ -1,7 +1,8 @@
-"""OpenSTL's weights (Tan et al. 2023, chengtan9907/OpenSTL) as this library's models: PredRNN and PredRNN-V2
-([`PredRNN`][convlstm.models.PredRNN], [`PredRNNv2`][convlstm.models.PredRNNv2]), PredRNN++
-([`PredRNNpp`][convlstm.models.PredRNNpp]), MIM ([`MIM`][convlstm.models.MIM]), and SimVP with gSTA or TAU
-([`SimVP`][convlstm.models.SimVP]).
+"""OpenSTL's weights (Tan et al. 2023, chengtan9907/OpenSTL) as this library's models: ConvLSTM-S
+([`NextFramePredictor`][convlstm.models.NextFramePredictor], registered as ``openstl_convlstm_s``), PredRNN and
+PredRNN-V2 ([`PredRNN`][convlstm.models.PredRNN], [`PredRNNv2`][convlstm.models.PredRNNv2]), PredRNN++
+([`PredRNNpp`][convlstm.models.PredRNNpp]), MIM ([`MIM`][convlstm.models.MIM]), E3D-LSTM
+([`E3DLSTM`][convlstm.models.E3DLSTM]), and SimVP with gSTA or TAU ([`SimVP`][convlstm.models.SimVP]).
 
 OpenSTL's modules hold the same convolutions under other names (``cell_list.{l}`` for ``cells.{l}``) and cut frames
 into patches in another channel order: (row, column, channel) within a patch where
@@ -18,12 +19,17 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from convlstm.models.e3dlstm import E3DLSTM
 from convlstm.models.mim import MIM
+from convlstm.models.next_frame import NextFramePredictor
 from convlstm.models.predrnn import PredRNN, PredRNNv2
 from convlstm.models.predrnnpp import PredRNNpp
+from convlstm.models.registry import create_model
 from convlstm.models.simvp import SimVP
 
 __all__ = [
+    "convlstm_s_from_openstl",
+    "e3dlstm_from_openstl",
     "mim_from_openstl",
     "model_from_openstl",
     "openstl_patch_order",
@@ -170,6 +176,106 @@ def mim_from_openstl(source: StateSource, *, in_channels: int = 1, default_horiz
     return _load(model, renamed, ("cells.", "differences.", "conv_last."), in_channels, patch_size)
 
 
+def convlstm_s_from_openstl(
+    source: StateSource, *, in_channels: int = 1, default_horizon: int = 10
+) -> NextFramePredictor:
+    """OpenSTL's ConvLSTM (ConvLSTM_Model; ConvLSTM-S in its tables) as the registered ``openstl_convlstm_s``: a
+    [`NextFramePredictor`][convlstm.models.NextFramePredictor] on patches with no encoder stages, one ConvLSTM layer
+    per OpenSTL cell and a 1x1 convolution back to the patches. The widths, the kernel and the patch size come from
+    the weights.
+
+    OpenSTL's cells convolve x and h without biases and add no forget bias in their forward (the ``_forget_bias``
+    they set is never used): the gate biases and the output convolution's bias are set to zero, which reproduces
+    that. Each cell also holds a ``conv_o`` and a ``conv_last`` that its forward never uses: they are left out.
+
+    Args:
+        source: a state dict of OpenSTL's ConvLSTM_Model, or a file holding one (see `StateSource`).
+        in_channels: channels C of the frames (the weights only give C p^2).
+        default_horizon: the model's default horizon.
+
+    Raises:
+        ValueError: the weights are not a ConvLSTM_Model's, or use OpenSTL's layer norm.
+    """
+    state = _state_dict(source)
+    layers = _count_layers(state, "cell_list.{}.conv_h.0.weight", "ConvLSTM")
+    first = state["cell_list.0.conv_x.0.weight"]  # (4 F_1, C p^2, k, k)
+    hidden = tuple(state[f"cell_list.{layer}.conv_h.0.weight"].shape[1] for layer in range(layers))
+    if "cell_list.0.conv_m.0.weight" in state or first.shape[0] != 4 * hidden[0]:
+        raise ValueError(
+            f"expected OpenSTL ConvLSTM weights (conv_x to 4 gates, no conv_m), got conv_x with {first.shape[0]} "
+            f"outputs for {hidden[0]} hidden channels"
+        )
+    patch_size = _patch_size(first.shape[1], in_channels)
+    model = create_model(
+        "openstl_convlstm_s",
+        in_channels=in_channels,
+        hidden_channels=hidden,
+        recurrent_kernel_size=first.shape[-1],
+        patch_size=patch_size,
+        default_horizon=default_horizon,
+    )
+    assert isinstance(model, NextFramePredictor)
+    renamed: dict[str, Tensor] = {}
+    for layer, width in enumerate(hidden):
+        theirs, ours = f"cell_list.{layer}.", f"rnn.cells.{layer}."
+        renamed[ours + "input_conv.weight"] = state[theirs + "conv_x.0.weight"]
+        renamed[ours + "recurrent_conv.weight"] = state[theirs + "conv_h.0.weight"]
+        renamed[ours + "bias"] = first.new_zeros(4 * width)
+    renamed["decoder.0.weight"] = state["conv_last.weight"]
+    renamed["decoder.0.bias"] = first.new_zeros(first.shape[1])
+    return _load(
+        model,
+        renamed,
+        ("rnn.", "decoder."),
+        in_channels,
+        patch_size,
+        input_key="rnn.cells.0.input_conv.weight",
+        output_key="decoder.0.weight",
+    )
+
+
+def e3dlstm_from_openstl(source: StateSource, *, in_channels: int = 1, default_horizon: int = 10) -> E3DLSTM:
+    """An E3D-LSTM holding OpenSTL's weights (E3DLSTM_Model), with OpenSTL's wiring (the recall reads every earlier
+    cell state; the spatiotemporal memory is not passed on); the window, the kernels and the frame size come from the
+    weights (the cells' layer norm has a weight per pixel).
+
+    Args:
+        source: a state dict of OpenSTL's E3DLSTM_Model, or a file holding one (see `StateSource`).
+        in_channels: channels C of the frames (the weights only give C p^2).
+        default_horizon: the model's default horizon.
+
+    Raises:
+        ValueError: the weights are not an E3DLSTM_Model's, or use OpenSTL's layer norm on the gates.
+    """
+    state = _state_dict(source)
+    layers = _count_layers(state, "cell_list.{}.conv_gm.0.conv3d.weight", "E3D-LSTM")
+    first = state["cell_list.0.conv_x.0.conv3d.weight"]  # (7F, C p^2, k_t, k, k)
+    norm = state.get("cell_list.0._norm_c_t.weight")  # (F, τ, H / p, W / p)
+    if norm is None or norm.ndim != 4:
+        raise ValueError("expected OpenSTL E3D-LSTM weights with the cells' norm (cell_list.0._norm_c_t.weight)")
+    patch_size = _patch_size(first.shape[1], in_channels)
+    model = E3DLSTM(
+        in_channels=in_channels,
+        height=norm.shape[2] * patch_size,
+        width=norm.shape[3] * patch_size,
+        hidden_channels=first.shape[0] // 7,
+        num_layers=layers,
+        kernel_size=first.shape[-1],
+        temporal_kernel_size=first.shape[2],
+        window_length=norm.shape[1],
+        patch_size=patch_size,
+        default_horizon=default_horizon,
+    )
+    names = {".conv3d.": ".", ".conv_gm.": ".conv_m.", ".conv_new_cell.": ".conv_oc.", ".conv_new_gm.": ".conv_om."}
+    renamed = {}
+    for key, value in state.items():
+        key = key.replace("cell_list.", "cells.", 1).replace("._norm_c_t.", ".cell_norm.")
+        for theirs, ours in names.items():
+            key = key.replace(theirs, ours)
+        renamed[key] = value
+    return _load(model, renamed, ("cells.", "conv_last."), in_channels, patch_size)
+
+
 def simvp_from_openstl(source: StateSource, *, default_horizon: int | None = None) -> SimVP:
     """A SimVP with gSTA or TAU holding OpenSTL's weights (SimVP_Model with model_type gSTA or tau); the sizes come
     from the weights.
@@ -226,8 +332,8 @@ def simvp_from_openstl(source: StateSource, *, default_horizon: int | None = Non
 
 
 def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_horizon: int | None = None) -> nn.Module:
-    """The model that OpenSTL's weights belong to, holding them: PredRNN, PredRNN-V2, PredRNN++, MIM, or SimVP with
-    gSTA or TAU, told apart by the weights' names.
+    """The model that OpenSTL's weights belong to, holding them: ConvLSTM (ConvLSTM-S), PredRNN, PredRNN-V2,
+    PredRNN++, MIM, E3D-LSTM, or SimVP with gSTA or TAU, told apart by the weights' names.
 
     Args:
         source: a state dict of one of those OpenSTL models, or a file holding one (see `StateSource`).
@@ -246,11 +352,16 @@ def model_from_openstl(source: StateSource, *, in_channels: int = 1, default_hor
         return mim_from_openstl(state, **recurrent)
     if "gradient_highway.x_concat.0.weight" in state:
         return predrnnpp_from_openstl(state, **recurrent)
+    if "cell_list.0.conv_gm.0.conv3d.weight" in state:
+        return e3dlstm_from_openstl(state, **recurrent)
     if "cell_list.0.conv_m.0.weight" in state:
         return predrnn_from_openstl(state, **recurrent)
+    if "cell_list.0.conv_h.0.weight" in state:
+        return convlstm_s_from_openstl(state, **recurrent)
     found = sorted(state)[:6]
     raise ValueError(
-        f"expected the weights of OpenSTL's PredRNN, PredRNN-V2, PredRNN++, MIM, SimVP or TAU, got keys {found}, ..."
+        "expected the weights of OpenSTL's ConvLSTM, PredRNN, PredRNN-V2, PredRNN++, MIM, E3D-LSTM, SimVP or TAU, "
+        f"got keys {found}, ..."
     )
 
 
@@ -296,13 +407,22 @@ def _patch_size(patched: int, in_channels: int) -> int:
     return patch_size
 
 
-def _load(model: M, state: Mapping[str, Tensor], prefixes: tuple[str, ...], in_channels: int, patch_size: int) -> M:
+def _load(
+    model: M,
+    state: Mapping[str, Tensor],
+    prefixes: tuple[str, ...],
+    in_channels: int,
+    patch_size: int,
+    *,
+    input_key: str = "cells.0.conv_x.0.weight",
+    output_key: str = "conv_last.weight",
+) -> M:
     """Loads the entries of ``state`` (already under our names) that start with ``prefixes``, permuting the bottom
-    layer's input convolution and the output convolution from OpenSTL's patch order to ours. The model takes the
-    weights' dtype.
+    layer's input convolution (``input_key``) and the output convolution (``output_key``) from OpenSTL's patch order
+    to ours. The model takes the weights' dtype.
 
     Raises:
-        ValueError: an entry is missing or left over (named).
+        ValueError: an entry is missing, left over or of another shape (named).
     """
     dtypes = {value.dtype for value in state.values() if value.is_floating_point()}
     if len(dtypes) == 1:
@@ -312,12 +432,15 @@ def _load(model: M, state: Mapping[str, Tensor], prefixes: tuple[str, ...], in_c
     for key, value in state.items():
         if not key.startswith(prefixes):
             continue  # e.g. buffers of OpenSTL's losses
-        if key == "cells.0.conv_x.0.weight":
+        if key == input_key:
             value = value[:, order]
-        elif key == "conv_last.weight":
+        elif key == output_key:
             value = value[order]
         ours[key] = value
-    missing, unexpected = model.load_state_dict(ours, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(ours, strict=False)
+    except RuntimeError as error:  # a shape that does not fit, e.g. layers of different widths
+        raise ValueError(f"the weights do not fit {type(model).__name__}: {error}") from None
     if missing or unexpected:
         raise ValueError(f"the weights do not fit {type(model).__name__}: missing {missing}, unexpected {unexpected}")
     return model

@@ -3,6 +3,7 @@
 from convlstm.layers.activations import ACTIVATIONS, get_activation
 from convlstm.layers.causal_lstm import CausalLSTMCell, GradientHighwayUnit
 from convlstm.layers.conv_lstm import ConvGRU, ConvLSTM
+from convlstm.layers.e3d_lstm import E3DLSTMState, Eidetic3DLSTMCell, WindowConv3d, eidetic_recall
 from convlstm.layers.folding import per_frame
 from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import DEFAULT_FORGET_BIAS, ConvLSTMCell, lstm_pointwise
@@ -28,6 +29,8 @@ __all__ = [
     "ConvLSTM",
     "ConvLSTMCell",
     "ConvNormAct",
+    "E3DLSTMState",
+    "Eidetic3DLSTMCell",
     "GatedSpatialAttention",
     "GradientHighwayUnit",
     "MIMBlock",
@@ -40,6 +43,8 @@ __all__ = [
     "TemporalAttention",
     "TrajGRU",
     "TrajGRUCell",
+    "WindowConv3d",
+    "eidetic_recall",
     "get_activation",
     "lstm_pointwise",
     "per_frame",

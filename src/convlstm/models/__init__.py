@@ -1,6 +1,7 @@
 """Models: one file per family; importing this package registers all of them."""
 
 from convlstm.models import (
+    e3dlstm,
     encoder_forecaster,
     exceedance,
     extrapolation_nowcast,
@@ -21,6 +22,7 @@ from convlstm.models.base import (
     PretrainedModel,
     model_from_config,
 )
+from convlstm.models.e3dlstm import E3DLSTM
 from convlstm.models.encoder_forecaster import EncoderForecaster
 from convlstm.models.exceedance import ExceedanceForecaster
 from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
@@ -55,6 +57,7 @@ from convlstm.utils.deprecation import deprecated_aliases
 
 __all__ = [
     "CONFIG_FILE",
+    "E3DLSTM",
     "FCLSTM",
     "MIM",
     "WEIGHTS_FILE",
@@ -76,6 +79,7 @@ __all__ = [
     "SimVP",
     "TrajGRUForecaster",
     "create_model",
+    "e3dlstm",
     "encoder_forecaster",
     "exceedance",
     "extrapolation_nowcast",

@@ -171,6 +171,34 @@ class NextFramePredictor(ForecastingModel):
         lengths = check_context_lengths(context_lengths, context)
         return rollout(self.one_step, context, horizon, targets, mask, lengths)
 
+    def conv_flops(self, height: int, width: int, steps: int) -> int:
+        """Multiply-adds of the convolutions over ``steps`` frames of H x W (one multiply-add = one FLOP, as fvcore
+        counts; a transposed convolution's per input pixel): the encoder, the ConvLSTM's input-to-state convolutions
+        and the decoder on every frame, its state-to-state ones from the second frame on (the first starts from
+        zeros and skips them). OpenSTL's ConvLSTM convolves those zeros, which fvcore counts: 4 F_l^2 k^2 more per
+        layer and patch-grid pixel.
+        """
+        config, p = self.config, self.patch_size
+        k, recurrent = config.kernel_size, config.recurrent_kernel_size
+        rows, cols = height // p, width // p
+        previous = patched = config.in_channels * p**2
+        per_frame = 0
+        for channels in config.encoder_channels:
+            rows, cols = rows // 2, cols // 2
+            per_frame += previous * channels * k * k * rows * cols
+            previous = channels
+        states = 0  # the state-to-state convolutions, from the second frame on
+        for hidden in config.hidden_channels:
+            per_frame += previous * 4 * hidden * recurrent**2 * rows * cols
+            states += hidden * 4 * hidden * recurrent**2 * rows * cols
+            previous = hidden
+        stages = config.encoder_channels
+        for channels in reversed((stages[0], *stages[:-1]) if stages else ()):
+            per_frame += previous * channels * 4 * 4 * rows * cols  # kernel 4, stride 2, per input pixel
+            rows, cols, previous = rows * 2, cols * 2, channels
+        per_frame += previous * patched * k * k * rows * cols
+        return per_frame * steps + states * max(steps - 1, 0)
+
     def _check_frames(self, frames: Tensor, name: str) -> None:
         channels = self.config.in_channels
         if not isinstance(frames, Tensor) or frames.ndim != 5 or frames.shape[2] != channels:
