@@ -25,9 +25,9 @@ from convlstm.cli.main import main
 from convlstm.data.sources import SOURCES
 from convlstm.experiment import TASK_KINDS
 from convlstm.models import family_class, list_families, model_family
-from tests.data.test_mlcast import write_mlcast_case
-from tests.data.test_odim import write_odim
-from tests.data.test_radar_archive import write_radar_archive
+from tests.data.formats.test_mlcast import write_mlcast_case
+from tests.data.formats.test_odim import write_odim
+from tests.data.formats.test_radar_archive import write_radar_archive
 
 RECORDINGS = 10  # an 80 / 10 / 10 split by recording leaves one for validation and one for the test
 FRAMES = 4  # per recording: one window of 2 context + 2 target frames
