@@ -48,6 +48,7 @@ _SOURCES = {
     "VideoSequences": "formats.video",
     "WindowCoords": "formats.xarray_source",
     "WindowDataset": "core.windows",
+    "WindowOptions": "core.windows",
     "init_worker": "core.workers",
     "pad_collate": "core.collate",
     "pad_sequences": "core.collate",
@@ -105,6 +106,7 @@ if TYPE_CHECKING:
     )
     from convlstm.data.core.windows import Recording as Recording
     from convlstm.data.core.windows import WindowDataset as WindowDataset
+    from convlstm.data.core.windows import WindowOptions as WindowOptions
     from convlstm.data.core.workers import init_worker as init_worker
     from convlstm.data.formats.forecast_netcdf import write_forecast_netcdf as write_forecast_netcdf
     from convlstm.data.formats.hdf5 import HDF5Sequences as HDF5Sequences

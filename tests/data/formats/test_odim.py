@@ -136,7 +136,7 @@ def test_a_missing_file_cuts_the_series_and_bad_input_is_named(odim_folder: Path
         read_odim_field(odim_folder / "comp_0.h5", quantity="RATE")
     with pytest.raises(FileNotFoundError, match="is not a folder of ODIM HDF5 files"):
         ODIMSequences(tmp_path / "nowhere", context_frames=1, target_frames=1)
-    with pytest.raises(ValueError, match="units must be 'mm/h' or 'pixel'"):
+    with pytest.raises(ValueError, match=r"units must be one of \['mm/h', 'pixel'\], got 'dBZ'"):
         ODIMSequences(odim_folder, context_frames=1, target_frames=1, units="dBZ")  # type: ignore[arg-type]
 
 

@@ -154,5 +154,5 @@ def test_bad_cut_options_are_named(tmp_path: Path) -> None:
     write_lossless(tmp_path / "cut.mkv", two_scenes(6, 6))
     with pytest.raises(ValueError, match="cut_threshold must be a finite number >= 0, got -1"):
         VideoSequences(tmp_path / "cut.mkv", split="all", context_frames=2, target_frames=1, cut_threshold=-1)
-    with pytest.raises(ValueError, match="split_at_cuts must be True or False, got 'no'"):
+    with pytest.raises(ValueError, match="split_at_cuts must be True or False, got str 'no'"):
         VideoSequences(tmp_path / "cut.mkv", split="all", context_frames=2, target_frames=1, split_at_cuts="no")

@@ -269,7 +269,9 @@ def test_official_file_splits_whole_sequences_like_the_other_file_loaders(tmp_pa
     first_test = parts["test"].indices[0]
     expected = torch.from_numpy(data[:2, first_test].astype(np.float32) / 255.0)
     assert torch.equal(parts["test"][0]["context"][:, 0], expected)
-    assert len(MovingMNISTFile(tmp_path / "seq.npy", context_frames=2, target_frames=2)) == 20  # "all"
+    assert len(MovingMNISTFile(tmp_path / "seq.npy", "all", context_frames=2, target_frames=2)) == 20
+    default = MovingMNISTFile(tmp_path / "seq.npy", context_frames=2, target_frames=2)
+    assert default.indices == parts["train"].indices  # the default split is "train", as for every source
     with pytest.raises(ValueError, match="split='holdout'"):
         MovingMNISTFile(tmp_path / "seq.npy", "holdout", context_frames=2, target_frames=2)
     with pytest.raises(ValueError, match="got the folder"):

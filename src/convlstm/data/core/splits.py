@@ -22,6 +22,9 @@ T = TypeVar("T")
 
 DEFAULT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
 
+#: The split every source reads when none is named: the training split (generators have no "all").
+DEFAULT_SPLIT = "train"
+
 
 def _check_fractions(fractions: Mapping[str, float]) -> None:
     if not fractions or any(f < 0 for f in fractions.values()) or not math.isclose(sum(fractions.values()), 1.0):

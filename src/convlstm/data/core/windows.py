@@ -15,18 +15,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Required, TypedDict, Unpack, overload
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from convlstm.utils.checks import check_bool, check_choice, check_int, check_number
+
 logger = logging.getLogger(__name__)
 
 Item = dict[str, Tensor]
 Transform = Callable[[Item], Item]
 NanPolicy = Literal["raise", "mask"]
+NAN_POLICIES = ("raise", "mask")
 
 
 class FrameArray(Protocol):
@@ -132,66 +135,124 @@ def build_recordings(
     return recordings
 
 
-def check_window_arguments(context_frames: int, target_frames: int, stride: int) -> None:
-    """Raise ValueError naming the argument unless context_frames >= 1, target_frames >= 0 and stride >= 1 are ints."""
-    for name, value in (("context_frames", context_frames), ("target_frames", target_frames), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if context_frames < 1 or target_frames < 0 or stride < 1:
-        raise ValueError(
-            "expected context_frames >= 1, target_frames >= 0 and stride >= 1, got "
-            f"context_frames={context_frames}, target_frames={target_frames}, stride={stride}"
-        )
+@dataclass(frozen=True, kw_only=True)
+class WindowOptions:
+    """How a dataset cuts its recordings into windows and what it does to each window: the arguments every file
+    source shares, documented here once.
+
+    Every file source ([`NumpySequences`][convlstm.data.NumpySequences],
+    [`VideoSequences`][convlstm.data.VideoSequences], [`XarraySequences`][convlstm.data.XarraySequences], ...) takes
+    these as keyword arguments of its own, so that a call and a recipe's ``data.args`` read alike, and builds one
+    `WindowOptions` from them. A source leaves out those it fixes itself: images and videos are always scaled by
+    1/255, radar archives always mask missing values.
+
+    Attributes:
+        context_frames: input frames per window (T_in), >= 1.
+        target_frames: frames to predict per window (T_out), >= 0; 0 for reconstruction-only uses.
+        stride: frames between the starts of consecutive windows of one recording, >= 1.
+        transform: callable applied to each item dict (see [`Compose`][convlstm.data.Compose] and the other
+            transforms), e.g. crops or a normalisation; None applies nothing.
+        nan_policy: "raise" raises on NaN or infinite values, naming the file and the frames; "mask" sets them to 0
+            and returns "context_mask" / "mask" with 0 where values were missing.
+        value_scale: factor applied to the raw values (1/255 for 8-bit images).
+        skip_invalid: leave out files, sequences or recordings that are missing, malformed or too short for a window
+            instead of raising; what was skipped and why is logged as a warning.
+
+    Raises:
+        ValueError: a field out of its range, naming it, what was expected and what came.
+    """
+
+    context_frames: int
+    target_frames: int
+    stride: int = 1
+    transform: Transform | None = None
+    nan_policy: NanPolicy = "raise"
+    value_scale: float = 1.0
+    skip_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        checked = {
+            "context_frames": check_int("context_frames", self.context_frames, 1),
+            "target_frames": check_int("target_frames", self.target_frames, 0),
+            "stride": check_int("stride", self.stride, 1),
+            "nan_policy": check_choice("nan_policy", self.nan_policy, NAN_POLICIES),
+            "value_scale": check_number("value_scale", self.value_scale),
+            "skip_invalid": check_bool("skip_invalid", self.skip_invalid),
+        }
+        if self.transform is not None and not callable(self.transform):
+            raise ValueError(f"transform must be callable or None, got {type(self.transform).__name__}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen; numpy integers become ints
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per window: context_frames + target_frames."""
+        return self.context_frames + self.target_frames
+
+
+class WindowArguments(TypedDict, total=False):
+    """The fields of [`WindowOptions`][convlstm.data.WindowOptions] as keyword arguments (for type checkers)."""
+
+    context_frames: Required[int]
+    target_frames: Required[int]
+    stride: int
+    transform: Transform | None
+    nan_policy: NanPolicy
+    value_scale: float
+    skip_invalid: bool
 
 
 class WindowDataset(Dataset[Item]):
     """Sliding windows over a list of recordings, never crossing a recording boundary.
 
+        WindowDataset(recordings, WindowOptions(context_frames=4, target_frames=2, stride=2))
+        WindowDataset(recordings, context_frames=4, target_frames=2, stride=2)  # the same
+
     Args:
         recordings: the recordings, each (T, C, H, W); all must have the same C.
-        context_frames: input frames per window (T_in).
-        target_frames: frames to predict per window (T_out); 0 for reconstruction-only uses.
-        stride: frames between the starts of consecutive windows of a recording.
-        transform: callable applied to each item dict (see convlstm.data.core.transforms), e.g. crops, normalization.
-        nan_policy: "raise" (default) raises on NaN / infinite values, naming the file and frames; "mask" sets
-            them to 0 and returns "context_mask" / "mask" with 0 where values were missing.
-        value_scale: factor applied to the raw values (1/255 for 8-bit images).
-        skip_invalid: leave out recordings that are too short or malformed instead of raising; what was skipped
-            and why is logged as a warning.
+        window: the [`WindowOptions`][convlstm.data.WindowOptions]; or leave it out and pass its fields as keyword
+            arguments (``context_frames``, ``target_frames``, ``stride``, ...), not both.
+
+    The options become attributes of the dataset (``context_frames``, ``target_frames``, ``window_frames``,
+    ``stride``, ``transform``, ``nan_policy``, ``value_scale``); ``transform`` may be set again later, e.g. to a
+    [`Normalization`][convlstm.data.Normalization] fitted on the dataset.
 
     Raises:
-        ValueError: a recording is too short for one window or malformed (unless skip_invalid), no recording is
-            left, or the recordings disagree on the channel count.
+        ValueError: a window option out of its range, a recording too short for one window or malformed (unless
+            skip_invalid), no recording left, or recordings that disagree on the channel count.
     """
+
+    @overload
+    def __init__(self, recordings: Sequence[Recording], window: WindowOptions, /) -> None: ...
+
+    @overload
+    def __init__(self, recordings: Sequence[Recording], /, **options: Unpack[WindowArguments]) -> None: ...
 
     def __init__(
         self,
         recordings: Sequence[Recording],
-        *,
-        context_frames: int,
-        target_frames: int,
-        stride: int = 1,
-        transform: Transform | None = None,
-        nan_policy: NanPolicy = "raise",
-        value_scale: float = 1.0,
-        skip_invalid: bool = False,
+        window: WindowOptions | None = None,
+        /,
+        **options: Any,
     ) -> None:
-        check_window_arguments(context_frames, target_frames, stride)
-        number = isinstance(value_scale, int | float | np.number) and not isinstance(value_scale, bool)
-        if not number or not np.isfinite(value_scale):
-            raise ValueError(f"value_scale must be a finite number, got {value_scale!r}")
-        if nan_policy not in ("raise", "mask"):
-            raise ValueError(f"nan_policy must be 'raise' or 'mask', got {nan_policy!r}")
-        self.context_frames = context_frames
-        self.target_frames = target_frames
-        self.window_frames = context_frames + target_frames
-        self.stride = stride
-        self.transform = transform
-        self.nan_policy = nan_policy
-        self.value_scale = value_scale
-        self.recordings = self._usable(recordings, skip_invalid)
+        if window is None:
+            window = WindowOptions(**options)
+        elif options:
+            raise ValueError(
+                f"pass the window options as one WindowOptions or as keywords, not both; got {sorted(options)}"
+            )
+        elif not isinstance(window, WindowOptions):
+            raise ValueError(f"window must be a WindowOptions, got {type(window).__name__} {window!r}")
+        self.context_frames = window.context_frames
+        self.target_frames = window.target_frames
+        self.window_frames = window.window_frames
+        self.stride = window.stride
+        self.transform = window.transform
+        self.nan_policy = window.nan_policy
+        self.value_scale = window.value_scale
+        self.recordings = self._usable(recordings, window.skip_invalid)
         # Window i of the dataset is window i - offsets[r] of recording r = searchsorted(offsets, i, "right") - 1.
-        counts = [(rec.num_frames - self.window_frames) // stride + 1 for rec in self.recordings]
+        counts = [(rec.num_frames - self.window_frames) // self.stride + 1 for rec in self.recordings]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def _usable(self, recordings: Sequence[Recording], skip_invalid: bool) -> list[Recording]:

@@ -16,7 +16,7 @@ import h5py
 
 from convlstm.data.core.layout import LazyFileArray, layout_recordings
 from convlstm.data.core.splits import RecordingSplit, Splitter, select_split
-from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, build_recordings
+from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, WindowOptions, build_recordings
 from convlstm.utils.deprecation import renamed_keywords
 
 
@@ -47,20 +47,16 @@ def hdf5_recordings(path: str | os.PathLike[str], dataset: str, layout: str) -> 
 class HDF5Sequences(WindowDataset):
     """Windows over the recordings of an HDF5 dataset in one or more files.
 
+    The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``, ``nan_policy``,
+    ``value_scale``, ``skip_invalid``) are the fields of [`WindowOptions`][convlstm.data.WindowOptions], which
+    documents them.
+
     Args:
         root: a file or a list of files holding the same dataset (their recordings are concatenated).
         dataset: the dataset's name inside the file, e.g. "vil".
         layout: axis letters of the stored array, e.g. "NHWT" for SEVIR (see convlstm.data.core.layout).
-        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split: "train" (the default), "val", "test" (keys of split_by's fractions) or "all".
         split_by: how recordings are split; default RecordingSplit() (whole recordings, seeded).
-        skip_invalid: leave out files that are missing or malformed, and recordings too short for a window,
-            logging what was skipped and why.
-        context_frames: as in WindowDataset.
-        target_frames: as in WindowDataset.
-        stride: as in WindowDataset.
-        transform: as in WindowDataset.
-        nan_policy: as in WindowDataset.
-        value_scale: as in WindowDataset.
     """
 
     @renamed_keywords(path="root")
@@ -80,10 +76,7 @@ class HDF5Sequences(WindowDataset):
         value_scale: float = 1.0,
         skip_invalid: bool = False,
     ) -> None:
-        paths = [os.fspath(root)] if isinstance(root, str | os.PathLike) else [os.fspath(p) for p in root]
-        recordings = build_recordings(paths, lambda p: hdf5_recordings(p, dataset, layout), skip_invalid=skip_invalid)
-        super().__init__(
-            select_split(recordings, split, split_by or RecordingSplit()),
+        window = WindowOptions(
             context_frames=context_frames,
             target_frames=target_frames,
             stride=stride,
@@ -92,3 +85,6 @@ class HDF5Sequences(WindowDataset):
             value_scale=value_scale,
             skip_invalid=skip_invalid,
         )
+        paths = [os.fspath(root)] if isinstance(root, str | os.PathLike) else [os.fspath(p) for p in root]
+        recordings = build_recordings(paths, lambda p: hdf5_recordings(p, dataset, layout), skip_invalid=skip_invalid)
+        super().__init__(select_split(recordings, split, split_by or RecordingSplit()), window)

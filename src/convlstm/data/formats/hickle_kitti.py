@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import hickle
 import numpy as np
 
 from convlstm.data.core.layout import LayoutArray, LazyFileArray
-from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset
+from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, WindowOptions
 
 # Where hickle keeps a top-level array: "data" since hickle 4, "data_0" in the hickle 2 / 3 files PredNet made.
 _ARRAY_KEYS = ("data", "data_0")
@@ -61,17 +62,13 @@ def source_runs(sources: list[str]) -> list[tuple[str, int, int]]:
 class KittiHickle(WindowDataset):
     """Windows over the drives of PredNet's KITTI hickle files, never crossing from one drive to the next.
 
+    Frames are scaled from uint8 to [0, 1] (value_scale 1/255), as PredNet does. The window arguments
+    (``context_frames``, ``target_frames``, ``stride``, ``transform``, ``nan_policy`` (only float frames can hold
+    NaN), ``skip_invalid``) are the fields of [`WindowOptions`][convlstm.data.WindowOptions], which documents them.
+
     Args:
         root: folder with X_{split}.hkl and sources_{split}.hkl.
-        split: which pair of files: "train", "val" or "test" (the files are the split).
-        context_frames: as in WindowDataset.
-        target_frames: as in WindowDataset.
-        stride: as in WindowDataset.
-        transform: as in WindowDataset.
-        skip_invalid: as in WindowDataset.
-        nan_policy: as in WindowDataset (only float frames can hold NaN).
-
-    Frames are scaled from uint8 to [0, 1] (value_scale 1/255), as PredNet does.
+        split: which pair of files: "train" (the default), "val" or "test" (the files are the split).
     """
 
     def __init__(
@@ -86,6 +83,14 @@ class KittiHickle(WindowDataset):
         nan_policy: NanPolicy = "raise",
         skip_invalid: bool = False,
     ) -> None:
+        window = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy=nan_policy,
+            skip_invalid=skip_invalid,
+        )
         frames_path, sources_path = Path(root) / f"X_{split}.hkl", Path(root) / f"sources_{split}.hkl"
         frames, sources = _frames(frames_path), _sources(sources_path)
         if len(frames.shape) != 4:
@@ -100,13 +105,4 @@ class KittiHickle(WindowDataset):
             Recording(name=name, frames=all_frames, source=str(frames_path), start=start, stop=stop)
             for name, start, stop in source_runs(sources)
         ]
-        super().__init__(
-            recordings,
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            nan_policy=nan_policy,
-            value_scale=1 / 255 if frames.dtype == np.uint8 else 1.0,
-            skip_invalid=skip_invalid,
-        )
+        super().__init__(recordings, replace(window, value_scale=1 / 255 if frames.dtype == np.uint8 else 1.0))

@@ -22,7 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from convlstm.data.core.layout import to_tchw
 from convlstm.data.core.scene_cuts import CUT_THRESHOLD, split_at_scene_cuts
 from convlstm.data.core.splits import RecordingSplit, Splitter, build_split
-from convlstm.data.core.windows import Recording, Transform, WindowDataset, check_window_arguments
+from convlstm.data.core.windows import Recording, Transform, WindowDataset, WindowOptions
+from convlstm.utils.checks import check_bool
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 Mode = Literal["L", "RGB"]
@@ -111,18 +112,19 @@ def _infer_mode(folders: Sequence[Path]) -> Mode:
 
 
 class ImageFolderSequences(WindowDataset):
-    """Windows over sequences stored as one folder of image frames each.
+    """Windows over sequences stored as one folder of image frames each, scaled to [0, 1].
+
+    The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``, ``skip_invalid``) are the
+    fields of [`WindowOptions`][convlstm.data.WindowOptions], which documents them.
 
     Args:
         root: folder with one sub-folder of frames per sequence.
-        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split: "train" (the default), "val", "test" (keys of split_by's fractions) or "all".
         split_by: how sequences are split; default RecordingSplit() (whole sequences, seeded).
         mask_root: optional parallel folder tree of masks (same sequence names and file stems); items then
             carry "context_mask" and "mask".
         mode: "L" (grayscale) or "RGB"; None takes the first frame's kind.
         size: (height, width) to resize every frame to; without it frames of different sizes raise an error.
-        skip_invalid: leave out sequences with unreadable, missing or differently sized frames, or too few
-            frames, logging what was skipped and why.
         split_at_cuts: split each sequence (each time block with TimeBlockSplit) at its scene cuts into recordings
             of their own, so that no window spans a cut; parts shorter than a window are left out. Finding the cuts
             ([`find_scene_cuts`][convlstm.data.find_scene_cuts]) reads every frame of the split once, here; an INFO
@@ -130,10 +132,6 @@ class ImageFolderSequences(WindowDataset):
         cut_threshold: the smallest difference of consecutive frames that is a cut (mean absolute difference of
             the gray, shrunk, mean-free frames, on the [0, 1] scale); a cut must also exceed 3 times the sequence's
             median difference.
-        context_frames: as in WindowDataset.
-        target_frames: as in WindowDataset.
-        stride: as in WindowDataset.
-        transform: as in WindowDataset.
 
     Attributes:
         scene_cuts: recording name -> the frames that begin a new shot (relative to that recording), for the
@@ -159,9 +157,15 @@ class ImageFolderSequences(WindowDataset):
         split_at_cuts: bool = True,
         cut_threshold: float = CUT_THRESHOLD,
     ) -> None:
-        check_window_arguments(context_frames, target_frames, stride)
-        if not isinstance(split_at_cuts, bool):
-            raise ValueError(f"split_at_cuts must be True or False, got {split_at_cuts!r}")
+        window = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            value_scale=1 / 255,
+            skip_invalid=skip_invalid,
+        )
+        check_bool("split_at_cuts", split_at_cuts)
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"image folder root not found: {root}")
@@ -187,18 +191,10 @@ class ImageFolderSequences(WindowDataset):
         if split_at_cuts:
             cut = split_at_scene_cuts(
                 recordings,
-                window_frames=context_frames + target_frames,
-                stride=stride,
+                window_frames=window.window_frames,
+                stride=window.stride,
                 threshold=cut_threshold,
                 what=f"sequences ({split!r} split of {root})",
             )
             recordings, self.scene_cuts, self.dropped_windows = cut.recordings, cut.cuts, cut.dropped_windows
-        super().__init__(
-            recordings,
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            value_scale=1 / 255,
-            skip_invalid=skip_invalid,
-        )
+        super().__init__(recordings, window)

@@ -39,7 +39,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
@@ -49,10 +49,10 @@ import xarray as xr
 from convlstm.data.core.sampling import RainBiasedPatches, window_rng
 from convlstm.data.core.splits import DEFAULT_FRACTIONS, split_counts
 from convlstm.data.core.transforms import random_flip_rotate
-from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset
+from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset, WindowOptions
 from convlstm.data.formats.xarray_source import Location, XarrayFrames, open_lazy
 from convlstm.units import dbz_to_rain_rate, rain_rate_to_dbz, rain_rate_to_pixel, zr_coefficients
-from convlstm.utils.checks import check_int
+from convlstm.utils.checks import check_bool, check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -457,11 +457,12 @@ class MlcastSequences(WindowDataset):
     `time_runs`); windows never cross a cut. A split takes the frames of the recordings inside its time
     ranges, so that splits share no frame.
 
+    The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``, applied last) are the
+    fields of [`WindowOptions`][convlstm.data.WindowOptions], which documents them; missing values are always masked.
+
     Args:
         root: the store: a local path or an fsspec URL (``s3://``, ``gs://``, ``https://``).
-        split: a key of ``splits`` ("train", "val", "test"), or "all" for every time.
-        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
+        split: a key of ``splits`` ("train" (the default), "val", "test"), or "all" for every time.
         variable: the variable to read; default the one whose ``standard_name`` is rain (an error lists the
             store's variables when there is none or several).
         zr: the Z-R relation of a reflectivity variable: "marshall_palmer" (a = 200, b = 1.6, the default),
@@ -476,7 +477,6 @@ class MlcastSequences(WindowDataset):
         rain_threshold: rain rate (mm/h) from which a pixel counts as raining for the patch draw.
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
         augment: rotate and flip the items of split "train" at random (odd quarter turns on square items only).
-        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
         seed: seed of the patch draws and augmentation.
         scan_empty_frames: read the split's frames once when the dataset is built to find all-NaN frames, which
             are then gaps. False skips the read (for archives too large to read up front): an all-NaN frame is
@@ -485,7 +485,6 @@ class MlcastSequences(WindowDataset):
             ``{"endpoint_url": ...}``, credentials).
         chunk_cache: decoded time chunks each process keeps (see
             `XarrayFrames`).
-        transform: as in [`WindowDataset`][convlstm.data.WindowDataset], applied last.
 
     Attributes:
         conversion: the variable and how it becomes mm/h.
@@ -517,12 +516,17 @@ class MlcastSequences(WindowDataset):
         chunk_cache: int = 0,
         transform: Transform | None = None,
     ) -> None:
-        if units not in ("mm/h", "pixel"):
-            raise ValueError(f"units must be 'mm/h' or 'pixel', got {units!r}")
-        for name, flag in (("augment", augment), ("scan_empty_frames", scan_empty_frames)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
-        window = check_int("context_frames", context_frames, 1) + check_int("target_frames", target_frames, 0)
+        options = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy="mask",
+        )
+        window = options.window_frames
+        check_choice("units", units, get_args(Units))
+        check_bool("augment", augment)
+        check_bool("scan_empty_frames", scan_empty_frames)
         where = os.fspath(root)
         opener = functools.partial(open_lazy, root, None, storage_options)
         dataset = opener()
@@ -589,14 +593,7 @@ class MlcastSequences(WindowDataset):
                 f"target_frames) without a gap or change of time step in its time ranges; use shorter windows or "
                 "wider splits"
             )
-        super().__init__(
-            recordings,
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            nan_policy="mask",
-        )
+        super().__init__(recordings, options)
 
     def _split_ranges(
         self, split: str, splits: Mapping[str, Any] | None

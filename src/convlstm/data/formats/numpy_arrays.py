@@ -20,7 +20,7 @@ import numpy as np
 
 from convlstm.data.core.layout import LazyFileArray, layout_recordings
 from convlstm.data.core.splits import RecordingSplit, Splitter, select_split
-from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, build_recordings
+from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, WindowOptions, build_recordings
 from convlstm.utils.deprecation import renamed_keywords
 
 
@@ -59,20 +59,16 @@ def numpy_recordings(path: str | os.PathLike[str], layout: str, key: str | None 
 class NumpySequences(WindowDataset):
     """Windows over the recordings of one or more .npy / .npz files.
 
+    The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``, ``nan_policy``,
+    ``value_scale``, ``skip_invalid``) are the fields of [`WindowOptions`][convlstm.data.WindowOptions], which
+    documents them.
+
     Args:
         root: a file or a list of files (their recordings are concatenated).
         layout: axis letters of the stored arrays, e.g. "NTHW", "TNHW", "NTHWC" (see convlstm.data.core.layout).
         key: which array of a .npz file (needed when it holds several).
-        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split: "train" (the default), "val", "test" (keys of split_by's fractions) or "all".
         split_by: how recordings are split; default RecordingSplit() (whole recordings, seeded).
-        skip_invalid: leave out files that are missing or malformed, and recordings too short for a window,
-            logging what was skipped and why.
-        context_frames: as in WindowDataset.
-        target_frames: as in WindowDataset.
-        stride: as in WindowDataset.
-        transform: as in WindowDataset.
-        nan_policy: as in WindowDataset.
-        value_scale: as in WindowDataset.
     """
 
     @renamed_keywords(path="root")
@@ -92,10 +88,7 @@ class NumpySequences(WindowDataset):
         value_scale: float = 1.0,
         skip_invalid: bool = False,
     ) -> None:
-        paths = [os.fspath(root)] if isinstance(root, str | os.PathLike) else [os.fspath(p) for p in root]
-        recordings = build_recordings(paths, lambda p: numpy_recordings(p, layout, key), skip_invalid=skip_invalid)
-        super().__init__(
-            select_split(recordings, split, split_by or RecordingSplit()),
+        window = WindowOptions(
             context_frames=context_frames,
             target_frames=target_frames,
             stride=stride,
@@ -104,3 +97,6 @@ class NumpySequences(WindowDataset):
             value_scale=value_scale,
             skip_invalid=skip_invalid,
         )
+        paths = [os.fspath(root)] if isinstance(root, str | os.PathLike) else [os.fspath(p) for p in root]
+        recordings = build_recordings(paths, lambda p: numpy_recordings(p, layout, key), skip_invalid=skip_invalid)
+        super().__init__(select_split(recordings, split, split_by or RecordingSplit()), window)

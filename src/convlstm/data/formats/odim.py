@@ -16,15 +16,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import h5py
 import numpy as np
 
 from convlstm.data.core.splits import Splitter, TimeBlockSplit, select_split
-from convlstm.data.core.windows import NanPolicy, Transform, WindowDataset
+from convlstm.data.core.windows import NanPolicy, Transform, WindowDataset, WindowOptions
 from convlstm.data.formats.xarray_source import WindowCoords, recordings_between_gaps
 from convlstm.units import dbz_to_rain_rate, rain_rate_to_pixel
+from convlstm.utils.checks import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,7 @@ def read_odim_field(
         zr_relation: Z = a R^b for reflectivity: "marshall_palmer" (a=200, b=1.6, pysteps' default), "hko7", or
             (a, b).
     """
-    if quantity not in REFLECTIVITY_QUANTITIES + RATE_QUANTITIES:
-        raise ValueError(f"quantity must be one of {REFLECTIVITY_QUANTITIES + RATE_QUANTITIES}, got {quantity!r}")
+    check_choice("quantity", quantity, REFLECTIVITY_QUANTITIES + RATE_QUANTITIES)
     with h5py.File(path, "r") as f:
         found = []
         for name in sorted(k for k in f if k.startswith("dataset")):
@@ -179,29 +179,27 @@ class ODIMSequences(WindowDataset):
     """Windows over a time series of ODIM HDF5 radar composites (one file per time), in mm/h.
 
     Files are ordered by their nominal time; a gap in the time series (a missing file) cuts it into separate
-    recordings, so no window spans a gap.
+    recordings, so no window spans a gap. The window arguments (``context_frames``, ``target_frames``, ``stride``,
+    ``transform``, ``nan_policy``, ``skip_invalid``) are the fields of [`WindowOptions`][convlstm.data.WindowOptions],
+    which documents them; ``nan_policy`` is "mask" here by default: pixels outside the radars' reach become 0 with a
+    mask.
 
     Args:
         root: a folder (its ``*.h5`` / ``*.hdf5`` / ``*.hdf`` files are read) or a list of files.
-        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        transform: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split: "train" (the default), "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological).
         quantity: "DBZH" (default) or "TH", reflectivity in dBZ, or "RATE", rain rate in mm/h.
         zr_relation: the Z-R relation for reflectivity ("marshall_palmer", "hko7" or (a, b)).
         units: "mm/h" (default) or "pixel" (HKO-7 pixels in [0, 1], what the radar models here are trained on).
-        nan_policy: "mask" (default: nodata pixels become 0 with a mask) or "raise".
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        split: str = "train",
         *,
         context_frames: int,
         target_frames: int,
-        split: str = "train",
         split_by: Splitter | None = None,
         quantity: str = "DBZH",
         zr_relation: str | tuple[float, float] = "marshall_palmer",
@@ -211,10 +209,16 @@ class ODIMSequences(WindowDataset):
         nan_policy: NanPolicy = "mask",
         skip_invalid: bool = False,
     ) -> None:
-        if units not in ("mm/h", "pixel"):
-            raise ValueError(f"units must be 'mm/h' or 'pixel', got {units!r}")
-        if quantity not in REFLECTIVITY_QUANTITIES + RATE_QUANTITIES:
-            raise ValueError(f"quantity must be one of {REFLECTIVITY_QUANTITIES + RATE_QUANTITIES}, got {quantity!r}")
+        window = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy=nan_policy,
+            skip_invalid=skip_invalid,
+        )
+        check_choice("units", units, get_args(Units))
+        check_choice("quantity", quantity, REFLECTIVITY_QUANTITIES + RATE_QUANTITIES)
         files = _list_files(root)
         times = np.array([odim_time(p) for p in files])
         order = np.argsort(times, kind="stable")
@@ -228,13 +232,7 @@ class ODIMSequences(WindowDataset):
         frames = ODIMFrames(files, shape, quantity=quantity, zr_relation=zr_relation, units=units)
         name = str(root) if isinstance(root, str | os.PathLike) else f"{len(files)} ODIM files"
         super().__init__(
-            select_split(recordings_between_gaps(name, frames, times), split, split_by or TimeBlockSplit()),
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            nan_policy=nan_policy,
-            skip_invalid=skip_invalid,
+            select_split(recordings_between_gaps(name, frames, times), split, split_by or TimeBlockSplit()), window
         )
 
     def coords(self, index: int) -> WindowCoords:

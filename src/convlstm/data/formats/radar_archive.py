@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import torch
@@ -43,10 +43,10 @@ import torch
 from convlstm.data.core.sampling import RainBiasedPatches, window_rng
 from convlstm.data.core.splits import RecordingSplit
 from convlstm.data.core.transforms import random_flip_rotate
-from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset
+from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset, WindowOptions
 from convlstm.units import rain_rate_to_pixel
 from convlstm.utils.atomic import atomic_write_text, atomic_write_with
-from convlstm.utils.checks import check_int
+from convlstm.utils.checks import check_bool, check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -479,16 +479,17 @@ class RadarArchiveSequences(WindowDataset):
     comes from the random stream (seed, split, epoch, i): the same whatever the order or worker; ``set_epoch``
     draws new ones.
 
+    The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``, applied last) are the
+    fields of [`WindowOptions`][convlstm.data.WindowOptions], which documents them; missing values are always masked.
+
     Args:
         root: the folder relative ``root_path`` entries are read from (a clone of pysteps-data); default the
             working directory, as pysteps does.
-        split: a key of ``splits`` ("train", "val", "test"), or "all" for every event.
+        split: a key of ``splits`` ("train" (the default), "val", "test"), or "all" for every event.
         archives: name -> pystepsrc ``data_sources`` entry, pasted as it is (root_path, path_fmt, fn_pattern,
             fn_ext, importer, timestep, importer_kwargs).
         events: name -> {archive, start, end}: the time steps from start to end (both included) of one archive;
             ``archive`` may be left out when there is one. Times as datetimes, ISO text or "%Y%m%d%H%M".
-        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
         splits: split name -> event names; an event goes whole to at most one split. None: a seeded shuffle of
             whole events, 80 / 10 / 10 ([`RecordingSplit`][convlstm.data.RecordingSplit]).
         units: "mm/h" (default) or "pixel" (HKO-7 pixels in [0, 1], what the radar models here train on).
@@ -498,11 +499,9 @@ class RadarArchiveSequences(WindowDataset):
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
         augment: rotate and flip the items of split "train" (patch or frame) at random, frames and masks alike;
             odd quarter turns only on square items. Other splits are never augmented.
-        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
         seed: seed of the patch draws and augmentation.
         cache_dir: keep each event's rain rates as a .npy file here and memory-map it (DataLoader workers then
             share pages instead of copies); None keeps them in memory.
-        transform: as in [`WindowDataset`][convlstm.data.WindowDataset], applied last.
 
     Attributes:
         archives: the parsed archive entries by name.
@@ -529,12 +528,17 @@ class RadarArchiveSequences(WindowDataset):
         cache_dir: str | os.PathLike[str] | None = None,
         transform: Transform | None = None,
     ) -> None:
-        if units not in ("mm/h", "pixel"):
-            raise ValueError(f"units must be 'mm/h' or 'pixel', got {units!r}")
+        options = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy="mask",
+        )
+        check_choice("units", units, get_args(Units))
         if not isinstance(archives, Mapping) or not archives:
             raise ValueError(f"archives must map names to pystepsrc data_sources entries, got {archives!r}")
-        if not isinstance(augment, bool):
-            raise ValueError(f"augment must be True or False, got {augment!r}")
+        check_bool("augment", augment)
         self.archives = {str(name): RadarArchive.from_entry(str(name), e, root) for name, e in archives.items()}
         parsed = parse_events(events, self.archives)
         chosen = _events_of_split(list(parsed), split, splits)
@@ -552,16 +556,7 @@ class RadarArchiveSequences(WindowDataset):
             read_event if cache_dir is None else lambda a, e: cached_event(a, e, cache_dir)
         )
         self.events = [read(self.archives[parsed[name].archive], parsed[name]) for name in chosen]
-        window = check_int("context_frames", context_frames, 1) + check_int("target_frames", target_frames, 0)
-        recordings = self._recordings(window)
-        super().__init__(
-            recordings,
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            nan_policy="mask",
-        )
+        super().__init__(self._recordings(options.window_frames), options)
 
     def _recordings(self, window: int) -> list[Recording]:
         recordings = []

@@ -56,11 +56,11 @@ import xarray as xr
 from torch import Tensor
 
 from convlstm.data.core.normalization import Normalization
-from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset
+from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, WindowOptions
 from convlstm.data.formats.mlcast import parse_splits
 from convlstm.data.formats.xarray_source import WindowCoords, XarrayFrames, open_lazy, regular_runs
 from convlstm.utils.atomic import atomic_write_text
-from convlstm.utils.checks import check_int
+from convlstm.utils.checks import check_bool, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -322,16 +322,16 @@ class ReanalysisSequences(WindowDataset):
     Items hold "context" (T_in, C, H', W') and "target" (T_out, C, H', W'), C = the variables, then two channels
     per time feature; H', W' are the grid after padding. With time features (or NaN masked), items also hold
     "context_mask" and "mask", 1 on the variables' channels and 0 on the time channels. Variables come normalised
-    (per variable: (x - mean) / std of the training split), unless ``normalize=False``.
+    (per variable: (x - mean) / std of the training split), unless ``normalize=False``. The window arguments
+    (``context_frames``, ``target_frames``, ``stride``, ``transform``, ``nan_policy``) are the fields of
+    [`WindowOptions`][convlstm.data.WindowOptions], which documents them.
 
     Args:
         root: a netCDF file, zarr store (path or fsspec URL) or GRIB file; a list of them or a glob pattern
             ("era5/2m_temperature_*.nc": each file a recording, in the order of their first time); or an
             xarray.Dataset.
-        split: a key of ``splits`` ("train", "val", "test"), or "all" for every time.
+        split: a key of ``splits`` ("train" (the default), "val", "test"), or "all" for every time.
         variables: the channels: ``"t2m"``, ``"z@500"`` (a variable, or a variable "@" a level).
-        context_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        target_frames: as in [`WindowDataset`][convlstm.data.WindowDataset].
         splits: split name -> a time range [start, end) or a list of them (ISO times, null for an open end); ranges
             must not overlap. None: the times chronologically, 80 / 10 / 10.
         normalize: standardise each variable by the mean and standard deviation of the "train" split.
@@ -345,9 +345,6 @@ class ReanalysisSequences(WindowDataset):
         x_dim: the x (longitude) dimension; default the first found of longitude, lon, x, rlon.
         engine: the xarray engine (default: cfgrib for GRIB suffixes, zarr for stores, else xarray's choice).
         storage_options: options of the fsspec filesystem of a URL ``root``.
-        stride: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        nan_policy: as in [`WindowDataset`][convlstm.data.WindowDataset].
-        transform: as in [`WindowDataset`][convlstm.data.WindowDataset].
 
     Attributes:
         variables: the variable channels' names, in order.
@@ -394,11 +391,17 @@ class ReanalysisSequences(WindowDataset):
         unknown = sorted(set(features) - set(TIME_FEATURES))
         if isinstance(time_features, str) or unknown or len(set(features)) != len(features):
             raise ValueError(f"time_features must be distinct names of {list(TIME_FEATURES)}, got {time_features!r}")
-        if not isinstance(normalize, bool):
-            raise ValueError(f"normalize must be True or False, got {normalize!r}")
+        check_bool("normalize", normalize)
         wrap = check_int("wrap_longitude", wrap_longitude, 0)
         multiple = check_int("pad_to_multiple", pad_to_multiple, 1)
-        window = check_int("context_frames", context_frames, 1) + check_int("target_frames", target_frames, 0)
+        options = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy=nan_policy,
+        )
+        window = options.window_frames
         self.variables = [c.name for c in channels]
         self.channels = self.variables + [f"{f}_{part}" for f in features for part in ("sin", "cos")]
         self.files = self._open_files(root, channels, time_dim, y_dim, x_dim, engine, storage_options)
@@ -443,14 +446,7 @@ class ReanalysisSequences(WindowDataset):
                 f"split {split!r} has no stretch of {window} consecutive frames (context_frames + target_frames) "
                 f"without a gap in its time ranges {_describe_ranges(ranges)}; use shorter windows or wider splits"
             )
-        super().__init__(
-            recordings,
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            nan_policy=nan_policy,
-        )
+        super().__init__(recordings, options)
 
     # --- opening --------------------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ import numpy as np
 from convlstm.data.core.layout import to_tchw
 from convlstm.data.core.scene_cuts import CUT_THRESHOLD, split_at_scene_cuts
 from convlstm.data.core.splits import RecordingSplit, Splitter, build_split
-from convlstm.data.core.windows import Recording, Transform, WindowDataset, check_window_arguments
+from convlstm.data.core.windows import Recording, Transform, WindowDataset, WindowOptions
+from convlstm.utils.checks import check_bool
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -77,16 +78,18 @@ def list_videos(root: Path) -> list[Path]:
 
 
 class VideoSequences(WindowDataset):
-    """Windows over video files, one recording per video.
+    """Windows over video files, one recording per video, scaled to [0, 1].
+
+    The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``, ``skip_invalid``) are the
+    fields of [`WindowOptions`][convlstm.data.WindowOptions], which documents them.
 
     Args:
         root: a folder of videos, one video file, or a list of video files.
-        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split: "train" (the default), "val", "test" (keys of split_by's fractions) or "all".
         split_by: RecordingSplit() (default: whole videos) or TimeBlockSplit(...) (blocks of each video).
         grayscale: decode to one channel instead of RGB.
         frame_step: keep every frame_step-th decoded frame.
         size: (height, width) to resize the frames to.
-        skip_invalid: leave out videos that cannot be decoded or are too short, logging what and why.
         split_at_cuts: split each video (each time block with TimeBlockSplit) at its scene cuts into recordings of
             their own, so that no window spans a cut; parts shorter than a window are left out. The cuts are found
             on the decoded frames in memory ([`find_scene_cuts`][convlstm.data.find_scene_cuts]), and an INFO log
@@ -94,10 +97,6 @@ class VideoSequences(WindowDataset):
         cut_threshold: the smallest difference of consecutive frames that is a cut (mean absolute difference of
             the gray, shrunk, mean-free frames, on the [0, 1] scale); a cut must also exceed 3 times the video's
             median difference.
-        context_frames: as in WindowDataset.
-        target_frames: as in WindowDataset.
-        stride: as in WindowDataset.
-        transform: as in WindowDataset.
 
     Attributes:
         scene_cuts: recording name -> the frames that begin a new shot (relative to that recording), for the
@@ -123,9 +122,15 @@ class VideoSequences(WindowDataset):
         split_at_cuts: bool = True,
         cut_threshold: float = CUT_THRESHOLD,
     ) -> None:
-        check_window_arguments(context_frames, target_frames, stride)
-        if not isinstance(split_at_cuts, bool):
-            raise ValueError(f"split_at_cuts must be True or False, got {split_at_cuts!r}")
+        window = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            value_scale=1 / 255,
+            skip_invalid=skip_invalid,
+        )
+        check_bool("split_at_cuts", split_at_cuts)
         if isinstance(root, str | os.PathLike):
             root = Path(root)
             if not root.exists():
@@ -152,18 +157,10 @@ class VideoSequences(WindowDataset):
         if split_at_cuts:
             cut = split_at_scene_cuts(
                 recordings,
-                window_frames=context_frames + target_frames,
-                stride=stride,
+                window_frames=window.window_frames,
+                stride=window.stride,
                 threshold=cut_threshold,
                 what=f"videos ({split!r} split of {place})",
             )
             recordings, self.scene_cuts, self.dropped_windows = cut.recordings, cut.cuts, cut.dropped_windows
-        super().__init__(
-            recordings,
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            value_scale=1 / 255,
-            skip_invalid=skip_invalid,
-        )
+        super().__init__(recordings, window)

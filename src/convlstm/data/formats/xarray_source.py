@@ -34,7 +34,7 @@ import xarray as xr
 from torch import Tensor
 
 from convlstm.data.core.splits import Splitter, TimeBlockSplit, select_split
-from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset
+from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, WindowOptions
 from convlstm.utils.deprecation import renamed_keywords
 
 logger = logging.getLogger(__name__)
@@ -290,13 +290,15 @@ class XarraySequences(WindowDataset):
     """Windows over variables of a netCDF file or zarr store (or an open xarray Dataset).
 
     A time coordinate with gaps (missing steps) is cut at the gaps into separate recordings (logged), so no
-    window spans a gap.
+    window spans a gap. The window arguments (``context_frames``, ``target_frames``, ``stride``, ``transform``,
+    ``nan_policy``, ``skip_invalid``) are the fields of [`WindowOptions`][convlstm.data.WindowOptions], which
+    documents them.
 
     Args:
         root: path of a netCDF file or zarr store, an fsspec URL of a zarr store ("s3://bucket/era5.zarr",
             "https://host/era5.zarr"), or an xarray.Dataset (already selected / subset).
         variables: the variables to read, in channel order.
-        split: "train", "val", "test" (keys of split_by's fractions) or "all".
+        split: "train" (the default), "val", "test" (keys of split_by's fractions) or "all".
         split_by: default TimeBlockSplit() (chronological: first 80 % train, then 10 % val, 10 % test).
         time_dim: name of the time dimension (T).
         y_dim: name of the y dimension (H).
@@ -306,12 +308,6 @@ class XarraySequences(WindowDataset):
             [`ChunkAwareSampler`][convlstm.data.ChunkAwareSampler], which visits the windows chunk by chunk.
         storage_options: options of the fsspec filesystem of a URL ``root`` (``{"anon": True}``,
             ``{"endpoint_url": ...}``, credentials); see `open_lazy`.
-        context_frames: as in WindowDataset.
-        target_frames: as in WindowDataset.
-        stride: as in WindowDataset.
-        transform: as in WindowDataset.
-        nan_policy: as in WindowDataset.
-        skip_invalid: as in WindowDataset.
 
     Attributes:
         time_chunk: frames per chunk along time on disk, or None (see `XarrayFrames`).
@@ -338,6 +334,14 @@ class XarraySequences(WindowDataset):
         chunk_cache: int = 0,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
+        window = WindowOptions(
+            context_frames=context_frames,
+            target_frames=target_frames,
+            stride=stride,
+            transform=transform,
+            nan_policy=nan_policy,
+            skip_invalid=skip_invalid,
+        )
         if isinstance(root, xr.Dataset):
             if storage_options:
                 raise ValueError(f"storage_options apply to a URL root, not to a given dataset: {storage_options}")
@@ -354,13 +358,7 @@ class XarraySequences(WindowDataset):
         dataset = frames.dataset
         self._time, self._y, self._x = (np.asarray(dataset[d].values) for d in self.dims)
         super().__init__(
-            select_split(recordings_between_gaps(name, frames, self._time), split, split_by or TimeBlockSplit()),
-            context_frames=context_frames,
-            target_frames=target_frames,
-            stride=stride,
-            transform=transform,
-            nan_policy=nan_policy,
-            skip_invalid=skip_invalid,
+            select_split(recordings_between_gaps(name, frames, self._time), split, split_by or TimeBlockSplit()), window
         )
 
     def coords(self, index: int) -> WindowCoords:

@@ -246,21 +246,24 @@ class MovingMNIST(SeededSequences):
         target_frames: int = 10,
         transform: Transform | None = None,
     ) -> MovingMNISTFile:
-        """Read the official ``mnist_test_seq.npy`` (uint8, (T, N, H, W), time first); see ``MovingMNISTFile``."""
-        return MovingMNISTFile(path, context_frames=context_frames, target_frames=target_frames, transform=transform)
+        """Read every sequence of the official ``mnist_test_seq.npy`` (uint8, (T, N, H, W), time first): a
+        ``MovingMNISTFile`` with ``split="all"``."""
+        return MovingMNISTFile(
+            path, "all", context_frames=context_frames, target_frames=target_frames, transform=transform
+        )
 
 
 class MovingMNISTFile(Dataset[Item]):
     """Sequences stored in the official Moving MNIST layout: a ``.npy`` of uint8, shape (T, N, H, W).
 
     The file is memory-mapped, so the 800 MB official test set is not read into memory at once. ``split`` chooses
-    sequences the way the other file loaders choose recordings: whole sequences go to "train", "val" and "test" by
-    a seeded shuffle (``split_by``, default [`RecordingSplit`][convlstm.data.RecordingSplit]: 80 / 10 / 10 %), and "all"
-    (the default) keeps every sequence in file order.
+    sequences the way the other file loaders choose recordings: whole sequences go to "train" (the default), "val"
+    and "test" by a seeded shuffle (``split_by``, default [`RecordingSplit`][convlstm.data.RecordingSplit]:
+    80 / 10 / 10 %), and "all" keeps every sequence in file order.
 
     Args:
         root: The ``.npy`` file (e.g. ``mnist_test_seq.npy``, shape (20, 10000, 64, 64)).
-        split: "all", or a split name of ``split_by``.
+        split: a split name of ``split_by`` ("train", the default, "val", "test"), or "all".
         split_by: How sequences are assigned to splits (default: ``RecordingSplit()``).
         context_frames: Input frames T_in.
         target_frames: Frames to predict T_out; T_in + T_out must equal the file's T.
@@ -273,7 +276,7 @@ class MovingMNISTFile(Dataset[Item]):
     def __init__(
         self,
         root: str | Path,
-        split: str = "all",
+        split: str = "train",
         *,
         split_by: RecordingSplit | None = None,
         context_frames: int = 10,
