@@ -17,7 +17,7 @@ def test_check_number_takes_finite_numbers_from_the_minimum(value: object) -> No
 
 @pytest.mark.parametrize("value", [-1e-9, -3, math.inf, math.nan, True, "1", None])
 def test_check_number_names_the_argument_the_bound_and_the_value(value: object) -> None:
-    with pytest.raises(ValueError, match=r"^threshold must be a finite number >= 0.0, got ") as caught:
+    with pytest.raises(ValueError, match=r"^threshold must be a finite number >= 0, got ") as caught:
         check_number("threshold", value, 0.0)
     assert repr(value) in str(caught.value)
 

@@ -96,7 +96,7 @@ def check_choice(name: str, value: T, choices: Collection[Any]) -> T:
 
 def check_number(name: str, value: object, minimum: float = -math.inf) -> float:
     """``value`` as a float if it is a finite number >= ``minimum`` (any finite number by default)."""
-    bound = f" >= {minimum}" if minimum > -math.inf else ""
+    bound = f" >= {minimum:g}" if minimum > -math.inf else ""
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
         raise ValueError(f"{name} must be a finite number{bound}, got {type(value).__name__} {value!r}")
     if not (math.isfinite(value) and value >= minimum):

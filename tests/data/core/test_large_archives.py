@@ -121,7 +121,7 @@ def test_ranks_share_the_windows_without_overlap(tmp_path: Path, drop_last: bool
 def test_sampler_arguments_are_checked(tmp_path: Path) -> None:
     path = _write(tmp_path, "zarr")
     data = _windows(path)
-    with pytest.raises(ValueError, match=r"rank must lie in \[0, num_replicas=2\), got 2"):
+    with pytest.raises(ValueError, match=r"rank \(of num_replicas=2\) must be an int in \[0, 1\], got 2"):
         ChunkAwareSampler(data, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match="chunk_frames must be an int >= 1, got 0"):
         ChunkAwareSampler(data, chunk_frames=0)

@@ -341,7 +341,7 @@ def test_errors(tmp_path: Path, store: Path) -> None:
         windows(store, "train", splits={"train": ["2020", "2023-06-01"], "test": ["2023", None]})
     with pytest.raises(ValueError, match=r"splits\['train'\]\[0\] must be a date"):
         windows(store, "train", splits={"train": ["soon", None]})
-    with pytest.raises(ValueError, match="split must be 'all' or one of"):
+    with pytest.raises(ValueError, match=r"split must be one of \['all', 'train', 'val', 'test'\], got 'holdout'"):
         windows(store, "holdout")
     with pytest.raises(ValueError, match="split 'train' has no run of 8 consecutive frames"):
         windows(store, "train", splits={"train": ["2020", "2021"]}, context_frames=4, target_frames=4)

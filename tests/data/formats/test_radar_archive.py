@@ -173,7 +173,7 @@ def test_events_go_whole_to_one_split(tmp_path: Path) -> None:
         RadarArchiveSequences(tmp_path, "val", splits={"train": ["e1"], "val": []}, **options)
     with pytest.raises(ValueError, match="names event 'e99', which is not among the events"):
         RadarArchiveSequences(tmp_path, "train", splits={"train": ["e99"]}, **options)
-    with pytest.raises(ValueError, match="split must be 'all' or one of \\['train', 'val', 'test'\\], got 'dev'"):
+    with pytest.raises(ValueError, match=r"split must be one of \['all', 'train', 'val', 'test'\], got 'dev'"):
         RadarArchiveSequences(tmp_path, "dev", splits=splits, **options)
 
 
@@ -325,7 +325,7 @@ def test_bad_descriptions_are_named(root: Path) -> None:
         build({**FMI, "fn_extension": "pgm.gz"})
     with pytest.raises(ValueError, match=r"'fmi_pmg' is not a pysteps importer: .*fmi_pgm.*knmi_hdf5"):
         build({**FMI, "importer": "fmi_pmg"})
-    with pytest.raises(ValueError, match="\\['timestep'\\] must be a positive number of minutes, got 0"):
+    with pytest.raises(ValueError, match=r"\['timestep'\] \(minutes\) must be a finite number > 0, got 0"):
         build({**FMI, "timestep": 0})
     with pytest.raises(ValueError, match="end 2021-07-01 12:27:00 must follow start 2021-07-01 12:00:00 by whole"):
         build(FMI, events={"odd": {"start": "2021-07-01 12:00", "end": "2021-07-01 12:27"}})

@@ -227,7 +227,7 @@ def test_bad_arguments_are_named(archive: Path, kwargs: dict[str, Any], match: s
 
 
 def test_a_split_not_in_splits_is_refused(archive: Path) -> None:
-    with pytest.raises(ValueError, match="split must be 'all' or one of"):
+    with pytest.raises(ValueError, match=r"split must be one of \['all', 'train', 'val', 'test'\], got 'holdout'"):
         _dataset(archive, "holdout")
 
 

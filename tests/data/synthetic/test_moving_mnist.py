@@ -272,7 +272,7 @@ def test_official_file_splits_whole_sequences_like_the_other_file_loaders(tmp_pa
     assert len(MovingMNISTFile(tmp_path / "seq.npy", "all", context_frames=2, target_frames=2)) == 20
     default = MovingMNISTFile(tmp_path / "seq.npy", context_frames=2, target_frames=2)
     assert default.indices == parts["train"].indices  # the default split is "train", as for every source
-    with pytest.raises(ValueError, match="split='holdout'"):
+    with pytest.raises(ValueError, match=r"split must be one of \['all', 'train', 'val', 'test'\], got 'holdout'"):
         MovingMNISTFile(tmp_path / "seq.npy", "holdout", context_frames=2, target_frames=2)
     with pytest.raises(ValueError, match="got the folder"):
         MovingMNISTFile(tmp_path, context_frames=2, target_frames=2)

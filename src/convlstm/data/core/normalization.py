@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from convlstm.data.core.windows import WindowDataset
+from convlstm.utils.checks import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,7 @@ class Normalization:
     scale: list[float]
 
     def __post_init__(self) -> None:
-        if self.kind not in ("standard", "minmax"):
-            raise ValueError(f"kind must be 'standard' or 'minmax', got {self.kind!r}")
+        check_choice("kind", self.kind, ("standard", "minmax"))
         if len(self.center) != len(self.scale) or not all(s > 0 for s in self.scale):
             raise ValueError(
                 f"center and scale need one value per channel and scale > 0, got {self.center}, {self.scale}"

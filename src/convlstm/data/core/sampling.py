@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from convlstm.data.core.windows import WindowDataset
-from convlstm.utils.checks import check_float
+from convlstm.utils.checks import check_float, check_int
 
 
 class ChunkAwareSampler(DistributedSampler[int]):
@@ -63,15 +63,12 @@ class ChunkAwareSampler(DistributedSampler[int]):
             raise ValueError(f"dataset must be a WindowDataset (windows with a place in time), got {type(dataset)}")
         if chunk_frames is None:
             chunk_frames = getattr(dataset, "time_chunk", None) or 1
-        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be an int >= 1, got {chunk_frames!r}")
+        chunk_frames = check_int("chunk_frames", chunk_frames, 1)
         distributed = dist.is_available() and dist.is_initialized()
         num_replicas = (dist.get_world_size() if distributed else 1) if num_replicas is None else num_replicas
         rank = (dist.get_rank() if distributed else 0) if rank is None else rank
-        if not isinstance(num_replicas, int) or num_replicas < 1 or not isinstance(rank, int):
-            raise ValueError(f"num_replicas must be an int >= 1 and rank an int, got {num_replicas!r}, {rank!r}")
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank must lie in [0, num_replicas={num_replicas}), got {rank}")
+        num_replicas = check_int("num_replicas", num_replicas, 1)
+        rank = check_int(f"rank (of num_replicas={num_replicas})", rank, 0, num_replicas - 1)
         if drop_last and len(dataset) < num_replicas:
             raise ValueError(f"drop_last=True leaves no window: {len(dataset)} windows for {num_replicas} ranks")
         # DistributedSampler's own __init__ is not called: it would ask torch.distributed for the ranks even when
@@ -170,9 +167,9 @@ class RainBiasedPatches:
 
     def __init__(self, size: int | Sequence[int], *, threshold: float = 0.1, min_acceptance: float = 0.1) -> None:
         pair = (size, size) if isinstance(size, int) else tuple(size)
-        if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in pair):
+        if len(pair) != 2:
             raise ValueError(f"size must be a positive int or (height, width) of positive ints, got {size!r}")
-        self.size = (int(pair[0]), int(pair[1]))
+        self.size = (check_int("size[0] (height)", pair[0], 1), check_int("size[1] (width)", pair[1], 1))
         self.threshold = check_float("threshold", threshold, 0.0, math.inf)
         self.min_acceptance = check_float("min_acceptance", min_acceptance, 0.0, 1.0, low_open=True)
 

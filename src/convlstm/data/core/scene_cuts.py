@@ -22,14 +22,13 @@ above 0.1, its fastest motions (cars passing close by, a hand moved before the l
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 
 from convlstm.data.core.windows import FrameArray, Recording
+from convlstm.utils.checks import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +85,6 @@ def frame_differences(frames: FrameArray, *, chunk_frames: int = 16) -> np.ndarr
     return np.concatenate(differences) if differences else np.zeros(0)
 
 
-def _check_number(name: str, value: Any) -> float:
-    number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def find_scene_cuts(
     frames: FrameArray, *, threshold: float = CUT_THRESHOLD, factor: float = MEDIAN_FACTOR
 ) -> list[int]:
@@ -114,8 +106,8 @@ def find_scene_cuts(
     Raises:
         ValueError: a negative or non-finite threshold or factor, or frames of the wrong dimensions or dtype.
     """
-    limit = _check_number("threshold", threshold)
-    factor = _check_number("factor", factor)
+    limit = check_number("threshold", threshold, 0)
+    factor = check_number("factor", factor, 0)
     differences = frame_differences(frames)
     if differences.size:
         limit = max(limit, factor * float(np.median(differences)))
@@ -185,7 +177,7 @@ def split_at_scene_cuts(
     Raises:
         ValueError: every recording is left without a window once split at its cuts.
     """
-    threshold = _check_number("cut_threshold", threshold)
+    threshold = check_number("cut_threshold", threshold, 0)
     kept: list[Recording] = []
     cuts: dict[str, list[int]] = {}
     before = dropped = 0

@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from convlstm.data.core.windows import Recording, build_recordings
+from convlstm.utils.checks import check_choice, check_int
 
 T = TypeVar("T")
 
@@ -91,10 +92,9 @@ class TimeBlockSplit:
 
     def blocks(self, num_frames: int) -> dict[str, list[tuple[int, int]]]:
         """Frame ranges [start, stop) of each split for a recording of num_frames frames."""
-        if (self.block_frames is not None and self.block_frames < 1) or self.gap_frames < 0:
-            raise ValueError(
-                f"expected block_frames >= 1 or None and gap_frames >= 0, got {self.block_frames}, {self.gap_frames}"
-            )
+        if self.block_frames is not None:
+            check_int("block_frames (or None)", self.block_frames, 1)
+        check_int("gap_frames", self.gap_frames, 0)
         # labels[k] = split of the k-th run of frames [edges[k], edges[k + 1]).
         if self.block_frames is None:
             counts = split_counts(num_frames, self.fractions)
@@ -125,8 +125,7 @@ Splitter = RecordingSplit | TimeBlockSplit
 
 
 def _check_split(split: str, by: Splitter) -> None:
-    if split != "all" and split not in by.fractions:
-        raise ValueError(f"split={split!r}: expected 'all' or one of {list(by.fractions)}")
+    check_choice("split", split, ["all", *by.fractions])
 
 
 def _nonempty(chosen: list[T], split: str, total: int, by: Splitter) -> list[T]:

@@ -599,10 +599,8 @@ class MlcastSequences(WindowDataset):
         self, split: str, splits: Mapping[str, Any] | None
     ) -> list[tuple[np.datetime64 | None, np.datetime64 | None]]:
         parsed = parse_splits(splits, self.times)
-        if split == "all":
+        if check_choice("split", split, ["all", *parsed]) == "all":
             return [(None, None)]
-        if split not in parsed:
-            raise ValueError(f"split must be 'all' or one of {list(parsed)}, got {split!r}")
         return parsed[split]
 
     def _inside(

@@ -46,7 +46,7 @@ from convlstm.data.core.transforms import random_flip_rotate
 from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset, WindowOptions
 from convlstm.units import rain_rate_to_pixel
 from convlstm.utils.atomic import atomic_write_text, atomic_write_with
-from convlstm.utils.checks import check_bool, check_choice, check_int
+from convlstm.utils.checks import check_bool, check_choice, check_int, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,7 @@ class RadarArchive:
             if not isinstance(entry[key], str):
                 raise ValueError(f"{where}[{key!r}] must be a string, got {type(entry[key]).__name__} {entry[key]!r}")
         timestep = entry["timestep"]
-        if isinstance(timestep, bool) or not isinstance(timestep, int | float) or not 0 < timestep < float("inf"):
-            raise ValueError(f"{where}['timestep'] must be a positive number of minutes, got {timestep!r}")
+        check_positive(f"{where}['timestep'] (minutes)", timestep)
         kwargs = entry.get("importer_kwargs") or {}
         if not isinstance(kwargs, Mapping):
             raise ValueError(f"{where}['importer_kwargs'] must be a mapping, got {type(kwargs).__name__}")
@@ -620,8 +619,7 @@ def _events_of_split(names: list[str], split: str, splits: Mapping[str, Sequence
     """The events of ``split``, in the order of ``names``; ValueError for an unknown or doubly assigned event."""
     if splits is None:
         by = RecordingSplit()
-        if split != "all" and split not in by.fractions:
-            raise ValueError(f"split must be 'all' or one of {list(by.fractions)}, got {split!r}")
+        check_choice("split", split, ["all", *by.fractions])
         chosen = names if split == "all" else by.select(names, split)
         if not chosen:
             raise ValueError(
@@ -640,10 +638,8 @@ def _events_of_split(names: list[str], split: str, splits: Mapping[str, Sequence
             if event in owner:
                 raise ValueError(f"event {event!r} is in splits {owner[event]!r} and {name!r}; events go whole to one")
             owner[event] = str(name)
-    if split == "all":
+    if check_choice("split", split, ["all", *splits]) == "all":
         return names
-    if split not in splits:
-        raise ValueError(f"split must be 'all' or one of {list(splits)}, got {split!r}")
     chosen = [name for name in names if owner.get(name) == split]
     if not chosen:
         raise ValueError(f"split {split!r} has no event: splits[{split!r}] is empty")

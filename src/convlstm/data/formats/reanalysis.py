@@ -60,7 +60,7 @@ from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDa
 from convlstm.data.formats.mlcast import parse_splits
 from convlstm.data.formats.xarray_source import WindowCoords, XarrayFrames, open_lazy, regular_runs
 from convlstm.utils.atomic import atomic_write_text
-from convlstm.utils.checks import check_bool, check_int
+from convlstm.utils.checks import check_bool, check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -418,8 +418,7 @@ class ReanalysisSequences(WindowDataset):
         height, width = len(self.y), len(self.x) + 2 * wrap
         self.padding = Padding(wrap=wrap, bottom=-height % multiple, right=-width % multiple)
         parsed = parse_splits(splits, self.times)
-        if split != "all" and split not in parsed:
-            raise ValueError(f"split must be 'all' or one of {list(parsed)}, got {split!r}")
+        check_choice("split", split, ["all", *parsed])
         if not normalize and statistics is not None:
             raise ValueError(f"statistics={statistics!r} saves the normalisation: it needs normalize=True")
         self.normalization = self._training_statistics(parsed, statistics, root) if normalize else None

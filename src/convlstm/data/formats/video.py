@@ -21,7 +21,7 @@ from convlstm.data.core.layout import to_tchw
 from convlstm.data.core.scene_cuts import CUT_THRESHOLD, split_at_scene_cuts
 from convlstm.data.core.splits import RecordingSplit, Splitter, build_split
 from convlstm.data.core.windows import Recording, Transform, WindowDataset, WindowOptions
-from convlstm.utils.checks import check_bool
+from convlstm.utils.checks import check_bool, check_int
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
@@ -48,8 +48,7 @@ def read_video(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video file not found: {path}")
-    if frame_step < 1:
-        raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+    check_int("frame_step", frame_step, 1)
     pix_fmt, channels = ("gray", 1) if grayscale else ("rgb24", 3)
     # passthrough: every stored frame once. ffmpeg's default for this output is a constant rate, which repeats
     # frames of a variable-frame-rate file to fill its gaps (a 68-frame clip came out as 449 frames).

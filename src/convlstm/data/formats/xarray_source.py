@@ -35,6 +35,7 @@ from torch import Tensor
 
 from convlstm.data.core.splits import Splitter, TimeBlockSplit, select_split
 from convlstm.data.core.windows import NanPolicy, Recording, Transform, WindowDataset, WindowOptions
+from convlstm.utils.checks import check_int
 from convlstm.utils.deprecation import renamed_keywords
 
 logger = logging.getLogger(__name__)
@@ -142,8 +143,7 @@ class XarrayFrames:
         *,
         chunk_cache: int = 0,
     ) -> None:
-        if isinstance(chunk_cache, bool) or not isinstance(chunk_cache, int) or chunk_cache < 0:
-            raise ValueError(f"chunk_cache must be an int >= 0 (time chunks kept per process), got {chunk_cache!r}")
+        check_int("chunk_cache", chunk_cache, 0)
         self.open_dataset, self.variables, self.dims = open_dataset, list(variables), dims
         self.chunk_cache = chunk_cache
         self._dataset: xr.Dataset | None = None

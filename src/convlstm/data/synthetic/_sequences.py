@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from convlstm.utils.checks import check_int
+from convlstm.utils.checks import check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,7 @@ Transform = Callable[[Item], Item]
 
 def check_split(split: str) -> int:
     """Return the position of ``split`` in ("train", "val", "test"), or raise ValueError."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return SPLITS.index(split)
+    return SPLITS.index(check_choice("split", split, SPLITS))
 
 
 def dataset_salt(name: str) -> int:

@@ -31,7 +31,7 @@ from convlstm.data.synthetic._sequences import (
 )
 from convlstm.data.synthetic.bouncing_balls import initial_state, render_balls, simulate_balls
 from convlstm.data.synthetic.moving_mnist import DIGIT_SIZE, bounce, digit_pool, load_digits, render_digits
-from convlstm.utils.checks import check_float, check_int
+from convlstm.utils.checks import check_choice, check_float, check_int
 
 KINDS = ("teleport", "stop", "reverse", "appear", "identity")
 SOURCES = ("balls", "digits")
@@ -130,9 +130,7 @@ class AnomalySequences(SeededSequences):
         self.target_frames = check_int("target_frames", target_frames, 0)
         if self.num_frames < 3:
             raise ValueError(f"context_frames + target_frames must be >= 3, got {self.num_frames}")
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        self.source = source
+        self.source = check_choice("source", source, SOURCES)
         allowed = KINDS if source == "digits" else tuple(k for k in KINDS if k != "identity")
         self.kinds = tuple(allowed if kinds is None else kinds)
         if not self.kinds or any(k not in allowed for k in self.kinds):

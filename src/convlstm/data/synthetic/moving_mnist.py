@@ -38,7 +38,7 @@ from convlstm.data.synthetic._sequences import (
     check_split,
     frames_to_item,
 )
-from convlstm.utils.checks import check_int, check_range
+from convlstm.utils.checks import check_choice, check_int, check_range
 from convlstm.utils.deprecation import renamed_keywords
 
 logger = logging.getLogger(__name__)
@@ -310,16 +310,14 @@ class MovingMNISTFile(Dataset[Item]):
         self.data = data
         every = list(range(data.shape[1]))
         by = split_by or RecordingSplit()
-        if split == "all":
+        if check_choice("split", split, ["all", *by.fractions]) == "all":
             self.indices = every
-        elif split in by.fractions:
+        else:
             self.indices = by.select(every, split)
             if not self.indices:
                 raise ValueError(
                     f"{self.path}: split={split!r} is empty: {len(every)} sequences split by {by} leave none for it"
                 )
-        else:
-            raise ValueError(f"split={split!r}: expected 'all' or one of {list(by.fractions)}")
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -45,7 +45,7 @@ from convlstm.units import (
     rain_rate_to_pixel,
     zr_coefficients,
 )
-from convlstm.utils.checks import check_float, check_int, check_range
+from convlstm.utils.checks import check_choice, check_float, check_int, check_range
 
 UNITS = ("pixel", "mm/h")
 
@@ -191,9 +191,7 @@ class SyntheticRadar(SeededSequences):
         if len(size) != 2:
             raise ValueError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
         self.image_size = (check_int("image_size[0]", size[0], 8), check_int("image_size[1]", size[1], 8))
-        if units not in UNITS:
-            raise ValueError(f"units must be one of {UNITS}, got {units!r}")
-        self.units = units
+        self.units = check_choice("units", units, UNITS)
         self.relation = zr_coefficients(relation)
         self.wet_fraction = check_range("wet_fraction", wet_fraction, 0.0, 1.0)
         self.speed_range = check_range("speed_range", speed_range, 0.0, float(min(self.image_size)))
