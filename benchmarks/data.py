@@ -32,14 +32,14 @@ import xarray as xr
 from torch.utils.data import DataLoader, Sampler
 
 from _timing import write_json_atomic
-from convlstm.data.anomalies import AnomalySequences
-from convlstm.data.bouncing_balls import BouncingBalls
-from convlstm.data.moving_mnist import MovingMNIST
-from convlstm.data.radar import SyntheticRadar
-from convlstm.data.sampling import ChunkAwareSampler
-from convlstm.data.shapes import MovingShapesSegmentation
-from convlstm.data.workers import init_worker
-from convlstm.data.xarray_source import XarraySequences
+from convlstm.data.core.sampling import ChunkAwareSampler
+from convlstm.data.core.workers import init_worker
+from convlstm.data.formats.xarray_source import XarraySequences
+from convlstm.data.synthetic.anomalies import AnomalySequences
+from convlstm.data.synthetic.bouncing_balls import BouncingBalls
+from convlstm.data.synthetic.moving_mnist import MovingMNIST
+from convlstm.data.synthetic.radar import SyntheticRadar
+from convlstm.data.synthetic.shapes import MovingShapesSegmentation
 
 TARGET_PER_S = 1_000.0
 ARCHIVE_FRAME = 256  # H = W of the archive's frames

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from convlstm.baselines import STEPS
-from convlstm.data.radar import SyntheticRadar
+from convlstm.data.synthetic.radar import SyntheticRadar
 from convlstm.inference.ensemble import ensemble_forecast
 from convlstm.metrics import ContingencyTable
 from convlstm.metrics.field_scores import (

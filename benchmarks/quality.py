@@ -100,7 +100,7 @@ class Study:
 def write_video_frames(root: Path, *, sequences: int = 48, frames: int = 20, size: int = 48) -> None:
     """A folder of PNG frames per sequence, as a camera recording would be stored (the image_folders loader reads
     them back): textured radar-like echoes drifting over the frame. No real video can be downloaded here."""
-    from convlstm.data.radar import SyntheticRadar
+    from convlstm.data.synthetic.radar import SyntheticRadar
 
     source = SyntheticRadar(split="train", context_frames=frames, target_frames=0, image_size=size)
     for index in range(sequences):

@@ -17,7 +17,7 @@ videos, and the clips are split whole and by a seeded shuffle (80 % train, 10 % 
 checkpoint, 10 % test): the test clips are never trained or tuned on. ``convlstm evaluate`` scores every run on the
 test clips' windows against copy-last-frame (persistence), one step ahead and extrapolated ``--target-frames`` steps.
 
-Scene cuts: the video source splits every clip at its scene cuts (convlstm.data.scene_cuts), so no training,
+Scene cuts: the video source splits every clip at its scene cuts (convlstm.data.core.scene_cuts), so no training,
 validation or test window spans one (across a cut any blur beats copying the last frame, which flatters every model).
 The windows left out that way are counted per split, printed before the runs and with the table, and written to
 DIR/scene_cuts.json; ``--keep-cuts`` keeps them (``split_at_cuts: false`` in every recipe, as the study was run

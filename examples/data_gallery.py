@@ -17,11 +17,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap
 
-from convlstm.data.anomalies import AnomalySequences
-from convlstm.data.bouncing_balls import BouncingBalls
-from convlstm.data.moving_mnist import MovingMNIST
-from convlstm.data.radar import SyntheticRadar
-from convlstm.data.shapes import MovingShapesSegmentation
+from convlstm.data.synthetic.anomalies import AnomalySequences
+from convlstm.data.synthetic.bouncing_balls import BouncingBalls
+from convlstm.data.synthetic.moving_mnist import MovingMNIST
+from convlstm.data.synthetic.radar import SyntheticRadar
+from convlstm.data.synthetic.shapes import MovingShapesSegmentation
 
 CELL_INCHES = 0.9
 

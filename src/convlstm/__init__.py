@@ -6,8 +6,7 @@ from convlstm.inference import StreamingForecaster
 from convlstm.layers import ConvGRU, ConvGRUCell, ConvLSTM, ConvLSTMCell
 from convlstm.models import create_model, from_pretrained, list_models, list_pretrained
 from convlstm.utils.deprecation import deprecated_aliases
-
-__version__ = "0.1.0"
+from convlstm.utils.version import __version__
 
 __all__ = [
     "ConvGRU",

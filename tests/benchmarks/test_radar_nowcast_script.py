@@ -11,7 +11,7 @@ import yaml
 from convlstm.experiment.recipe import recipe_source
 from convlstm.models import create_model
 from tests.benchmarks.scripts import assert_refused_keeping_out, run_benchmark
-from tests.data.test_radar_archive import FMI, T0, event, fmi_codes, write_fmi
+from tests.data.formats.test_radar_archive import FMI, T0, event, fmi_codes, write_fmi
 
 pytest.importorskip("pysteps")
 

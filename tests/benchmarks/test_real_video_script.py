@@ -10,10 +10,10 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from convlstm.data.video import read_video
+from convlstm.data.formats.video import read_video
 from tests.benchmarks.scripts import BENCHMARKS, assert_refused_keeping_out, run_benchmark
-from tests.data.test_scene_cuts import two_scenes
-from tests.data.test_video import write_lossless
+from tests.data.core.test_scene_cuts import two_scenes
+from tests.data.formats.test_video import write_lossless
 
 
 def load_script() -> ModuleType:

@@ -20,7 +20,7 @@ from convlstm.experiment.building import build_dataset
 from convlstm.experiment.recipe import Recipe, recipe_from_dict
 from convlstm.experiment.scoring import evaluate_forecasters
 from convlstm.models import create_model
-from tests.data.test_radar_archive import FMI, FMI_SHAPE, STEP, T0, event, write_fmi
+from tests.data.formats.test_radar_archive import FMI, FMI_SHAPE, STEP, T0, event, write_fmi
 
 FRAMES = 7  # one event per split; 2 context + 2 target frames: 4 windows
 HIDDEN_ROWS = slice(8, 16)  # no radar there: every 16-row patch of the 24 rows crosses it

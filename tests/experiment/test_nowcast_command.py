@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 import convlstm
 from convlstm.cli.main import main
-from convlstm.data.radar_archive import grid_coordinates
+from convlstm.data.formats.radar_archive import grid_coordinates
 from convlstm.experiment.nowcasting import file_time
 from convlstm.models import DataSource, ModelCard, create_model, list_pretrained, read_model_card
 from convlstm.models import pretrained as pretrained_module
@@ -159,7 +159,7 @@ def test_the_forecast_of_an_mlcast_store_is_a_store_in_its_convention(
 ) -> None:
     import cf_xarray  # noqa: F401  (registers the .cf accessor)
 
-    from tests.data.test_mlcast import TIMES, rain, write_mlcast_store
+    from tests.data.formats.test_mlcast import TIMES, rain, write_mlcast_store
 
     store = write_mlcast_store(tmp_path / "radar.zarr", size=SHAPE[0])
     model_dir = saved_model(tmp_path / "model")  # reads 3 frames (its motion_frames)

@@ -123,7 +123,7 @@ def test_prednet_video_recipe_trains_then_fine_tunes_to_extrapolate(tmp_path: Pa
 def test_radar_nowcast_recipe_runs_on_fmi_files(tmp_path: Path) -> None:
     """The real-radar recipe as shipped, its archives, events and split swapped for three small FMI events in FMI's
     format (the pysteps-data events are not in the repository); only the sizes are shrunk."""
-    from tests.data.test_radar_archive import FMI, T0, event, fmi_codes, write_fmi
+    from tests.data.formats.test_radar_archive import FMI, T0, event, fmi_codes, write_fmi
 
     frames, step = 17, timedelta(minutes=5)  # 4 context + 12 target frames: two windows per event
     starts = {f"fmi_{k}": T0 + timedelta(days=k) for k in range(3)}

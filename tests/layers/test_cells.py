@@ -242,9 +242,9 @@ def test_bad_state_and_arguments_raise_clear_errors() -> None:
         ConvLSTMCell(3, 4, kernel_size=-3)
     with pytest.raises(ValueError, match=r"kernel_size must be an int or 2 ints, got \(3, 3, 3\)"):
         ConvLSTMCell(3, 4, kernel_size=(3, 3, 3))
-    with pytest.raises(ValueError, match="padding must be 'same' or 'valid', got 'full'"):
+    with pytest.raises(ValueError, match=r"padding must be one of \['same', 'valid'\], got 'full'"):
         ConvLSTMCell(3, 4, padding="full")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="spatial_dims must be 1, 2 or 3, got 4"):
+    with pytest.raises(ValueError, match=r"spatial_dims must be an int in \[1, 3\], got 4"):
         ConvLSTMCell(3, 4, spatial_dims=4)
     with pytest.raises(ValueError, match=r"input_dropout must be a probability in \[0, 1\), got 1.5"):
         ConvLSTMCell(3, 4, input_dropout=1.5)

@@ -255,7 +255,7 @@ def test_bad_state_is_rejected() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"cell": "rnn"}, "cell must be 'lstm' or 'gru'"),
+        ({"cell": "rnn"}, r"cell must be one of \['lstm', 'gru'\], got 'rnn'"),
         ({"cell": "gru"}, "peephole=True needs cell='lstm'"),
         ({"output_activation": "tanh"}, "output_activation must be one of"),
         ({"hidden_channels": []}, "hidden_channels must be a non-empty list"),

@@ -229,7 +229,7 @@ def test_loss_weights_and_weighted_error() -> None:
     for t in range(1, 4):
         expected += (errors[:, t, 0] + 0.5 * errors[:, t, 1] + 0.25 * errors[:, t, 2]) / 3
     torch.testing.assert_close(model.weighted_error(errors), expected)
-    with pytest.raises(ValueError, match="num_steps >= 2"):
+    with pytest.raises(ValueError, match="num_steps must be an int >= 2, got 1"):
         time_loss_weights(1)
     with pytest.raises(ValueError, match="errors must have shape"):
         model.weighted_error(torch.rand(2, 4, 4))

@@ -220,8 +220,8 @@ def test_a_refused_valid_file_fails_the_fuzz_tests(monkeypatch: pytest.MonkeyPat
     [
         ({"context_frames": "2"}, "context_frames must be an int"),
         ({"target_frames": 1.5}, "target_frames must be an int"),
-        ({"stride": 0}, "stride >= 1"),
-        ({"context_frames": 0}, "context_frames >= 1"),
+        ({"stride": 0}, "stride must be an int >= 1, got 0"),
+        ({"context_frames": 0}, "context_frames must be an int >= 1, got 0"),
         ({"layout": 5}, "layout for .* must be a string"),
         ({"layout": "NTXHW"}, "unknown letters"),
         ({"value_scale": float("nan")}, "value_scale must be a finite number"),

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from convlstm.data.normalization import Normalization
-from convlstm.data.numpy_arrays import NumpySequences
+from convlstm.data.core.normalization import Normalization
+from convlstm.data.formats.numpy_arrays import NumpySequences
 from convlstm.tasks.datamodules import SequenceDataModule
 
 

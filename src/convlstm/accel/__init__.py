@@ -2,7 +2,7 @@
 cell state, channels-last memory format, and [`fast_settings`][convlstm.accel.fast_settings], which picks what is on per
 device."""
 
-from convlstm.accel.compiled_gates import compiled_gates_work
+from convlstm.accel.compiled_gates import compiled_gates_work, restore_compiled_gates, set_compiled_gates
 from convlstm.accel.cpu_bf16 import cpu_bf16_feature, cpu_computes_bf16
 from convlstm.accel.cuda_graphs import CapturedStep, capture_inference, capture_training_step, make_training_step
 from convlstm.accel.precision import choose_precision, resolve_precision
@@ -31,4 +31,6 @@ __all__ = [
     "fast_settings",
     "make_training_step",
     "resolve_precision",
+    "restore_compiled_gates",
+    "set_compiled_gates",
 ]

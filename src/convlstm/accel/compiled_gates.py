@@ -13,11 +13,12 @@ import functools
 import logging
 
 import torch
+from torch import nn
 
 from convlstm.accel.cpu_bf16 import cpu_computes_bf16
-from convlstm.layers.lstm_cell import compiled_lstm_pointwise, lstm_pointwise
+from convlstm.layers.lstm_cell import ConvLSTMCell, compiled_lstm_pointwise, lstm_pointwise
 
-__all__ = ["compiled_gates_work"]
+__all__ = ["compiled_gates_work", "restore_compiled_gates", "set_compiled_gates"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,23 @@ def compiled_gates_work(device_type: str = "cpu") -> tuple[bool, str]:
         first_line = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
         return False, f"torch.compile of the gate arithmetic failed here ({type(cause).__name__}: {first_line[:200]})"
     return True, "torch.compile builds the gate arithmetic here"
+
+
+def set_compiled_gates(model: nn.Module, enabled: bool) -> dict[ConvLSTMCell, bool]:
+    """Sets ``compile_gates`` on every ConvLSTM cell in ``model``; returns each cell's previous setting, to restore
+    them with `restore_compiled_gates` (empty where the model has no ConvLSTM cell)."""
+    before: dict[ConvLSTMCell, bool] = {}
+    for module in model.modules():
+        if isinstance(module, ConvLSTMCell):
+            before[module] = module.compile_gates
+            module.compile_gates = enabled
+    return before
+
+
+def restore_compiled_gates(before: dict[ConvLSTMCell, bool]) -> None:
+    """Puts back the settings [`set_compiled_gates`][convlstm.accel.set_compiled_gates] returned."""
+    for cell, enabled in before.items():
+        cell.compile_gates = enabled
 
 
 def _compile_one_step(dtype: torch.dtype | None) -> None:

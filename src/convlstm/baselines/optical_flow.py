@@ -18,6 +18,7 @@ from convlstm.baselines.persistence import check_baseline_arguments, context_cha
 from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.extrapolation import extrapolate, import_pysteps, motion_fields
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_int
 
 __all__ = ["OpticalFlow", "OpticalFlowConfig", "import_pysteps", "optical_flow"]
 
@@ -52,8 +53,7 @@ class OpticalFlow(ForecastingModel):
     def __init__(self, in_channels: int | None = None, *, motion_frames: int = 3, default_horizon: int = 10) -> None:
         super().__init__()
         check_baseline_arguments(in_channels, default_horizon)
-        if not isinstance(motion_frames, int) or isinstance(motion_frames, bool) or motion_frames < 2:
-            raise ValueError(f"motion_frames must be an int >= 2 (motion needs two frames), got {motion_frames!r}")
+        check_int("motion_frames", motion_frames, 2)  # motion needs two frames
         self.config = config_from_arguments(OpticalFlowConfig, locals())
         self.in_channels = in_channels
         self.motion_frames = motion_frames

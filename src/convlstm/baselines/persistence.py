@@ -7,6 +7,7 @@ from torch import Tensor
 
 from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_int
 
 
 @dataclass
@@ -57,8 +58,7 @@ def check_baseline_arguments(in_channels: int | None, default_horizon: int) -> N
         raise ValueError(f"in_channels must be an int or None, got {in_channels!r}")
     if in_channels is not None and in_channels < 1:
         raise ValueError(f"in_channels must be >= 1 (or None for any), got {in_channels!r}")
-    if not isinstance(default_horizon, int) or isinstance(default_horizon, bool) or default_horizon < 1:
-        raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
+    check_int("default_horizon", default_horizon, 1)
 
 
 def context_channels(context: Any, in_channels: int | None) -> int:

@@ -25,6 +25,7 @@ from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.extrapolation import import_pysteps
 from convlstm.models.registry import register_model
 from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel
+from convlstm.utils.checks import check_choice, check_int, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +84,11 @@ class STEPS(ForecastingModel):
     ) -> None:
         super().__init__()
         check_baseline_arguments(in_channels, default_horizon)
-        for name, value, minimum in (("members", members, 1), ("motion_frames", motion_frames, 3)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-        if not isinstance(cascade_levels, int) or isinstance(cascade_levels, bool) or cascade_levels < 1:
-            raise ValueError(f"cascade_levels must be an int >= 1, got {cascade_levels!r}")
-        if not isinstance(rain_threshold, int | float) or not rain_threshold > 0:
-            raise ValueError(f"rain_threshold must be a positive rain rate (mm/h), got {rain_threshold!r}")
-        if units not in ("pixel", "mm/h"):
-            raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
+        check_int("members", members, 1)
+        check_int("motion_frames", motion_frames, 3)
+        check_int("cascade_levels", cascade_levels, 1)
+        check_positive("rain_threshold (mm/h)", rain_threshold)
+        check_choice("units", units, ("pixel", "mm/h"))
         self.config = config_from_arguments(STEPSConfig, locals())
         self.in_channels, self.default_horizon = in_channels, default_horizon
 

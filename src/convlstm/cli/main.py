@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from convlstm import __version__
 from convlstm.experiment.recipe import RecipeError, list_recipes, load_recipe, recipe_help
 from convlstm.utils.extras import missing_extra_message
+from convlstm.utils.version import __version__
 
 logger = logging.getLogger("convlstm")
 

@@ -6,6 +6,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 import convlstm.data as data
+from convlstm.utils.checks import check_choice
 
 #: recipe name -> class in [`convlstm.data`][convlstm.data]
 SOURCES = {
@@ -30,9 +31,7 @@ SOURCES = {
 
 def source_class(source: str) -> type:
     """The dataset class that the recipe name ``source`` stands for (ValueError naming the known ones)."""
-    if source not in SOURCES:
-        raise ValueError(f"data source must be one of {sorted(SOURCES)}, got {source!r}")
-    return getattr(data, SOURCES[source])
+    return getattr(data, SOURCES[check_choice("data source", source, sorted(SOURCES))])
 
 
 def make_dataset(

@@ -2,16 +2,16 @@
 mlcast convention -> a CF forecast (netCDF or zarr) on their grid.
 
 Radar files are read by a pysteps importer (named, or guessed from the extension) and converted to rain rate (mm/h) by
-pysteps' ``to_rainrate`` (`convlstm.data.radar_archive.import_rain_rate`); their times come from their names
+pysteps' ``to_rainrate`` (`convlstm.data.formats.radar_archive.import_rain_rate`); their times come from their names
 (every pysteps-data archive has one in its file names). The last ``context_frames`` of them, consecutive at one time
 step, go to the model; its forecast is written by
 [`convlstm.data.write_forecast_netcdf`][convlstm.data.write_forecast_netcdf] on the files' own grid, with their
 projection and the latitude and longitude of every pixel.
 
 An mlcast archive (a zarr store, local or at an fsspec URL) is read by
-[`MlcastSequences`][convlstm.data.mlcast.MlcastSequences]: the last ``context_frames`` consecutive frames (or those
+[`MlcastSequences`][convlstm.data.MlcastSequences]: the last ``context_frames`` consecutive frames (or those
 ending at ``init_time``), never across a missing time. Its forecast is written by
-[`write_mlcast_forecast`][convlstm.data.mlcast_forecast.write_mlcast_forecast] as a store in the archive's own
+[`write_mlcast_forecast`][convlstm.data.write_mlcast_forecast] as a store in the archive's own
 convention: its variable and units, its grid, CRS, latitude and longitude.
 
 Pixels without radar coverage (NaN) are 0 for the model, which takes finite rain rates only; the forecast is NaN
@@ -112,7 +112,7 @@ def choose_importer(
                 f"e.g. --importer {found[0]}"
             )
         importer = found[0]
-    from convlstm.data.radar_archive import importer_method
+    from convlstm.data.formats.radar_archive import importer_method
 
     importer_method(importer, where="--importer")
     if importer == "fmi_pgm" and all(_extension(path) == ".pgm.gz" for path in files):
@@ -212,7 +212,7 @@ def read_radar_files(
     timed: Sequence[tuple[datetime, Path]], importer: str, importer_kwargs: Mapping[str, Any]
 ) -> list[RadarFrame]:
     """Each (time, file) read through the pysteps importer; ValueError naming a file that fails to import."""
-    from convlstm.data.radar_archive import import_rain_rate
+    from convlstm.data.formats.radar_archive import import_rain_rate
 
     frames = []
     for when, path in timed:
@@ -278,7 +278,7 @@ def nowcast(
         ``lwe_precipitation_rate``) on (time, y, x), time the valid times with ``lead_time`` and
         ``forecast_reference_time`` (the last file's time), x and y the pixel centres in the projection's unit,
         ``lat`` and ``lon`` on (y, x), the grid mapping with ``crs_wkt``, and global attributes naming the model and
-        the input files (see [`write_forecast_netcdf`][convlstm.data.forecast_netcdf.write_forecast_netcdf]).
+        the input files (see [`write_forecast_netcdf`][convlstm.data.write_forecast_netcdf]).
     """
     if len(files) == 1 and _is_store(files[0]):
         given = {"--importer": importer, "--importer-kwargs": importer_kwargs, "--timestep": timestep}
@@ -328,10 +328,10 @@ def nowcast_store(
     """Forecasts from the last frames of a radar archive in the mlcast convention and writes the forecast as a
     store in the same convention (``out`` ending in .zarr; .nc writes the same as netCDF).
 
-    The archive is read by [`MlcastSequences`][convlstm.data.mlcast.MlcastSequences] (its rain variable found by its
+    The archive is read by [`MlcastSequences`][convlstm.data.MlcastSequences] (its rain variable found by its
     ``standard_name`` and read in mm/h): the model's ``context_frames`` consecutive frames, the last ones of the archive
     or those ending at ``init_time``, never across a missing time or a change of time step. The forecast is written by
-    [`write_mlcast_forecast`][convlstm.data.mlcast_forecast.write_mlcast_forecast]: the archive's variable in its units,
+    [`write_mlcast_forecast`][convlstm.data.write_mlcast_forecast]: the archive's variable in its units,
     on its grid with its CRS, latitude and longitude, at the archive's time step.
 
     Raises:
@@ -341,8 +341,8 @@ def nowcast_store(
     import pandas as pd
 
     from convlstm import __version__
-    from convlstm.data.mlcast import MlcastFrames, MlcastSequences
-    from convlstm.data.mlcast_forecast import write_mlcast_forecast
+    from convlstm.data.formats.mlcast import MlcastFrames, MlcastSequences
+    from convlstm.data.formats.mlcast_forecast import write_mlcast_forecast
 
     _check_out(out)
     chosen = load_nowcast_model(model, lead_times=lead_times)
@@ -411,7 +411,7 @@ def nowcast_store(
 
 def _is_store(path: str | os.PathLike[str]) -> bool:
     """A zarr store: an fsspec URL, or a local folder named .zarr or holding zarr metadata."""
-    from convlstm.data.xarray_source import is_url
+    from convlstm.data.formats.xarray_source import is_url
 
     if is_url(path):
         return True
@@ -420,7 +420,7 @@ def _is_store(path: str | os.PathLike[str]) -> bool:
 
 
 def _check_out(out: str | os.PathLike[str]) -> None:
-    from convlstm.data.forecast_netcdf import NETCDF_SUFFIXES
+    from convlstm.data.formats.forecast_netcdf import NETCDF_SUFFIXES
 
     if Path(out).suffix.lower() not in (*NETCDF_SUFFIXES, ".zarr"):
         raise ValueError(f"--out must be a netCDF file (.nc) or a zarr store (.zarr), got {out}")
@@ -464,8 +464,8 @@ def _write(
     out: Path, values: np.ndarray, frames: Sequence[RadarFrame], chosen: _Model, step: timedelta, importer: str
 ) -> Path:
     from convlstm import __version__
-    from convlstm.data.forecast_netcdf import write_forecast_netcdf
-    from convlstm.data.radar_archive import grid_coordinates
+    from convlstm.data.formats.forecast_netcdf import write_forecast_netcdf
+    from convlstm.data.formats.radar_archive import grid_coordinates
 
     metadata = frames[-1].metadata
     x, y = grid_coordinates(metadata, values.shape[-2:])

@@ -52,7 +52,7 @@ def predict_gridded(run: RunDir, source: Path, output: Path, *, horizon: int | N
     valid_time and init_time coordinates ([`to_dataset`][convlstm.data.WindowCoords.to_dataset])."""
     import xarray as xr
 
-    from convlstm.data.xarray_source import XarraySequences, last_window, open_lazy
+    from convlstm.data.formats.xarray_source import XarraySequences, last_window, open_lazy
 
     recipe = run.recipe()
     recipe_args = recipe.data.args if recipe.data.source == "xarray" else {}

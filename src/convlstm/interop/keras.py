@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from convlstm.layers.conv_lstm import ConvLSTM
+from convlstm.utils.checks import check_choice, check_probability
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +138,7 @@ def from_keras_weights(
         ValueError: an array has the wrong shape or non-finite values, or the config has an unknown activation,
             padding or data_format, stateful=True, or dropout / recurrent_dropout of 1 or more.
     """
-    if hard_sigmoid not in ("keras3", "keras2"):
-        raise ValueError(f"hard_sigmoid must be 'keras3' or 'keras2', got {hard_sigmoid!r}")
+    check_choice("hard_sigmoid", hard_sigmoid, ("keras3", "keras2"))
     if not isinstance(config, Mapping):
         raise ValueError(f"config must be the dict of layer.get_config(), got {type(config).__name__}")
     k = _as_array(kernel, "kernel")
@@ -173,8 +173,7 @@ def from_keras_weights(
 
     _check_unsupported(config)
     padding = str(config.get("padding", "valid")).lower()
-    if padding not in ("same", "valid"):
-        raise ValueError(f"config padding must be 'same' or 'valid', got {config.get('padding')!r}")
+    check_choice("config padding", padding, ("same", "valid"))
     model = ConvLSTM(
         in_channels,
         filters,
@@ -262,10 +261,8 @@ def _activation(value: Any, name: str, hard_sigmoid: str) -> str:
 
 
 def _dropout(value: Any, name: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-        # Keras clips to [0, 1] and silently skips a rate of 1; we ask for the intended rate instead.
-        raise ValueError(f"config {name} must be a rate in [0, 1), got {value!r}")
-    return float(value)
+    # Keras clips to [0, 1] and silently skips a rate of 1; we ask for the intended rate instead.
+    return check_probability(f"config {name}", value)
 
 
 def _check_unsupported(config: Mapping[str, Any]) -> None:
@@ -275,8 +272,7 @@ def _check_unsupported(config: Mapping[str, Any]) -> None:
             "(out, state = model(x, state)); convert with config stateful=False and carry the state yourself"
         )
     data_format = config.get("data_format") or "channels_last"
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(f"config data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
+    check_choice("config data_format", data_format, ("channels_last", "channels_first"))
     dtype = config.get("dtype")
     policy = dtype.get("config", {}).get("name") if isinstance(dtype, Mapping) else dtype
     if isinstance(policy, str) and policy != "float32":

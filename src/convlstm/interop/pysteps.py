@@ -53,7 +53,7 @@ from convlstm.inference.ensemble import ensemble_forecast
 from convlstm.models.pretrained import ModelCard, from_pretrained, list_pretrained, read_model_card
 from convlstm.models.registry import create_model, list_models
 from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel, zr_coefficients
-from convlstm.utils.checks import check_int
+from convlstm.utils.checks import check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -276,8 +276,7 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(metadata, Mapping):
         raise ValueError(f"metadata must be a pysteps metadata dict or None, got {type(metadata).__name__}")
     unit, transform = metadata.get("unit"), metadata.get("transform")
-    if unit not in _UNITS:
-        raise ValueError(f"metadata['unit'] must be one of {_UNITS}, got {unit!r}")
+    check_choice("metadata['unit']", unit, _UNITS)
     # Required, as pysteps' conversions require it: {"unit": "dBZ"} alone means linear Z there, not dBZ values.
     if "transform" not in metadata:
         raise ValueError(

@@ -21,7 +21,7 @@ from convlstm.layers.conv import (
     to_tuple,
 )
 from convlstm.layers.norm import BlockNorm, NormKind
-from convlstm.utils.checks import check_int, check_probability
+from convlstm.utils.checks import check_choice, check_int, check_probability
 from convlstm.utils.tensor_checks import check_like_parameters
 
 LSTMState = tuple[Tensor, Tensor]
@@ -57,8 +57,7 @@ class ConvRNNCellBase(nn.Module):
         dims = check_spatial_dims(spatial_dims)
         self.in_channels = check_int("in_channels", in_channels, 0)
         self.hidden_channels = check_int("hidden_channels", hidden_channels)
-        if padding not in ("same", "valid"):
-            raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+        check_choice("padding", padding, ("same", "valid"))
         kernel = to_tuple(kernel_size, dims, "kernel_size")
         recurrent_kernel = to_tuple(
             kernel if recurrent_kernel_size is None else recurrent_kernel_size, dims, "recurrent_kernel_size"

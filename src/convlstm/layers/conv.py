@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convlstm.utils.checks import check_int
+
 Padding = Literal["same", "valid"]
 IntOrTuple = int | Sequence[int]
 
@@ -19,9 +21,7 @@ MAX_WEIGHT_ELEMENTS = 2**31 - 1
 
 
 def check_spatial_dims(spatial_dims: int) -> int:
-    if isinstance(spatial_dims, bool) or not isinstance(spatial_dims, int) or spatial_dims not in _CONV_FUNCTIONS:
-        raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
-    return spatial_dims
+    return check_int("spatial_dims", spatial_dims, min(_CONV_FUNCTIONS), max(_CONV_FUNCTIONS))
 
 
 def to_tuple(value: IntOrTuple, spatial_dims: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:

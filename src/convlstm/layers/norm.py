@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convlstm.utils.checks import check_choice
+
 NormKind = Literal["group", "layer"]
 NORM_KINDS = ("group", "layer")
 
@@ -23,8 +25,7 @@ class BlockNorm(nn.Module):
 
     def __init__(self, blocks: int, channels: int, kind: NormKind, *, groups: int = 1, eps: float = 1e-5) -> None:
         super().__init__()
-        if kind not in NORM_KINDS:
-            raise ValueError(f"norm must be one of {NORM_KINDS} or None, got {kind!r}")
+        check_choice("norm", kind, NORM_KINDS)
         valid_groups = isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1
         if kind == "group" and (not valid_groups or channels % groups):
             raise ValueError(f"norm_groups must divide hidden_channels={channels}, got {groups!r}")

@@ -13,7 +13,7 @@ from torch.utils.checkpoint import checkpoint
 from convlstm.layers.cell_base import ConvRNNCellBase, LSTMState
 from convlstm.layers.conv import IntOrTuple, check_spatial_dims
 from convlstm.layers.schedule import SCHEDULES, InputSchedule, choose_schedule
-from convlstm.utils.checks import check_int, check_probability
+from convlstm.utils.checks import check_choice, check_int, check_probability
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class ConvRNNBase(nn.Module, Generic[CellT, StateT]):
         self.spatial_dims = check_spatial_dims(spatial_dims)
         if bidirectional and reverse:
             raise ValueError("reverse=True cannot be combined with bidirectional=True (it already runs both ways)")
-        if input_schedule not in SCHEDULES:
-            raise ValueError(f"input_schedule must be one of {SCHEDULES}, got {input_schedule!r}")
+        check_choice("input_schedule", input_schedule, SCHEDULES)
         self.in_channels = check_int("in_channels", in_channels, 0)
         self.hidden_channels = [
             check_int("hidden_channels", c) for c in _per_layer(hidden_channels, num_layers, "hidden_channels")

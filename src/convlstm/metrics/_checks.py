@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from convlstm.utils.checks import check_choice, check_int
+
 Reduction = Literal["mean", "lead_time", "none"]
 _REDUCTIONS = ("mean", "lead_time", "none")
 
@@ -88,15 +90,12 @@ def expand_mask(mask: Tensor | None, reference: Tensor) -> Tensor | None:
 
 def check_lead_times(lead_times: object) -> int:
     """Return ``lead_times`` if it is a positive int, else raise ValueError."""
-    if isinstance(lead_times, bool) or not isinstance(lead_times, int) or lead_times < 1:
-        raise ValueError(f"lead_times must be a positive int, got {lead_times!r}")
-    return lead_times
+    return check_int("lead_times", lead_times, 1)
 
 
 def check_reduction(reduction: str) -> None:
     """Raise ValueError if ``reduction`` is not one of the supported names."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    check_choice("reduction", reduction, _REDUCTIONS)
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:

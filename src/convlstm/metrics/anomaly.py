@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from convlstm.metrics._checks import check_no_nan, check_tensor
+from convlstm.utils.checks import check_positive
 
 __all__ = ["anomaly_aurocs", "cumulative_regularity", "frame_auroc", "regularity_score"]
 
@@ -74,8 +75,9 @@ def cumulative_regularity(psnr: Tensor, *, max_psnr: float) -> Tensor:
     if psnr.ndim != 2 or not psnr.is_floating_point():
         raise ValueError(f"psnr must be a floating (N, T) tensor, got shape {tuple(psnr.shape)} dtype {psnr.dtype}")
     check_no_nan(psnr, "psnr")
-    if not max_psnr > 0 or not bool((psnr <= max_psnr).all()):
-        raise ValueError(f"psnr must be capped at max_psnr={max_psnr!r} > 0, got a maximum of {float(psnr.max())}")
+    check_positive("max_psnr", max_psnr)
+    if not bool((psnr <= max_psnr).all()):
+        raise ValueError(f"psnr must be capped at max_psnr={max_psnr!r}, got a maximum of {float(psnr.max())}")
     return torch.cummin(psnr, dim=1).values / max_psnr
 
 

@@ -41,6 +41,7 @@ from torch import Tensor
 from convlstm.metrics._checks import check_lead_times, check_tensor, check_weight, expand_mask
 from convlstm.metrics.crps import crps_ensemble
 from convlstm.metrics.nowcasting import HKO_THRESHOLDS, threshold_label
+from convlstm.utils.checks import check_int, check_int_list
 
 #: Neighbourhood sides (pixels) for FSS by default.
 FSS_SCALES: tuple[int, ...] = (1, 4, 8, 16)
@@ -158,9 +159,7 @@ class FractionsSkillScore:
     ) -> None:
         self._spatial = _pysteps("spatialscores")
         self.thresholds = _check_thresholds(thresholds)
-        if not scales or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in scales):
-            raise ValueError(f"scales must be a non-empty sequence of ints >= 1 (pixels), got {scales!r}")
-        self.scales = tuple(scales)
+        self.scales = tuple(check_int_list("scales (pixels)", scales, 1))
         self.lead_times = check_lead_times(lead_times)
         self._objects = {
             (thr, scale, t): self._spatial.fss_init(thr, scale)
@@ -396,9 +395,7 @@ class EnsembleScores:
 
     def __init__(self, *, members: int, lead_times: int, rank_threshold: float | None = 0.1) -> None:
         self._ens = _pysteps("ensscores")
-        if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-            raise ValueError(f"members must be an int >= 1, got {members!r}")
-        self.members = members
+        self.members = check_int("members", members, 1)
         self.lead_times = check_lead_times(lead_times)
         self.rank_threshold = rank_threshold
         # Per lead time: the (weighted) sums of the CRPS and the fair CRPS over valid pixels, and their count.

@@ -34,6 +34,7 @@ from convlstm.metrics._checks import (
     masked_frame_sum,
     reduce_frames,
 )
+from convlstm.utils.checks import check_positive
 
 __all__ = [
     "CORRELATION_EPS",
@@ -185,8 +186,7 @@ def _check_ssim_arguments(pred: Tensor, data_range: float) -> None:
         raise ValueError(
             f"ssim needs frames of at least {SSIM_KERNEL_SIZE}x{SSIM_KERNEL_SIZE} pixels, got shape {tuple(pred.shape)}"
         )
-    if not data_range > 0:
-        raise ValueError(f"data_range must be positive, got {data_range!r}")
+    check_positive("data_range", data_range)
 
 
 def _gaussian_window(channels: int, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -17,6 +17,7 @@ from convlstm.metrics._checks import (
     nan_ratio,
     over_lead_times,
 )
+from convlstm.utils.checks import check_positive
 
 __all__ = ["BALANCED_METRICS", "DEFAULT_FORECAST_METRICS", "FORECAST_METRICS", "ForecastMetrics"]
 
@@ -97,8 +98,7 @@ class ForecastMetrics:
         unknown = [name for name in metrics if name not in FORECAST_METRICS]
         if unknown or not metrics or len(set(metrics)) != len(metrics):
             raise ValueError(f"metrics must be distinct names from {FORECAST_METRICS}, got {tuple(metrics)}")
-        if not data_range > 0:
-            raise ValueError(f"data_range must be positive, got {data_range!r}")
+        check_positive("data_range", data_range)
         self.lead_times = check_lead_times(lead_times)
         self.metrics = tuple(metrics)
         self.data_range = float(data_range)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from convlstm.metrics._checks import check_lead_times, check_tensor, nan_ratio
+from convlstm.utils.checks import check_int
 
 __all__ = ["ConfusionMatrix", "dice_from_confusion", "iou_from_confusion"]
 
@@ -55,8 +56,7 @@ class ConfusionMatrix:
     """
 
     def __init__(self, *, num_classes: int, lead_times: int, ignore_index: int | None = None) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        check_int("num_classes", num_classes, 2)
         if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
             raise ValueError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.num_classes = num_classes

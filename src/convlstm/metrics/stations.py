@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convlstm.utils.checks import check_int
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -389,9 +391,7 @@ class StationScores:
     """
 
     def __init__(self, lead_times: int) -> None:
-        if isinstance(lead_times, bool) or not isinstance(lead_times, int) or lead_times < 1:
-            raise ValueError(f"lead_times must be an int >= 1, got {lead_times!r}")
-        self.lead_times = lead_times
+        self.lead_times = check_int("lead_times", lead_times, 1)
         self.sums = {name: np.zeros(lead_times) for name in ("count", "error", "abs_error", "squared_error")}
 
     def update(self, forecast: np.ndarray, observed: np.ndarray) -> None:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from convlstm.utils.checks import check_int
+
 __all__ = ["WEATHER_SCORES", "WeatherScores", "latitude_weights"]
 
 WEATHER_SCORES: tuple[str, ...] = ("rmse", "mae", "bias", "acc")
@@ -86,10 +88,8 @@ class WeatherScores:
             self.weights = np.ones_like(self.weights)
         if isinstance(variables, str) or not variables or not all(isinstance(v, str) for v in variables):
             raise ValueError(f"variables must be a non-empty list of channel names, got {variables!r}")
-        if isinstance(lead_times, bool) or not isinstance(lead_times, int) or lead_times < 1:
-            raise ValueError(f"lead_times must be an int >= 1, got {lead_times!r}")
         self.variables = list(variables)
-        self.lead_times = lead_times
+        self.lead_times = check_int("lead_times", lead_times, 1)
         self.reset()
 
     def reset(self) -> None:

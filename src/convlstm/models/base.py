@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from convlstm.models.registry import family_class, register_family
 from convlstm.utils.atomic import atomic_path, atomic_write_text
+from convlstm.utils.checks import check_int
 from convlstm.utils.deprecation import deprecated_aliases
 from convlstm.utils.tensor_checks import check_like_parameters
 
@@ -170,8 +171,7 @@ class ForecastingModel(PretrainedModel):
             raise ValueError(f"context must have at least one frame, got shape {tuple(context.shape)}")
         check_tensor_type(self, context, "context")
         horizon = self.default_horizon if horizon is None else horizon
-        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
-            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        check_int("horizon", horizon, 1)
         if teacher_forcing is None:
             return horizon, None
         batch = context.shape[0]

@@ -28,7 +28,7 @@ from convlstm.models.motion_cues import cue_channels, matching_costs
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.patching import check_patch_size, depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
-from convlstm.utils.checks import check_int, check_int_list
+from convlstm.utils.checks import check_choice, check_int, check_int_list
 
 CellKind = Literal["lstm", "gru"]
 HeadKind = Literal["pixels", "advection"]
@@ -118,8 +118,7 @@ class EncoderForecaster(ForecastingModel):
             if value is not None:
                 check_int(name, value)
         check_patch_size(patch_size)
-        if cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        check_choice("cell", cell, ("lstm", "gru"))
         if peephole and cell == "gru":
             raise ValueError("peephole=True needs cell='lstm': a ConvGRU has no cell state to peep at")
         check_output_head(output_activation, initial_mean)
@@ -262,8 +261,7 @@ class EncoderForecaster(ForecastingModel):
 
 
 def _check_head(head: str, output_activation: str, initial_mean: float | None) -> None:
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    check_choice("head", head, HEADS)
     if head == "advection" and output_activation != "none":
         raise ValueError(
             "head='advection' needs output_activation='none': it moves the last frame and adds a change, "

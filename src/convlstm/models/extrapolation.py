@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from convlstm.utils.checks import check_int
+
 logger = logging.getLogger(__name__)
 
 
@@ -85,8 +87,7 @@ def extrapolate(context: Tensor, horizon: int, *, motion_frames: int = 3) -> tup
     Shape:
         context (B, T_in, C, H, W) -> (B, horizon, C, H, W), (B, C, 2, H, W).
     """
-    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
-        raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+    check_int("horizon", horizon, 1)
     estimate_motion, advect = import_pysteps()
     frames = _recent_frames(context, motion_frames)
     batch, _, channels, height, width = frames.shape
@@ -108,8 +109,7 @@ def _recent_frames(context: Tensor, motion_frames: int) -> np.ndarray:
     if not isinstance(context, Tensor) or context.ndim != 5:
         got = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
         raise ValueError(f"context must have shape (B, T_in, C, H, W), got {got}")
-    if not isinstance(motion_frames, int) or isinstance(motion_frames, bool) or motion_frames < 2:
-        raise ValueError(f"motion_frames must be an int >= 2 (motion needs two frames), got {motion_frames!r}")
+    check_int("motion_frames", motion_frames, 2)  # motion needs two frames
     if context.shape[1] < motion_frames:
         raise ValueError(
             f"context must have at least motion_frames={motion_frames} frames, got shape {tuple(context.shape)}"

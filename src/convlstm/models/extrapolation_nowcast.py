@@ -52,7 +52,7 @@ from convlstm.models.extrapolation import extrapolate
 from convlstm.models.frame_output import start_at_zero_change
 from convlstm.models.registry import register_model
 from convlstm.models.unet import Cell, ConvLSTMUNet
-from convlstm.utils.checks import check_int
+from convlstm.utils.checks import check_bool, check_int
 
 #: Bound of the log growth factor: the learned part scales the extrapolation by e^-4 (1/55) to e^4 (55) at most.
 MAX_LOG_GROWTH = 4.0
@@ -134,8 +134,7 @@ class ExtrapolationNowcast(ForecastingModel):
         check_int("noise_pixels", noise_pixels)
         check_int("members", members)
         check_int("default_horizon", default_horizon)
-        if not isinstance(probability_matching, bool):
-            raise ValueError(f"probability_matching must be True or False, got {probability_matching!r}")
+        check_bool("probability_matching", probability_matching)
         if base_channels % 4:
             raise ValueError(f"base_channels must be a multiple of 4 (GroupNorm's 4 groups), got {base_channels!r}")
         smoothing_scales = _check_scales(smoothing_scales)

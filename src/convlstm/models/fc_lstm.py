@@ -17,6 +17,7 @@ from convlstm.layers import ConvLSTM
 from convlstm.models.base import ForecastingModel, config_from_arguments
 from convlstm.models.output_head import OutputActivation, activate, check_output_head, start_at_mean
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_int, check_int_list
 
 #: One (h, c) pair per layer, each (B, hidden_sizes[l], 1, 1).
 LSTMStates = list[Any]
@@ -80,11 +81,8 @@ class FCLSTM(ForecastingModel):
             ("width", width),
             ("default_horizon", default_horizon),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        hidden_sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
-        if not hidden_sizes or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden_sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty list of ints >= 1, got {hidden_sizes!r}")
+            check_int(name, value, 1)
+        hidden_sizes = check_int_list("hidden_sizes", hidden_sizes, 1)
         check_output_head(output_activation, initial_mean)
         self.config = config_from_arguments(FCLSTMConfig, locals())
         self.in_channels, self.height, self.width = in_channels, height, width
@@ -124,8 +122,7 @@ class FCLSTM(ForecastingModel):
 
     def forecast(self, state: LSTMStates, horizon: int) -> Tensor:
         """Runs the forecaster from an encoder state for ``horizon`` steps; returns (B, horizon, C, H, W)."""
-        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
-            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        check_int("horizon", horizon, 1)
         if not isinstance(state, list | tuple) or len(state) != len(self.forecaster.cells):
             raise ValueError(f"state must be a list of {len(self.forecaster.cells)} (h, c) pairs as encode returns")
         first = state[0]

@@ -21,6 +21,7 @@ from convlstm.models.base import ForecastingModel, check_context_lengths, config
 from convlstm.models.frame_output import FrameOutput, add_change, check_frame_output, start_at_zero_change
 from convlstm.models.patching import depth_to_space, space_to_depth
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_choice, check_int
 
 OutputActivation = Literal["linear", "sigmoid"]
 
@@ -93,12 +94,10 @@ class NextFramePredictor(ForecastingModel):
             (default_horizon, "default_horizon"),
             (patch_size, "patch_size"),
         ]:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_int(name, value, 1)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (for 'same' padding), got {kernel_size}")
-        if output_activation not in ("linear", "sigmoid"):
-            raise ValueError(f"output_activation must be 'linear' or 'sigmoid', got {output_activation!r}")
+        check_choice("output_activation", output_activation, ("linear", "sigmoid"))
         check_frame_output(output)
         self.config = config_from_arguments(NextFramePredictorConfig, locals())
         self.default_horizon = default_horizon

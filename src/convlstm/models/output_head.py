@@ -7,14 +7,15 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from convlstm.utils.checks import check_choice
+
 OutputActivation = Literal["sigmoid", "none"]
 OUTPUT_ACTIVATIONS = ("sigmoid", "none")
 
 
 def check_output_head(output_activation: str, initial_mean: float | None) -> None:
     """Raises ValueError for an unknown activation, or an initial mean the activation cannot produce."""
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+    check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
     if initial_mean is None:
         return
     if isinstance(initial_mean, bool) or not isinstance(initial_mean, int | float) or not math.isfinite(initial_mean):

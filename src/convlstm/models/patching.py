@@ -8,12 +8,12 @@ column inside the patch). `depth_to_space` inverts it exactly.
 import torch.nn.functional as F
 from torch import Tensor
 
+from convlstm.utils.checks import check_int
+
 
 def check_patch_size(patch_size: int, name: str = "patch_size") -> int:
     """Returns ``patch_size`` if it is an int >= 1, else raises ValueError naming ``name``."""
-    if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {patch_size!r}")
-    return patch_size
+    return check_int(name, patch_size, 1)
 
 
 def space_to_depth(x: Tensor, patch_size: int, *, name: str = "x") -> Tensor:

@@ -32,6 +32,7 @@ from convlstm.layers import ConvLSTMCell
 from convlstm.models.base import ForecastingModel, config_from_arguments, next_input
 from convlstm.models.frame_output import FrameOutput, check_frame_output, start_at_zero_change
 from convlstm.models.registry import register_model
+from convlstm.utils.checks import check_choice, check_int, check_positive
 
 OutputMode = Literal["prediction", "error", "all"]
 OUTPUT_MODES = ("prediction", "error", "all")
@@ -90,8 +91,7 @@ def weighted_prednet_error(errors: Tensor, layer_weights: Tensor, time_weights: 
 
 def time_loss_weights(num_steps: int) -> Tensor:
     """The paper's weights over time steps: 0 at t=0 (a prediction from nothing) and 1 / (nt - 1) after. (nt,)"""
-    if not isinstance(num_steps, int) or num_steps < 2:
-        raise ValueError(f"time loss weights need num_steps >= 2, got {num_steps!r}")
+    check_int("num_steps", num_steps, 2)
     weights = torch.full((num_steps,), 1.0 / (num_steps - 1))
     weights[0] = 0.0
     return weights
@@ -212,18 +212,14 @@ class PredNet(ForecastingModel):
         for kernel in (*a_filter_sizes, *ahat_filter_sizes, *r_filter_sizes):
             if kernel % 2 == 0:
                 raise ValueError(f"filter sizes must be odd (for 'same' padding), got {kernel}")
-        if not isinstance(pixel_max, int | float) or not math.isfinite(pixel_max) or pixel_max <= 0:
-            raise ValueError(f"pixel_max must be a finite number > 0, got {pixel_max!r}")
-        pixel_max = float(pixel_max)
-        if output_mode not in OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {output_mode!r}")
+        pixel_max = check_positive("pixel_max", pixel_max)
+        check_choice("output_mode", output_mode, OUTPUT_MODES)
         if extrap_start_time is not None and (not isinstance(extrap_start_time, int) or extrap_start_time < 1):
             raise ValueError(f"extrap_start_time must be None or an int >= 1, got {extrap_start_time!r}")
         weights = parse_layer_loss_weights(layer_loss_weights, num_layers)
         if not isinstance(layer_loss_weights, str):
             layer_loss_weights = weights
-        if not isinstance(default_horizon, int) or default_horizon < 1:
-            raise ValueError(f"default_horizon must be an int >= 1, got {default_horizon!r}")
+        check_int("default_horizon", default_horizon, 1)
         self.config = config_from_arguments(PredNetConfig, locals())
         self.num_layers = num_layers
         self.default_horizon = default_horizon
@@ -366,8 +362,7 @@ class PredNet(ForecastingModel):
             after the last step.
         """
         mode = self.config.output_mode if output_mode is None else output_mode
-        if mode not in OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {mode!r}")
+        check_choice("output_mode", mode, OUTPUT_MODES)
         extrap = self.config.extrap_start_time if extrap_start_time is None else extrap_start_time
         if extrap is not None and (not isinstance(extrap, int) or extrap < 1):
             raise ValueError(f"extrap_start_time must be None or an int >= 1, got {extrap!r}")

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from convlstm.utils.checks import check_choice
+
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -41,9 +43,7 @@ def family_class(family: str) -> type[nn.Module]:
     Raises:
         ValueError: no such family (the message lists the known ones).
     """
-    if family not in _FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(_FAMILIES)}")
-    return _FAMILIES[family]
+    return _FAMILIES[check_choice("model family", family, sorted(_FAMILIES))]
 
 
 def list_families() -> list[str]:

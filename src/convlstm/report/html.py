@@ -232,7 +232,7 @@ def write_report(
         raise ValueError(f"notes must be a string, got {type(notes).__name__}")
     if Path(filename).name != filename or not filename:
         raise ValueError(f"filename must be a plain file name, got {filename!r}")
-    from convlstm import __version__
+    from convlstm.utils.version import __version__
 
     parts = [f"<h1>{escape(title)}</h1>"]
     if run_info:

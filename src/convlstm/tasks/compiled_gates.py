@@ -1,12 +1,12 @@
 """Compiled gate arithmetic for the length of a fit, where it builds."""
 
 import logging
+from typing import Any
 
 import lightning as L
 import torch
 
-from convlstm.accel.compiled_gates import compiled_gates_work
-from convlstm.layers.lstm_cell import ConvLSTMCell
+from convlstm.accel.compiled_gates import compiled_gates_work, restore_compiled_gates, set_compiled_gates
 
 __all__ = ["CompiledGates"]
 
@@ -27,23 +27,20 @@ class CompiledGates(L.Callback):
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = enabled
-        self._before: dict[ConvLSTMCell, bool] = {}
+        self._before: dict[Any, bool] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        cells = [m for m in pl_module.modules() if isinstance(m, ConvLSTMCell)]
-        if not cells:
-            return
+        self._before = set_compiled_gates(pl_module, False)  # each cell's own setting, put back at teardown
+        if not self._before:
+            return  # no ConvLSTM cell: nothing to decide, nothing to log
         compile_gates = self.enabled
         if compile_gates is None:
             device_type = torch.device(pl_module.device).type
             compile_gates, why = compiled_gates_work(device_type)
             if device_type == "cpu":
                 logger.info("compiled gates auto: %s, since %s", "on" if compile_gates else "off", why)
-        self._before = {cell: cell.compile_gates for cell in cells}
-        for cell in cells:
-            cell.compile_gates = compile_gates
+        set_compiled_gates(pl_module, compile_gates)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for cell, before in self._before.items():
-            cell.compile_gates = before
+        restore_compiled_gates(self._before)
         self._before = {}

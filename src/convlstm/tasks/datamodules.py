@@ -17,10 +17,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from convlstm.data.normalization import Normalization
-from convlstm.data.sampling import ChunkAwareSampler
-from convlstm.data.windows import WindowDataset
-from convlstm.data.workers import init_worker
+from convlstm.data.core.normalization import Normalization
+from convlstm.data.core.sampling import ChunkAwareSampler
+from convlstm.data.core.windows import WindowDataset
+from convlstm.data.core.workers import init_worker
 
 logger = logging.getLogger(__name__)
 

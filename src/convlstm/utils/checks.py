@@ -31,6 +31,15 @@ def check_float(name: str, value: object, low: float, high: float, *, low_open: 
     return v
 
 
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number > 0 (a rate, a length of time, a bound)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a finite number > 0, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def check_finite(name: str, value: object) -> float:
     """``value`` as a float if it is a finite number."""
     return check_float(name, value, -math.inf, math.inf)
@@ -82,4 +91,21 @@ def check_choice(name: str, value: T, choices: Collection[Any]) -> T:
     """``value`` if it is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_number(name: str, value: object, minimum: float = -math.inf) -> float:
+    """``value`` as a float if it is a finite number >= ``minimum`` (any finite number by default)."""
+    bound = f" >= {minimum:g}" if minimum > -math.inf else ""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a finite number{bound}, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value >= minimum):
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is True or False (not 0, 1 or a string: a YAML ``"no"`` would be truthy)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return value
