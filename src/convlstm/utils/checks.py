@@ -31,6 +31,15 @@ def check_float(name: str, value: object, low: float, high: float, *, low_open: 
     return v
 
 
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number > 0 (a rate, a length of time, a bound)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a finite number > 0, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
 def check_finite(name: str, value: object) -> float:
     """``value`` as a float if it is a finite number."""
     return check_float(name, value, -math.inf, math.inf)
