@@ -172,7 +172,7 @@ def test_undecodable_recipe_files_name_themselves(tmp_path: Path) -> None:
         ("task.kind=nope", "task.kind must be one of"),
         ("task.args.foo=1", "task.args ['foo'] are not arguments of ForecastingTask"),
         ("task.args.loss=nope", "loss must be one of"),
-        ("task.args.lr=-1", "lr must be > 0"),
+        ("task.args.lr=-1", "lr must be a finite number > 0"),
         ("trainer.max_epochs=-5", "max_epochs"),
         ("trainer.devices=0", "devices=0"),
         ("trainer.num_nodes=0", "num_nodes"),

@@ -1,5 +1,6 @@
 """Recipe -> datasets, model, task and Trainer."""
 
+import dataclasses
 import datetime
 import inspect
 import logging
@@ -16,6 +17,7 @@ from convlstm.experiment.run_dir import LOGS, RunDir
 from convlstm.models import create_model, family_class, from_pretrained, model_builder, model_family
 from convlstm.tasks import (
     ForecastingTask,
+    OptimizationConfig,
     PredNetTask,
     SegmentationTask,
     SequenceDataModule,
@@ -23,6 +25,7 @@ from convlstm.tasks import (
     TBPTTForecastingTask,
     make_trainer,
 )
+from convlstm.tasks.optim import OPTIMIZATION_FIELDS, split_optimization
 
 logger = logging.getLogger(__name__)
 
@@ -102,16 +105,29 @@ def _load_initial_weights(model: nn.Module, directory: Path) -> None:
 
 
 def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
-    """The training system of the recipe's ``task.kind`` around ``model``, with ``task.args``."""
+    """The training system of the recipe's ``task.kind`` around ``model``, with ``task.args``.
+
+    The optimisation settings among ``task.args`` (``lr``, ``lr_schedule``, ...: the fields of
+    [`OptimizationConfig`][convlstm.tasks.OptimizationConfig]) replace those of the task's default config and go to
+    it whole as ``optimization``; the other arguments go to the task as they are.
+    """
     task_class = TRAINING_TASKS[recipe.task.kind]
-    accepted = set(inspect.signature(task_class).parameters) - {"model"}
+    parameters = inspect.signature(task_class).parameters
+    optimization_default = parameters["optimization"].default if "optimization" in parameters else None
+    accepted = set(parameters) - {"model", "optimization"}
+    if isinstance(optimization_default, OptimizationConfig):
+        accepted |= set(OPTIMIZATION_FIELDS)
     unknown = sorted(set(recipe.task.args) - accepted)
     if unknown:
         raise RecipeError(
             f"task.args {unknown} are not arguments of {task_class.__name__} (task.kind {recipe.task.kind}); "
             f"it takes {sorted(accepted)}"
         )
-    args = read_arguments(task_class, recipe.task.args, "task.args")
+    settings, rest = split_optimization(recipe.task.args)
+    args = read_arguments(task_class, rest, "task.args")
+    if settings and isinstance(optimization_default, OptimizationConfig):
+        read = read_arguments(OptimizationConfig, settings, "task.args")
+        args["optimization"] = dataclasses.replace(optimization_default, **read)
     if recipe.task.kind == "tbptt":  # it steps its optimiser itself, so it clips too (the Trainer must not)
         args.setdefault("gradient_clip_val", recipe.trainer.gradient_clip_val)
     try:

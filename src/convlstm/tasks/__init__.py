@@ -21,6 +21,7 @@ from convlstm.tasks.losses import (
     segmentation_loss,
     soft_dice_loss,
 )
+from convlstm.tasks.optim import OptimizationConfig
 from convlstm.tasks.prednet import PredNetTask
 from convlstm.tasks.scheduled_sampling import ScheduledSampling
 from convlstm.tasks.segmentation import SegmentationTask
@@ -39,6 +40,7 @@ __all__ = [
     "ForecastScores",
     "ForecastingTask",
     "NonFiniteLossGuard",
+    "OptimizationConfig",
     "PredNetTask",
     "PredictionImageLogger",
     "ScheduledSampling",

@@ -22,7 +22,7 @@ from convlstm.tasks.losses import (
     forecast_loss,
     rain_rate_of,
 )
-from convlstm.tasks.optim import LRSchedule, OptimizerName
+from convlstm.tasks.optim import OptimizationConfig
 from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
 
 __all__ = ["ForecastScores", "ForecastingTask"]
@@ -98,23 +98,17 @@ class ForecastingTask(TaskBase):
         log_per_lead_time: Also log every score per lead time.
         predict_horizon: Horizon of ``predict_step`` when the batch has no "target" (default: the model's
             ``default_horizon``).
-        optimizer: ``"adam"`` (default, as the ConvLSTM papers and OpenSTL) or ``"adamw"``.
-        lr: Learning rate; 5e-4 by default, OpenSTL's ConvLSTM value (Adam's usual 1e-3 also works at small
-            batches; lower it with larger models or bf16).
-        weight_decay: Weight decay (L2 for Adam, decoupled for AdamW).
-        lr_schedule: ``"constant"``, ``"cosine"`` (linear warm-up then cosine), ``"onecycle"`` or ``"multistep"``.
-        warmup_steps: Linear warm-up steps.
-        total_steps: Length of the cosine / one-cycle schedule (default: the Trainer's estimate).
-        min_lr_ratio: Final learning rate of "cosine" as a fraction of ``lr``.
-        lr_milestones: Epochs at which "multistep" multiplies the learning rate by ``lr_gamma``.
-        lr_gamma: Factor of "multistep".
+        optimization: The optimizer, learning rate and schedule
+            ([`OptimizationConfig`][convlstm.tasks.OptimizationConfig]): Adam at 5e-4 by default, OpenSTL's ConvLSTM
+            value (Adam's usual 1e-3 also works at small batches; lower it with larger models or bf16).
         ensemble_members: Train and validate on an ensemble of this many members (>= 2) drawn by
             ``model.ensemble(context, horizon, members=M)`` (e.g. ``extrapolation_nowcast_ensemble``), scored by
             ``loss="crps_fair"``; the scores then take the members' mean. None (default): one forecast per call.
 
     Examples:
-        >>> task = ForecastingTask(create_model("encoder_forecaster_shi2015_3layer"), loss="bce")
-        >>> make_trainer(max_epochs=50).fit(task, datamodule=data)
+        >>> model = create_model("encoder_forecaster_shi2015_3layer")
+        >>> task = ForecastingTask(model, loss="bce", optimization=OptimizationConfig(lr=1e-3))
+        >>> make_trainer(TrainerConfig(max_epochs=50)).fit(task, datamodule=data)
     """
 
     def __init__(
@@ -141,15 +135,7 @@ class ForecastingTask(TaskBase):
         rain_thresholds: Sequence[float] | None = None,
         log_per_lead_time: bool = True,
         predict_horizon: int | None = None,
-        optimizer: OptimizerName = "adam",
-        lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        warmup_steps: int = 0,
-        total_steps: int | None = None,
-        min_lr_ratio: float = 0.0,
-        lr_milestones: Sequence[int] = (),
-        lr_gamma: float = 0.1,
+        optimization: OptimizationConfig = OptimizationConfig(),
         ensemble_members: int | None = None,
     ) -> None:
         super().__init__(model)
@@ -171,8 +157,8 @@ class ForecastingTask(TaskBase):
         )
         _check_predrnn_training(model, sampling, decouple_beta)
         _check_weight("divergence_alpha", divergence_alpha)
-        self.save_hyperparameters(ignore=["model"])
-        self.check_optimization()
+        self.save_hyperparameters(ignore=["model", "optimization"])
+        self.record_optimization(optimization)
         self.record_model()
         self.zr = (float(zr_a), float(zr_b))
         # The default scores include the paper's own score of the loss: Shi's sequence BCE, HKO-7's B-MSE / B-MAE.
