@@ -23,6 +23,7 @@ from convlstm.tasks import (
     SequenceDataModule,
     TaskBase,
     TBPTTForecastingTask,
+    TrainerConfig,
     make_trainer,
 )
 from convlstm.tasks.optim import OPTIMIZATION_FIELDS, split_optimization
@@ -137,39 +138,40 @@ def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
 
 
 def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
-    """A Trainer (seeded first) writing logs and checkpoints into ``run``; ``overrides`` replace recipe settings."""
+    """A Trainer (seeded first) writing logs and checkpoints into ``run``; ``overrides`` replace recipe settings (as
+    the keywords of [`make_trainer`][convlstm.tasks.make_trainer]: fields of
+    [`TrainerConfig`][convlstm.tasks.TrainerConfig], or other Lightning Trainer arguments)."""
     t = recipe.trainer
-    extra: dict[str, Any] = {"log_every_n_steps": t.log_every_n_steps}
+    lightning: dict[str, Any] = {"log_every_n_steps": t.log_every_n_steps}
     if t.limit_train_batches is not None:
-        extra["limit_train_batches"] = t.limit_train_batches
+        lightning["limit_train_batches"] = t.limit_train_batches
     if t.limit_val_batches is not None:
-        extra["limit_val_batches"] = t.limit_val_batches
+        lightning["limit_val_batches"] = t.limit_val_batches
     if t.val_check_interval is not None:
         # Counted in steps across epoch boundaries: Lightning's per-epoch validation schedule is switched off.
-        extra.update(val_check_interval=t.val_check_interval, check_val_every_n_epoch=None)
+        lightning.update(val_check_interval=t.val_check_interval, check_val_every_n_epoch=None)
     max_time = None if t.max_minutes is None else datetime.timedelta(minutes=t.max_minutes)
-    settings: dict[str, Any] = {
-        "root_dir": run.path,
-        "name": LOGS,
-        "version": run.next_log_version(),
-        "checkpoint_dir": run.checkpoint_dir,
-        "checkpoint_every_minutes": t.checkpoint_every_minutes,
-        "save_top_k": t.save_top_k,
-        "seed": recipe.seed,
-        "accelerator": t.accelerator,
-        "devices": t.devices,
-        "num_nodes": t.num_nodes,
-        "precision": t.precision,
-        "max_epochs": t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
-        "max_steps": t.max_steps,
-        "max_time": max_time,
-        "gradient_clip_val": None if recipe.task.kind == "tbptt" else t.gradient_clip_val,
-        "early_stopping_patience": t.early_stopping_patience,
-        "enable_progress_bar": t.enable_progress_bar,
-        **extra,
-    }
-    settings.update(overrides)
     try:
-        return make_trainer(**settings)
+        config = TrainerConfig(
+            root_dir=run.path,
+            name=LOGS,
+            version=run.next_log_version(),
+            checkpoint_dir=run.checkpoint_dir,
+            checkpoint_every_minutes=t.checkpoint_every_minutes,
+            save_top_k=t.save_top_k,
+            seed=recipe.seed,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            precision=t.precision,
+            max_epochs=t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
+            max_steps=t.max_steps,
+            max_time=max_time,
+            gradient_clip_val=None if recipe.task.kind == "tbptt" else t.gradient_clip_val,
+            early_stopping_patience=t.early_stopping_patience,
+            enable_progress_bar=t.enable_progress_bar,
+            lightning=lightning,
+        )
+        return make_trainer(config, **overrides)
     except MisconfigurationException as err:  # Lightning's word for a bad Trainer argument
         raise RecipeError(f"trainer section: {err}") from None

@@ -201,7 +201,7 @@ class TBPTTForecastingTask(TaskBase):
       schedules count chunks; "cosine" and "onecycle" schedules then need ``total_steps``.
 
     Gradient clipping happens here (``gradient_clip_val``), before each optimizer step: build the Trainer with
-    ``gradient_clip_val=None`` (``make_trainer(gradient_clip_val=None)``), as Lightning refuses its own clipping
+    ``gradient_clip_val=None`` (``TrainerConfig(gradient_clip_val=None)``), as Lightning refuses its own clipping
     under manual optimisation; ``accumulate_grad_batches`` must stay 1.
 
     Logged: ``train/loss`` (the whole-sequence one-step loss of the batch, from the chunks' forward passes),
@@ -220,7 +220,8 @@ class TBPTTForecastingTask(TaskBase):
         >>> model = create_model("next_frame_convlstm")
         >>> model.rnn.checkpoint_every = 5   # optional: activation checkpointing inside each chunk
         >>> task = TBPTTForecastingTask(model, chunk=25)
-        >>> make_trainer(max_steps=10_000, gradient_clip_val=None).fit(task, train_loader, val_loader)
+        >>> trainer = make_trainer(TrainerConfig(max_steps=10_000, gradient_clip_val=None))
+        >>> trainer.fit(task, train_loader, val_loader)
     """
 
     def __init__(
