@@ -12,6 +12,7 @@ import torch
 
 from convlstm.data.sources import SOURCES, source_class
 from convlstm.experiment import (
+    TASK_KINDS,
     Recipe,
     RecipeError,
     build_dataset,
@@ -20,7 +21,6 @@ from convlstm.experiment import (
     load_recipe,
     recipe_from_dict,
 )
-from convlstm.experiment.building import TRAINING_TASKS
 from convlstm.experiment.recipe import read_arguments
 from convlstm.models import create_model, family_class, list_models, model_builder, model_family
 
@@ -109,9 +109,9 @@ def test_every_source_reads_its_own_defaults(source: str) -> None:
     read_arguments(cls, _defaults(cls), "data.args")  # the annotations resolve and agree with the defaults
 
 
-@pytest.mark.parametrize("kind", sorted(TRAINING_TASKS))
+@pytest.mark.parametrize("kind", sorted(TASK_KINDS))
 def test_every_task_reads_its_own_defaults(kind: str) -> None:
-    cls = TRAINING_TASKS[kind]
+    cls = TASK_KINDS[kind].training_system
     read_arguments(cls, _defaults(cls), "task.args")
 
 

@@ -14,31 +14,12 @@ from torch.utils.data import Dataset
 from convlstm.data.sources import make_dataset, source_class
 from convlstm.experiment.recipe import Recipe, RecipeError, read_arguments
 from convlstm.experiment.run_dir import LOGS, RunDir
+from convlstm.experiment.task_kinds import task_kind
 from convlstm.models import create_model, family_class, from_pretrained, model_builder, model_family
-from convlstm.tasks import (
-    ForecastingTask,
-    OptimizationConfig,
-    PredNetTask,
-    SegmentationTask,
-    SequenceDataModule,
-    TaskBase,
-    TBPTTForecastingTask,
-    TrainerConfig,
-    make_trainer,
-)
+from convlstm.tasks import OptimizationConfig, SequenceDataModule, TaskBase, TrainerConfig, make_trainer
 from convlstm.tasks.optim import OPTIMIZATION_FIELDS, split_optimization
 
 logger = logging.getLogger(__name__)
-
-#: The system that trains each task kind. Anomaly detection trains a forecaster on normal sequences; its test
-#: ([`AnomalyTask`][convlstm.tasks.AnomalyTask]) and evaluation score frames by prediction error.
-TRAINING_TASKS: dict[str, type[TaskBase]] = {
-    "forecasting": ForecastingTask,
-    "tbptt": TBPTTForecastingTask,
-    "anomaly": ForecastingTask,
-    "segmentation": SegmentationTask,
-    "prednet": PredNetTask,
-}
 
 
 def build_dataset(recipe: Recipe, split: str) -> Dataset[Any]:
@@ -106,13 +87,15 @@ def _load_initial_weights(model: nn.Module, directory: Path) -> None:
 
 
 def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
-    """The training system of the recipe's ``task.kind`` around ``model``, with ``task.args``.
+    """The training system of the recipe's ``task.kind`` (its [`TaskKindSpec`][convlstm.experiment.TaskKindSpec])
+    around ``model``, with ``task.args``.
 
     The optimisation settings among ``task.args`` (``lr``, ``lr_schedule``, ...: the fields of
     [`OptimizationConfig`][convlstm.tasks.OptimizationConfig]) replace those of the task's default config and go to
     it whole as ``optimization``; the other arguments go to the task as they are.
     """
-    task_class = TRAINING_TASKS[recipe.task.kind]
+    spec = task_kind(recipe.task.kind)
+    task_class = spec.training_system
     parameters = inspect.signature(task_class).parameters
     optimization_default = parameters["optimization"].default if "optimization" in parameters else None
     accepted = set(parameters) - {"model", "optimization"}
@@ -129,7 +112,7 @@ def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
     if settings and isinstance(optimization_default, OptimizationConfig):
         read = read_arguments(OptimizationConfig, settings, "task.args")
         args["optimization"] = dataclasses.replace(optimization_default, **read)
-    if recipe.task.kind == "tbptt":  # it steps its optimiser itself, so it clips too (the Trainer must not)
+    if spec.clips_own_gradients:  # it steps its optimizer itself, so it clips too (the Trainer must not)
         args.setdefault("gradient_clip_val", recipe.trainer.gradient_clip_val)
     try:
         return task_class(model, **args)
@@ -167,7 +150,7 @@ def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
             max_epochs=t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
             max_steps=t.max_steps,
             max_time=max_time,
-            gradient_clip_val=None if recipe.task.kind == "tbptt" else t.gradient_clip_val,
+            gradient_clip_val=None if task_kind(recipe.task.kind).clips_own_gradients else t.gradient_clip_val,
             early_stopping_patience=t.early_stopping_patience,
             enable_progress_bar=t.enable_progress_bar,
             lightning=lightning,

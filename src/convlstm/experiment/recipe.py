@@ -24,8 +24,8 @@ from convlstm.data.sources import SOURCES
 from convlstm.metrics.forecast_metrics import BALANCED_METRICS
 
 TaskKind = Literal["forecasting", "tbptt", "segmentation", "prednet", "anomaly"]
-TASK_KINDS: tuple[str, ...] = typing.get_args(TaskKind)
-"""The task kinds a recipe can name."""
+"""The task kinds a recipe can name; what each one means is its record in
+[`TASK_KINDS`][convlstm.experiment.TASK_KINDS] (kept out of this module, which reads recipes without Lightning)."""
 
 
 def _help(text: str) -> dict[str, str]:
@@ -66,7 +66,8 @@ class TaskSection:
     """The ``task`` section: the task kind and its arguments."""
 
     kind: TaskKind = field(
-        default="forecasting", metadata=_help("forecasting, tbptt, segmentation, prednet or anomaly")
+        default="forecasting",
+        metadata=_help(f"{', '.join(typing.get_args(TaskKind)[:-1])} or {typing.get_args(TaskKind)[-1]}"),
     )
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("the task's arguments (loss, lr, sampling, ...)"))
 
@@ -107,7 +108,9 @@ class TrainerSection:
 class EvaluateSection:
     """The ``evaluate`` section: what ``convlstm evaluate`` scores and shows."""
 
-    baselines: list[str] = field(default_factory=lambda: ["persistence"], metadata=_help("registered baselines"))
+    baselines: list[str] | None = field(
+        default=None, metadata=_help("registered baselines (null: the task kind's, persistence for forecasters)")
+    )
     num_sequences: int | None = field(default=None, metadata=_help("test sequences to score (default: all)"))
     animations: int = field(default=2, metadata=_help("GIF animations of test sequences in the report"))
     rain_thresholds: list[float] | None = field(default=None, metadata=_help("mm/h thresholds for CSI/POD/FAR/HSS"))

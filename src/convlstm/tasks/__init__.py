@@ -29,13 +29,7 @@ from convlstm.tasks.segmentation import SegmentationTask
 from convlstm.tasks.tbptt import TBPTTForecastingTask, tbptt_one_step_loss
 from convlstm.tasks.trainer import TrainerConfig, make_trainer
 
-TASKS: dict[str, type[TaskBase]] = {
-    cls.__name__: cls for cls in (ForecastingTask, SegmentationTask, PredNetTask, AnomalyTask, TBPTTForecastingTask)
-}
-"""Every training system by class name, as checkpoints record it (see [`load_task`][convlstm.tasks.load_task])."""
-
 __all__ = [
-    "TASKS",
     "AnomalyTask",
     "AtomicCheckpointIO",
     "ForecastScores",

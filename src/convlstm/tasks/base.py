@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from convlstm.models.base import PretrainedModel, model_from_config
 from convlstm.tasks.optim import OptimizationConfig, as_optimization, configure_optimization, split_optimization
 
-__all__ = ["TaskBase", "frames_of", "load_task", "model_identity", "read_checkpoint"]
+__all__ = ["TaskBase", "frames_of", "load_task", "model_identity", "read_checkpoint", "task_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +209,36 @@ def _read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.dev
 
 
 def load_task(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> TaskBase:
-    """Rebuilds whichever task wrote the checkpoint (its class name is recorded as ``task``), model included."""
-    from convlstm.tasks import TASKS
+    """Rebuilds whichever task wrote the checkpoint, model included: the subclass of
+    [`TaskBase`][convlstm.tasks.TaskBase] whose class name it records as ``task`` (this package's systems, or one of
+    your own that is imported).
 
+    Raises:
+        ValueError: the checkpoint names no such class, or more than one class has that name.
+    """
     checkpoint = _read_checkpoint(path, map_location)
     name = (checkpoint.get("hyper_parameters") or {}).get("task")
-    if name not in TASKS:
-        raise ValueError(f"{path} records task {name!r}; known tasks: {sorted(TASKS)}")
-    return TASKS[name]._from_checkpoint_dict(checkpoint, path, None, map_location)
+    return task_class(name, where=str(path))._from_checkpoint_dict(checkpoint, path, None, map_location)
+
+
+def task_class(name: object, *, where: str = "a checkpoint") -> type[TaskBase]:
+    """The subclass of [`TaskBase`][convlstm.tasks.TaskBase] called ``name`` (as checkpoints record it).
+
+    Raises:
+        ValueError: no such class, or several of that name (in different modules); the message lists the names.
+    """
+    import convlstm.tasks  # noqa: F401  # defines every training system of the package
+
+    found: dict[str, list[type[TaskBase]]] = {}
+    pending: list[type[TaskBase]] = [TaskBase]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            found.setdefault(subclass.__name__, []).append(subclass)
+            pending.append(subclass)
+    classes = list(dict.fromkeys(found.get(name, []) if isinstance(name, str) else []))
+    if not classes:
+        raise ValueError(f"{where} records task {name!r}; known tasks: {sorted(found)}")
+    if len(classes) > 1:
+        modules = sorted(f"{c.__module__}.{c.__qualname__}" for c in classes)
+        raise ValueError(f"{where} records task {name!r}, which names several classes: {modules}")
+    return classes[0]
