@@ -24,6 +24,7 @@ from convlstm.tasks.losses import (
 )
 from convlstm.tasks.optim import OptimizationConfig
 from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
+from convlstm.utils.checks import check_choice, check_float, check_int
 
 __all__ = ["ForecastScores", "ForecastingTask"]
 
@@ -139,12 +140,10 @@ class ForecastingTask(TaskBase):
         ensemble_members: int | None = None,
     ) -> None:
         super().__init__(model)
-        if loss not in FORECAST_LOSSES:
-            raise ValueError(f"loss must be one of {FORECAST_LOSSES}, got {loss!r}")
-        if units not in ("pixel", "mm/h"):
-            raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
-        if predict_horizon is not None and predict_horizon < 1:
-            raise ValueError(f"predict_horizon must be >= 1 or None, got {predict_horizon!r}")
+        check_choice("loss", loss, FORECAST_LOSSES)
+        check_choice("units", units, ("pixel", "mm/h"))
+        if predict_horizon is not None:  # None: the model's default_horizon
+            check_int("predict_horizon", predict_horizon)
         _check_ensemble(model, loss, ensemble_members, sampling)
         self.sampling = ScheduledSampling(
             sampling,
@@ -156,7 +155,7 @@ class ForecastingTask(TaskBase):
             reverse_decay=reverse_decay,
         )
         _check_predrnn_training(model, sampling, decouple_beta)
-        _check_weight("divergence_alpha", divergence_alpha)
+        check_float("divergence_alpha", divergence_alpha, 0.0, math.inf)  # a loss term's weight
         self.save_hyperparameters(ignore=["model", "optimization"])
         self.record_optimization(optimization)
         self.record_model()
@@ -333,19 +332,12 @@ def _check_predrnn_training(model: nn.Module, sampling: str, decouple_beta: floa
             f"sampling='reverse' replaces context frames by predictions: it needs a model whose forward takes "
             f"context_teacher_forcing= (PredRNN, PredRNNv2), got {type(model).__name__}"
         )
-    _check_weight("decouple_beta", decouple_beta)
+    check_float("decouple_beta", decouple_beta, 0.0, math.inf)
     if decouple_beta > 0 and not callable(getattr(model, "forward_with_increments", None)):
         raise ValueError(
             f"decouple_beta={decouple_beta} weighs PredRNN-V2's decoupling loss: it needs a model with "
             f"forward_with_increments (PredRNNv2), got {type(model).__name__}"
         )
-
-
-def _check_weight(name: str, weight: float) -> None:
-    """A loss term's weight: a finite number >= 0."""
-    number = not isinstance(weight, bool) and isinstance(weight, int | float)
-    if not number or not (weight >= 0 and math.isfinite(weight)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
 
 
 def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: str) -> None:
@@ -354,8 +346,7 @@ def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: 
         raise ValueError(f"loss={loss!r} scores an ensemble: give ensemble_members (>= 2)")
     if members is None:
         return
-    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
-        raise ValueError(f"ensemble_members must be an int >= 2 or None, got {members!r}")
+    check_int("ensemble_members", members, minimum=2)
     if loss not in ENSEMBLE_LOSSES:
         raise ValueError(f"ensemble_members={members} needs an ensemble loss {ENSEMBLE_LOSSES}, got loss={loss!r}")
     if not callable(getattr(model, "ensemble", None)):

@@ -24,6 +24,7 @@ from convlstm.models.prednet import parse_layer_loss_weights, time_loss_weights
 from convlstm.tasks.base import TaskBase, frames_of
 from convlstm.tasks.losses import extrapolation_loss, prednet_error_loss
 from convlstm.tasks.optim import OptimizationConfig
+from convlstm.utils.checks import check_int
 
 __all__ = ["PredNetTask"]
 
@@ -74,8 +75,8 @@ class PredNetTask(TaskBase):
         super().__init__(model)
         if layer_loss_weights is not None:
             parse_layer_loss_weights(layer_loss_weights, getattr(model, "num_layers", len(layer_loss_weights)))
-        if extrap_start_time is not None and extrap_start_time < 1:
-            raise ValueError(f"extrap_start_time must be >= 1 or None, got {extrap_start_time!r}")
+        if extrap_start_time is not None:  # None: train on the errors
+            check_int("extrap_start_time", extrap_start_time)
         self.save_hyperparameters(ignore=["model", "optimization"])
         self.record_optimization(optimization)
         self.record_model()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from convlstm.metrics import ConfusionMatrix
 from convlstm.tasks.base import TaskBase
 from convlstm.tasks.losses import segmentation_loss
 from convlstm.tasks.optim import OptimizationConfig
+from convlstm.utils.checks import check_float, check_int
 
 __all__ = ["SegmentationTask"]
 
@@ -55,10 +57,11 @@ class SegmentationTask(TaskBase):
         optimization: OptimizationConfig = OptimizationConfig(lr=1e-3),
     ) -> None:
         super().__init__(model)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight == 0:
-            raise ValueError(f"ce_weight and dice_weight must be >= 0, not both 0, got {ce_weight}, {dice_weight}")
+        check_int("num_classes", num_classes, minimum=2)
+        check_float("ce_weight", ce_weight, 0.0, math.inf)
+        check_float("dice_weight", dice_weight, 0.0, math.inf)
+        if ce_weight + dice_weight == 0:
+            raise ValueError(f"ce_weight and dice_weight must not both be 0, got {ce_weight}, {dice_weight}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights needs {num_classes} values, got {len(class_weights)}")
         self.save_hyperparameters(ignore=["model", "optimization"])

@@ -101,8 +101,7 @@ def _check_arguments(model: Any, frames: Tensor, chunk: int) -> None:
         raise ValueError(
             f"frames must have at least 2 time steps in dim 1 (one to read, one to predict), got {tuple(frames.shape)}"
         )
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk must be an int >= 1 (frames per truncated pass), got {chunk!r}")
+    check_int("chunk", chunk)  # frames per truncated pass
 
 
 def tbptt_chunks(
