@@ -3,7 +3,8 @@
 A recipe names a data source, a registered model, a task and the Trainer settings; ``-o section.key=value``
 overrides any entry (the value is read as YAML: ``-o trainer.max_epochs=3``, ``-o model.args.hidden_channels=[32]``).
 Every value is then read as the type its key declares (`read_value`): a section's field, or for ``data.args``,
-``model.args`` and ``task.args`` a parameter of the source, model or task (`read_arguments`).
+``model.args`` and ``task.args`` a parameter of the source, model or task (`read_arguments`; the optimisation settings
+among ``task.args`` are fields of the task's ``OptimizationConfig``).
 """
 
 import collections.abc
