@@ -1,6 +1,7 @@
 """Recipe -> model, task and data: fine-tuning from a saved model's weights (model.init_from), and the free
 argument sections read as the types their receivers declare."""
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from convlstm.data.sources import SOURCES, source_class
 from convlstm.experiment import (
+    TASK_KINDS,
     Recipe,
     RecipeError,
     build_dataset,
@@ -19,7 +21,6 @@ from convlstm.experiment import (
     load_recipe,
     recipe_from_dict,
 )
-from convlstm.experiment.building import TRAINING_TASKS
 from convlstm.experiment.recipe import read_arguments
 from convlstm.models import create_model, family_class, list_models, model_builder, model_family
 
@@ -58,8 +59,26 @@ def test_numbers_yaml_reads_as_strings_reach_the_task_model_and_data_as_floats()
     model = build_model(recipe)
     assert model.config.initial_mean == 0.5
     task = build_task(recipe, model)
-    assert task.hparams["lr"] == 0.001 and isinstance(task.hparams["lr"], float)
+    assert task.optimization.lr == 0.001 and isinstance(task.optimization.lr, float)
     assert build_dataset(recipe, "train").speed == 0.25
+
+
+def test_flat_optimisation_settings_replace_those_of_the_tasks_own_config() -> None:
+    recipe = load_recipe(
+        "segmentation",
+        ["task.args.lr_schedule=multistep", "task.args.lr_milestones=[3, 8]", "task.args.weight_decay=1e-4"],
+    )
+    task = build_task(recipe, build_model(recipe))
+    assert task.optimization == dataclasses.replace(
+        inspect.signature(type(task)).parameters["optimization"].default,  # the task's default learning rate kept
+        lr_schedule="multistep",
+        lr_milestones=(3, 8),
+        weight_decay=1e-4,
+    )
+    unordered = load_recipe("segmentation", ["task.args.lr_milestones=[8, 3]"])
+    model = build_model(unordered)
+    with pytest.raises(ValueError, match=r"^lr_milestones must be increasing epochs >= 1, got \(8, 3\)$"):
+        build_task(unordered, model)
 
 
 @pytest.mark.parametrize(
@@ -90,9 +109,9 @@ def test_every_source_reads_its_own_defaults(source: str) -> None:
     read_arguments(cls, _defaults(cls), "data.args")  # the annotations resolve and agree with the defaults
 
 
-@pytest.mark.parametrize("kind", sorted(TRAINING_TASKS))
+@pytest.mark.parametrize("kind", sorted(TASK_KINDS))
 def test_every_task_reads_its_own_defaults(kind: str) -> None:
-    cls = TRAINING_TASKS[kind]
+    cls = TASK_KINDS[kind].training_system
     read_arguments(cls, _defaults(cls), "task.args")
 
 

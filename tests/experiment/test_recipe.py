@@ -69,11 +69,19 @@ def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
         ),
         (
             {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"val_check_interval": 0}},
-            r"recipe.trainer.val_check_interval must be >= 1 training steps, or null; got 0",
+            r"^recipe.trainer.val_check_interval must be an int >= 1, got 0; null: after every epoch$",
         ),
         (
             {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"save_top_k": -2}},
-            r"recipe.trainer.save_top_k must be -1 \(all\) or >= 0, got -2",
+            r"^recipe.trainer.save_top_k must be an int >= -1, got -2$",
+        ),
+        (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "trainer": {"max_minutes": 0}},
+            r"^recipe.trainer.max_minutes must be in \(0.0, 1000000000.0\], got 0.0; null: no time limit$",
+        ),
+        (
+            {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "seed": 2**32},
+            r"^recipe.seed must be an int in \[0, 4294967295\], got 4294967296$",
         ),
         (
             {"name": "x", "data": {"source": "s"}, "model": {"name": "m"}, "evaluate": {"extra_metrics": ["ssim2"]}},

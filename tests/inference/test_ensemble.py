@@ -62,3 +62,17 @@ def test_one_field_per_member_for_all_its_frames() -> None:
 def test_the_same_generator_state_gives_the_same_perturbation() -> None:
     assert torch.equal(factors(8, seed=3, members=2), factors(8, seed=3, members=2))
     assert not torch.equal(factors(8, seed=3, members=2), factors(8, seed=4, members=2))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "match"),
+    [
+        ({"noise_std": -0.1}, r"^noise_std must be in \[0.0, inf\], got -0.1$"),
+        ({"noise_std": float("nan")}, r"^noise_std must be in"),
+        ({"correlation_pixels": 0}, r"^correlation_pixels must be an int >= 1, got 0$"),
+        ({"correlation_pixels": 2.0}, r"^correlation_pixels must be an int >= 1, got float"),
+    ],
+)
+def test_bad_perturbation_arguments_are_named(arguments: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        perturb_context(torch.ones(1, 2, 1, 8, 8), **{"noise_std": SIGMA, **arguments})  # type: ignore[arg-type]

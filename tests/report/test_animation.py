@@ -134,3 +134,17 @@ def test_gif_without_truth_has_one_panel_less(tmp_path: Path) -> None:
     wide, narrow = iio.imread(with_truth, index=0), iio.imread(without, index=0)
     assert narrow.shape[0] == wide.shape[0] and narrow.shape[1] < wide.shape[1]
     assert len(iio.imread(without, index=None)) == 5
+
+
+@pytest.mark.parametrize(
+    ("arguments", "match"),
+    [
+        ({"fps": 0}, r"^fps must be a finite number > 0, got 0$"),
+        ({"hold_last_s": -1.0}, r"^hold_last_s must be in \[0.0, inf\], got -1.0$"),
+        ({"scale": 0}, r"^scale must be an int >= 1, got 0$"),
+    ],
+)
+def test_bad_timing_and_scale_are_named(tmp_path, arguments, match):
+    with pytest.raises(ValueError, match=match):
+        write_comparison_gif(solid(2, RED), solid(2, GREEN), {"m": solid(2, BLUE)}, tmp_path / "x.gif", **arguments)
+    assert not (tmp_path / "x.gif").exists()

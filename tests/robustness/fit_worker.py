@@ -14,6 +14,7 @@ import torch
 
 from convlstm.cli.main import main
 from convlstm.experiment import building
+from convlstm.tasks import TrainerConfig
 
 PAUSE_S = 0.3
 
@@ -35,9 +36,9 @@ if __name__ == "__main__":
     assert separator == "--"
     make_trainer = building.make_trainer
 
-    def with_progress(**settings: Any) -> L.Trainer:
+    def with_progress(config: TrainerConfig, /, **settings: Any) -> L.Trainer:
         settings["callbacks"] = [*settings.get("callbacks", ()), ReportProgress(Path(progress))]
-        return make_trainer(**settings)
+        return make_trainer(config, **settings)
 
     building.make_trainer = with_progress  # type: ignore[assignment]
     sys.exit(main(arguments))

@@ -28,7 +28,7 @@ import yaml
 
 from convlstm.cli.main import main
 from convlstm.experiment import RunDir, building
-from convlstm.tasks import load_task
+from convlstm.tasks import TrainerConfig, load_task
 from convlstm.utils.atomic import remove_stale_temporaries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,8 +235,8 @@ class _Disrupt(L.Callback):
 def _fit_disrupted(monkeypatch: pytest.MonkeyPatch, disrupt: _Disrupt, arguments: list[str]) -> int:
     make_trainer = building.make_trainer
 
-    def with_disruption(**settings: Any) -> L.Trainer:
-        return make_trainer(**settings, callbacks=[disrupt])
+    def with_disruption(config: TrainerConfig, /, **settings: Any) -> L.Trainer:
+        return make_trainer(config, **settings, callbacks=[disrupt])
 
     with monkeypatch.context() as patch:
         patch.setattr(building, "make_trainer", with_disruption)

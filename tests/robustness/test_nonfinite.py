@@ -19,7 +19,7 @@ import yaml
 from torch import Tensor
 
 from convlstm.cli.main import main
-from convlstm.tasks import ForecastingTask, NonFiniteLossGuard, load_task, make_trainer
+from convlstm.tasks import ForecastingTask, NonFiniteLossGuard, OptimizationConfig, load_task, make_trainer
 from tests.tasks.tiny import TinyForecaster, loader, static_sequences
 
 GOOD_STEPS = 3
@@ -57,7 +57,7 @@ class BreaksAfter(TinyForecaster):
 def _fit(model: TinyForecaster, root: Path, *, max_steps: int, action: str, **guard: Any) -> tuple[Any, Any]:
     torch.manual_seed(0)
     model.load_state_dict(TinyForecaster(hidden=3).state_dict())  # the same start for every run
-    task = ForecastingTask(model, lr=1e-2)
+    task = ForecastingTask(model, optimization=OptimizationConfig(lr=1e-2))
     guard_callback = NonFiniteLossGuard(action=action, **guard)  # type: ignore[arg-type]
     trainer = make_trainer(
         root_dir=root,
@@ -139,7 +139,7 @@ def test_a_nan_gradient_with_a_finite_loss_is_caught(tmp_path: Path, good_weight
 def test_without_the_guard_the_weights_are_lost(tmp_path: Path) -> None:
     """What the guard prevents: the same model unguarded ends with NaN weights."""
     torch.manual_seed(0)
-    task = ForecastingTask(BreaksAfter(GOOD_STEPS), lr=1e-2)
+    task = ForecastingTask(BreaksAfter(GOOD_STEPS), optimization=OptimizationConfig(lr=1e-2))
     trainer = L.Trainer(
         max_steps=GOOD_STEPS + 1,
         logger=False,

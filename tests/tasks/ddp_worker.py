@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from convlstm.tasks import AnomalyTask, ForecastingTask, make_trainer
+from convlstm.tasks import AnomalyTask, ForecastingTask, OptimizationConfig, make_trainer
 from tests.tasks.tiny import ItemList, LastFrame, TinyForecaster, flicker_videos, loader, static_sequences
 
 
@@ -15,7 +15,7 @@ def main(out: Path) -> None:
     rank = int(os.environ.get("LOCAL_RANK", "0"))  # set by Lightning in the processes it launches
     torch.set_num_threads(1)
     torch.manual_seed(100 + rank)  # different initial weights per process: DDP must broadcast rank 0's
-    task = ForecastingTask(TinyForecaster(), lr=1e-2, metrics=("mse_per_frame",))
+    task = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr=1e-2), metrics=("mse_per_frame",))
     torch.save(task.model.state_dict(), out / f"init_rank{rank}.pt")
     trainer = make_trainer(
         root_dir=out,

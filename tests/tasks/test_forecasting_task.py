@@ -15,6 +15,7 @@ from convlstm.tasks import (
     AtomicCheckpointIO,
     ForecastingTask,
     NonFiniteLossGuard,
+    OptimizationConfig,
     PredictionImageLogger,
     load_task,
     make_trainer,
@@ -42,7 +43,7 @@ def _fit(task: L.LightningModule, steps: int, train, val=None, **kwargs) -> L.Tr
 def test_learns_to_copy_a_static_frame():
     torch.manual_seed(0)
     train, val = static_sequences(16, seed=0), static_sequences(8, seed=1)
-    task = ForecastingTask(TinyForecaster(), lr=1e-2)
+    task = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr=1e-2))
     trainer = L.Trainer(max_steps=60, enable_checkpointing=False, **QUIET_TRAINER)
     before = trainer.validate(task, loader(val), verbose=False)[0]["val/loss"]
     trainer.fit(task, loader(train, shuffle=True))
@@ -215,7 +216,8 @@ def _no_temporary_files(root: Path) -> bool:
 def test_checkpoints_are_atomic_loadable_and_resume(tmp_path):
     torch.manual_seed(0)
     train, val = static_sequences(8, seed=0), static_sequences(4, seed=1)
-    task = ForecastingTask(TinyForecaster(hidden=3), lr_schedule="cosine", warmup_steps=2)
+    cosine = OptimizationConfig(lr_schedule="cosine", warmup_steps=2)
+    task = ForecastingTask(TinyForecaster(hidden=3), optimization=cosine)
     trainer = make_trainer(
         root_dir=tmp_path, name="run", max_steps=4, enable_progress_bar=False, enable_model_summary=False, seed=0
     )
@@ -234,7 +236,7 @@ def test_checkpoints_are_atomic_loadable_and_resume(tmp_path):
 
     rebuilt = ForecastingTask.from_checkpoint(last)
     assert isinstance(rebuilt.model, TinyForecaster) and rebuilt.model.config.hidden == 3
-    assert rebuilt.hparams["lr_schedule"] == "cosine"
+    assert rebuilt.optimization == cosine and checkpoint["hyper_parameters"]["optimization"] == cosine.to_dict()
     context = torch.rand(2, 3, 1, 8, 8)
     task.eval(), rebuilt.eval()
     with torch.no_grad():
@@ -243,7 +245,7 @@ def test_checkpoints_are_atomic_loadable_and_resume(tmp_path):
     native = ForecastingTask.load_from_checkpoint(last, model=TinyForecaster(hidden=3), weights_only=True)
     assert torch.equal(native.model.head.weight, rebuilt.model.head.weight)
 
-    resumed_task = ForecastingTask(TinyForecaster(hidden=3), lr_schedule="cosine", warmup_steps=2)
+    resumed_task = ForecastingTask(TinyForecaster(hidden=3), optimization=cosine)
     resumed = make_trainer(
         root_dir=tmp_path, name="run", max_steps=7, enable_progress_bar=False, enable_model_summary=False, seed=0
     )
@@ -259,7 +261,7 @@ def test_checkpoints_are_atomic_loadable_and_resume(tmp_path):
     [("onecycle", {}), ("multistep", {"lr_milestones": (1,)}), ("constant", {"warmup_steps": 3})],
 )
 def test_every_lr_schedule_checkpoints_without_pickled_code(tmp_path, schedule, extra):
-    task = ForecastingTask(TinyForecaster(), lr_schedule=schedule, **extra)
+    task = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr_schedule=schedule, **extra))
     trainer = L.Trainer(max_steps=3, **{**QUIET_TRAINER, "enable_checkpointing": False})
     trainer.fit(task, loader(static_sequences(8)))
     lrs = trainer.lr_scheduler_configs[0].scheduler.get_last_lr()
@@ -317,13 +319,13 @@ def _nan_sequences(n: int, bad: set[int]) -> ItemList:
 def test_nonfinite_guard_skips_bad_steps():
     torch.manual_seed(0)
     guard = NonFiniteLossGuard(action="skip")
-    task = ForecastingTask(TinyForecaster(), lr=1e-2)
+    task = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr=1e-2))
     # Batch size 4, no shuffle: the second batch of every epoch holds the NaN item.
     trainer = L.Trainer(max_steps=6, enable_checkpointing=False, callbacks=[guard], **QUIET_TRAINER)
     trainer.fit(task, loader(_nan_sequences(8, {5})))
     assert trainer.global_step == 6 and guard.skipped_steps == 3
     assert all(bool(torch.isfinite(p).all()) for p in task.parameters())
-    unguarded = ForecastingTask(TinyForecaster(), lr=1e-2)
+    unguarded = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr=1e-2))
     L.Trainer(max_steps=2, enable_checkpointing=False, **QUIET_TRAINER).fit(unguarded, loader(_nan_sequences(8, {5})))
     assert not all(bool(torch.isfinite(p).all()) for p in unguarded.parameters())  # what the guard prevents
 
@@ -331,7 +333,7 @@ def test_nonfinite_guard_skips_bad_steps():
 def test_nonfinite_guard_stops_and_keeps_good_weights(tmp_path):
     torch.manual_seed(0)
     guard = NonFiniteLossGuard(action="stop")
-    task = ForecastingTask(TinyForecaster(), lr=1e-2)
+    task = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr=1e-2))
     trainer = make_trainer(
         root_dir=tmp_path,
         max_steps=20,
@@ -410,10 +412,8 @@ def test_warmup_cosine_factor():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="loss"):
         ForecastingTask(TinyForecaster(), loss="huber")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="lr_schedule"):
-        ForecastingTask(TinyForecaster(), lr_schedule="linear")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="lr must"):
-        ForecastingTask(TinyForecaster(), lr=0.0)
+    with pytest.raises(ValueError, match="optimization must be an OptimizationConfig, got float"):
+        ForecastingTask(TinyForecaster(), optimization=1e-3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="model must be"):
         ForecastingTask("not a model")  # type: ignore[arg-type]
     task = ForecastingTask(TinyForecaster())
@@ -424,7 +424,7 @@ def test_bad_arguments():
 def test_an_ensemble_trained_with_the_fair_crps_learns_the_spread_of_the_truth():
     torch.manual_seed(0)
     model = TinyEnsemble(spread=0.05)
-    task = ForecastingTask(model, loss="crps_fair", ensemble_members=4, lr=2e-2)
+    task = ForecastingTask(model, loss="crps_fair", ensemble_members=4, optimization=OptimizationConfig(lr=2e-2))
     _fit(task, 40, noisy_static_sequences(16, noise=0.3), noisy_static_sequences(4, noise=0.3, seed=1))
     assert set(model.seen_members) == {4}  # training and validation asked for 4 members
     assert 0.2 < float(model.spread) < 0.4, float(model.spread)  # from 0.05 towards the truth's 0.3
@@ -447,7 +447,9 @@ def _moving_rain_items(n: int, size: int = 16) -> ItemList:
 def test_the_extrapolation_nowcast_ensemble_trains_with_the_fair_crps():
     torch.manual_seed(0)
     model = create_model("extrapolation_nowcast_ensemble", base_channels=4, depth=1)
-    task = ForecastingTask(model, loss="crps_fair", ensemble_members=3, units="mm/h", lr=1e-2)
+    task = ForecastingTask(
+        model, loss="crps_fair", ensemble_members=3, units="mm/h", optimization=OptimizationConfig(lr=1e-2)
+    )
     trainer = _fit(task, 3, _moving_rain_items(4), _moving_rain_items(2))
     assert torch.isfinite(trainer.callback_metrics["val/loss"])
     context = _moving_rain_items(1)[0]["context"][None]

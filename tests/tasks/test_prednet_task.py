@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from convlstm.tasks import PredNetTask
+from convlstm.tasks import OptimizationConfig, PredNetTask
 from tests.tasks.tiny import QUIET_TRAINER, ItemList, TinyPredNet, loader
 
 
@@ -84,7 +84,7 @@ def test_extrapolation_loss_uses_fed_back_predictions():
 def test_training_lowers_the_loss_and_logs_scores():
     torch.manual_seed(0)
     train, val = _static_videos(16, seed=0), _static_videos(4, seed=1)
-    task = PredNetTask(TinyPredNet(), lr=2e-2)
+    task = PredNetTask(TinyPredNet(), optimization=OptimizationConfig(lr=2e-2))
     trainer = L.Trainer(max_steps=40, enable_checkpointing=False, **QUIET_TRAINER)
     before = trainer.validate(task, loader(val), verbose=False)[0]
     trainer.fit(task, loader(train, shuffle=True))
@@ -118,7 +118,11 @@ def test_persistence_in_extrapolation_repeats_the_last_fed_frame():
 
 
 def test_checkpoint_needs_the_model_for_a_plain_module(tmp_path):
-    task = PredNetTask(TinyPredNet(), layer_loss_weights="L_all", lr_schedule="multistep", lr_milestones=(75,))
+    task = PredNetTask(
+        TinyPredNet(),
+        layer_loss_weights="L_all",
+        optimization=OptimizationConfig(lr=1e-3, lr_schedule="multistep", lr_milestones=(75,)),
+    )
     trainer = L.Trainer(max_steps=1, **{**QUIET_TRAINER, "enable_checkpointing": False})
     trainer.fit(task, loader(_static_videos(4)))
     path = tmp_path / "prednet.ckpt"

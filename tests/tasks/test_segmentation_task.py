@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from convlstm.tasks import SegmentationTask
+from convlstm.tasks import OptimizationConfig, SegmentationTask
 from tests.tasks.tiny import QUIET_TRAINER, ItemList, TinySegmenter, loader
 
 
@@ -28,7 +28,7 @@ def _confusion(pred: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor
 def test_learns_and_logs_miou_and_dice():
     torch.manual_seed(0)
     train, val = _bright_pixels(16, seed=0), _bright_pixels(6, seed=1)
-    task = SegmentationTask(TinySegmenter(), num_classes=2, lr=2e-2)
+    task = SegmentationTask(TinySegmenter(), num_classes=2, optimization=OptimizationConfig(lr=2e-2))
     trainer = L.Trainer(max_steps=60, enable_checkpointing=False, **QUIET_TRAINER)
     before = trainer.validate(task, loader(val), verbose=False)[0]
     trainer.fit(task, loader(train, shuffle=True))

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from convlstm.models import NextFramePredictor
+from convlstm.tasks import OptimizationConfig
 from convlstm.tasks.losses import mse_loss
 from convlstm.tasks.tbptt import TBPTTForecastingTask, detach_state, tbptt_chunks, tbptt_one_step_loss
 from tests.tasks.tiny import QUIET_TRAINER
@@ -143,7 +144,7 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="update"):
         TBPTTForecastingTask(model, update="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="total_steps"):
-        TBPTTForecastingTask(model, update="per_chunk", lr_schedule="cosine")
+        TBPTTForecastingTask(model, update="per_chunk", optimization=OptimizationConfig(lr_schedule="cosine"))
 
 
 # ---------------------------------------------------------------------------------------------------- Lightning
@@ -162,7 +163,7 @@ def test_fit_per_sequence_on_long_sequences_learns(tmp_path: Path) -> None:
     """One optimizer step per batch over 60-frame sequences in chunks of 8; the loss falls and a checkpoint
     rebuilds the task."""
     sequences = _drifting_sequences(4, 60)
-    task = TBPTTForecastingTask(_model(), chunk=8, lr=2e-2)
+    task = TBPTTForecastingTask(_model(), chunk=8, optimization=OptimizationConfig(lr=2e-2))
     trainer = L.Trainer(max_steps=60, default_root_dir=tmp_path, enable_checkpointing=False, **QUIET_TRAINER)
     before = trainer.validate(task, _loader(sequences), verbose=False)[0]["val/loss"]
     with torch.no_grad():
@@ -188,7 +189,12 @@ def test_fit_per_chunk_steps_once_per_chunk_and_schedules_by_chunk() -> None:
             calls.append(batch_idx)
             return super().training_step(batch, batch_idx)
 
-    task = Counting(_model(), chunk=13, update="per_chunk", lr=1e-3, lr_schedule="cosine", total_steps=6)
+    task = Counting(
+        _model(),
+        chunk=13,
+        update="per_chunk",
+        optimization=OptimizationConfig(lr=1e-3, lr_schedule="cosine", total_steps=6),
+    )
     before = [p.detach().clone() for p in task.model.parameters()]
     trainer = L.Trainer(max_steps=6, enable_checkpointing=False, **QUIET_TRAINER)
     trainer.fit(task, _loader(_drifting_sequences(4, 40)))

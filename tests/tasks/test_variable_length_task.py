@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from convlstm import create_model
 from convlstm.data import pad_collate
-from convlstm.tasks import ForecastingTask
+from convlstm.tasks import ForecastingTask, OptimizationConfig
 from tests.tasks.tiny import QUIET_TRAINER, TinyForecaster
 
 
@@ -25,7 +25,7 @@ def _items(count: int) -> list[dict[str, torch.Tensor]]:
 def test_trains_and_validates_on_padded_contexts() -> None:
     torch.manual_seed(0)
     model = create_model("encoder_forecaster_tiny")
-    task = ForecastingTask(model, lr=1e-2)
+    task = ForecastingTask(model, optimization=OptimizationConfig(lr=1e-2))
     loader = DataLoader(_items(6), batch_size=3, collate_fn=pad_collate)
     before = [p.detach().clone() for p in model.parameters()]
     trainer = L.Trainer(max_steps=2, enable_checkpointing=False, **QUIET_TRAINER)
@@ -41,7 +41,7 @@ def test_trains_and_validates_on_padded_contexts() -> None:
 
 
 def test_models_without_context_lengths_refuse_padded_batches() -> None:
-    task = ForecastingTask(TinyForecaster(), lr=1e-2)
+    task = ForecastingTask(TinyForecaster(), optimization=OptimizationConfig(lr=1e-2))
     batch = next(iter(DataLoader(_items(3), batch_size=3, collate_fn=pad_collate)))
     with pytest.raises(ValueError, match="does not take context_lengths="):
         task.predict_step(batch, 0)

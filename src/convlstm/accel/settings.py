@@ -21,6 +21,7 @@ from convlstm.layers.gru_cell import ConvGRUCell
 from convlstm.layers.lstm_cell import ConvLSTMCell
 from convlstm.layers.schedule import SCHEDULES, InputSchedule
 from convlstm.layers.sequence import ConvRNNBase
+from convlstm.utils.checks import check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,8 @@ class FastSettings:
     channels_last: bool = False
 
     def __post_init__(self) -> None:
-        if self.input_schedule not in SCHEDULES:
-            raise ValueError(f"input_schedule must be one of {SCHEDULES}, got {self.input_schedule!r}")
-        if self.autocast_dtype not in (None, torch.bfloat16, torch.float16):
-            raise ValueError(f"autocast_dtype must be None, torch.bfloat16 or torch.float16, got {self.autocast_dtype}")
+        check_choice("input_schedule", self.input_schedule, SCHEDULES)
+        check_choice("autocast_dtype", self.autocast_dtype, (None, torch.bfloat16, torch.float16))
 
     def autocast(self, device: torch.device | str) -> AbstractContextManager[Any]:
         """torch.autocast for ``device`` with [`autocast_dtype`][convlstm.accel.FastSettings.autocast_dtype], or a

@@ -25,7 +25,9 @@ _SOURCES = {
     "Recipe": "recipe",
     "RecipeError": "recipe",
     "RunDir": "run_dir",
-    "TASK_KINDS": "recipe",
+    "TASK_KINDS": "task_kinds",
+    "TaskKind": "recipe",
+    "TaskKindSpec": "task_kinds",
     "TrainingInterrupted": "pipeline",
     "apply_override": "recipe",
     "build_datamodule": "building",
@@ -52,6 +54,7 @@ _SOURCES = {
     "predict_gridded": "predicting",
     "recipe_from_dict": "recipe",
     "recipe_help": "recipe",
+    "task_kind": "task_kinds",
     "test": "pipeline",
     "write_outputs": "scoring",
 }
@@ -81,9 +84,9 @@ if TYPE_CHECKING:
     from convlstm.experiment.predicting import is_gridded as is_gridded
     from convlstm.experiment.predicting import predict as predict
     from convlstm.experiment.predicting import predict_gridded as predict_gridded
-    from convlstm.experiment.recipe import TASK_KINDS as TASK_KINDS
     from convlstm.experiment.recipe import Recipe as Recipe
     from convlstm.experiment.recipe import RecipeError as RecipeError
+    from convlstm.experiment.recipe import TaskKind as TaskKind
     from convlstm.experiment.recipe import apply_override as apply_override
     from convlstm.experiment.recipe import list_recipes as list_recipes
     from convlstm.experiment.recipe import load_recipe as load_recipe
@@ -98,5 +101,8 @@ if TYPE_CHECKING:
     from convlstm.experiment.scoring import first_sequences as first_sequences
     from convlstm.experiment.scoring import load_baselines as load_baselines
     from convlstm.experiment.scoring import write_outputs as write_outputs
+    from convlstm.experiment.task_kinds import TASK_KINDS as TASK_KINDS
+    from convlstm.experiment.task_kinds import TaskKindSpec as TaskKindSpec
+    from convlstm.experiment.task_kinds import task_kind as task_kind
     from convlstm.models import ModelSummary as ModelSummary
     from convlstm.models import model_summaries as model_summaries

@@ -1,5 +1,6 @@
 """Recipe -> datasets, model, task and Trainer."""
 
+import dataclasses
 import datetime
 import inspect
 import logging
@@ -13,28 +14,12 @@ from torch.utils.data import Dataset
 from convlstm.data.sources import make_dataset, source_class
 from convlstm.experiment.recipe import Recipe, RecipeError, read_arguments
 from convlstm.experiment.run_dir import LOGS, RunDir
+from convlstm.experiment.task_kinds import task_kind
 from convlstm.models import create_model, family_class, from_pretrained, model_builder, model_family
-from convlstm.tasks import (
-    ForecastingTask,
-    PredNetTask,
-    SegmentationTask,
-    SequenceDataModule,
-    TaskBase,
-    TBPTTForecastingTask,
-    make_trainer,
-)
+from convlstm.tasks import OptimizationConfig, SequenceDataModule, TaskBase, TrainerConfig, make_trainer
+from convlstm.tasks.optim import OPTIMIZATION_FIELDS, split_optimization
 
 logger = logging.getLogger(__name__)
-
-#: The system that trains each task kind. Anomaly detection trains a forecaster on normal sequences; its test
-#: ([`AnomalyTask`][convlstm.tasks.AnomalyTask]) and evaluation score frames by prediction error.
-TRAINING_TASKS: dict[str, type[TaskBase]] = {
-    "forecasting": ForecastingTask,
-    "tbptt": TBPTTForecastingTask,
-    "anomaly": ForecastingTask,
-    "segmentation": SegmentationTask,
-    "prednet": PredNetTask,
-}
 
 
 def build_dataset(recipe: Recipe, split: str) -> Dataset[Any]:
@@ -102,17 +87,32 @@ def _load_initial_weights(model: nn.Module, directory: Path) -> None:
 
 
 def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
-    """The training system of the recipe's ``task.kind`` around ``model``, with ``task.args``."""
-    task_class = TRAINING_TASKS[recipe.task.kind]
-    accepted = set(inspect.signature(task_class).parameters) - {"model"}
+    """The training system of the recipe's ``task.kind`` (its [`TaskKindSpec`][convlstm.experiment.TaskKindSpec])
+    around ``model``, with ``task.args``.
+
+    The optimisation settings among ``task.args`` (``lr``, ``lr_schedule``, ...: the fields of
+    [`OptimizationConfig`][convlstm.tasks.OptimizationConfig]) replace those of the task's default config and go to
+    it whole as ``optimization``; the other arguments go to the task as they are.
+    """
+    spec = task_kind(recipe.task.kind)
+    task_class = spec.training_system
+    parameters = inspect.signature(task_class).parameters
+    optimization_default = parameters["optimization"].default if "optimization" in parameters else None
+    accepted = set(parameters) - {"model", "optimization"}
+    if isinstance(optimization_default, OptimizationConfig):
+        accepted |= set(OPTIMIZATION_FIELDS)
     unknown = sorted(set(recipe.task.args) - accepted)
     if unknown:
         raise RecipeError(
             f"task.args {unknown} are not arguments of {task_class.__name__} (task.kind {recipe.task.kind}); "
             f"it takes {sorted(accepted)}"
         )
-    args = read_arguments(task_class, recipe.task.args, "task.args")
-    if recipe.task.kind == "tbptt":  # it steps its optimiser itself, so it clips too (the Trainer must not)
+    settings, rest = split_optimization(recipe.task.args)
+    args = read_arguments(task_class, rest, "task.args")
+    if settings and isinstance(optimization_default, OptimizationConfig):
+        read = read_arguments(OptimizationConfig, settings, "task.args")
+        args["optimization"] = dataclasses.replace(optimization_default, **read)
+    if spec.clips_own_gradients:  # it steps its optimizer itself, so it clips too (the Trainer must not)
         args.setdefault("gradient_clip_val", recipe.trainer.gradient_clip_val)
     try:
         return task_class(model, **args)
@@ -121,40 +121,41 @@ def build_task(recipe: Recipe, model: nn.Module) -> TaskBase:
 
 
 def build_trainer(recipe: Recipe, run: RunDir, **overrides: Any) -> Any:
-    """A Trainer (seeded first) writing logs and checkpoints into ``run``; ``overrides`` replace recipe settings."""
+    """A Trainer (seeded first) writing logs and checkpoints into ``run``; ``overrides`` replace recipe settings (as
+    the keywords of [`make_trainer`][convlstm.tasks.make_trainer]: fields of
+    [`TrainerConfig`][convlstm.tasks.TrainerConfig], or other Lightning Trainer arguments)."""
     t = recipe.trainer
-    extra: dict[str, Any] = {"log_every_n_steps": t.log_every_n_steps}
+    lightning: dict[str, Any] = {"log_every_n_steps": t.log_every_n_steps}
     if t.limit_train_batches is not None:
-        extra["limit_train_batches"] = t.limit_train_batches
+        lightning["limit_train_batches"] = t.limit_train_batches
     if t.limit_val_batches is not None:
-        extra["limit_val_batches"] = t.limit_val_batches
+        lightning["limit_val_batches"] = t.limit_val_batches
     if t.val_check_interval is not None:
         # Counted in steps across epoch boundaries: Lightning's per-epoch validation schedule is switched off.
-        extra.update(val_check_interval=t.val_check_interval, check_val_every_n_epoch=None)
+        lightning.update(val_check_interval=t.val_check_interval, check_val_every_n_epoch=None)
     max_time = None if t.max_minutes is None else datetime.timedelta(minutes=t.max_minutes)
-    settings: dict[str, Any] = {
-        "root_dir": run.path,
-        "name": LOGS,
-        "version": run.next_log_version(),
-        "checkpoint_dir": run.checkpoint_dir,
-        "checkpoint_every_minutes": t.checkpoint_every_minutes,
-        "save_top_k": t.save_top_k,
-        "seed": recipe.seed,
-        "accelerator": t.accelerator,
-        "devices": t.devices,
-        "num_nodes": t.num_nodes,
-        "precision": t.precision,
-        "compile_gates": t.compile_gates,
-        "max_epochs": t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
-        "max_steps": t.max_steps,
-        "max_time": max_time,
-        "gradient_clip_val": None if recipe.task.kind == "tbptt" else t.gradient_clip_val,
-        "early_stopping_patience": t.early_stopping_patience,
-        "enable_progress_bar": t.enable_progress_bar,
-        **extra,
-    }
-    settings.update(overrides)
     try:
-        return make_trainer(**settings)
+        config = TrainerConfig(
+            root_dir=run.path,
+            name=LOGS,
+            version=run.next_log_version(),
+            checkpoint_dir=run.checkpoint_dir,
+            checkpoint_every_minutes=t.checkpoint_every_minutes,
+            save_top_k=t.save_top_k,
+            seed=recipe.seed,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            precision=t.precision,
+            compile_gates=t.compile_gates,
+            max_epochs=t.max_epochs if t.max_epochs is not None else (None if t.max_steps > 0 or max_time else 1),
+            max_steps=t.max_steps,
+            max_time=max_time,
+            gradient_clip_val=None if task_kind(recipe.task.kind).clips_own_gradients else t.gradient_clip_val,
+            early_stopping_patience=t.early_stopping_patience,
+            enable_progress_bar=t.enable_progress_bar,
+            lightning=lightning,
+        )
+        return make_trainer(config, **overrides)
     except MisconfigurationException as err:  # Lightning's word for a bad Trainer argument
         raise RecipeError(f"trainer section: {err}") from None

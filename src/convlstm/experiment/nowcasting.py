@@ -36,6 +36,7 @@ import torch
 
 from convlstm.models import ForecastingModel, ModelCard, from_pretrained, list_pretrained, read_model_card
 from convlstm.units import pixel_to_rain_rate, rain_rate_to_pixel
+from convlstm.utils.checks import check_choice, check_int, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -164,24 +165,20 @@ def load_nowcast_model(model: str | os.PathLike[str], *, lead_times: int | None 
         raise ValueError(f"--model {model}: expected a forecasting model, got a {type(loaded).__name__}")
     context_frames, horizon, timestep, units = _needs(loaded, card, Path(str(model)))
     if lead_times is not None:
-        if isinstance(lead_times, bool) or not isinstance(lead_times, int) or lead_times < 1:
-            raise ValueError(f"--lead-times must be an int >= 1, got {lead_times!r}")
-        horizon = lead_times
+        horizon = check_int("--lead-times", lead_times)
     return _Model(loaded.eval(), str(model), context_frames, horizon, timestep, units)
 
 
 def _needs(model: ForecastingModel, card: ModelCard | None, directory: Path) -> tuple[int, int, float | None, str]:
     if card is not None:
-        if card.units not in UNITS:
-            raise ValueError(f"--model {directory}: its card says it takes {card.units!r}; nowcast feeds {UNITS}")
+        check_choice(f"--model {directory}: the units its model card names", card.units, UNITS)  # what we feed
         return card.context_frames, card.lead_times, card.timestep_minutes, card.units
     if (directory.parent / "recipe.yaml").is_file() and directory.name == "model":
         from convlstm.experiment.run_dir import RunDir
 
         recipe = RunDir(directory.parent).recipe()
         units = recipe.task.args.get("units") or recipe.data.args.get("units") or "mm/h"
-        if units not in UNITS:
-            raise ValueError(f"--model {directory}: its recipe trained it on {units!r}; nowcast feeds {UNITS}")
+        check_choice(f"--model {directory}: the units its recipe trained it on", units, UNITS)  # what we feed
         data = recipe.data
         return data.context_frames, data.target_frames or model.default_horizon, None, units
     motion_frames = getattr(model.config, "motion_frames", None)
@@ -297,8 +294,8 @@ def nowcast(
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"FILES: {path} not found")
-    if timestep is not None and (isinstance(timestep, bool) or not 0 < float(timestep) < float("inf")):
-        raise ValueError(f"--timestep must be a positive number of minutes, got {timestep!r}")
+    if timestep is not None:  # None: from the files' times
+        check_positive("--timestep", timestep)  # minutes
     _check_out(out)
     importer, kwargs = choose_importer(paths, importer, importer_kwargs)
     chosen = load_nowcast_model(model, lead_times=lead_times)

@@ -15,8 +15,9 @@ from convlstm.experiment import scoring
 from convlstm.experiment.building import build_datamodule, build_dataset, build_model, build_task, build_trainer
 from convlstm.experiment.recipe import Recipe, load_recipe
 from convlstm.experiment.run_dir import DEMO_MARKER, RunDir
+from convlstm.experiment.task_kinds import task_kind
 from convlstm.models import PretrainedModel
-from convlstm.tasks import AnomalyTask, load_task, read_checkpoint
+from convlstm.tasks import load_task, read_checkpoint
 from convlstm.tasks.callbacks import NonFiniteLossGuard, TrainingClock
 from convlstm.tasks.step_checkpoint import STOP_SIGNALS, TrainingInterrupted
 from convlstm.utils.atomic import atomic_write_text
@@ -132,13 +133,17 @@ def _save_best_model(run: RunDir) -> None:
 
 
 def test(run_dir: Path) -> dict[str, float]:
-    """Scores the best checkpoint on the test split with Lightning's test loop; writes ``test_metrics.json``."""
+    """Scores the best checkpoint on the test split with Lightning's test loop; writes ``test_metrics.json``.
+
+    The task kind's record says what scores: the training system itself, or what it wraps it in (the anomaly kind
+    scores frames by next-frame prediction error: test/auroc, test/psnr)."""
     run = RunDir(run_dir)
     recipe = run.recipe()
     trainer = build_trainer(recipe, run, loggers=False, checkpoints=False, early_stopping_patience=None)
     task = load_task(run.best_checkpoint())
-    if recipe.task.kind == "anomaly":  # frames scored by next-frame prediction error: test/auroc, test/psnr
-        task = AnomalyTask(task.model, first_frames="exclude")
+    wrap = task_kind(recipe.task.kind).test_system
+    if wrap is not None:
+        task = wrap(task)
     (results,) = trainer.test(task, datamodule=build_datamodule(recipe, ("test",)))
     scores = {k: float(v) for k, v in results.items()}
     atomic_write_text(run.resolve("test_metrics.json"), json.dumps(scores, indent=2) + "\n")
@@ -146,26 +151,21 @@ def test(run_dir: Path) -> dict[str, float]:
 
 
 def evaluate(run_dir: Path, *, baselines: list[str] | None = None, num_sequences: int | None = None) -> Path:
-    """Scores the trained model and ``baselines`` (default: the recipe's) on the first ``num_sequences`` test
-    sequences the way the recipe's task kind asks; writes metrics.json, figures, GIFs and report.html into the run
-    directory and returns the report's path."""
+    """Scores the trained model and ``baselines`` on the first ``num_sequences`` test sequences with the evaluator of
+    the recipe's task kind; writes metrics.json, figures, GIFs and report.html into the run directory and returns the
+    report's path.
+
+    ``baselines`` default to the recipe's ``evaluate.baselines``, and where it names none (null) to the task kind's
+    (its [`TaskKindSpec`][convlstm.experiment.TaskKindSpec]); ``num_sequences`` defaults to the recipe's."""
     run = RunDir(run_dir)
     recipe = run.recipe()
+    spec = task_kind(recipe.task.kind)
     model = run.trained_model()
     dataset = scoring.first_sequences(build_dataset(recipe, "test"), num_sequences or recipe.evaluate.num_sequences)
-    names = recipe.evaluate.baselines if baselines is None else baselines
-    samples: list[dict[str, Any]] = []
-    if recipe.task.kind == "segmentation":
-        num_classes = int(recipe.task.args["num_classes"])
-        results = scoring.evaluate_segmentation(model, dataset, recipe, num_classes=num_classes)
-    elif recipe.task.kind == "prednet":
-        results = scoring.evaluate_prednet(model, dataset, recipe)
-    elif recipe.task.kind == "anomaly":
-        methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
-        results = scoring.evaluate_anomaly(methods, dataset, recipe)
-    else:
-        methods = {recipe.model.name: model, **scoring.load_baselines(names, model)}
-        results, samples = scoring.evaluate_forecasters(methods, dataset, recipe, keep=recipe.evaluate.animations)
+    names = baselines if baselines is not None else recipe.evaluate.baselines
+    if names is None:
+        names = list(spec.default_baselines)
+    results, samples = spec.evaluator(model, scoring.load_baselines(names, model), dataset, recipe)
     return scoring.write_outputs(run, recipe, results, samples)
 
 

@@ -3,17 +3,19 @@
 A recipe names a data source, a registered model, a task and the Trainer settings; ``-o section.key=value``
 overrides any entry (the value is read as YAML: ``-o trainer.max_epochs=3``, ``-o model.args.hidden_channels=[32]``).
 Every value is then read as the type its key declares (`read_value`): a section's field, or for ``data.args``,
-``model.args`` and ``task.args`` a parameter of the source, model or task (`read_arguments`).
+``model.args`` and ``task.args`` a parameter of the source, model or task (`read_arguments`; the optimisation settings
+among ``task.args`` are fields of the task's ``OptimizationConfig``).
 """
 
 import collections.abc
+import contextlib
 import dataclasses
 import importlib.resources
 import inspect
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,10 +24,11 @@ import yaml
 
 from convlstm.data.sources import SOURCES
 from convlstm.metrics.forecast_metrics import BALANCED_METRICS
+from convlstm.utils.checks import check_float, check_int
 
 TaskKind = Literal["forecasting", "tbptt", "segmentation", "prednet", "anomaly"]
-TASK_KINDS: tuple[str, ...] = typing.get_args(TaskKind)
-"""The task kinds a recipe can name."""
+"""The task kinds a recipe can name; what each one means is its record in
+[`TASK_KINDS`][convlstm.experiment.TASK_KINDS] (kept out of this module, which reads recipes without Lightning)."""
 
 
 def _help(text: str) -> dict[str, str]:
@@ -66,7 +69,8 @@ class TaskSection:
     """The ``task`` section: the task kind and its arguments."""
 
     kind: TaskKind = field(
-        default="forecasting", metadata=_help("forecasting, tbptt, segmentation, prednet or anomaly")
+        default="forecasting",
+        metadata=_help(f"{', '.join(typing.get_args(TaskKind)[:-1])} or {typing.get_args(TaskKind)[-1]}"),
     )
     args: dict[str, Any] = field(default_factory=dict, metadata=_help("the task's arguments (loss, lr, sampling, ...)"))
 
@@ -111,7 +115,9 @@ class TrainerSection:
 class EvaluateSection:
     """The ``evaluate`` section: what ``convlstm evaluate`` scores and shows."""
 
-    baselines: list[str] = field(default_factory=lambda: ["persistence"], metadata=_help("registered baselines"))
+    baselines: list[str] | None = field(
+        default=None, metadata=_help("registered baselines (null: the task kind's, persistence for forecasters)")
+    )
     num_sequences: int | None = field(default=None, metadata=_help("test sequences to score (default: all)"))
     animations: int = field(default=2, metadata=_help("GIF animations of test sequences in the report"))
     rain_thresholds: list[float] | None = field(default=None, metadata=_help("mm/h thresholds for CSI/POD/FAR/HSS"))
@@ -142,7 +148,8 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-#: The longest max_minutes: about 1900 years, far inside what datetime.timedelta can hold.
+#: The longest max_minutes (and checkpoint_every_minutes): about 1900 years, far inside what datetime.timedelta can
+#: hold.
 MAX_MINUTES = 1e9
 
 
@@ -226,25 +233,35 @@ def _check_values(recipe: Recipe, where: str) -> None:
     # The name becomes the directory runs/<name>: a path in it would put the run (and its outputs) elsewhere.
     if not name.strip() or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
         raise RecipeError(f"{where}.name must be a plain directory name (the run goes to runs/<name>), got {name!r}")
-    if not 0 <= recipe.seed < 2**32:
-        raise RecipeError(f"{where}.seed must be in [0, 2**32 - 1], got {recipe.seed}")
-    minutes = recipe.trainer.max_minutes
-    if minutes is not None and not 0 < minutes < MAX_MINUTES:
-        raise RecipeError(f"{where}.trainer.max_minutes must be > 0 and < {MAX_MINUTES:.0e}, or null; got {minutes}")
-    every = recipe.trainer.checkpoint_every_minutes
-    if every is not None and not 0 < every < MAX_MINUTES:
-        raise RecipeError(f"{where}.trainer.checkpoint_every_minutes must be > 0, or null; got {every}")
-    if recipe.trainer.save_top_k < -1:
-        raise RecipeError(f"{where}.trainer.save_top_k must be -1 (all) or >= 0, got {recipe.trainer.save_top_k}")
-    interval = recipe.trainer.val_check_interval
-    if interval is not None and interval < 1:
-        raise RecipeError(f"{where}.trainer.val_check_interval must be >= 1 training steps, or null; got {interval}")
+    t = recipe.trainer
+    with _as_recipe_error():
+        check_int(f"{where}.seed", recipe.seed, 0, 2**32 - 1)
+        check_int(f"{where}.trainer.save_top_k", t.save_top_k, minimum=-1)  # -1: all
+    for key, value, null in (
+        ("max_minutes", t.max_minutes, "no time limit"),
+        ("checkpoint_every_minutes", t.checkpoint_every_minutes, "after validation only"),
+    ):
+        if value is not None:
+            with _as_recipe_error(f"; null: {null}"):
+                check_float(f"{where}.trainer.{key}", value, 0.0, MAX_MINUTES, low_open=True)
+    if t.val_check_interval is not None:
+        with _as_recipe_error("; null: after every epoch"):
+            check_int(f"{where}.trainer.val_check_interval", t.val_check_interval)  # training steps
     extra = recipe.evaluate.extra_metrics
     unknown = [m for m in extra if m not in EXTRA_METRICS]
     if unknown or len(set(extra)) != len(extra):
         raise RecipeError(f"{where}.evaluate.extra_metrics must be distinct names from {EXTRA_METRICS}, got {extra}")
     if any(m in BALANCED_METRICS for m in extra) and recipe.evaluate.rain_thresholds is None:
         raise RecipeError(f"{where}.evaluate.extra_metrics {extra}: b_mse and b_mae need evaluate.rain_thresholds")
+
+
+@contextlib.contextmanager
+def _as_recipe_error(hint: str = "") -> Iterator[None]:
+    """A failed check (`convlstm.utils.checks`) as a RecipeError, its message followed by ``hint``."""
+    try:
+        yield
+    except ValueError as err:
+        raise RecipeError(f"{err}{hint}") from None
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

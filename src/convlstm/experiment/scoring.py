@@ -3,7 +3,7 @@
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,56 @@ def evaluate_anomaly(methods: Mapping[str, nn.Module], dataset: Dataset[Any], re
         kept = anomaly_aurocs(cumulative, all_labels, kinds, all_onsets, onsets_too=False)
         results[name].update({key.replace("auroc", "auroc_cumulative", 1): value for key, value in kept.items()})
     return results
+
+
+#: What `convlstm evaluate` calls for a task kind (the ``evaluator`` of its
+#: [`TaskKindSpec`][convlstm.experiment.TaskKindSpec]):
+#: (the trained model, the baselines by name, the test sequences, the recipe) -> (scores per method, samples to
+#: animate).
+Evaluator = Callable[
+    [nn.Module, Mapping[str, nn.Module], Dataset[Any], Recipe], tuple[Results, list[dict[str, Tensor]]]
+]
+
+
+def score_forecasts(
+    model: nn.Module, baselines: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe
+) -> tuple[Results, list[dict[str, Tensor]]]:
+    """[`evaluate_forecasters`][convlstm.experiment.evaluate_forecasters] of the model and the baselines, keeping
+    ``evaluate.animations`` samples."""
+    methods = {recipe.model.name: model, **baselines}
+    return evaluate_forecasters(methods, dataset, recipe, keep=recipe.evaluate.animations)
+
+
+def score_anomalies(
+    model: nn.Module, baselines: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe
+) -> tuple[Results, list[dict[str, Tensor]]]:
+    """[`evaluate_anomaly`][convlstm.experiment.evaluate_anomaly] of the model and the baselines (no animations)."""
+    return evaluate_anomaly({recipe.model.name: model, **baselines}, dataset, recipe), []
+
+
+def score_segmentation(
+    model: nn.Module, baselines: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe
+) -> tuple[Results, list[dict[str, Tensor]]]:
+    """[`evaluate_segmentation`][convlstm.experiment.evaluate_segmentation] of the model alone, over the recipe's
+    ``task.args.num_classes``."""
+    _without_baselines(recipe, baselines)
+    return evaluate_segmentation(model, dataset, recipe, num_classes=int(recipe.task.args["num_classes"])), []
+
+
+def score_prednet(
+    model: nn.Module, baselines: Mapping[str, nn.Module], dataset: Dataset[Any], recipe: Recipe
+) -> tuple[Results, list[dict[str, Tensor]]]:
+    """[`evaluate_prednet`][convlstm.experiment.evaluate_prednet]: the model beside copy-last-frame, its own
+    baseline."""
+    _without_baselines(recipe, baselines)
+    return evaluate_prednet(model, dataset, recipe), []
+
+
+def _without_baselines(recipe: Recipe, baselines: Mapping[str, nn.Module]) -> None:
+    """Says so when baselines were named for a kind that scores without them (runs made before a kind's default
+    baselines existed name ``persistence`` in their recipe)."""
+    if baselines:
+        logger.warning("task.kind %s is scored without baselines: %s left out", recipe.task.kind, sorted(baselines))
 
 
 def load_baselines(names: list[str], model: nn.Module) -> dict[str, nn.Module]:

@@ -9,9 +9,13 @@ bilinearly: zeros stay zeros (dry stays dry), the mean intensity is kept, and ne
 radar's calibration and attenuation errors do. One field per member holds for all its context frames.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from convlstm.utils.checks import check_float, check_int
 
 
 def perturb_context(
@@ -26,10 +30,8 @@ def perturb_context(
     if not isinstance(context, Tensor) or context.ndim != 5:
         got = tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__
         raise ValueError(f"context must be (B, T, C, H, W), got {got}")
-    if not noise_std >= 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
-    if not isinstance(correlation_pixels, int) or correlation_pixels < 1:
-        raise ValueError(f"correlation_pixels must be an int >= 1, got {correlation_pixels!r}")
+    check_float("noise_std", noise_std, 0.0, math.inf)
+    check_int("correlation_pixels", correlation_pixels)
     batch, _, channels, height, width = context.shape
     coarse = (max(1, -(-height // correlation_pixels)) + 1, max(1, -(-width // correlation_pixels)) + 1)
     eps = torch.randn(batch, channels, *coarse, generator=generator, dtype=torch.float32)
@@ -69,8 +71,7 @@ def ensemble_forecast(
     Returns:
         (B, N, horizon, C, H, W).
     """
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise ValueError(f"members must be an int >= 1, got {members!r}")
+    check_int("members", members)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()

@@ -31,6 +31,7 @@ from convlstm.baselines import STEPS, OpticalFlow
 from convlstm.models.base import ForecastingModel
 from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.utils.atomic import atomic_path
+from convlstm.utils.checks import check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +97,8 @@ def export_onnx(
     Raises:
         ExportError: the model cannot be traced (the message gives the reason); ValueError for bad arguments.
     """
-    if exporter not in EXPORTERS:
-        raise ValueError(f"exporter must be one of {list(EXPORTERS)}, got {exporter!r}")
-    if not isinstance(opset, int) or isinstance(opset, bool) or opset < 7:
-        raise ValueError(f"opset must be an int >= 7, got {opset!r}")
+    check_choice("exporter", exporter, EXPORTERS)
+    check_int("opset", opset, minimum=7)
     wrapper, example = _prepare(model, context_frames, horizon, frame_shape, batch_size)
     path = Path(path)
     reasons: list[str] = []
@@ -300,14 +299,15 @@ def _prepare(
 ) -> tuple[FixedHorizonForecaster, Tensor]:
     """Checks the arguments, refuses what cannot be traced, runs the model once (its own checks give clear
     errors about frame sizes) and returns the module to trace with its example input."""
-    for name, value in (("context_frames", context_frames), ("horizon", horizon)):
-        if not _positive_int(value):
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    if batch_size is not None and not _positive_int(batch_size):
-        raise ValueError(f"batch_size must be an int >= 1 or None (any batch size), got {batch_size!r}")
+    check_int("context_frames", context_frames)
+    check_int("horizon", horizon)
+    if batch_size is not None:  # None: any batch size
+        check_int("batch_size", batch_size)
     shape = tuple(frame_shape) if isinstance(frame_shape, Sequence) else ()
-    if len(shape) != 3 or not all(_positive_int(n) for n in shape):
+    if len(shape) != 3:
         raise ValueError(f"frame_shape must be three ints (C, H, W) >= 1, got {frame_shape!r}")
+    for axis, size in zip("CHW", shape, strict=True):
+        check_int(f"frame_shape {axis}", size)
     if isinstance(model, OpticalFlow | STEPS | ExtrapolationNowcast):
         raise ExportError(
             f"{model.family} cannot be exported: it runs pysteps on numpy arrays outside PyTorch, so there is no "
@@ -384,10 +384,6 @@ def _quiet_exporters() -> Iterator[None]:
             yield
     finally:
         chatty.setLevel(level)
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _first_line(err: BaseException) -> str:

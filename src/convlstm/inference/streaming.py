@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from convlstm.baselines import OpticalFlow, Persistence
 from convlstm.models.prednet import PredNet, PredNetState
+from convlstm.utils.checks import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +190,7 @@ class StreamingForecaster:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module forecaster, got {type(model).__name__}")
         stream = stream_for(model)
-        horizon = getattr(model, "default_horizon", None) if horizon is None else horizon
-        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
-            raise ValueError(f"horizon must be an int >= 1, got {horizon!r}")
+        horizon = check_int("horizon", getattr(model, "default_horizon", None) if horizon is None else horizon)
         if model.training:
             logger.warning("streaming %s in training mode (dropout active); call model.eval() first", type(model))
         self.model = model

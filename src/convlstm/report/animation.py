@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from convlstm.report._arrays import as_frames
 from convlstm.report.colormaps import frames_to_rgb
 from convlstm.utils.atomic import atomic_write_bytes
+from convlstm.utils.checks import check_float, check_int, check_positive
 
 __all__ = ["first_frame_png", "write_comparison_gif"]
 
@@ -109,15 +110,13 @@ def write_comparison_gif(
             raise ValueError(
                 f"predictions[{name!r}] must have truth's shape {tuple(target.shape)}, got {tuple(pred.shape)}"
             )
-    if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    if not (isinstance(hold_last_s, int | float) and math.isfinite(hold_last_s) and hold_last_s >= 0):
-        raise ValueError(f"hold_last_s must be a number >= 0, got {hold_last_s!r}")
+    check_positive("fps", fps)
+    check_float("hold_last_s", hold_last_s, 0.0, math.inf)
     height, width = target.shape[2:]
     if scale is None:
         scale = min(3, max(1, math.ceil(128 / max(height, width))))
-    elif isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be a positive int or None, got {scale!r}")
+    else:
+        check_int("scale", scale)
 
     def upscaled(frames: np.ndarray, name: str) -> np.ndarray:
         rgb = frames_to_rgb(frames, cmap, name=name)  # (T, H, W, 3) uint8
@@ -224,10 +223,7 @@ def first_frame_png(gif_path: str | os.PathLike[str], png_path: str | os.PathLik
     if frames.ndim == 3:
         frames = frames[None]
     count = len(frames)
-    if isinstance(frame, bool) or not isinstance(frame, int) or not -count <= frame < count:
-        raise ValueError(
-            f"frame must be an int in [{-count}, {count}) for {str(source)!r} ({count} frames), got {frame!r}"
-        )
+    check_int(f"frame of {str(source)!r} ({count} frames)", frame, -count, count - 1)
     target = Path(png_path)
     atomic_write_bytes(target, iio.imwrite("<bytes>", frames[frame], extension=".png"))
     return target

@@ -20,6 +20,7 @@ import numpy as np
 from convlstm.report._arrays import to_numpy
 from convlstm.report.directions import ARROWS, Direction, metric_direction
 from convlstm.utils.atomic import atomic_write_text
+from convlstm.utils.checks import check_choice
 
 __all__ = ["write_report"]
 
@@ -115,8 +116,8 @@ def _metrics_table(metrics: Mapping[str, Mapping[str, Any]], directions: Mapping
     body = []
     for name, values in rows.items():
         given = directions.get(name)
-        if given is not None and given not in ("lower", "higher"):
-            raise ValueError(f"directions[{name!r}] must be 'lower' or 'higher', got {given!r}")
+        if given is not None:  # None: the score's own direction
+            check_choice(f"directions[{name!r}]", given, ("lower", "higher"))
         direction: Direction | None = given if given is not None else metric_direction(name)  # type: ignore[assignment]
         best = _best(values, direction)
         decimals = _decimals(list(values.values()))

@@ -1,5 +1,6 @@
 """Training systems (LightningModules) and the training engine: forecasting, segmentation, PredNet and anomaly
-scoring, their losses, scheduled sampling, callbacks and ``make_trainer``."""
+scoring, their losses, scheduled sampling, callbacks and ``make_trainer``; the systems take an
+``OptimizationConfig`` whole, the trainer a ``TrainerConfig``."""
 
 from convlstm.metrics import ForecastScores  # kept here too: its home was tasks
 from convlstm.tasks.anomaly import AnomalyTask, next_frame_psnr, regularity_from_psnr, score_sequences
@@ -22,25 +23,21 @@ from convlstm.tasks.losses import (
     segmentation_loss,
     soft_dice_loss,
 )
+from convlstm.tasks.optim import OptimizationConfig
 from convlstm.tasks.prednet import PredNetTask
 from convlstm.tasks.scheduled_sampling import ScheduledSampling
 from convlstm.tasks.segmentation import SegmentationTask
 from convlstm.tasks.tbptt import TBPTTForecastingTask, tbptt_one_step_loss
-from convlstm.tasks.trainer import make_trainer
-
-TASKS: dict[str, type[TaskBase]] = {
-    cls.__name__: cls for cls in (ForecastingTask, SegmentationTask, PredNetTask, AnomalyTask, TBPTTForecastingTask)
-}
-"""Every training system by class name, as checkpoints record it (see [`load_task`][convlstm.tasks.load_task])."""
+from convlstm.tasks.trainer import TrainerConfig, make_trainer
 
 __all__ = [
-    "TASKS",
     "AnomalyTask",
     "AtomicCheckpointIO",
     "CompiledGates",
     "ForecastScores",
     "ForecastingTask",
     "NonFiniteLossGuard",
+    "OptimizationConfig",
     "PredNetTask",
     "PredictionImageLogger",
     "ScheduledSampling",
@@ -48,6 +45,7 @@ __all__ = [
     "SequenceDataModule",
     "TBPTTForecastingTask",
     "TaskBase",
+    "TrainerConfig",
     "balanced_loss",
     "bce_loss",
     "crps_fair_loss",

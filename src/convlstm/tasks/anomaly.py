@@ -40,8 +40,7 @@ def _check_frames(frames: Tensor, context_frames: int) -> None:
     if not isinstance(frames, Tensor) or frames.ndim < 4:
         shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
         raise ValueError(f"frames must be (B, T, C, *spatial), got {shape}")
-    if isinstance(context_frames, bool) or not isinstance(context_frames, int) or context_frames < 1:
-        raise ValueError(f"context_frames must be an int >= 1, got {context_frames!r}")
+    check_int("context_frames", context_frames)
     if frames.shape[1] <= context_frames:
         raise ValueError(
             f"frames need more than context_frames={context_frames} frames to score any, got shape "

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.models.base import PretrainedModel, model_from_config
-from convlstm.tasks.optim import OPTIMIZATION_ARGUMENTS, check_optimization, configure_optimization
+from convlstm.tasks.optim import OptimizationConfig, as_optimization, configure_optimization, split_optimization
 
-__all__ = ["TaskBase", "frames_of", "load_task", "model_identity", "read_checkpoint"]
+__all__ = ["TaskBase", "frames_of", "load_task", "model_identity", "read_checkpoint", "task_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ def frames_of(batch: Any, *, with_target: bool = True) -> Tensor:
 class TaskBase(L.LightningModule):
     """A LightningModule around a separate model (``self.model``), with shared optimisation and checkpoint loading.
 
-    Subclasses call ``self.save_hyperparameters(ignore=["model"])`` in their ``__init__`` and then
+    Subclasses call ``self.save_hyperparameters(ignore=["model", "optimization"])`` in their ``__init__``, then
+    [`record_optimization`][convlstm.tasks.TaskBase.record_optimization] if they train (it keeps their
+    [`OptimizationConfig`][convlstm.tasks.OptimizationConfig]) and
     [`record_model`][convlstm.tasks.TaskBase.record_model], which adds ``model_family`` and ``model_config`` to the
     hyperparameters so that a checkpoint can rebuild the model
     ([`from_checkpoint`][convlstm.tasks.TaskBase.from_checkpoint]).
@@ -58,6 +60,14 @@ class TaskBase(L.LightningModule):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
+
+    def record_optimization(self, optimization: OptimizationConfig | Mapping[str, Any]) -> None:
+        """Keeps ``optimization`` as ``self.optimization`` (what
+        [`configure_optimizers`][convlstm.tasks.TaskBase.configure_optimizers] builds) and adds it to the
+        hyperparameters as a dict (``hparams["optimization"]``: checkpoints hold plain values only). A mapping of its
+        fields, as Lightning's own ``load_from_checkpoint`` passes it back, is taken too."""
+        self.optimization = as_optimization(optimization)
+        self.save_hyperparameters({**self.hparams, "optimization": self.optimization.to_dict()})
 
     def record_model(self) -> None:
         """Adds the task's class name (``task``) and the model's ``model_family`` and ``model_config`` to the
@@ -102,7 +112,10 @@ class TaskBase(L.LightningModule):
                 )
             model = model_from_config(family, config)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
-        task = cls(model=model, **{k: v for k, v in hparams.items() if k in accepted})
+        arguments = {k: v for k, v in _upgraded(hparams).items() if k in accepted}
+        if "optimization" in arguments:
+            arguments["optimization"] = as_optimization(arguments["optimization"])
+        task = cls(model=model, **arguments)
         state = checkpoint.get("state_dict")
         if not isinstance(state, Mapping):
             raise ValueError(f"{path} holds no state_dict")
@@ -111,17 +124,15 @@ class TaskBase(L.LightningModule):
 
     # --- optimisation ----------------------------------------------------------------------------------------
 
-    def check_optimization(self) -> None:
-        """Validates the optimisation hyperparameters that every task takes, so errors come before training."""
-        check_optimization(**{name: self.hparams[name] for name in OPTIMIZATION_ARGUMENTS})
-
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        """The optimizer and schedule of the task's [`OptimizationConfig`][convlstm.tasks.OptimizationConfig]."""
+        config: OptimizationConfig | None = getattr(self, "optimization", None)
+        if config is None:
+            raise ValueError(f"{type(self).__name__} trains nothing: it has no optimization (record_optimization)")
         estimated: float | None = None
-        if hp["lr_schedule"] in ("cosine", "onecycle") and hp.get("total_steps") is None:
+        if config.lr_schedule in ("cosine", "onecycle") and config.total_steps is None:
             estimated = float(self.trainer.estimated_stepping_batches)
-        arguments = {name: hp[name] for name in OPTIMIZATION_ARGUMENTS}
-        return configure_optimization(self.model.parameters(), estimated_steps=estimated, **arguments)
+        return configure_optimization(self.model.parameters(), config, estimated_steps=estimated)
 
     # --- distributed evaluation ------------------------------------------------------------------------------
 
@@ -146,6 +157,16 @@ class TaskBase(L.LightningModule):
                         self.log(f"{prefix}/{base}@t{k}", float(v), sync_dist=False)
             elif value.ndim == 0:
                 self.log(f"{prefix}/{name}", float(value), sync_dist=False)
+
+
+def _upgraded(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyperparameters in today's layout: those written before the tasks took an
+    [`OptimizationConfig`][convlstm.tasks.OptimizationConfig] whole hold its fields flat (``lr``, ``lr_schedule``,
+    ...), which become the ``optimization`` dict."""
+    settings, rest = split_optimization(hparams)
+    if settings and "optimization" not in hparams:
+        rest["optimization"] = settings
+    return rest
 
 
 def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -188,11 +209,36 @@ def _read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.dev
 
 
 def load_task(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> TaskBase:
-    """Rebuilds whichever task wrote the checkpoint (its class name is recorded as ``task``), model included."""
-    from convlstm.tasks import TASKS
+    """Rebuilds whichever task wrote the checkpoint, model included: the subclass of
+    [`TaskBase`][convlstm.tasks.TaskBase] whose class name it records as ``task`` (this package's systems, or one of
+    your own that is imported).
 
+    Raises:
+        ValueError: the checkpoint names no such class, or more than one class has that name.
+    """
     checkpoint = _read_checkpoint(path, map_location)
     name = (checkpoint.get("hyper_parameters") or {}).get("task")
-    if name not in TASKS:
-        raise ValueError(f"{path} records task {name!r}; known tasks: {sorted(TASKS)}")
-    return TASKS[name]._from_checkpoint_dict(checkpoint, path, None, map_location)
+    return task_class(name, where=str(path))._from_checkpoint_dict(checkpoint, path, None, map_location)
+
+
+def task_class(name: object, *, where: str = "a checkpoint") -> type[TaskBase]:
+    """The subclass of [`TaskBase`][convlstm.tasks.TaskBase] called ``name`` (as checkpoints record it).
+
+    Raises:
+        ValueError: no such class, or several of that name (in different modules); the message lists the names.
+    """
+    import convlstm.tasks  # noqa: F401  # defines every training system of the package
+
+    found: dict[str, list[type[TaskBase]]] = {}
+    pending: list[type[TaskBase]] = [TaskBase]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            found.setdefault(subclass.__name__, []).append(subclass)
+            pending.append(subclass)
+    classes = list(dict.fromkeys(found.get(name, []) if isinstance(name, str) else []))
+    if not classes:
+        raise ValueError(f"{where} records task {name!r}; known tasks: {sorted(found)}")
+    if len(classes) > 1:
+        modules = sorted(f"{c.__module__}.{c.__qualname__}" for c in classes)
+        raise ValueError(f"{where} records task {name!r}, which names several classes: {modules}")
+    return classes[0]

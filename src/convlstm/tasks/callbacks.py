@@ -23,6 +23,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from convlstm.utils.atomic import atomic_path
+from convlstm.utils.checks import check_choice, check_int
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -100,10 +101,8 @@ class NonFiniteLossGuard(L.Callback):
     """
 
     def __init__(self, action: Literal["skip", "stop"] = "skip", max_consecutive: int = 10) -> None:
-        if action not in ("skip", "stop"):
-            raise ValueError(f"action must be 'skip' or 'stop', got {action!r}")
-        if max_consecutive < 1:
-            raise ValueError(f"max_consecutive must be >= 1, got {max_consecutive!r}")
+        check_choice("action", action, ("skip", "stop"))
+        check_int("max_consecutive", max_consecutive)
         self.action = action
         self.max_consecutive = max_consecutive
         self.skipped_steps = 0
@@ -373,8 +372,8 @@ class PredictionImageLogger(L.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1, num_sequences: int = 4) -> None:
-        if every_n_epochs < 1 or num_sequences < 1:
-            raise ValueError(f"every_n_epochs and num_sequences must be >= 1, got {every_n_epochs}, {num_sequences}")
+        check_int("every_n_epochs", every_n_epochs)
+        check_int("num_sequences", num_sequences)
         self.every_n_epochs = every_n_epochs
         self.num_sequences = num_sequences
         self._sample: tuple[Tensor, Tensor, Tensor] | None = None

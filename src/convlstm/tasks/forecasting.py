@@ -22,8 +22,9 @@ from convlstm.tasks.losses import (
     forecast_loss,
     rain_rate_of,
 )
-from convlstm.tasks.optim import LRSchedule, OptimizerName
+from convlstm.tasks.optim import OptimizationConfig
 from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
+from convlstm.utils.checks import check_choice, check_float, check_int
 
 __all__ = ["ForecastScores", "ForecastingTask"]
 
@@ -98,23 +99,17 @@ class ForecastingTask(TaskBase):
         log_per_lead_time: Also log every score per lead time.
         predict_horizon: Horizon of ``predict_step`` when the batch has no "target" (default: the model's
             ``default_horizon``).
-        optimizer: ``"adam"`` (default, as the ConvLSTM papers and OpenSTL) or ``"adamw"``.
-        lr: Learning rate; 5e-4 by default, OpenSTL's ConvLSTM value (Adam's usual 1e-3 also works at small
-            batches; lower it with larger models or bf16).
-        weight_decay: Weight decay (L2 for Adam, decoupled for AdamW).
-        lr_schedule: ``"constant"``, ``"cosine"`` (linear warm-up then cosine), ``"onecycle"`` or ``"multistep"``.
-        warmup_steps: Linear warm-up steps.
-        total_steps: Length of the cosine / one-cycle schedule (default: the Trainer's estimate).
-        min_lr_ratio: Final learning rate of "cosine" as a fraction of ``lr``.
-        lr_milestones: Epochs at which "multistep" multiplies the learning rate by ``lr_gamma``.
-        lr_gamma: Factor of "multistep".
+        optimization: The optimizer, learning rate and schedule
+            ([`OptimizationConfig`][convlstm.tasks.OptimizationConfig]): Adam at 5e-4 by default, OpenSTL's ConvLSTM
+            value (Adam's usual 1e-3 also works at small batches; lower it with larger models or bf16).
         ensemble_members: Train and validate on an ensemble of this many members (>= 2) drawn by
             ``model.ensemble(context, horizon, members=M)`` (e.g. ``extrapolation_nowcast_ensemble``), scored by
             ``loss="crps_fair"``; the scores then take the members' mean. None (default): one forecast per call.
 
     Examples:
-        >>> task = ForecastingTask(create_model("encoder_forecaster_shi2015_3layer"), loss="bce")
-        >>> make_trainer(max_epochs=50).fit(task, datamodule=data)
+        >>> model = create_model("encoder_forecaster_shi2015_3layer")
+        >>> task = ForecastingTask(model, loss="bce", optimization=OptimizationConfig(lr=1e-3))
+        >>> make_trainer(TrainerConfig(max_epochs=50)).fit(task, datamodule=data)
     """
 
     def __init__(
@@ -141,24 +136,14 @@ class ForecastingTask(TaskBase):
         rain_thresholds: Sequence[float] | None = None,
         log_per_lead_time: bool = True,
         predict_horizon: int | None = None,
-        optimizer: OptimizerName = "adam",
-        lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        warmup_steps: int = 0,
-        total_steps: int | None = None,
-        min_lr_ratio: float = 0.0,
-        lr_milestones: Sequence[int] = (),
-        lr_gamma: float = 0.1,
+        optimization: OptimizationConfig = OptimizationConfig(),
         ensemble_members: int | None = None,
     ) -> None:
         super().__init__(model)
-        if loss not in FORECAST_LOSSES:
-            raise ValueError(f"loss must be one of {FORECAST_LOSSES}, got {loss!r}")
-        if units not in ("pixel", "mm/h"):
-            raise ValueError(f"units must be 'pixel' or 'mm/h', got {units!r}")
-        if predict_horizon is not None and predict_horizon < 1:
-            raise ValueError(f"predict_horizon must be >= 1 or None, got {predict_horizon!r}")
+        check_choice("loss", loss, FORECAST_LOSSES)
+        check_choice("units", units, ("pixel", "mm/h"))
+        if predict_horizon is not None:  # None: the model's default_horizon
+            check_int("predict_horizon", predict_horizon)
         _check_ensemble(model, loss, ensemble_members, sampling)
         self.sampling = ScheduledSampling(
             sampling,
@@ -170,9 +155,9 @@ class ForecastingTask(TaskBase):
             reverse_decay=reverse_decay,
         )
         _check_predrnn_training(model, sampling, decouple_beta)
-        _check_weight("divergence_alpha", divergence_alpha)
-        self.save_hyperparameters(ignore=["model"])
-        self.check_optimization()
+        check_float("divergence_alpha", divergence_alpha, 0.0, math.inf)  # a loss term's weight
+        self.save_hyperparameters(ignore=["model", "optimization"])
+        self.record_optimization(optimization)
         self.record_model()
         self.zr = (float(zr_a), float(zr_b))
         # The default scores include the paper's own score of the loss: Shi's sequence BCE, HKO-7's B-MSE / B-MAE.
@@ -347,19 +332,12 @@ def _check_predrnn_training(model: nn.Module, sampling: str, decouple_beta: floa
             f"sampling='reverse' replaces context frames by predictions: it needs a model whose forward takes "
             f"context_teacher_forcing= (PredRNN, PredRNNv2), got {type(model).__name__}"
         )
-    _check_weight("decouple_beta", decouple_beta)
+    check_float("decouple_beta", decouple_beta, 0.0, math.inf)
     if decouple_beta > 0 and not callable(getattr(model, "forward_with_increments", None)):
         raise ValueError(
             f"decouple_beta={decouple_beta} weighs PredRNN-V2's decoupling loss: it needs a model with "
             f"forward_with_increments (PredRNNv2), got {type(model).__name__}"
         )
-
-
-def _check_weight(name: str, weight: float) -> None:
-    """A loss term's weight: a finite number >= 0."""
-    number = not isinstance(weight, bool) and isinstance(weight, int | float)
-    if not number or not (weight >= 0 and math.isfinite(weight)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
 
 
 def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: str) -> None:
@@ -368,8 +346,7 @@ def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: 
         raise ValueError(f"loss={loss!r} scores an ensemble: give ensemble_members (>= 2)")
     if members is None:
         return
-    if isinstance(members, bool) or not isinstance(members, int) or members < 2:
-        raise ValueError(f"ensemble_members must be an int >= 2 or None, got {members!r}")
+    check_int("ensemble_members", members, minimum=2)
     if loss not in ENSEMBLE_LOSSES:
         raise ValueError(f"ensemble_members={members} needs an ensemble loss {ENSEMBLE_LOSSES}, got loss={loss!r}")
     if not callable(getattr(model, "ensemble", None)):

@@ -21,6 +21,7 @@ from convlstm.metrics import balanced_weights, pixel_to_rain_rate
 from convlstm.metrics.crps import crps_ensemble
 from convlstm.models.prednet import weighted_prednet_error
 from convlstm.units import ZR_RELATIONS
+from convlstm.utils.checks import check_int
 
 __all__ = [
     "ENSEMBLE_LOSSES",
@@ -394,8 +395,7 @@ def extrapolation_loss(predictions: Tensor, frames: Tensor, start: int) -> Tenso
         start: ``extrap_start_time``, 1 <= start < T.
     """
     _check_pair(predictions, frames)
-    if not 1 <= start < frames.shape[1]:
-        raise ValueError(f"start must lie in [1, {frames.shape[1]}) for {frames.shape[1]} frames, got {start}")
+    check_int("start", start, 1, frames.shape[1] - 1)  # frames 1 .. T-1 can be extrapolated
     return 0.5 * (predictions[:, start:].float() - frames[:, start:].float()).abs().mean()
 
 

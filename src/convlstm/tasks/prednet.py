@@ -23,7 +23,8 @@ from convlstm.metrics import ForecastScores
 from convlstm.models.prednet import parse_layer_loss_weights, time_loss_weights
 from convlstm.tasks.base import TaskBase, frames_of
 from convlstm.tasks.losses import extrapolation_loss, prednet_error_loss
-from convlstm.tasks.optim import LRSchedule, OptimizerName
+from convlstm.tasks.optim import OptimizationConfig
+from convlstm.utils.checks import check_int
 
 __all__ = ["PredNetTask"]
 
@@ -55,10 +56,9 @@ class PredNetTask(TaskBase):
         extrap_start_time: Step from which predictions are fed back (fine-tuning mode); None to train on errors.
         metrics: Scores for evaluation (None: the default set, without SSIM for frames under 11x11).
         log_per_lead_time: Also log scores per predicted frame.
-
-    The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
-    lr_milestones, lr_gamma) are those of [`ForecastingTask`][convlstm.tasks.ForecastingTask]. Lotter et al.: Adam at
-    1e-3, then 1e-4 after epoch 75 (``lr_schedule="multistep", lr_milestones=(75,)``).
+        optimization: The optimizer, learning rate and schedule
+            ([`OptimizationConfig`][convlstm.tasks.OptimizationConfig]). Lotter et al.: Adam at 1e-3 (the default),
+            then 1e-4 after epoch 75 (``OptimizationConfig(lr=1e-3, lr_schedule="multistep", lr_milestones=(75,))``).
     """
 
     def __init__(
@@ -70,23 +70,15 @@ class PredNetTask(TaskBase):
         extrap_start_time: int | None = None,
         metrics: Sequence[str] | None = None,
         log_per_lead_time: bool = True,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        warmup_steps: int = 0,
-        total_steps: int | None = None,
-        min_lr_ratio: float = 0.0,
-        lr_milestones: Sequence[int] = (),
-        lr_gamma: float = 0.1,
+        optimization: OptimizationConfig = OptimizationConfig(lr=1e-3),
     ) -> None:
         super().__init__(model)
         if layer_loss_weights is not None:
             parse_layer_loss_weights(layer_loss_weights, getattr(model, "num_layers", len(layer_loss_weights)))
-        if extrap_start_time is not None and extrap_start_time < 1:
-            raise ValueError(f"extrap_start_time must be >= 1 or None, got {extrap_start_time!r}")
-        self.save_hyperparameters(ignore=["model"])
-        self.check_optimization()
+        if extrap_start_time is not None:  # None: train on the errors
+            check_int("extrap_start_time", extrap_start_time)
+        self.save_hyperparameters(ignore=["model", "optimization"])
+        self.record_optimization(optimization)
         self.record_model()
         self.scores = {stage: ForecastScores(metrics=metrics) for stage in ("val", "test")}
         self.persistence = {stage: ForecastScores(metrics=("mse_per_pixel",)) for stage in ("val", "test")}

@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from convlstm.utils.checks import check_choice, check_float, check_int, check_positive
+
 __all__ = ["SAMPLING_KINDS", "SamplingKind", "ScheduledSampling"]
 
 SamplingKind = Literal["linear", "none", "teacher_forcing", "reverse"]
@@ -63,31 +65,22 @@ class ScheduledSampling:
     reverse_decay: float = 5_000.0
 
     def __post_init__(self) -> None:
-        if self.kind not in SAMPLING_KINDS:
-            raise ValueError(f"kind must be one of {SAMPLING_KINDS}, got {self.kind!r}")
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-        if isinstance(self.end_step, bool) or not isinstance(self.end_step, int) or self.end_step < 0:
-            raise ValueError(f"end_step must be an int >= 0, got {self.end_step!r}")
-        for name in ("reverse_start_step", "reverse_end_step"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        check_choice("kind", self.kind, SAMPLING_KINDS)
+        check_float("start", self.start, 0.0, 1.0)  # probabilities of feeding the truth
+        check_float("end", self.end, 0.0, 1.0)
+        check_int("end_step", self.end_step, minimum=0)
+        check_int("reverse_start_step", self.reverse_start_step, minimum=0)
+        check_int("reverse_end_step", self.reverse_end_step, minimum=0)
         if self.reverse_end_step < self.reverse_start_step:
             raise ValueError(
                 f"reverse_end_step must be >= reverse_start_step={self.reverse_start_step}, "
                 f"got {self.reverse_end_step!r}"
             )
-        decay = self.reverse_decay
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 < decay < math.inf:
-            raise ValueError(f"reverse_decay must be a number of steps > 0, got {decay!r}")
+        check_positive("reverse_decay", self.reverse_decay)  # steps
 
     def probability(self, step: int) -> float:
         """The probability of feeding the true frame at training step ``step`` (>= 0)."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
+        check_int("step", step, minimum=0)
         if self.kind == "none":
             return 0.0
         if self.kind == "teacher_forcing":
@@ -103,8 +96,7 @@ class ScheduledSampling:
 
     def context_probability(self, step: int) -> float:
         """The probability of feeding a true context frame (after the first) at ``step``: 1.0 but for "reverse"."""
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
+        check_int("step", step, minimum=0)
         if self.kind != "reverse":
             return 1.0
         if step < self.reverse_start_step:
@@ -126,8 +118,8 @@ class ScheduledSampling:
         where the model's prediction of it replaces it; None unless "reverse" (the context is always true then).
         Each entry is a Bernoulli draw with
         [`context_probability`][convlstm.tasks.ScheduledSampling.context_probability] of ``step``."""
-        if batch_size < 1 or context_frames < 1:
-            raise ValueError(f"batch_size and context_frames must be >= 1, got {batch_size} and {context_frames}")
+        check_int("batch_size", batch_size)
+        check_int("context_frames", context_frames)
         if self.kind != "reverse":
             return None
         p = self.context_probability(step)
@@ -149,8 +141,8 @@ class ScheduledSampling:
         Each entry is an independent Bernoulli draw with [`probability`][convlstm.tasks.ScheduledSampling.probability]
         of ``step``; the last column is drawn too but no model uses it (there is no step after the last prediction).
         """
-        if batch_size < 1 or horizon < 1:
-            raise ValueError(f"batch_size and horizon must be >= 1, got {batch_size} and {horizon}")
+        check_int("batch_size", batch_size)
+        check_int("horizon", horizon)
         if self.kind == "none":
             return None
         p = self.probability(step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,8 @@ from torch import Tensor, nn
 from convlstm.metrics import ConfusionMatrix
 from convlstm.tasks.base import TaskBase
 from convlstm.tasks.losses import segmentation_loss
-from convlstm.tasks.optim import LRSchedule, OptimizerName
+from convlstm.tasks.optim import OptimizationConfig
+from convlstm.utils.checks import check_float, check_int
 
 __all__ = ["SegmentationTask"]
 
@@ -37,9 +39,8 @@ class SegmentationTask(TaskBase):
         class_weights: Optional per-class weights of the cross-entropy, K values.
         dice_smooth: Smoothing of the soft Dice.
         log_per_lead_time: Also log mIoU and mean Dice per frame index.
-
-    The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
-    lr_milestones, lr_gamma) are those of [`ForecastingTask`][convlstm.tasks.ForecastingTask]; Adam at 1e-3 by default.
+        optimization: The optimizer, learning rate and schedule
+            ([`OptimizationConfig`][convlstm.tasks.OptimizationConfig]); Adam at 1e-3 by default.
     """
 
     def __init__(
@@ -53,25 +54,18 @@ class SegmentationTask(TaskBase):
         class_weights: Sequence[float] | None = None,
         dice_smooth: float = 1.0,
         log_per_lead_time: bool = True,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        warmup_steps: int = 0,
-        total_steps: int | None = None,
-        min_lr_ratio: float = 0.0,
-        lr_milestones: Sequence[int] = (),
-        lr_gamma: float = 0.1,
+        optimization: OptimizationConfig = OptimizationConfig(lr=1e-3),
     ) -> None:
         super().__init__(model)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if ce_weight < 0 or dice_weight < 0 or ce_weight + dice_weight == 0:
-            raise ValueError(f"ce_weight and dice_weight must be >= 0, not both 0, got {ce_weight}, {dice_weight}")
+        check_int("num_classes", num_classes, minimum=2)
+        check_float("ce_weight", ce_weight, 0.0, math.inf)
+        check_float("dice_weight", dice_weight, 0.0, math.inf)
+        if ce_weight + dice_weight == 0:
+            raise ValueError(f"ce_weight and dice_weight must not both be 0, got {ce_weight}, {dice_weight}")
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"class_weights needs {num_classes} values, got {len(class_weights)}")
-        self.save_hyperparameters(ignore=["model"])
-        self.check_optimization()
+        self.save_hyperparameters(ignore=["model", "optimization"])
+        self.record_optimization(optimization)
         self.record_model()
         self.class_weights = None if class_weights is None else torch.tensor([float(w) for w in class_weights])
         self.confusion: dict[str, ConfusionMatrix | None] = {"val": None, "test": None}

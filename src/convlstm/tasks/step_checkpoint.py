@@ -19,6 +19,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
+from convlstm.utils.checks import check_positive
+
 __all__ = ["STOP_SIGNALS", "StepCheckpoint", "TrainingInterrupted"]
 
 logger = logging.getLogger(__name__)
@@ -74,8 +76,8 @@ class StepCheckpoint(Checkpoint):
     """
 
     def __init__(self, model_checkpoint: ModelCheckpoint, every_minutes: float | None = None) -> None:
-        if every_minutes is not None and not every_minutes > 0:
-            raise ValueError(f"every_minutes must be > 0 or None, got {every_minutes!r}")
+        if every_minutes is not None:  # None: after validation only
+            check_positive("every_minutes", every_minutes)
         self.model_checkpoint = model_checkpoint
         self.every_s = None if every_minutes is None else every_minutes * 60
         self.stop_signal: int | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import torch
@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from convlstm.tasks.base import TaskBase, frames_of
 from convlstm.tasks.losses import bce_loss, mae_loss, mse_loss
-from convlstm.tasks.optim import LRSchedule, OptimizerName
-from convlstm.utils.checks import check_choice, check_int
+from convlstm.tasks.optim import OptimizationConfig
+from convlstm.utils.checks import check_choice, check_int, check_positive
 
 __all__ = [
     "TBPTT_LOSSES",
@@ -101,8 +101,7 @@ def _check_arguments(model: Any, frames: Tensor, chunk: int) -> None:
         raise ValueError(
             f"frames must have at least 2 time steps in dim 1 (one to read, one to predict), got {tuple(frames.shape)}"
         )
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk must be an int >= 1 (frames per truncated pass), got {chunk!r}")
+    check_int("chunk", chunk)  # frames per truncated pass
 
 
 def tbptt_chunks(
@@ -201,7 +200,7 @@ class TBPTTForecastingTask(TaskBase):
       schedules count chunks; "cosine" and "onecycle" schedules then need ``total_steps``.
 
     Gradient clipping happens here (``gradient_clip_val``), before each optimizer step: build the Trainer with
-    ``gradient_clip_val=None`` (``make_trainer(gradient_clip_val=None)``), as Lightning refuses its own clipping
+    ``gradient_clip_val=None`` (``TrainerConfig(gradient_clip_val=None)``), as Lightning refuses its own clipping
     under manual optimisation; ``accumulate_grad_batches`` must stay 1.
 
     Logged: ``train/loss`` (the whole-sequence one-step loss of the batch, from the chunks' forward passes),
@@ -213,15 +212,15 @@ class TBPTTForecastingTask(TaskBase):
         loss: ``"mse"``, ``"mae"`` or ``"bce"`` (per pixel, see `convlstm.tasks.losses`).
         update: ``"per_sequence"`` or ``"per_chunk"`` (see above).
         gradient_clip_val: Clip the gradient norm to this before each step; None for no clipping.
-
-    The optimiser arguments (optimizer, lr, weight_decay, lr_schedule, warmup_steps, total_steps, min_lr_ratio,
-    lr_milestones, lr_gamma) are those of [`ForecastingTask`][convlstm.tasks.ForecastingTask].
+        optimization: The optimizer, learning rate and schedule
+            ([`OptimizationConfig`][convlstm.tasks.OptimizationConfig]; Adam at 5e-4 by default).
 
     Examples:
         >>> model = create_model("next_frame_convlstm")
         >>> model.rnn.checkpoint_every = 5   # optional: activation checkpointing inside each chunk
         >>> task = TBPTTForecastingTask(model, chunk=25)
-        >>> make_trainer(max_steps=10_000, gradient_clip_val=None).fit(task, train_loader, val_loader)
+        >>> trainer = make_trainer(TrainerConfig(max_steps=10_000, gradient_clip_val=None))
+        >>> trainer.fit(task, train_loader, val_loader)
     """
 
     def __init__(
@@ -232,15 +231,7 @@ class TBPTTForecastingTask(TaskBase):
         loss: TBPTTLossName = "mse",
         update: UpdateMode = "per_sequence",
         gradient_clip_val: float | None = 1.0,
-        optimizer: OptimizerName = "adam",
-        lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        lr_schedule: LRSchedule = "constant",
-        warmup_steps: int = 0,
-        total_steps: int | None = None,
-        min_lr_ratio: float = 0.0,
-        lr_milestones: Sequence[int] = (),
-        lr_gamma: float = 0.1,
+        optimization: OptimizationConfig = OptimizationConfig(),
     ) -> None:
         super().__init__(model)
         if not callable(getattr(model, "one_step", None)):
@@ -250,16 +241,17 @@ class TBPTTForecastingTask(TaskBase):
         check_int("chunk", chunk)  # frames per truncated pass
         check_choice("loss", loss, TBPTT_LOSSES)
         check_choice("update", update, ("per_sequence", "per_chunk"))
-        if gradient_clip_val is not None and not gradient_clip_val > 0:
-            raise ValueError(f"gradient_clip_val must be > 0 or None, got {gradient_clip_val!r}")
-        if update == "per_chunk" and lr_schedule in ("cosine", "onecycle") and total_steps is None:
+        if gradient_clip_val is not None:
+            check_positive("gradient_clip_val", gradient_clip_val)
+        self.automatic_optimization = False
+        self.save_hyperparameters(ignore=["model", "optimization"])
+        self.record_optimization(optimization)
+        schedule = self.optimization.lr_schedule
+        if update == "per_chunk" and schedule in ("cosine", "onecycle") and self.optimization.total_steps is None:
             raise ValueError(
-                f"lr_schedule={lr_schedule!r} with update='per_chunk' needs total_steps (optimizer steps, one per "
+                f"lr_schedule={schedule!r} with update='per_chunk' needs total_steps (optimizer steps, one per "
                 "chunk): the Trainer's estimate counts batches"
             )
-        self.automatic_optimization = False
-        self.save_hyperparameters(ignore=["model"])
-        self.check_optimization()
         self.record_model()
         self.loss_fn = TBPTT_LOSSES[loss]
 
