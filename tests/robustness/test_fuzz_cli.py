@@ -158,9 +158,9 @@ def test_undecodable_recipe_files_name_themselves(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.batch_size=0", "batch_size >= 1"),
-        ("data.eval_batch_size=0", "eval_batch_size must be >= 1"),
-        ("data.num_workers=-1", "num_workers >= 0"),
+        ("data.batch_size=0", "batch_size must be an int >= 1, got 0"),
+        ("data.eval_batch_size=0", "eval_batch_size must be an int >= 1, got 0"),
+        ("data.num_workers=-1", "num_workers must be an int >= 0, got -1"),
         ("data.context_frames=-1", "context_frames must be an int >= 1"),
         ("data.source=nope", "data source must be one of"),
         ("data.args.foo=1", "data.args ['foo'] are not arguments of BouncingBalls"),

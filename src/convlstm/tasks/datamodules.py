@@ -21,6 +21,7 @@ from convlstm.data.core.normalization import Normalization
 from convlstm.data.core.sampling import ChunkAwareSampler
 from convlstm.data.core.windows import WindowDataset
 from convlstm.data.core.workers import init_worker
+from convlstm.utils.checks import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +86,10 @@ class SequenceDataModule(L.LightningDataModule):
         chunk_aware: bool = False,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"expected batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be >= 1 or None (batch_size), got {eval_batch_size!r}")
+        check_int("batch_size", batch_size)
+        check_int("num_workers", num_workers, minimum=0)
+        if eval_batch_size is not None:  # None: batch_size
+            check_int("eval_batch_size", eval_batch_size)
         self.datasets: dict[str, Dataset[Any] | None] = {"train": train, "val": val, "test": test}
         self.factory = factory
         self.batch_size = batch_size
