@@ -92,6 +92,7 @@ class E3DLSTM(PatchRecurrentForecaster):
 
     family = "e3dlstm"
     config_class = E3DLSTMConfig
+    one_frame_size_because = "E3D-LSTM's layer norm is per pixel"
 
     def __init__(
         self,
@@ -199,15 +200,6 @@ class E3DLSTM(PatchRecurrentForecaster):
         recall = 2 * tokens * tokens * f * memories_read * layers
         norm = 5 * f * tokens * steps * layers
         return self.conv_flops(height, width, steps) + recall + norm
-
-    def _check_frames(self, frames: Tensor, name: str) -> None:
-        super()._check_frames(frames, name)
-        size = (self.config.height, self.config.width)
-        if tuple(frames.shape[-2:]) != size:
-            raise ValueError(
-                f"{name} must be {size[0]}x{size[1]} frames (H x W: E3D-LSTM's layer norm is per pixel), got "
-                f"{frames.shape[-2]}x{frames.shape[-1]}"
-            )
 
 
 # ---------------------------------------------------------------------------------------------------- builders

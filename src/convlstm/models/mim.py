@@ -79,6 +79,7 @@ class MIM(PatchRecurrentForecaster):
 
     family = "mim"
     config_class = MIMConfig
+    one_frame_size_because = "MIM's peepholes are per pixel"
 
     def __init__(
         self,
@@ -162,15 +163,6 @@ class MIM(PatchRecurrentForecaster):
         every_step = st_lstm + fusion + (layers - 1) * (block + fusion) + conv_macs(f, patched, 1)
         mim_n = (layers - 1) * conv_macs(f, 8 * f, k)  # x and h to 4F each
         return (every_step * steps + mim_n * max(steps - 1, 0)) * pixels
-
-    def _check_frames(self, frames: Tensor, name: str) -> None:
-        super()._check_frames(frames, name)
-        size = (self.config.height, self.config.width)
-        if tuple(frames.shape[-2:]) != size:
-            raise ValueError(
-                f"{name} must be {size[0]}x{size[1]} frames (H x W: MIM's peepholes are per pixel), got "
-                f"{frames.shape[-2]}x{frames.shape[-1]}"
-            )
 
 
 # ---------------------------------------------------------------------------------------------------- builders

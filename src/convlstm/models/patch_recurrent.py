@@ -28,6 +28,9 @@ class PatchRecurrentForecaster(ForecastingModel):
 
     #: Whether forward takes ``context_teacher_forcing=`` (reverse scheduled sampling).
     accepts_context_teacher_forcing: ClassVar[bool] = True
+    #: Why the model works on one frame size only (its config's ``height`` x ``width``), for the error message; None
+    #: where any size divisible by the patch size works.
+    one_frame_size_because: ClassVar[str | None] = None
     patch_size: int
 
     def _step(self, patch: Tensor, state: Any, record: list[Any] | None) -> tuple[Tensor, Any]:
@@ -110,6 +113,13 @@ class PatchRecurrentForecaster(ForecastingModel):
             raise ValueError(
                 f"{name} must have H and W divisible by patch_size={p}, got {frames.shape[-2]}x{frames.shape[-1]}"
             )
+        if self.one_frame_size_because is not None:
+            size = (self.config.height, self.config.width)
+            if tuple(frames.shape[-2:]) != size:
+                raise ValueError(
+                    f"{name} must be {size[0]}x{size[1]} frames (H x W: {self.one_frame_size_because}), got "
+                    f"{frames.shape[-2]}x{frames.shape[-1]}"
+                )
 
     @staticmethod
     def _check_context_mask(mask: Tensor | None, context: Tensor) -> Tensor | None:
