@@ -10,7 +10,6 @@ machine without a compiler trains as before, with one log line saying why.
 """
 
 import functools
-import logging
 
 import torch
 from torch import nn
@@ -19,8 +18,6 @@ from convlstm.accel.cpu_bf16 import cpu_computes_bf16
 from convlstm.layers.lstm_cell import ConvLSTMCell, compiled_lstm_pointwise, lstm_pointwise
 
 __all__ = ["compiled_gates_work", "restore_compiled_gates", "set_compiled_gates"]
-
-logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -69,21 +66,16 @@ def _compile_one_step(dtype: torch.dtype | None) -> None:
     wide = dtype is not None
     with autocast:
         for previous in (None, c_prev):
-            h, c = compiled(
-                gates,
-                previous,
-                peephole=None,
-                activation=torch.tanh,
-                recurrent_activation=torch.sigmoid,
-                float32_cell=wide,
-            )
-            h_eager, _ = lstm_pointwise(
-                gates,
-                previous,
-                peephole=None,
-                activation=torch.tanh,
-                recurrent_activation=torch.sigmoid,
-                float32_cell=wide,
+            (h, c), (h_eager, _) = (
+                pointwise(
+                    gates,
+                    previous,
+                    peephole=None,
+                    activation=torch.tanh,
+                    recurrent_activation=torch.sigmoid,
+                    float32_cell=wide,
+                )
+                for pointwise in (compiled, lstm_pointwise)
             )
             (h.float().sum() + c.float().sum()).backward()
             if not torch.allclose(h.float(), h_eager.float(), atol=1e-2):
