@@ -10,6 +10,9 @@ SyntheticRadar, 4 context frames in mm/h, seeded):
 - ``ours``: the deterministic learned nowcast (``extrapolation_nowcast``), against ``extrapolation``: pysteps'
   Lucas-Kanade motion and semi-Lagrangian extrapolation of the last frame.
 
+The learned methods run under bfloat16 autocast where the CPU multiplies bfloat16 in hardware (``--precision
+auto``, as training does and as benchmarks/radar_nowcast.py scores them), else in float32.
+
 Each forecast goes from rain rates to ``--leads`` lead times of rain rates, motion estimation included. Each method
 runs in a fresh Python process (so that one's memory does not hide in another's peak), with ``--threads`` threads
 for torch, OpenMP, BLAS and OpenCV alike: the first call (one-off costs show there) and ``--repeats`` more, whose
@@ -25,7 +28,7 @@ command, atomically.
 
 Usage:
     PYTHONPATH=src python benchmarks/nowcast_speed.py [--sizes 256 512 1024] [--members 20] [--leads 12]
-        [--threads N] [--repeats 1] [--member-batch N] [--memory-limit-gib G] [--json results/nowcast_speed.json]
+        [--threads N] [--repeats 1] [--precision auto] [--memory-limit-gib G] [--json results/nowcast_speed.json]
 """
 
 from __future__ import annotations
@@ -111,16 +114,14 @@ def build_forecaster(args: argparse.Namespace) -> Callable[[np.ndarray], np.ndar
         )
     if args.worker == "extrapolation":
         return lambda context: rn.extrapolation(context, horizon=args.leads)
+    bf16 = rn.uses_bf16(args.precision)
     if args.worker == "ours":
         model = from_pretrained(args.model) if args.model else create_model("extrapolation_nowcast")
-        return rn.learned(model.eval(), horizon=args.leads)
+        return rn.learned(model.eval(), horizon=args.leads, bf16=bf16)
     saved = args.ensemble_model
     model = from_pretrained(saved) if saved else create_model("extrapolation_nowcast_ensemble").eval()
-    batch = args.member_batch or args.members
-    sizes = [batch] * (args.members // batch) + ([args.members % batch] if args.members % batch else [])
-    # Each call draws its own members (its own seed) and runs pysteps' motion and extrapolation again.
-    calls = [rn.learned_ensemble(model.eval(), n, args.seed + k, horizon=args.leads) for k, n in enumerate(sizes)]
-    return lambda context: np.concatenate([call(context) for call in calls])  # (members, leads, H, W)
+    # One call for all members: the model runs its U-Net once and its members one at a time.
+    return rn.learned_ensemble(model.eval(), args.members, args.seed, horizon=args.leads, bf16=bf16)
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -174,10 +175,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--cycle-minutes", type=float, default=5.0, help="the radar's update cycle, minutes")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one method may take in all")
     parser.add_argument(
-        "--member-batch",
-        type=int,
-        help="members the learned ensemble draws per call (default: all in one call); each call runs pysteps' "
-        "motion and extrapolation again. Its memory grows with the members of a call",
+        "--precision",
+        choices=("auto", "float32", "bf16"),
+        default="auto",
+        help="the learned methods' arithmetic (auto: bfloat16 autocast where the CPU computes it in hardware)",
     )
     parser.add_argument(
         "--memory-limit-gib",
@@ -199,8 +200,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         parser.error("--cascade-levels must be >= 1, --cycle-minutes and --timeout > 0")
     if args.memory_limit_gib is not None and args.memory_limit_gib <= 0:
         parser.error("--memory-limit-gib must be > 0")
-    if args.member_batch is not None and not 1 <= args.member_batch <= args.members:
-        parser.error(f"--member-batch must be in [1, --members={args.members}], got {args.member_batch}")
     return parser, args
 
 
@@ -210,11 +209,9 @@ def run_method(args: argparse.Namespace, method: str, field: Path, folder: Path)
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--input", str(field)]
     command += ["--result", str(result), "--members", str(args.members), "--leads", str(args.leads)]
     command += ["--threads", str(args.threads), "--repeats", str(args.repeats), "--seed", str(args.seed)]
-    command += ["--cascade-levels", str(args.cascade_levels)]
+    command += ["--cascade-levels", str(args.cascade_levels), "--precision", args.precision]
     if args.memory_limit_gib is not None:
         command += ["--memory-limit-gib", str(args.memory_limit_gib)]
-    if args.member_batch is not None:
-        command += ["--member-batch", str(args.member_batch)]
     for option, value in (("--model", args.model), ("--ensemble-model", args.ensemble_model)):
         if value:
             command += [option, str(value)]
@@ -324,7 +321,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": found,
         "settings": {
             **{key: getattr(args, key) for key in ("members", "leads", "threads", "repeats", "cascade_levels")},
-            "member_batch": args.member_batch or args.members,
+            "precision": args.precision,
             "memory_limit_gib": args.memory_limit_gib,
             "seed": args.seed,
             "cycle_minutes": args.cycle_minutes,

@@ -54,6 +54,7 @@ import torch
 from scipy.ndimage import uniform_filter
 
 from _timing import format_cell, format_columns, refuse_used_out, write_json_atomic
+from convlstm.accel import cpu_computes_bf16
 from convlstm.data import RadarArchiveSequences
 from convlstm.experiment.recipe import load_recipe
 from convlstm.models import from_pretrained
@@ -66,6 +67,7 @@ DB_FLOOR = -15.0
 RAIN_THRESHOLD = 0.1  # mm/h below which STEPS / S-PROG see no rain (pysteps' usual choice)
 DETERMINISTIC = ("persistence", "extrapolation", "sprog", "ours")
 ENSEMBLES = ("steps", "ours_ens")
+PRECISIONS = ("auto", "float32", "bf16")
 Forecast = Callable[[np.ndarray], np.ndarray]
 
 
@@ -143,20 +145,29 @@ def steps_ensemble(
     return _from_db(forecast)  # (M, horizon, H, W)
 
 
-def learned(model: torch.nn.Module, *, horizon: int = HORIZON) -> Forecast:
+def uses_bf16(precision: str) -> bool:
+    """Whether the learned methods run under bfloat16 autocast: "bf16", or "auto" where the CPU multiplies
+    bfloat16 in hardware (as training's precision "auto" decides); "float32" never."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and cpu_computes_bf16())
+
+
+def learned(model: torch.nn.Module, *, horizon: int = HORIZON, bf16: bool = False) -> Forecast:
     def forecast(context: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(context[None, :, None]).float(), horizon)[0, :, 0].double().numpy()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(torch.from_numpy(context[None, :, None]).float(), horizon)
+        return out[0, :, 0].double().numpy()
 
     return forecast
 
 
 def learned_ensemble(
-    model: Any, members: int, seed: int, *, horizon: int = HORIZON
+    model: Any, members: int, seed: int, *, horizon: int = HORIZON, bf16: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     def forecast(context: np.ndarray) -> np.ndarray:
         generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model.ensemble(
                 torch.from_numpy(context[None, :, None]).float(), horizon, members=members, generator=generator
             )
@@ -308,6 +319,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--fss-km", type=float, nargs="*", default=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
     parser.add_argument("--cascade-levels", type=int, default=6, help="S-PROG's and STEPS' cascade levels")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the start times (0: none)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the learned methods' arithmetic: bfloat16 autocast or float32 (auto: bfloat16 where the CPU computes "
+        "it in hardware, as training does)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-stats", type=Path, help="keep every scored start time's sums here (pickle)")
     parser.add_argument("--reuse-stats", type=Path, help="take the sums of start times scored by an earlier run")
@@ -372,6 +390,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     parser, args = parse_args(argv)
     refuse_used_out(parser, args.out)
     torch.manual_seed(args.seed)
+    bf16 = uses_bf16(args.precision)
+    print(f"learned methods in {'bfloat16 (autocast)' if bf16 else 'float32'} (--precision {args.precision})")
     methods = [m for m in [*DETERMINISTIC, *ENSEMBLES] if m in args.methods]
     if "ours_ens" in methods and not args.ensemble_model:
         methods.remove("ours_ens")
@@ -389,7 +409,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "persistence": persistence,
         "extrapolation": extrapolation,
         "sprog": lambda c: sprog(c, levels=args.cascade_levels),
-        "ours": learned(model),
+        "ours": learned(model, bf16=bf16),
     }
     plans = []
     for dataset in datasets:
@@ -478,7 +498,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                             levels=args.cascade_levels,
                         )
                     else:
-                        ensemble = learned_ensemble(ensemble_model, args.members, args.seed + start)(context)
+                        ensemble = learned_ensemble(ensemble_model, args.members, args.seed + start, bf16=bf16)(context)
                     seconds_taken = time.perf_counter() - begin
                     ens = window_stats(
                         ensemble.mean(axis=0),
@@ -534,6 +554,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "learned_precision": "bf16" if bf16 else "float32",
         "events": events_info,
         "thresholds": list(thresholds),
         "fss_thresholds": list(fss_thresholds),

@@ -38,13 +38,15 @@ def test_every_method_is_timed_side_by_side(tmp_path: Path) -> None:
     assert "32 x 32 pixels, 2 members, 2 lead times, 1 threads" in done.stdout
 
 
-def test_members_in_batches_and_a_method_past_its_memory_limit(tmp_path: Path) -> None:
+def test_precision_is_passed_on_and_a_method_past_its_memory_limit_fails_alone(tmp_path: Path) -> None:
     results = tmp_path / "speed.json"
-    args = (*TINY, "--members", "3", "--member-batch", "2", "--repeats", "0", "--methods", "ours_ens")
+    args = (*TINY, "--members", "3", "--repeats", "0", "--methods", "ours_ens", "--precision", "float32")
     done = run_benchmark("nowcast_speed.py", *args, "--json", str(results), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    measured = json.loads(results.read_text())["sizes"]["32"]["methods"]["ours_ens"]
-    assert measured["shape"] == [3, 2, 32, 32] and measured["times_s"] == []  # two calls: 2 members, then 1
+    saved = json.loads(results.read_text())
+    measured = saved["sizes"]["32"]["methods"]["ours_ens"]
+    assert measured["shape"] == [3, 2, 32, 32] and measured["times_s"] == []
+    assert saved["settings"]["precision"] == "float32"
     starved = run_benchmark(
         "nowcast_speed.py", *TINY, "--methods", "ours_ens", "extrapolation", "--memory-limit-gib", "0.2",
         "--json", str(results), timeout=300,
@@ -58,7 +60,6 @@ def test_members_in_batches_and_a_method_past_its_memory_limit(tmp_path: Path) -
 def test_bad_arguments_are_refused() -> None:
     for args, message in [
         (("--members", "1"), "--members >= 2"),
-        (("--members", "4", "--member-batch", "5"), "--member-batch must be in [1, --members=4]"),
         (("--sizes", "8"), "--sizes must be >= 16"),
     ]:
         done = run_benchmark("nowcast_speed.py", *args, timeout=120)

@@ -120,8 +120,12 @@ def test_prednet_video_recipe_trains_then_fine_tunes_to_extrapolate(tmp_path: Pa
     assert len(methods["prednet_tiny"]["mse_per_pixel_by_lead_time"]) == 3
 
 
-def test_radar_nowcast_recipe_runs_on_fmi_files(tmp_path: Path) -> None:
-    """The real-radar recipe as shipped, its archives, events and split swapped for three small FMI events in FMI's
+@pytest.mark.parametrize(
+    ("recipe", "model"),
+    [("radar_nowcast", "extrapolation_nowcast"), ("radar_nowcast_ensemble", "extrapolation_nowcast_ensemble")],
+)
+def test_radar_nowcast_recipes_run_on_fmi_files(tmp_path: Path, recipe: str, model: str) -> None:
+    """The real-radar recipes as shipped, its archives, events and split swapped for three small FMI events in FMI's
     format (the pysteps-data events are not in the repository); only the sizes are shrunk."""
     from tests.data.formats.test_radar_archive import FMI, T0, event, fmi_codes, write_fmi
 
@@ -141,8 +145,8 @@ def test_radar_nowcast_recipe_runs_on_fmi_files(tmp_path: Path) -> None:
     }
     overrides = [item for key, value in args.items() for item in ("-o", f"data.args.{key}={json.dumps(value)}")]
     small = ["-o", "model.args={default_horizon: 12, base_channels: 4, depth: 1}", "-o", "trainer.max_minutes=null"]
-    methods = _fit_and_evaluate("radar_nowcast", tmp_path / "run", [*overrides, *small])
-    assert set(methods) == {"extrapolation_nowcast", "persistence", "optical_flow"}
+    methods = _fit_and_evaluate(recipe, tmp_path / "run", [*overrides, *small])
+    assert set(methods) == {model, "persistence", "optical_flow"}
     assert all("csi@1" in scores and "csi@10" in scores for scores in methods.values())
 
 

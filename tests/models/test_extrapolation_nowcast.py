@@ -12,6 +12,7 @@ from convlstm.baselines import OpticalFlow
 from convlstm.models import ExtrapolationNowcast, create_model, from_pretrained
 from convlstm.models.extrapolation_nowcast import (
     backtrack_exact,
+    detail_bands,
     gaussian_blur,
     non_negative,
     probability_match,
@@ -128,7 +129,7 @@ def test_ensemble_members_start_at_the_extrapolation_and_differ_once_the_head_mo
     assert all(torch.equal(members[:, m], expected) for m in range(5))
     assert model.ensemble(context, 3).shape[1] == model.config.members
     torch.manual_seed(1)
-    torch.nn.init.normal_(model.net.head.weight, std=0.1)  # what training does: now the noise reaches the output
+    torch.nn.init.normal_(model.member_out.weight, std=0.1)  # what training does: now the noise reaches the output
     with torch.no_grad():
         members = model.ensemble(context, 3, members=4, generator=torch.Generator().manual_seed(0))
         again = model.ensemble(context, 3, members=4, generator=torch.Generator().manual_seed(0))
@@ -136,6 +137,53 @@ def test_ensemble_members_start_at_the_extrapolation_and_differ_once_the_head_mo
     assert torch.equal(members, again)  # the same generator state, the same members
     assert not torch.equal(members[:, 0], members[:, 1]) and (members >= 0).all()
     assert all(not torch.equal(members[:, m], control) for m in range(4))  # forward: the noise-free member
+
+
+def test_the_ensemble_runs_the_unet_once_for_all_its_members_and_trains_every_parameter() -> None:
+    torch.manual_seed(0)
+    model = create_model("extrapolation_nowcast_ensemble", **SMALL).train()
+    passes = []
+    model.net.register_forward_hook(lambda *_: passes.append(1))
+    context, future = _moving_rain(4 + 3).split([4, 3], dim=1)
+
+    def crps_like_loss() -> torch.Tensor:
+        members = model.ensemble(context, 3, members=6)
+        spread = (members[:, :3] - members[:, 3:]).abs().mean()
+        return (members - 1.3 * future.unsqueeze(1)).abs().mean() - 0.5 * spread
+
+    crps_like_loss().backward()
+    assert len(passes) == 1  # six members, one U-Net pass
+    moved = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert moved == {"member_out.weight", "member_out.bias"}  # the zero-started layer first
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.zero_grad()
+    crps_like_loss().backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+
+
+def test_probability_matched_members_take_the_extrapolation_values() -> None:
+    torch.manual_seed(0)
+    context = _moving_rain(4)
+    model = create_model("extrapolation_nowcast_ensemble", **SMALL, probability_matching=True).eval()
+    torch.nn.init.normal_(model.member_out.weight, std=0.1)
+    with torch.no_grad():
+        members = model.ensemble(context, 2, members=3)
+    reference = _pysteps_extrapolation(context, 2)
+    for m in range(3):
+        for k in range(2):
+            wet = members[0, m, k].flatten()
+            wet = wet[wet > 0].sort().values
+            assert torch.equal(wet, reference[0, k].flatten().sort().values[-len(wet) :])
+
+
+def test_each_noise_channel_is_four_times_coarser_than_the_last() -> None:
+    model = create_model("extrapolation_nowcast_ensemble", **SMALL, noise_channels=3, noise_pixels=2)
+    noise = model._noise(64, 40, 40, torch.Generator().manual_seed(0), like=torch.zeros(1))
+    assert noise.shape == (64, 3, 40, 40)
+    roughness = (noise.diff(dim=-1).abs().mean(dim=(0, 2, 3)) / noise.std(dim=(0, 2, 3))).tolist()
+    # Bilinear ramps between grid points 2, 8 and 32 pixels apart: neighbours differ less the coarser the grid.
+    assert roughness[0] > 2 * roughness[1] > 4 * roughness[2] > 0, roughness
+    torch.testing.assert_close(noise.std(dim=(0, 2, 3)), torch.ones(3), rtol=0.5, atol=0.0)
 
 
 def test_probability_matching_gives_the_reference_values_at_the_forecast_ranks() -> None:
@@ -200,11 +248,12 @@ def test_smoothing_weights_of_zero_change_nothing_and_of_one_blur_up_to_their_sc
     torch.manual_seed(0)
     fields = torch.rand(2, 3, 1, 20, 24) * 5
     scales = (1.0, 2.0, 4.0)
-    assert torch.equal(smooth(fields, torch.zeros(2, 3, 3, 20, 24), scales), fields)
+    bands = detail_bands(fields, scales)
+    assert torch.equal(smooth(fields, torch.zeros(2, 3, 3, 20, 24), bands), fields)
     up_to_second = torch.zeros(2, 3, 3, 20, 24)
     up_to_second[:, :, :2] = 1.0
     expected = gaussian_blur(gaussian_blur(fields.flatten(0, 1), 1.0), 2.0).unflatten(0, (2, 3))
-    torch.testing.assert_close(smooth(fields, up_to_second, scales), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(smooth(fields, up_to_second, bands), expected, rtol=0, atol=1e-5)
     # A blur keeps a constant field (edge values repeated, taps summing to 1) and the mean of a smooth one.
     constant = torch.full((1, 1, 9, 7), 3.0)
     torch.testing.assert_close(gaussian_blur(constant, 4.0), constant, rtol=0, atol=1e-6)
