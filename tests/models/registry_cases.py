@@ -5,7 +5,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from convlstm.models import E3DLSTM, FCLSTM, MIM, ConvLSTMUNet, PredNet, SimVP, TrajGRUForecaster, create_model
+from convlstm.models import (
+    E3DLSTM,
+    FCLSTM,
+    MIM,
+    ConvLSTMUNet,
+    PeriodicAnchor,
+    PredNet,
+    SimVP,
+    TrajGRUForecaster,
+    create_model,
+)
 
 CONTEXT_FRAMES = 3
 HORIZON = 2
@@ -29,6 +39,8 @@ def frame_shape(model: nn.Module) -> tuple[int, int, int]:
 def example_input(model: nn.Module, *, seed: int = 0, frames: int = CONTEXT_FRAMES) -> Tensor:
     if isinstance(model, SimVP):
         frames = model.config.context_frames  # stacked as channels: exactly this many
+    if isinstance(model, PeriodicAnchor):
+        frames = max(frames, model.config.period + 1)  # the anchor of every lead time lies in the context
     gen = torch.Generator().manual_seed(seed)
     return torch.rand(1, frames, *frame_shape(model), generator=gen)
 

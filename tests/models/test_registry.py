@@ -36,10 +36,15 @@ HUGE = {"fc_lstm_2048_2048", "mim_mmnist", "e3dlstm_mmnist"}
 TRAINABLE = [name for name in ALL if name not in {"persistence", "optical_flow", "steps"}]
 #: Models that start exactly at a non-learned forecast: their last layer starts at zero, so the first backward pass
 #: reaches that layer only (its zero weights are what the earlier layers' gradients are multiplied by).
-STARTS_AT_ZERO = {"extrapolation_nowcast", "extrapolation_nowcast_ensemble"}
+STARTS_AT_ZERO = {"extrapolation_nowcast", "extrapolation_nowcast_ensemble", "periodic_anchor"}
 #: Models that read the whole context at once (pysteps' motion from its last frames; SimVP's frames stacked as
-#: channels): nothing to run frame by frame.
-WHOLE_CONTEXT = {"extrapolation_nowcast", "extrapolation_nowcast_ensemble", *list_models(family="simvp")}
+#: channels; the periodic anchor's field one period back): nothing to run frame by frame.
+WHOLE_CONTEXT = {
+    "extrapolation_nowcast",
+    "extrapolation_nowcast_ensemble",
+    "periodic_anchor",
+    *list_models(family="simvp"),
+}
 
 
 def test_registry_lists_every_family() -> None:

@@ -8,6 +8,7 @@ from convlstm.models import (
     fc_lstm,
     mim,
     next_frame,
+    periodic_anchor,
     prednet,
     predrnn,
     predrnnpp,
@@ -29,6 +30,7 @@ from convlstm.models.extrapolation_nowcast import ExtrapolationNowcast
 from convlstm.models.fc_lstm import FCLSTM
 from convlstm.models.mim import MIM
 from convlstm.models.next_frame import NextFramePredictor
+from convlstm.models.periodic_anchor import PeriodicAnchor
 from convlstm.models.prednet import PredNet
 from convlstm.models.predrnn import PredRNN, PredRNNv2
 from convlstm.models.predrnnpp import PredRNNpp
@@ -71,6 +73,7 @@ __all__ = [
     "ModelCard",
     "ModelSummary",
     "NextFramePredictor",
+    "PeriodicAnchor",
     "PredNet",
     "PredRNN",
     "PredRNNpp",
@@ -95,6 +98,7 @@ __all__ = [
     "model_from_config",
     "model_summaries",
     "next_frame",
+    "periodic_anchor",
     "prednet",
     "predrnn",
     "predrnnpp",

@@ -203,7 +203,8 @@ class ExtrapolationNowcast(ForecastingModel):
         members: int | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """``members`` forecasts, each from its own noise fields; pysteps runs once per sequence for all of them.
+        """``members`` forecasts, each from its own noise fields; pysteps and the U-Net run once per sequence for all
+        of them, and each member costs the per-member head, a weighted sum of the blurs and a bilinear sample.
 
         Args:
             context: as [`forward`][convlstm.models.ExtrapolationNowcast.forward].
