@@ -135,6 +135,11 @@ def test_ensemble_members_start_at_the_extrapolation_and_differ_once_the_head_mo
         again = model.ensemble(context, 3, members=4, generator=torch.Generator().manual_seed(0))
         control = model(context, 3)
     assert torch.equal(members, again)  # the same generator state, the same members
+    with torch.no_grad():  # ... whatever else is in the batch
+        pair = model.ensemble(
+            torch.cat([context, 0.5 * context]), 3, members=4, generator=torch.Generator().manual_seed(0)
+        )
+    torch.testing.assert_close(pair[:1], members, rtol=0, atol=1e-5)
     assert not torch.equal(members[:, 0], members[:, 1]) and (members >= 0).all()
     assert all(not torch.equal(members[:, m], control) for m in range(4))  # forward: the noise-free member
 

@@ -43,7 +43,8 @@ BATCH = 2  # one sequence per rank
 class TrainingOutput(nn.Module):
     """What each model's task trains on, as a forward DDP can hook: PredNet's per-layer errors (PredNetTask), the
     U-Net's logits (SegmentationTask), PredRNN-V2's forecasts and memory increments (ForecastingTask with
-    decouple_beta), forecasts for the rest (ForecastingTask)."""
+    decouple_beta), an ensemble's members (ForecastingTask with ensemble_members), forecasts for the rest
+    (ForecastingTask)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -57,6 +58,10 @@ class TrainingOutput(nn.Module):
             # PredRNN-V2 trains with its decoupling loss (ForecastingTask's decouple_beta), the adapter's only use.
             forecast, increments = self.model.forward_with_increments(x, HORIZON)
             return torch.cat([forecast.flatten(1), *(delta.flatten(1) for delta in increments)], dim=1)
+        if getattr(getattr(self.model, "config", None), "noise_channels", 0):
+            # An ensemble trains on its members (ForecastingTask with ensemble_members): its noise reaches only them.
+            members: Tensor = self.model.ensemble(x, HORIZON, members=2, generator=torch.Generator().manual_seed(0))
+            return members
         return run(self.model, x)
 
 

@@ -234,7 +234,9 @@ class ExtrapolationNowcast(ForecastingModel):
         batch, height, width = context.shape[0], context.shape[-2], context.shape[-1]
         drawn = []
         for _ in range(count):  # one member at a time: the memory of one, whatever M
-            noise = self._noise(batch, height, width, generator, like=context)
+            # Member m's noise is the same for every sequence of the batch, so that a sequence's members do not
+            # depend on which other sequences share its batch (the same generator state, the same members).
+            noise = self._noise(1, height, width, generator, like=context).expand(batch, -1, -1, -1)
             drawn.append(correct(extrapolated, self._member_outputs(features, noise), details))
         out = torch.stack(drawn, dim=1)  # (B, M, K, 1, H, W)
         return self._matched(out, extrapolated.unsqueeze(1).expand_as(out))

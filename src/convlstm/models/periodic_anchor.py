@@ -123,6 +123,7 @@ class PeriodicAnchor(ForecastingModel):
 
     @property
     def channels(self) -> int:
+        """Channels of the frames, inputs and forecast alike."""
         return self.config.channels
 
 
