@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from _timing import format_cell, format_columns, write_json_atomic
+from radar_nowcast import PRECISIONS
 
 METHODS = ("ours_ens", "steps", "ours", "extrapolation")
 #: method -> (what it is, the method it is compared with, or None)
@@ -176,7 +177,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds one method may take in all")
     parser.add_argument(
         "--precision",
-        choices=("auto", "float32", "bf16"),
+        choices=PRECISIONS,
         default="auto",
         help="the learned methods' arithmetic (auto: bfloat16 autocast where the CPU computes it in hardware)",
     )

@@ -54,7 +54,7 @@ import torch
 from scipy.ndimage import uniform_filter
 
 from _timing import format_cell, format_columns, refuse_used_out, write_json_atomic
-from convlstm.accel import cpu_computes_bf16
+from convlstm.accel import choose_precision
 from convlstm.data import RadarArchiveSequences
 from convlstm.experiment.recipe import load_recipe
 from convlstm.models import from_pretrained
@@ -150,7 +150,7 @@ def uses_bf16(precision: str) -> bool:
     bfloat16 in hardware (as training's precision "auto" decides); "float32" never."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    return precision == "bf16" or (precision == "auto" and cpu_computes_bf16())
+    return precision == "bf16" or (precision == "auto" and choose_precision("cpu")[0] == "bf16-mixed")
 
 
 def learned(model: torch.nn.Module, *, horizon: int = HORIZON, bf16: bool = False) -> Forecast:

@@ -187,13 +187,10 @@ class ExtrapolationNowcast(ForecastingModel):
             (B, horizon, 1, H, W) rain rates in mm/h, >= 0.
         """
         horizon, _ = self.check_forecast_arguments(context, horizon, targets, teacher_forcing, channels=1)
-        _check_rain(context)
-        extrapolated, velocity = extrapolate(context, horizon, motion_frames=self.config.motion_frames)
-        outputs = self._network_outputs(context, extrapolated, velocity[:, 0])
+        extrapolated, outputs, bands = self._shared_pass(context, horizon)
         if self.config.noise_channels:
             outputs = self._member_outputs(outputs, None)
-        corrected = correct(extrapolated, outputs, detail_bands(extrapolated, self.config.smoothing_scales))
-        return self._matched(corrected, extrapolated)
+        return self._matched(correct(extrapolated, outputs, bands), extrapolated)
 
     def ensemble(
         self,
@@ -227,21 +224,26 @@ class ExtrapolationNowcast(ForecastingModel):
                 "noise_channels=0, so every member would be the same forecast"
             )
         count = self.config.members if members is None else check_int("members", members)
-        _check_rain(context)
-        extrapolated, velocity = extrapolate(context, horizon, motion_frames=self.config.motion_frames)
-        features = self._network_outputs(context, extrapolated, velocity[:, 0])  # one U-Net pass for all members
-        details = detail_bands(extrapolated, self.config.smoothing_scales)
+        extrapolated, features, bands = self._shared_pass(context, horizon)  # once for all members
         batch, height, width = context.shape[0], context.shape[-2], context.shape[-1]
         drawn = []
         for _ in range(count):  # one member at a time: the memory of one, whatever M
             # Member m's noise is the same for every sequence of the batch, so that a sequence's members do not
             # depend on which other sequences share its batch (the same generator state, the same members).
             noise = self._noise(1, height, width, generator, like=context).expand(batch, -1, -1, -1)
-            drawn.append(correct(extrapolated, self._member_outputs(features, noise), details))
+            drawn.append(correct(extrapolated, self._member_outputs(features, noise), bands))
         out = torch.stack(drawn, dim=1)  # (B, M, K, 1, H, W)
         return self._matched(out, extrapolated.unsqueeze(1).expand_as(out))
 
     # --- pieces ------------------------------------------------------------------------------------------------
+
+    def _shared_pass(self, context: Tensor, horizon: int) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """What every member shares: pysteps' extrapolation (B, K, 1, H, W), the U-Net's outputs at the forecast
+        steps and the extrapolation's detail bands, from a checked context of rain rates."""
+        _check_rain(context)
+        extrapolated, velocity = extrapolate(context, horizon, motion_frames=self.config.motion_frames)
+        outputs = self._network_outputs(context, extrapolated, velocity[:, 0])
+        return extrapolated, outputs, detail_bands(extrapolated, self.config.smoothing_scales)
 
     def _network_outputs(self, context: Tensor, extrapolated: Tensor, velocity: Tensor) -> Tensor:
         """What the U-Net makes of the context (B, T, 1, H, W), the extrapolation (B, K, 1, H, W) and the motion
