@@ -209,6 +209,41 @@ def test_probability_matching_gives_the_reference_values_at_the_forecast_ranks()
         probability_match(fields, fields[..., :5])
 
 
+def test_matching_in_squares_keeps_each_squares_rain_in_that_square() -> None:
+    # Left square: a broad weak area; right square: one small strong cell. Matched over the whole field the
+    # forecast's broad area takes the strongest values and the right square goes dry; matched in 2 x 2 squares
+    # each square keeps its own values.
+    forecast = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.5, 0.0, 0.1]])
+    reference = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 9.0]])
+    assert float(probability_match(forecast, reference)[:, 2:].sum()) == 0.0
+    in_squares = probability_match(forecast, reference, tile=2)
+    torch.testing.assert_close(in_squares, torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 9.0]]))
+    # Frames that are not a multiple of the square: every square, the cut ones too, is matched on its own.
+    torch.manual_seed(0)
+    forecast, reference = torch.rand(2, 3, 11, 7).clamp_min(0.3) - 0.3, torch.rand(2, 3, 11, 7) * 5
+    matched = probability_match(forecast, reference, tile=4)
+    for top in range(0, 11, 4):
+        for left in range(0, 7, 4):
+            square = (..., slice(top, top + 4), slice(left, left + 4))
+            alone = probability_match(forecast[square].contiguous(), reference[square].contiguous())
+            assert torch.equal(matched[square], alone)
+    assert torch.equal(probability_match(forecast, reference, tile=64), probability_match(forecast, reference))
+    with pytest.raises(ValueError, match="tile"):
+        probability_match(forecast, reference, tile=0)
+
+
+def test_the_model_matches_in_squares_when_told() -> None:
+    torch.manual_seed(0)
+    context = _moving_rain(4)
+    model = create_model("extrapolation_nowcast", **SMALL, match_tile=8)
+    torch.nn.init.normal_(model.net.head.weight, std=0.3)
+    with torch.no_grad():
+        raw, expected = model.train()(context, 3), _pysteps_extrapolation(context, 3)
+        assert torch.equal(model.eval()(context, 3), probability_match(raw, expected, tile=8))
+    with pytest.raises(ValueError, match="match_tile"):
+        create_model("extrapolation_nowcast", match_tile=-1)
+
+
 def test_a_trained_model_keeps_the_extrapolation_intensities_in_eval_mode_only() -> None:
     torch.manual_seed(0)
     context = _moving_rain(4)

@@ -87,6 +87,7 @@ class ExtrapolationNowcastConfig:
     member_channels: int = 16
     members: int = 8
     probability_matching: bool = True
+    match_tile: int = 0
     default_horizon: int = 6
 
 
@@ -113,6 +114,9 @@ class ExtrapolationNowcast(ForecastingModel):
         members: members [`ensemble`][convlstm.models.ExtrapolationNowcast.ensemble] draws when not told how many.
         probability_matching: in eval mode, give each forecast field the values of the extrapolation at the same
             lead time, at the forecast's ranks (dry pixels stay dry). Training mode never matches.
+        match_tile: 0 matches each whole field; n > 0 matches within squares of n x n pixels (tiles of the frame
+            from its top left corner), so that every square keeps the extrapolation's amount of rain and the
+            learned part only moves rain within it.
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
@@ -137,6 +141,7 @@ class ExtrapolationNowcast(ForecastingModel):
         member_channels: int = 16,
         members: int = 8,
         probability_matching: bool = True,
+        match_tile: int = 0,
         default_horizon: int = 6,
     ) -> None:
         super().__init__()
@@ -147,6 +152,7 @@ class ExtrapolationNowcast(ForecastingModel):
         check_int("members", members)
         check_int("default_horizon", default_horizon)
         check_bool("probability_matching", probability_matching)
+        check_int("match_tile", match_tile, minimum=0)
         if base_channels % 4:
             raise ValueError(f"base_channels must be a multiple of 4 (GroupNorm's 4 groups), got {base_channels!r}")
         smoothing_scales = _check_scales(smoothing_scales)
@@ -270,7 +276,7 @@ class ExtrapolationNowcast(ForecastingModel):
 
     def _matched(self, forecast: Tensor, reference: Tensor) -> Tensor:
         if self.config.probability_matching and not self.training:
-            return probability_match(forecast, reference)
+            return probability_match(forecast, reference, tile=self.config.match_tile or None)
         return forecast
 
     def _noise(self, count: int, height: int, width: int, generator: torch.Generator | None, *, like: Tensor) -> Tensor:
@@ -384,14 +390,17 @@ def non_negative(x: Tensor) -> Tensor:
     return x + (x.clamp_min(0.0) - x).detach()
 
 
-def probability_match(forecast: Tensor, reference: Tensor) -> Tensor:
+def probability_match(forecast: Tensor, reference: Tensor, *, tile: int | None = None) -> Tensor:
     """Each field of ``forecast`` with the values of the same field of ``reference``, placed by the forecast's
     ranks: the k-th smallest forecast pixel gets the k-th smallest reference value. Pixels the forecast has dry
     (<= 0) stay 0, so where the forecast is wetter than the reference its weakest rain goes dry, and where it is
     drier its rain takes the reference's largest values. A forecast equal to the reference comes back unchanged.
 
     As pysteps' ``nonparam_match_empirical_cdf`` (which S-PROG and STEPS use), on tensors and without gradient
-    through the ranks.
+    through the ranks. With ``tile`` the matching is done within each ``tile`` x ``tile`` square of the field
+    (from the top left corner; the last row and column of squares may be smaller), so that the reference's
+    values stay in their square: a forecast that concentrates the rain of the whole field in its largest rain
+    areas cannot leave the scattered ones dry.
 
     Shape:
         forecast and reference: (..., H, W), the same shape -> (..., H, W).
@@ -401,11 +410,30 @@ def probability_match(forecast: Tensor, reference: Tensor) -> Tensor:
             f"forecast and reference must be fields (..., H, W) of one shape, got {tuple(forecast.shape)} and "
             f"{tuple(reference.shape)}"
         )
+    if tile is not None:
+        return _match_in_tiles(forecast, reference, check_int("tile", tile))
     values = forecast.flatten(-2)  # (..., H * W)
     order = values.argsort(dim=-1, stable=True)
     ranked = reference.flatten(-2).to(values.dtype).sort(dim=-1).values
     matched = torch.empty_like(values).scatter_(-1, order, ranked)
     return torch.where(values > 0, matched, torch.zeros_like(matched)).view(forecast.shape)
+
+
+def _match_in_tiles(forecast: Tensor, reference: Tensor, tile: int) -> Tensor:
+    """`probability_match` within each tile x tile square. The frame is padded with zeros to whole squares: a
+    padded forecast pixel is dry, so it stays 0 and takes none of the reference's rain, and the reference's padded
+    zeros rank below every value a wet forecast pixel can take."""
+    height, width = forecast.shape[-2:]
+    pad = (0, -width % tile, 0, -height % tile)
+
+    def squares(x: Tensor) -> Tensor:  # (..., H, W) -> (..., rows, columns, tile, tile)
+        padded = F.pad(x, pad)
+        rows, columns = padded.shape[-2] // tile, padded.shape[-1] // tile
+        return padded.unflatten(-2, (rows, tile)).unflatten(-1, (columns, tile)).transpose(-3, -2)
+
+    matched = probability_match(squares(forecast), squares(reference))
+    whole = matched.transpose(-3, -2).flatten(-4, -3).flatten(-2, -1)
+    return whole[..., :height, :width]
 
 
 def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
