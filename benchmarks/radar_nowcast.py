@@ -6,7 +6,8 @@ Usage:
         --out results/radar [--ensemble-model RUN2/model] [--every 3] [--steps-every 3] [--gif docs/images/x.gif]
 
 The events, archives and split come from the recipe (``--recipe``, default the packaged ``radar_nowcast``); its
-``test`` events are scored (``--events`` picks some of them). Every window of 4 context frames and 12 target
+``test`` events are scored (``--split val`` scores the validation events instead, for choices that must not see
+the test events; ``--events`` picks some of them). Every window of 4 context frames and 12 target
 frames of an event is a start time; every ``--every``-th is scored by the deterministic methods, every
 ``--steps-every``-th of those also by the ensembles (STEPS with ``--members`` members; the learned ensemble with as
 many when ``--ensemble-model`` is given). Methods:
@@ -15,7 +16,8 @@ many when ``--ensemble-model`` is given). Methods:
 - ``extrapolation``: pysteps' Lucas-Kanade motion (last 3 frames) and semi-Lagrangian extrapolation of the last
   frame (the ``optical_flow`` baseline);
 - ``sprog``: pysteps' S-PROG (6 cascade levels, AR(2), probability matching), in dB, as pysteps' examples run it;
-- ``ours``: the trained model (``--model``, a save_pretrained directory), probability-matched;
+- ``ours``: the trained model (``--model``, a save_pretrained directory), probability-matched (over whole fields,
+  or in squares of ``--match-tile`` pixels);
 - ``steps``: pysteps' STEPS, ``--members`` members, 6 cascade levels, non-parametric noise, motion perturbations
   (bps) for the archive's pixel size (km) and time step (min), in dB;
 - ``ours_ens``: the learned ensemble (``--ensemble-model``), ``--members`` members.
@@ -24,14 +26,21 @@ Scores, at each lead time and averaged over lead times, counted only where the r
 CSI, POD, FAR and frequency bias at ``--thresholds`` mm/h (from the hits, misses and false alarms summed over the
 scored start times), FSS at ``--fss-thresholds`` over ``--fss-km`` km (windows of round(km / pixel size) pixels,
 pixel size from the archive's metadata), MAE (mm/h), and for ensembles CRPS (mm/h; for one forecast the CRPS is its
-MAE, so the deterministic methods get one on the ensembles' start times too). Per event and pooled over events,
+MAE, so the deterministic methods get one on the ensembles' start times too), the rank histogram (pysteps'
+``rankhist_accum``, where the observation or a member reaches 0.1 mm/h) and reliability at
+``--reliability-thresholds`` (pysteps' ``reldiag_accum``), both over all lead times. Per event and pooled over events,
 each with its number of start times, and a percentile interval from ``--bootstrap`` resamples of the start times
 within each event (the methods' differences from extrapolation are resampled paired, with the same start times).
 
 Printed: side-by-side tables per event and pooled (scores averaged over lead times, and ours minus extrapolation
 with its interval), the timing of each method (seconds per forecast), and the ensemble table. Written: JSON with
-every score by lead time, interval and sample size (atomically), and with ``--gif`` an animation of one start time
-(observation, extrapolation, ours, one STEPS member, one learned member).
+every score by lead time, interval and sample size (atomically), with ``--gif`` an animation of one start time
+(observation, extrapolation, ours, one STEPS member, one learned member), with ``--figures`` the ensembles' rank
+histograms and reliability diagrams.
+
+The work can be shared between processes: each takes a part of the plan (``--events``, ``--starts``) and keeps its
+sums (``--save-stats``); a last run reads them all (``--reuse-stats A.pkl B.pkl ... --reuse-only`` every method) and
+adds them up.
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ DB_FLOOR = -15.0
 RAIN_THRESHOLD = 0.1  # mm/h below which STEPS / S-PROG see no rain (pysteps' usual choice)
 DETERMINISTIC = ("persistence", "extrapolation", "sprog", "ours")
 ENSEMBLES = ("steps", "ours_ens")
+ENSEMBLE_LABELS = {"steps": "STEPS", "ours_ens": "learned ensemble"}  # in the figures
 PRECISIONS = ("auto", "float32", "bf16")
 Forecast = Callable[[np.ndarray], np.ndarray]
 
@@ -226,6 +236,51 @@ def crps_sums(members: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> np.n
     return np.where(valid.astype(bool), crps, 0.0).sum(axis=(1, 2))
 
 
+def rank_counts(members: np.ndarray, truth: np.ndarray, valid: np.ndarray, *, seed: int) -> np.ndarray:
+    """The observation's rank among the members (M + 1 counts), over every lead time and valid pixel where the
+    observation or a member reaches RAIN_THRESHOLD: pysteps' rank histogram (``rankhist_accum``, ties broken at
+    random, here from ``seed``). members (M, K, H, W), truth and valid (K, H, W)."""
+    ensscores = _pysteps_verification().ensscores
+    histogram = ensscores.rankhist_init(members.shape[0], X_min=RAIN_THRESHOLD)
+    observed = np.where(valid.astype(bool), truth, np.nan)
+    state = np.random.get_state()  # noqa: NPY002 (pysteps draws its tie-breaks from numpy's global generator)
+    try:
+        np.random.seed(seed)  # noqa: NPY002
+        for k in range(truth.shape[0]):
+            ensscores.rankhist_accum(histogram, members[:, k], observed[k])
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    return histogram["n"].astype(np.float64)
+
+
+def reliability_sums(
+    members: np.ndarray, truth: np.ndarray, valid: np.ndarray, *, thresholds: tuple[float, ...], bins: int
+) -> np.ndarray:
+    """Per threshold and probability bin, the sums of a reliability diagram over every lead time and valid pixel:
+    forecast probability (the members' share at or above the threshold), observed exceedances and pixels,
+    (thresholds, bins, 3), accumulated by pysteps' ``reldiag_accum``."""
+    probscores = _pysteps_verification().probscores
+    observed = np.where(valid.astype(bool), truth, np.nan)
+    out = np.zeros((len(thresholds), bins, 3))
+    for j, threshold in enumerate(thresholds):
+        diagram = probscores.reldiag_init(threshold, n_bins=bins, min_count=1)
+        probability = (members >= threshold).mean(axis=0)
+        for k in range(truth.shape[0]):
+            probscores.reldiag_accum(diagram, probability[k], observed[k])
+        out[j] = np.stack([diagram["X_sum"], diagram["Y_sum"], diagram["num_idx"]], axis=-1)
+    return out
+
+
+def _pysteps_verification() -> Any:
+    with contextlib.redirect_stdout(io.StringIO()):
+        from pysteps.verification import ensscores, probscores
+    return argparse.Namespace(ensscores=ensscores, probscores=probscores)
+
+
+#: Scores computed over all lead times at once (not averaged over them).
+POOLED_OVER_LEADS = ("rank_histogram", "reliability_probability", "reliability_frequency", "reliability_pixels")
+
+
 def scores_of(stats: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
     """Scores by lead time (arrays (K,) or (K, thresholds), (K, thresholds, scales)) of the start times ``rows``."""
     counts = stats["counts"][rows].sum(axis=0)  # (K, thresholds, 3)
@@ -243,11 +298,22 @@ def scores_of(stats: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.nd
         out["mae"] = stats["abs_error"][rows].sum(axis=0) / pixels
         if "crps" in stats:
             out["crps"] = stats["crps"][rows].sum(axis=0) / pixels
+        if "rank" in stats:
+            ranks = stats["rank"][rows].sum(axis=0)
+            out["rank_histogram"] = ranks / ranks.sum()
+        if "reliability" in stats:
+            sums = stats["reliability"][rows].sum(axis=0)  # (thresholds, bins, 3)
+            out["reliability_probability"] = sums[..., 0] / sums[..., 2]
+            out["reliability_frequency"] = sums[..., 1] / sums[..., 2]
+            out["reliability_pixels"] = sums[..., 2]
     return out
 
 
 def mean_over_leads(by_lead: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {name: np.nanmean(values, axis=0) for name, values in by_lead.items()}
+    """Scores by lead time averaged over the lead times; those of POOLED_OVER_LEADS are already over all of them."""
+    return {
+        name: values if name in POOLED_OVER_LEADS else np.nanmean(values, axis=0) for name, values in by_lead.items()
+    }
 
 
 def bootstrap(
@@ -308,15 +374,21 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--ensemble-model", help="the trained ensemble model (save_pretrained directory)")
     parser.add_argument("--out", required=True, type=Path, help="an empty or new folder for results.json")
     parser.add_argument("--recipe", default="radar_nowcast", help="recipe whose archives, events and split are read")
-    parser.add_argument("--events", nargs="*", help="test events to score (default: all of the recipe's)")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="the recipe's split to score")
+    parser.add_argument("--events", nargs="*", help="events of --split to score (default: all of them)")
     parser.add_argument("--cache-dir", help="the events' rain rates as .npy (the recipe's cache_dir by default)")
     parser.add_argument("--every", type=int, default=1, help="score every n-th start time")
+    parser.add_argument(
+        "--starts", type=int, nargs="+", help="of the planned start times (window indices), score only these"
+    )
     parser.add_argument("--steps-every", type=int, default=3, help="of those, every n-th also by the ensembles")
     parser.add_argument("--members", type=int, default=20, help="ensemble members (STEPS and ours)")
     parser.add_argument("--methods", nargs="*", default=[*DETERMINISTIC, *ENSEMBLES], help="methods to run")
     parser.add_argument("--thresholds", type=float, nargs="*", default=[0.5, 1.0, 5.0, 10.0])
     parser.add_argument("--fss-thresholds", type=float, nargs="*", default=[1.0, 5.0])
     parser.add_argument("--fss-km", type=float, nargs="*", default=[1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    parser.add_argument("--reliability-thresholds", type=float, nargs="*", default=[1.0, 5.0])
+    parser.add_argument("--reliability-bins", type=int, default=10, help="probability bins of the reliability")
     parser.add_argument("--cascade-levels", type=int, default=6, help="S-PROG's and STEPS' cascade levels")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the start times (0: none)")
     parser.add_argument(
@@ -328,11 +400,17 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-stats", type=Path, help="keep every scored start time's sums here (pickle)")
-    parser.add_argument("--reuse-stats", type=Path, help="take the sums of start times scored by an earlier run")
+    parser.add_argument(
+        "--reuse-stats", type=Path, nargs="+", help="take the sums of start times scored by earlier runs (--save-stats)"
+    )
     parser.add_argument(
         "--reuse-only", nargs="*", default=[], help="methods taken from --reuse-stats only, never computed here"
     )
     parser.add_argument("--max-minutes", type=float, help="score no new start time after this many minutes")
+    parser.add_argument(
+        "--match-tile", type=int, help="score ours with probability matching in squares of this many pixels (0: whole)"
+    )
+    parser.add_argument("--figures", type=Path, help="folder for the ensembles' rank histogram and reliability PNGs")
     parser.add_argument("--gif", type=Path, help="write an animation of one start time here")
     parser.add_argument("--gif-event", help="the event of the animation (default: the first)")
     parser.add_argument("--gif-size", type=int, default=160, help="the animation's panels, pixels (square crop)")
@@ -345,14 +423,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     return parser, args
 
 
-def held_out_sets(args: argparse.Namespace) -> list[RadarArchiveSequences]:
+def scored_sets(args: argparse.Namespace) -> list[RadarArchiveSequences]:
+    """One dataset per event of the recipe's ``--split`` (``--events`` of them)."""
     recipe = load_recipe(args.recipe)
     data = dict(recipe.data.args)
-    test_events = list(data["splits"]["test"])
-    chosen = args.events or test_events
-    wrong = sorted(set(chosen) - set(test_events))
+    split_events = list(data["splits"][args.split])
+    chosen = args.events or split_events
+    wrong = sorted(set(chosen) - set(split_events))
     if wrong:
-        raise SystemExit(f"--events {wrong} are not test events of recipe {args.recipe!r}: {test_events}")
+        raise SystemExit(f"--events {wrong} are not {args.split} events of recipe {args.recipe!r}: {split_events}")
     cache = args.cache_dir if args.cache_dir is not None else data.get("cache_dir")
     return [
         RadarArchiveSequences(
@@ -370,6 +449,14 @@ def held_out_sets(args: argparse.Namespace) -> list[RadarArchiveSequences]:
     ]
 
 
+def _matching(model: Any) -> str:
+    config = getattr(model, "config", None)
+    if not getattr(config, "probability_matching", False):
+        return "none"
+    tile = getattr(config, "match_tile", 0)
+    return f"squares of {tile} x {tile} pixels" if tile else "whole fields"
+
+
 def save_stats(path: Path, records: dict[tuple[str, str, int], dict[str, Any]]) -> None:
     """Every scored (method, event, start time)'s sums, pickled to a temporary file and renamed over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -377,6 +464,19 @@ def save_stats(path: Path, records: dict[tuple[str, str, int], dict[str, Any]]) 
     with open(temporary, "wb") as f:
         pickle.dump(records, f)
     temporary.replace(path)
+
+
+def load_stats(paths: list[Path]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The scored (method, event, start time) sums of earlier runs (--save-stats), merged. Runs that shared the work
+    (--starts) each hold the start times they were given and copies of what they reused: of two records of one
+    start time, the one with the ensemble start time's sums is kept."""
+    records: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for path in paths:
+        with open(path, "rb") as f:
+            for key, record in pickle.load(f).items():
+                if key not in records or (records[key]["ens"] is None and record["ens"] is not None):
+                    records[key] = record
+    return records
 
 
 def pixel_km(dataset: RadarArchiveSequences) -> float:
@@ -397,8 +497,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         methods.remove("ours_ens")
     model = from_pretrained(args.model).eval()
     ensemble_model = from_pretrained(args.ensemble_model).eval() if "ours_ens" in methods else None
-    datasets = held_out_sets(args)
+    if args.match_tile is not None:
+        model.config.match_tile = args.match_tile
+    print(f"ours: probability matching in {_matching(model)}")
+    datasets = scored_sets(args)
     thresholds, fss_thresholds = tuple(args.thresholds), tuple(args.fss_thresholds)
+    reliability_thresholds = tuple(args.reliability_thresholds)
     stats: dict[str, dict[str, dict[str, list[Any]]]] = {m: {} for m in methods}
     ens_stats: dict[str, dict[str, dict[str, list[Any]]]] = {m: {} for m in methods}
     seconds: dict[str, list[float]] = {m: [] for m in methods}
@@ -419,6 +523,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         fss_pixels = tuple(max(1, round(s / km)) for s in args.fss_km)
         starts = list(range(0, len(dataset), args.every))
         ensemble_starts = set(starts[:: args.steps_every])
+        if args.starts is not None:  # a share of the plan (e.g. one of two processes): the same start times as planned
+            starts = [start for start in starts if start in args.starts]
+            ensemble_starts &= set(starts)
         events_info[name] = {
             "windows": len(dataset),
             "planned_start_times": len(starts),
@@ -439,11 +546,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         ((rank, index, start) for index, plan in enumerate(plans) for rank, start in enumerate(plan[5])),
         key=lambda x: (x[0], x[1]),
     )
-    reused: dict[tuple[str, str, int], dict[str, Any]] = {}
-    if args.reuse_stats is not None:
-        with open(args.reuse_stats, "rb") as f:
-            reused = pickle.load(f)
-        print(f"reusing {len(reused)} scored (method, event, start time) from {args.reuse_stats}")
+    reused = load_stats(args.reuse_stats or [])
+    if args.reuse_stats:
+        print(f"reusing {len(reused)} scored (method, event, start time) from {', '.join(map(str, args.reuse_stats))}")
     before = set(reused)
     began = time.monotonic()
     for _, index, start in order:
@@ -464,6 +569,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         for method in methods:
             key = (method, name, start)
             record = reused.get(key)
+            if record is not None and method in ENSEMBLES and "rank" not in (record["ens"] or {"rank": None}):
+                record = None  # from a version without rank histograms: run it again
             if record is not None and (record["ens"] is not None or not ensemble_start or method in ENSEMBLES):
                 if record.get("member0") is not None:
                     member_zero[method] = record["member0"]
@@ -509,6 +616,10 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                         fss_pixels=fss_pixels,
                     )
                     ens["crps"] = crps_sums(ensemble, truth, valid)
+                    ens["rank"] = rank_counts(ensemble, truth, valid, seed=args.seed + start)
+                    ens["reliability"] = reliability_sums(
+                        ensemble, truth, valid, thresholds=reliability_thresholds, bins=args.reliability_bins
+                    )
                     record["ens"] = ens
                     if name == gif_event and not any(k[1] == name and reused[k].get("member0") is not None
                                                      for k in reused if k[0] == method):  # fmt: skip
@@ -555,9 +666,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "learned_precision": "bf16" if bf16 else "float32",
+        "split": args.split,
+        "ours_match_tile": int(getattr(model.config, "match_tile", 0)),  # what ship_radar_model.py ships
         "events": events_info,
         "thresholds": list(thresholds),
         "fss_thresholds": list(fss_thresholds),
+        "reliability_thresholds": list(reliability_thresholds),
+        "rank_histogram_min_mm_h": RAIN_THRESHOLD,
         "fss_km": list(args.fss_km),
         "horizon": HORIZON,
         "bootstrap": args.bootstrap,
@@ -592,6 +707,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         }
     print_tables(results, det, ens_methods)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.figures is not None and results["ensemble"]:
+        write_ensemble_figures(results, args.figures)
     write_json_atomic(args.out / "results.json", results)
     if args.gif is not None and gif_frames is not None:
         write_gif(gif_frames, args.gif, args.gif_size)
@@ -658,10 +775,60 @@ def print_tables(results: dict[str, Any], det: list[str], ens_methods: list[str]
             lines.append([method, _cell(e["crps"], ()), "-" if diff is None else _cell(diff, ()),
                           _cell(e["csi"], (one,)), _cell(e["fss"], (t_f, s16))])  # fmt: skip
         print(format_columns(header, lines))
+        print_spread(block, ens_methods, results["reliability_thresholds"])
     timed = results["seconds_per_forecast"]
     counts = results["forecasts_timed"]
     cells = [f"{m} {v:.2f} s ({counts[m]})" for m, v in timed.items() if v is not None]
     print("\nseconds per forecast (whole domain, 12 lead times; ensembles: all members): " + ", ".join(cells))
+
+
+def print_spread(block: dict[str, Any], ens_methods: list[str], reliability_thresholds: list[float]) -> None:
+    """The ensembles' rank histograms (share of the observations at each rank among the members, where the
+    observation or a member has rain) and reliability (observed frequency per bin of forecast probability)."""
+    for method in ens_methods:
+        e = block["methods"][method]
+        if "rank_histogram" not in e:
+            continue
+        ranks = np.asarray(e["rank_histogram"]["value"])
+        flat = 1 / len(ranks)
+        print(f"{method} rank histogram (flat: {flat:.3f} each; below all members {ranks[0]:.3f}, above all "
+              f"{ranks[-1]:.3f}): " + " ".join(f"{v:.3f}" for v in ranks))  # fmt: skip
+        for j, threshold in enumerate(reliability_thresholds):
+            forecast = np.asarray(e["reliability_probability"]["value"])[j]
+            observed = np.asarray(e["reliability_frequency"]["value"])[j]
+            pixels = np.asarray(e["reliability_pixels"]["value"])[j]
+            cells = [f"{f:.2f}->{o:.2f} ({n:.0f})" for f, o, n in zip(forecast, observed, pixels, strict=True) if n]
+            print(f"{method} reliability at {threshold:g} mm/h, forecast -> observed (pixels): " + ", ".join(cells))
+
+
+def write_ensemble_figures(results: dict[str, Any], folder: Path) -> None:
+    """The pooled (or only) group's rank histograms and reliability diagrams, as PNGs in ``folder``."""
+    from convlstm.report.probabilistic_figures import plot_rank_histograms, plot_reliability_diagram
+
+    group = "pooled" if "pooled" in results["ensemble"] else next(iter(results["ensemble"]))
+    methods = {
+        ENSEMBLE_LABELS.get(m, m): e for m, e in results["ensemble"][group]["methods"].items() if "rank_histogram" in e
+    }
+    if not methods:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_rank_histograms(
+        {m: e["rank_histogram"]["value"] for m, e in methods.items()},
+        folder / "real_radar_rank_histograms.png",
+        title=f"rank of the observation, {group}",
+    )
+    for j, threshold in enumerate(results["reliability_thresholds"]):
+        curves = {
+            m: {
+                "forecast_probability": np.asarray(e["reliability_probability"]["value"])[j].tolist(),
+                "observed_frequency": np.asarray(e["reliability_frequency"]["value"])[j].tolist(),
+            }
+            for m, e in methods.items()
+        }
+        plot_reliability_diagram(
+            curves, folder / f"real_radar_reliability_{threshold:g}.png", title=f"P(rain >= {threshold:g} mm/h)"
+        )
+    print(f"figures: {folder}")
 
 
 def write_gif(frames: dict[str, np.ndarray], path: Path, size: int) -> None:

@@ -24,6 +24,7 @@ import yaml
 
 from convlstm.models.base import CONFIG_FILE, WEIGHTS_FILE
 from convlstm.models.pretrained import MAX_SHIPPED_BYTES, DataSource, ModelCard
+from convlstm.utils.atomic import atomic_write_text
 
 PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "src" / "convlstm" / "models" / "pretrained"
 #: The open-data terms of the services whose events the recipe trains on, as the providers publish them.
@@ -79,13 +80,16 @@ def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], resu
         )
     timesteps = {args["archives"][args["events"][e]["archive"]]["timestep"] for e in train_events}
     held_out = [e for e in results["deterministic"] if e != "pooled"]
+    tile = results.get("ours_match_tile", 0)
+    matching = f"in squares of {tile} x {tile} pixels" if tile else "over whole fields"
     return ModelCard(
         name=name,
         model=recipe["model"]["name"],
         summary=(
             "pysteps' Lucas-Kanade extrapolation nowcast corrected by a ConvLSTM U-Net (smoothing per scale, "
-            "displacement, growth and decay, added rain; probability-matched to the extrapolation), trained on "
-            "radar composites of FMI and KNMI. Rain rate in, rain rate out, on any grid of about 1 km pixels."
+            f"displacement, growth and decay, added rain; probability-matched to the extrapolation {matching}), "
+            "trained on radar composites of FMI and KNMI. Rain rate in, rain rate out, on any grid of about 1 km "
+            "pixels."
         ),
         data=sources,
         units="mm/h",
@@ -145,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for file in (CONFIG_FILE, WEIGHTS_FILE):
-        shutil.copyfile(model / file, staging / file)
+    shutil.copyfile(model / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+    saved = json.loads((model / CONFIG_FILE).read_text())
+    saved["config"]["match_tile"] = results.get("ours_match_tile", 0)  # the matching the scores were made with
+    atomic_write_text(staging / CONFIG_FILE, json.dumps(saved, indent=2, sort_keys=True) + "\n")
     card.write(staging)
     replaced = out.is_dir()
     shutil.rmtree(out, ignore_errors=True)  # a model shipped before under this name is replaced whole

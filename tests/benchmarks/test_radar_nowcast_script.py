@@ -56,7 +56,7 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
         *("--model", str(tmp_path / "model"), "--ensemble-model", str(tmp_path / "ensemble")),
         *("--members", "3", "--cascade-levels", "3", "--bootstrap", "20", "--steps-every", "2"),
         *("--fss-km", "1", "4", "16", "--gif", str(gif), "--gif-size", "24"),
-        *("--save-stats", str(tmp_path / "stats.pkl")),
+        *("--save-stats", str(tmp_path / "stats.pkl"), "--figures", str(tmp_path / "figures")),
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -79,24 +79,39 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
     ensembles = results["ensemble"]["pooled"]
     assert ensembles["start_times"] == 2 and {"steps", "ours_ens", "ours"} <= set(ensembles["methods"])
     assert ensembles["methods"]["ours"]["crps"]["value"] > 0  # a single forecast's CRPS: its MAE
+    for method in ("steps", "ours_ens"):  # rank histograms of 3 members, reliability at 1 and 5 mm/h in 10 bins
+        spread = ensembles["methods"][method]
+        assert len(spread["rank_histogram"]["value"]) == 4
+        assert sum(spread["rank_histogram"]["value"]) == pytest.approx(1.0)
+        assert len(spread["reliability_frequency"]["value"]) == 2
+        assert len(spread["reliability_pixels"]["value"][0]) == 10
+    assert "ours" not in ensembles["methods"] or "rank_histogram" not in ensembles["methods"]["ours"]
+    assert "rank histogram" in done.stdout and "reliability at 1 mm/h" in done.stdout
+    for figure in ("rank_histograms", "reliability_1", "reliability_5"):
+        assert (tmp_path / "figures" / f"real_radar_{figure}.png").stat().st_size > 1000
     assert len(results["by_lead_time"]["pooled"]["ours"]["mae"]) == 12
     assert all(results["seconds_per_forecast"][m] > 0 for m in ("persistence", "steps", "ours_ens"))
     assert gif.is_file() and gif.stat().st_size < 300_000
 
-    # A second run takes STEPS' sums from the first (same start times) and computes the rest again.
+    # A second run scores only the first start time of each event (the ensembles' one), takes STEPS' sums from the
+    # first run and computes the rest again.
     again = run_benchmark(
         "radar_nowcast.py",
         *("--root", str(tmp_path / "data"), "--recipe", str(recipe), "--out", str(tmp_path / "again")),
-        *("--model", str(tmp_path / "model"), "--methods", "extrapolation", "ours", "steps"),
+        *("--model", str(tmp_path / "model"), "--methods", "extrapolation", "ours", "steps", "--starts", "0"),
         *("--members", "3", "--cascade-levels", "3", "--bootstrap", "20", "--steps-every", "2"),
         *("--fss-km", "1", "4", "16", "--reuse-stats", str(tmp_path / "stats.pkl"), "--reuse-only", "steps"),
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert (
+        second["deterministic"]["pooled"]["start_times"] == 2 and second["events"]["fmi_a"]["planned_start_times"] == 1
+    )
     steps_crps = ensembles["methods"]["steps"]["crps"]["value"]
-    assert second["ensemble"]["pooled"]["methods"]["steps"]["crps"]["value"] == pytest.approx(steps_crps, rel=1e-12)
-    assert second["deterministic"]["pooled"]["methods"]["ours"]["mae"] == ours["mae"]
+    again_ensembles = second["ensemble"]["pooled"]["methods"]
+    assert again_ensembles["steps"]["crps"]["value"] == pytest.approx(steps_crps, rel=1e-12)
+    assert again_ensembles["ours"]["crps"] == ensembles["methods"]["ours"]["crps"]
 
 
 def test_a_used_out_folder_is_refused(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def write_run(run: Path, recipe: dict[str, Any]) -> None:
 def test_the_card_quotes_the_benchmark_and_the_model_loads(tmp_path: Path) -> None:
     recipe = yaml.safe_load(recipe_source("radar_nowcast")[0])
     write_run(tmp_path / "run", recipe)
-    results = fake_results(recipe["data"]["args"]["splits"]["test"])
+    results = {**fake_results(recipe["data"]["args"]["splits"]["test"]), "ours_match_tile": 32}
     (tmp_path / "results.json").write_text(json.dumps(results))
     out = tmp_path / "shipped" / "radar-nowcast"
     done = run_benchmark(
@@ -59,8 +59,10 @@ def test_the_card_quotes_the_benchmark_and_the_model_loads(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     model = from_pretrained(out)
     assert model.config.default_horizon == 12
+    assert model.config.match_tile == 32  # shipped with the matching it was scored with
     card = read_model_card(out)
     assert card is not None and card.model == "extrapolation_nowcast" and card.context_frames == 4
+    assert "in squares of 32 x 32 pixels" in card.summary
     assert card.lead_times == 12 and card.timestep_minutes == 5.0
     assert {d.licence for d in card.data} == {"CC BY 4.0 (FMI open data)", "CC BY 4.0 (KNMI Data Platform)"}
     pooled = results["deterministic"]["pooled"]["methods"]
