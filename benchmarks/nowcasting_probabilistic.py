@@ -1,14 +1,19 @@
-"""The nowcasting study with the field's scores: TrajGRU beside ConvLSTM and ConvGRU, and probabilistic forecasts
-(a trained exceedance model, STEPS, a perturbed-input ConvLSTM ensemble, thresholded optical flow) scored by
-CSI, FSS, Brier score, ROC area, reliability, CRPS and rank histograms per lead time.
+"""The nowcasting study with the field's scores: TrajGRU beside ConvLSTM and ConvGRU and the learned correction of
+pysteps' extrapolation (extrapolation_nowcast), and probabilistic forecasts (a trained exceedance model, STEPS, a
+perturbed-input ConvLSTM ensemble, the learned ensemble extrapolation_nowcast_ensemble, thresholded optical flow)
+scored by CSI, FSS, Brier score, ROC area, reliability, CRPS and rank histograms per lead time.
 
 CPU-sized: synthetic radar of 32 x 32 pixels (wind 0.5-1.5 px/frame, rain from 0.5 mm/h at the edges), 5 -> 10
 frames, each network trained for --steps Adam steps of batch 4 on HKO-7's balanced loss (the exceedance model on
-the per-threshold cross-entropy), scored on --test sequences. Needs the nowcast extra (pysteps). Training and
+the per-threshold cross-entropy; the two extrapolation_nowcast models in rain rates, as their real-radar recipes
+train them: the deterministic one on the MSE of log(1 + R), the ensemble on the fair CRPS of 8 members), scored
+on --test sequences. Needs the nowcast extra (pysteps). Training and
 scoring are separate calls, so that the networks can train in parallel processes:
 
     PYTHONPATH=src python benchmarks/nowcasting_probabilistic.py --train ConvLSTM ConvGRU exceedance --weights w
     PYTHONPATH=src python benchmarks/nowcasting_probabilistic.py --train TrajGRU --weights w
+    PYTHONPATH=src python benchmarks/nowcasting_probabilistic.py --train "extrapolation + ConvLSTM" \
+        "learned ensemble" --weights w
     PYTHONPATH=src python benchmarks/nowcasting_probabilistic.py --evaluate --weights w --out results.json
 """
 
@@ -35,8 +40,8 @@ from convlstm.metrics.field_scores import (
     exceedance_from_deterministic,
     exceedance_from_ensemble,
 )
-from convlstm.models import ExceedanceForecaster, create_model, from_pretrained
-from convlstm.tasks.losses import balanced_loss, exceedance_loss
+from convlstm.models import ExceedanceForecaster, ExtrapolationNowcast, create_model, from_pretrained
+from convlstm.tasks.losses import balanced_loss, crps_fair_loss, exceedance_loss, log_mse_loss
 from convlstm.units import pixel_to_rain_rate
 from convlstm.utils.atomic import atomic_write_text
 
@@ -54,6 +59,13 @@ NETWORKS: dict[str, tuple[str, dict[str, Any]]] = {
     "ConvGRU": ("shi2015_radar_convgru", {**SMALL, "initial_mean": RADAR_MEAN}),
     "TrajGRU": ("trajgru_radar_small", {"initial_mean": RADAR_MEAN, "default_horizon": 10}),
 }
+#: Networks that read and forecast rain rates (mm/h): pysteps' extrapolation plus a learned correction.
+RAIN_RATE_NETWORKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "extrapolation + ConvLSTM": ("extrapolation_nowcast", {"default_horizon": HORIZON}),
+    "learned ensemble": ("extrapolation_nowcast_ensemble", {"default_horizon": HORIZON}),
+}
+#: Members the learned ensemble is trained with (the fair CRPS), as its real-radar recipe.
+TRAINING_MEMBERS = 8
 
 
 def rain(frames: Tensor) -> Tensor:
@@ -87,6 +99,15 @@ def deterministic_loss(model: nn.Module, context: Tensor, target: Tensor) -> Ten
     return balanced_loss(model(context, target.shape[1]), target)
 
 
+def rain_rate_loss(model: nn.Module, context: Tensor, target: Tensor) -> Tensor:
+    """The real-radar recipe's loss in rain rates: log-MSE for one forecast, the fair CRPS for an ensemble."""
+    assert isinstance(model, ExtrapolationNowcast)
+    rain_context, rain_target = rain(context).float(), rain(target).float()
+    if model.config.noise_channels:
+        return crps_fair_loss(model.ensemble(rain_context, target.shape[1], members=TRAINING_MEMBERS), rain_target)
+    return log_mse_loss(model(rain_context, target.shape[1]), rain_target)
+
+
 def probabilistic_loss(model: nn.Module, context: Tensor, target: Tensor) -> Tensor:
     assert isinstance(model, ExceedanceForecaster)
     return exceedance_loss(model.logits(context, target.shape[1]), target, thresholds=THRESHOLDS)
@@ -101,6 +122,9 @@ def train_and_save(name: str, steps: int, seed: int, weights: Path) -> None:
     if name == "exceedance":
         model: nn.Module = ExceedanceForecaster("shi2015_radar_convlstm", SMALL, thresholds=THRESHOLDS)
         loss_fn = probabilistic_loss
+    elif name in RAIN_RATE_NETWORKS:
+        builder, overrides = RAIN_RATE_NETWORKS[name]
+        model, loss_fn = create_model(builder, **overrides), rain_rate_loss
     else:
         builder, overrides = NETWORKS[name]
         model, loss_fn = create_model(builder, **overrides), deterministic_loss
@@ -112,7 +136,7 @@ def train_and_save(name: str, steps: int, seed: int, weights: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", nargs="*", default=[], choices=[*NETWORKS, "exceedance"])
+    parser.add_argument("--train", nargs="*", default=[], choices=[*NETWORKS, *RAIN_RATE_NETWORKS, "exceedance"])
     parser.add_argument("--evaluate", action="store_true")
     parser.add_argument("--weights", type=Path, default=Path("nowcasting_probabilistic_weights"))
     parser.add_argument("--steps", type=int, default=80)
@@ -139,8 +163,12 @@ def evaluate(args: argparse.Namespace) -> None:
     deterministic: dict[str, nn.Module] = {name: from_pretrained(args.weights / name).eval() for name in NETWORKS}
     timings = {
         name: json.loads((args.weights / name / "timing.json").read_text())["seconds_per_step"]
-        for name in [*NETWORKS, "exceedance"]
+        for name in [*NETWORKS, *RAIN_RATE_NETWORKS, "exceedance"]
     }
+    in_rain_rates = {name: from_pretrained(args.weights / name).eval() for name in RAIN_RATE_NETWORKS}
+    deterministic["extrapolation + ConvLSTM"] = in_rain_rates["extrapolation + ConvLSTM"]
+    learned_ensemble = in_rain_rates["learned ensemble"]
+    assert isinstance(learned_ensemble, ExtrapolationNowcast)
     deterministic["optical flow"] = create_model("optical_flow", default_horizon=horizon)
     deterministic["persistence"] = create_model("persistence", default_horizon=horizon)
     exceedance = from_pretrained(args.weights / "exceedance").eval()
@@ -152,16 +180,21 @@ def evaluate(args: argparse.Namespace) -> None:
     fss = {
         n: FractionsSkillScore(thresholds=FSS_THRESHOLDS, scales=FSS_SCALES, lead_times=horizon) for n in deterministic
     }
-    probabilistic = ["ConvLSTM exceedance", "STEPS", "ConvLSTM ensemble", "optical flow, thresholded"]
+    ensembles = ("STEPS", "ConvLSTM ensemble", "learned ensemble")
+    probabilistic = ["ConvLSTM exceedance", *ensembles, "optical flow, thresholded"]
     prob = {n: ProbabilityScores(thresholds=THRESHOLDS, lead_times=horizon) for n in probabilistic}
-    ens = {n: EnsembleScores(members=args.members, lead_times=horizon) for n in ("STEPS", "ConvLSTM ensemble")}
+    ens = {n: EnsembleScores(members=args.members, lead_times=horizon) for n in ensembles}
     with torch.no_grad():
         for index, batch in enumerate(batches):
             context, target = batch["context"], batch["target"]
             truth = rain(target)
             flow = None
+            rain_context = rain(context).float()
             for name, model in deterministic.items():
-                forecast = rain(model(context, horizon))
+                if name in RAIN_RATE_NETWORKS:
+                    forecast = model(rain_context, horizon).double()
+                else:
+                    forecast = rain(model(context, horizon))
                 flow = forecast if name == "optical flow" else flow
                 tables[name].update(forecast, truth)
                 fss[name].update(forecast, truth)
@@ -173,6 +206,9 @@ def evaluate(args: argparse.Namespace) -> None:
                 "ConvLSTM ensemble": rain(
                     ensemble_forecast(deterministic["ConvLSTM"], context, members=args.members, seed=index)
                 ),
+                "learned ensemble": learned_ensemble.ensemble(
+                    rain_context, horizon, members=args.members, generator=torch.Generator().manual_seed(index)
+                ).double(),
             }
             for name, values in members.items():
                 prob[name].update(exceedance_from_ensemble(values, THRESHOLDS), truth)

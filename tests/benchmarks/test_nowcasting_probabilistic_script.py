@@ -9,7 +9,7 @@ import pytest
 from tests.benchmarks.scripts import run_benchmark
 
 pytest.importorskip("pysteps", reason="the study needs pysteps: pip install -e '.[nowcast]'")
-NETWORKS = ["ConvLSTM", "ConvGRU", "TrajGRU", "exceedance"]
+NETWORKS = ["ConvLSTM", "ConvGRU", "TrajGRU", "exceedance", "extrapolation + ConvLSTM", "learned ensemble"]
 
 
 def test_tiny_study_trains_scores_and_draws(tmp_path: Path) -> None:
@@ -25,9 +25,11 @@ def test_tiny_study_trains_scores_and_draws(tmp_path: Path) -> None:
     )  # fmt: skip
     assert scored.returncode == 0, scored.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert set(results["deterministic"]) == {"ConvLSTM", "ConvGRU", "TrajGRU", "optical flow", "persistence"}
+    assert set(results["deterministic"]) == {
+        "ConvLSTM", "ConvGRU", "TrajGRU", "extrapolation + ConvLSTM", "optical flow", "persistence",
+    }  # fmt: skip
     assert set(results["probabilistic"]) == {
-        "ConvLSTM exceedance", "STEPS", "ConvLSTM ensemble", "optical flow, thresholded",
+        "ConvLSTM exceedance", "STEPS", "ConvLSTM ensemble", "learned ensemble", "optical flow, thresholded",
     }  # fmt: skip
     for scores in results["deterministic"].values():
         assert all(0 <= scores[f"csi@{t}"] <= 1 for t in ("0.5", "2", "5", "10", "30"))
