@@ -410,6 +410,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument(
         "--match-tile", type=int, help="score ours with probability matching in squares of this many pixels (0: whole)"
     )
+    parser.add_argument(
+        "--match-members", action="store_true", help="probability-match each learned member to the extrapolation"
+    )
     parser.add_argument("--figures", type=Path, help="folder for the ensembles' rank histogram and reliability PNGs")
     parser.add_argument("--gif", type=Path, help="write an animation of one start time here")
     parser.add_argument("--gif-event", help="the event of the animation (default: the first)")
@@ -497,6 +500,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         methods.remove("ours_ens")
     model = from_pretrained(args.model).eval()
     ensemble_model = from_pretrained(args.ensemble_model).eval() if "ours_ens" in methods else None
+    if ensemble_model is not None and args.match_members:
+        ensemble_model.config.probability_matching = True
     if args.match_tile is not None:
         model.config.match_tile = args.match_tile
     print(f"ours: probability matching in {_matching(model)}")
@@ -668,6 +673,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "learned_precision": "bf16" if bf16 else "float32",
         "split": args.split,
         "ours_match_tile": int(getattr(model.config, "match_tile", 0)),  # what ship_radar_model.py ships
+        "learned_members_matched": bool(ensemble_model is not None and ensemble_model.config.probability_matching),
         "events": events_info,
         "thresholds": list(thresholds),
         "fss_thresholds": list(fss_thresholds),

@@ -56,7 +56,7 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
         *("--model", str(tmp_path / "model"), "--ensemble-model", str(tmp_path / "ensemble")),
         *("--members", "3", "--cascade-levels", "3", "--bootstrap", "20", "--steps-every", "2"),
         *("--fss-km", "1", "4", "16", "--gif", str(gif), "--gif-size", "24"),
-        *("--save-stats", str(tmp_path / "stats.pkl"), "--figures", str(tmp_path / "figures")),
+        *("--save-stats", str(tmp_path / "stats.pkl"), "--figures", str(tmp_path / "figures"), "--match-members"),
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -64,6 +64,7 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
     assert "CRPS - STEPS" in done.stdout and "seconds per forecast" in done.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["events"]["fmi_a"]["scored_start_times"] == 2
+    assert results["learned_members_matched"] and results["ours_match_tile"] == 0
     assert results["events"]["fmi_a"]["ensemble_start_times"] == 1
     pooled = results["deterministic"]["pooled"]
     assert pooled["start_times"] == 4
