@@ -574,7 +574,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         for method in methods:
             key = (method, name, start)
             record = reused.get(key)
-            if record is not None and method in ENSEMBLES and "rank" not in (record["ens"] or {"rank": None}):
+            if record is not None and method in ENSEMBLES and record["ens"] is not None and "rank" not in record["ens"]:
                 record = None  # from a version without rank histograms: run it again
             if record is not None and (record["ens"] is not None or not ensemble_start or method in ENSEMBLES):
                 if record.get("member0") is not None:
