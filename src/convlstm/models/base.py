@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-from convlstm.models.registry import family_class, register_family
+from convlstm.models.registry import create_model, family_class, register_family
 from convlstm.utils.atomic import atomic_path, atomic_write_text
 from convlstm.utils.checks import check_int
 from convlstm.utils.deprecation import deprecated_aliases
@@ -190,6 +190,15 @@ class ForecastingModel(PretrainedModel):
 
 
 __getattr__ = deprecated_aliases(__name__, Forecaster=(ForecastingModel, "ForecastingModel"))
+
+
+def backbone_forecaster(name: str, **arguments: Any) -> ForecastingModel:
+    """The registered model ``name`` built with ``arguments``, for a model that wraps a forecaster; anything else
+    (a segmenter, a baseline that is not a ForecastingModel) is refused by name."""
+    net = create_model(name, **arguments)
+    if not isinstance(net, ForecastingModel):
+        raise ValueError(f"backbone must name a forecaster, got {name!r} ({type(net).__name__})")
+    return net
 
 
 OneStep = Callable[..., tuple[Tensor, Any]]

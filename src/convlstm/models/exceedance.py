@@ -17,8 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.activations import leaky_relu_02
-from convlstm.models.base import ForecastingModel, config_from_arguments
-from convlstm.models.registry import create_model
+from convlstm.models.base import ForecastingModel, backbone_forecaster, config_from_arguments
 from convlstm.utils.checks import check_int
 
 #: The HKO-7 thresholds in mm/h.
@@ -75,9 +74,7 @@ class ExceedanceForecaster(ForecastingModel):
             raise ValueError(f"head_kernel_size must be odd, got {head_kernel_size}")
         backbone_args = dict(backbone_args or {})
         self.config = config_from_arguments(ExceedanceForecasterConfig, locals())
-        net = create_model(backbone, **{**backbone_args, "output_activation": "none"})
-        if not isinstance(net, ForecastingModel):
-            raise ValueError(f"backbone must name a forecaster, got {backbone!r} ({type(net).__name__})")
+        net = backbone_forecaster(backbone, **{**backbone_args, "output_activation": "none"})
         self.backbone = net
         self.default_horizon = int(getattr(net, "default_horizon", 1))
         self.thresholds = thresholds

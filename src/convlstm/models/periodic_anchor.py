@@ -30,9 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from convlstm.layers.folding import per_frame
-from convlstm.models.base import ForecastingModel, config_from_arguments
+from convlstm.models.base import ForecastingModel, backbone_forecaster, config_from_arguments
 from convlstm.models.frame_output import start_at_zero_change
-from convlstm.models.registry import create_model, register_model
+from convlstm.models.registry import register_model
 from convlstm.utils.checks import check_int
 
 
@@ -83,9 +83,7 @@ class PeriodicAnchor(ForecastingModel):
             check_int("backbone_frames", backbone_frames)
         backbone_args = dict(backbone_args or {})
         self.config = config_from_arguments(PeriodicAnchorConfig, locals())
-        net = create_model(backbone, **backbone_args)
-        if not isinstance(net, ForecastingModel):
-            raise ValueError(f"backbone must name a forecaster, got {backbone!r} ({type(net).__name__})")
+        net = backbone_forecaster(backbone, **backbone_args)
         self.backbone = net
         self.default_horizon = min(int(getattr(net, "default_horizon", period)), period)
         fading = torch.exp(-torch.arange(1, period + 1, dtype=torch.float32) / (period / 2))
