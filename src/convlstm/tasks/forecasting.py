@@ -20,6 +20,7 @@ from convlstm.tasks.losses import (
     decoupling_loss,
     differential_divergence,
     forecast_loss,
+    fractions_loss,
     rain_rate_of,
 )
 from convlstm.tasks.optim import OptimizationConfig
@@ -90,6 +91,12 @@ class ForecastingTask(TaskBase):
         divergence_alpha: Weight of TAU's differential divergence regularisation
             ([`differential_divergence`][convlstm.tasks.differential_divergence], OpenSTL: 0.1 for TAU) added to the
             training loss. 0 (default): none. Logged as ``train/divergence``.
+        fractions_weight: Weight of the fractions loss, 1 - FSS at ``fractions_window`` pixels and
+            ``fractions_thresholds`` ([`fractions_loss`][convlstm.tasks.fractions_loss]), added to a single forecast's
+            loss in training and validation (``val/loss`` includes it); for rain rates (``units="mm/h"``). 0
+            (default): none. Logged as ``train/fractions``.
+        fractions_window: Side in pixels of the fractions loss's squares.
+        fractions_thresholds: Rain rates (mm/h) of the fractions loss's events.
         metrics: Scores to accumulate (names of [`FORECAST_METRICS`][convlstm.metrics.FORECAST_METRICS]); None for the
             default set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and
             ``b_mse``, ``b_mae`` with ``loss="balanced"``.
@@ -131,6 +138,9 @@ class ForecastingTask(TaskBase):
         reverse_decay: float = 5_000.0,
         decouple_beta: float = 0.0,
         divergence_alpha: float = 0.0,
+        fractions_weight: float = 0.0,
+        fractions_window: int = 16,
+        fractions_thresholds: Sequence[float] = (1.0, 5.0),
         metrics: Sequence[str] | None = None,
         ssim_data_range: float = 1.0,
         rain_thresholds: Sequence[float] | None = None,
@@ -156,6 +166,7 @@ class ForecastingTask(TaskBase):
         )
         _check_predrnn_training(model, sampling, decouple_beta)
         check_float("divergence_alpha", divergence_alpha, 0.0, math.inf)  # a loss term's weight
+        _check_fractions(fractions_weight, fractions_window, fractions_thresholds, units, loss)
         self.save_hyperparameters(ignore=["model", "optimization"])
         self.record_optimization(optimization)
         self.record_model()
@@ -211,6 +222,23 @@ class ForecastingTask(TaskBase):
         return given.float() if isinstance(given, Tensor) else rain_rate_of(target, self.hparams["units"], zr=self.zr)
 
     def _loss(self, batch: Mapping[str, Any], pred: Tensor, target: Tensor) -> Tensor:
+        """The loss of a batch; a single forecast's includes the weighted fractions loss."""
+        loss = self._base_loss(batch, pred, target)
+        weight = self.hparams.get("fractions_weight", 0.0)
+        if weight > 0:
+            fractions = fractions_loss(
+                pred,
+                target,
+                thresholds=self.hparams["fractions_thresholds"],
+                window=self.hparams["fractions_window"],
+                mask=batch.get("mask"),
+            )
+            if self.training:
+                self.log("train/fractions", fractions, batch_size=target.shape[0])
+            loss = loss + weight * fractions
+        return loss
+
+    def _base_loss(self, batch: Mapping[str, Any], pred: Tensor, target: Tensor) -> Tensor:
         hp = self.hparams
         rain_rate = self._true_rain_rate(batch, target) if hp["loss"] == "balanced" else None
         return forecast_loss(
@@ -338,6 +366,23 @@ def _check_predrnn_training(model: nn.Module, sampling: str, decouple_beta: floa
             f"decouple_beta={decouple_beta} weighs PredRNN-V2's decoupling loss: it needs a model with "
             f"forward_with_increments (PredRNNv2), got {type(model).__name__}"
         )
+
+
+def _check_fractions(weight: float, window: int, thresholds: Sequence[float], units: str, loss: str) -> None:
+    """The fractions loss scores one forecast of rain rates in mm/h."""
+    check_float("fractions_weight", weight, 0.0, math.inf)
+    check_int("fractions_window", window)
+    if (
+        isinstance(thresholds, str)
+        or not isinstance(thresholds, Sequence)
+        or not thresholds
+        or any(not isinstance(t, (int, float)) or not 0 < t < math.inf for t in thresholds)
+    ):
+        raise ValueError(f"fractions_thresholds must be a non-empty list of rain rates in mm/h, got {thresholds!r}")
+    if weight > 0 and units != "mm/h":
+        raise ValueError(f"fractions_weight={weight} needs frames of rain rates: units='mm/h', got units={units!r}")
+    if weight > 0 and loss in ENSEMBLE_LOSSES:
+        raise ValueError(f"fractions_weight={weight} scores a single forecast; loss={loss!r} scores an ensemble")
 
 
 def _check_ensemble(model: nn.Module, loss: str, members: int | None, sampling: str) -> None:

@@ -10,6 +10,7 @@ device sync per step).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -36,6 +37,7 @@ __all__ = [
     "exceedance_loss",
     "extrapolation_loss",
     "forecast_loss",
+    "fractions_loss",
     "log_mse_loss",
     "mae_loss",
     "mse_loss",
@@ -111,6 +113,64 @@ def log_mse_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) ->
     _check_pair(pred, target)
     error = pred.float().clamp_min(0.0).log1p() - target.float().clamp_min(0.0).log1p()
     return _masked_mean(error.square(), _valid_weight(mask, target))
+
+
+#: Width, in log(1 + mm/h), of the sigmoid that stands for "reaches the threshold" in
+#: [`fractions_loss`][convlstm.tasks.fractions_loss]: at 1 mm/h a forecast of 0.8 mm/h counts as a quarter of an
+#: event and 1.2 mm/h as three quarters.
+FRACTIONS_SOFTNESS = 0.1
+
+
+def fractions_loss(
+    pred: Tensor,
+    target: Tensor,
+    *,
+    thresholds: Sequence[float],
+    window: int,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """1 - FSS (Roberts & Lean 2008) of rain-rate fields at one neighbourhood size, averaged over ``thresholds``: a
+    loss that asks for the right share of rain in every ``window`` x ``window`` square rather than at every pixel.
+
+    A per-pixel loss cannot tell a forecast that keeps scattered showers, each a little misplaced, from one that
+    smears them into drizzle below the threshold; this one can: the squares where the showers were lose their
+    events. The forecast's events are soft, sigmoid((log(1 + x) - log(1 + threshold)) / ``FRACTIONS_SOFTNESS``), so
+    that the loss has a gradient; the truth's are exact (x >= threshold). Per threshold, sum (F - O)^2 over sum
+    (F^2 + O^2) of the fractions of every frame of the batch (as FSS sums them before the ratio), in [0, 1];
+    a threshold no frame reaches adds 0. Invalid pixels count as no event, and only squares centred on valid
+    pixels are summed (the benchmark's FSS); outside the frame is no event.
+
+    Args:
+        pred: forecast rain rates (mm/h), (B, T, C, H, W).
+        target: true rain rates, the same shape.
+        thresholds: event thresholds in mm/h.
+        window: side of the squares in pixels.
+        mask: optional valid-pixel mask (bool or 0/1 float) broadcastable to target's shape.
+    """
+    _check_pair(pred, target)
+    if pred.ndim < 4:
+        raise ValueError(f"pred must be fields (B, T, C, H, W), got shape {tuple(pred.shape)}")
+    check_int("window", window)
+    if not thresholds or any(not 0 < float(t) < float("inf") for t in thresholds):
+        raise ValueError(f"thresholds must be positive rain rates in mm/h, got {thresholds!r}")
+    weight = _valid_weight(mask, target)
+    valid = torch.ones_like(target, dtype=torch.float32) if weight is None else weight
+    forecast = pred.float().clamp_min(0.0).log1p()
+    truth = target.float()
+    pad = (window // 2, (window - 1) // 2, window // 2, (window - 1) // 2)  # scipy's uniform_filter's squares
+
+    def fractions(events: Tensor) -> Tensor:  # (..., H, W) -> the share of events in the square around each pixel
+        flat = (events * valid).flatten(0, -3).unsqueeze(1)
+        return F.avg_pool2d(F.pad(flat, pad), window, stride=1).view(events.shape)
+
+    ratios = []
+    for threshold in thresholds:
+        soft = torch.sigmoid((forecast - math.log1p(float(threshold))) / FRACTIONS_SOFTNESS)
+        f, o = fractions(soft), fractions((truth >= threshold).float())
+        error = ((f - o).square() * valid).sum()
+        scale = ((f.square() + o.square()) * valid).sum()
+        ratios.append(error / scale.clamp_min(1e-6))
+    return torch.stack(ratios).mean()
 
 
 def bce_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None, eps: float = 1e-7) -> Tensor:
