@@ -64,6 +64,17 @@ def held_out_scores(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     return scores
 
 
+def training_loss(task_args: dict[str, Any]) -> str:
+    """The training loss as the recipe's task arguments set it, e.g. "log_mse + 1 x fractions (1 - FSS, 16 px)"."""
+    loss = str(task_args.get("loss", "mse"))
+    weight = float(task_args.get("fractions_weight", 0.0))
+    if weight > 0:
+        window = int(task_args.get("fractions_window", 16))
+        thresholds = ", ".join(f"{t:g}" for t in task_args.get("fractions_thresholds", (1.0, 5.0)))
+        loss += f" + {weight:g} x fractions loss (1 - FSS over {window} px at {thresholds} mm/h)"
+    return loss
+
+
 def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], results: dict[str, Any]) -> ModelCard:
     """The card of the run described by its recipe, training.json and the benchmark's results."""
     args, data = recipe["data"]["args"], recipe["data"]
@@ -99,7 +110,8 @@ def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], resu
         training=(
             f"`convlstm fit -c {recipe['name']}`: {training['steps']} steps ({training['train_minutes']:.0f} minutes) "
             f"on {training['device']}, precision {training['precision']}, 128 x 128 patches drawn in favour of rain, "
-            f"batch {data['batch_size']}; stopped by {training['stopped_by']}."
+            f"batch {data['batch_size']}, loss {training_loss(recipe['task']['args'])}; stopped by "
+            f"{training['stopped_by']}."
         ),
         held_out_scores=held_out_scores(results),
         held_out=(
@@ -111,9 +123,9 @@ def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], resu
         limits=[
             "Trained on two events of two services; other climates and radars (convective tropics, mountains "
             "with beam blockage) may do worse than pysteps' extrapolation, which it starts from.",
-            "Deterministic: it smooths what it cannot forecast, so single heavy cells at long lead times are "
-            "placed as broad areas (intensities are kept by probability matching); on scattered showers its FSS at "
-            "16 km and more falls below the extrapolation's (see the held-out scores).",
+            "Deterministic: a single forecast of what is likeliest, which cannot say how sure it is (intensities "
+            "are the extrapolation's, by probability matching); the held-out scores say where it beats pysteps' "
+            "extrapolation and where it does not.",
             "5-minute time steps and about 1 km pixels: other steps or resolutions change the motion per step "
             "it learnt.",
         ],

@@ -72,6 +72,7 @@ def test_the_card_quotes_the_benchmark_and_the_model_loads(tmp_path: Path) -> No
         card.held_out_scores["pysteps extrapolation"]["fmi_2017 MAE"]
         == results["deterministic"]["fmi_2017"]["methods"]["extrapolation"]["mae"]["value"]
     )
+    assert "loss log_mse + 1 x fractions loss (1 - FSS over 16 px at 1, 5 mm/h)" in card.training
     assert "7 steps" in card.training and not (tmp_path / "shipped" / "radar-nowcast.partial").exists()
 
 
