@@ -89,3 +89,37 @@ def test_where_inductor_cannot_build_auto_says_why_and_trains_eagerly(tmp_path: 
     assert "probe why: torch.compile of the gate arithmetic failed here (" in done.stdout
     assert "compiled gates auto: off, since torch.compile of the gate arithmetic failed here" in done.stdout
     assert "seen: [False, False]" in done.stdout
+
+
+def test_the_compiled_gates_of_a_bf16_fit_and_its_validation_stay_under_the_recompile_limit() -> None:
+    """Gates in bfloat16 and float32, grad on and off, first and later steps: every variant is compiled, none falls
+    back to eager arithmetic because one function ran past torch._dynamo's recompile limit."""
+    works, why = compiled_gates_work("cpu")
+    if not works:
+        pytest.skip(why)
+    import torch
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from convlstm.layers import ConvLSTM
+    from convlstm.layers import lstm_cell as lstm_cell_module
+
+    torch._dynamo.reset()  # the variants other tests compiled in this process
+    assert compiled_gates_work.__wrapped__("cpu")[0]  # the probe a fit runs first, compiled again
+    layer = ConvLSTM(2, 4, 3)
+    for module in layer.modules():
+        if isinstance(module, ConvLSTMCell):
+            module.compile_gates = True
+    x = torch.randn(1, 3, 2, 6, 6)
+    for dtype in (torch.bfloat16, None):
+        for grad in (True, False):
+            autocast = torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+            with autocast, torch.set_grad_enabled(grad):
+                out, _ = layer(x)
+            if grad:
+                out.float().sum().backward()
+    limit = torch._dynamo.config.recompile_limit
+    variants = [
+        len(_debug_get_cache_entry_list(function.__code__))
+        for function in (lstm_cell_module.lstm_pointwise, lstm_cell_module._lstm_first_step)
+    ]
+    assert all(0 < count < limit for count in variants), (variants, limit)

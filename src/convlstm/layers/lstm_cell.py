@@ -2,6 +2,7 @@
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -64,17 +65,46 @@ def lstm_pointwise(
     return (h.to(dtype) if wide else h), c
 
 
+def _lstm_first_step(
+    gates: Tensor,
+    *,
+    peephole: Tensor | None,
+    activation: Activation,
+    recurrent_activation: Activation,
+    cell_norm: Callable[[Tensor], Tensor] | None = None,
+    float32_cell: bool = False,
+) -> LSTMState:
+    """[`lstm_pointwise`][convlstm.layers.lstm_pointwise] of a first step (no cell state yet), as a function of its
+    own: torch.compile counts variants per function, and the first step doubles them."""
+    return lstm_pointwise(
+        gates,
+        None,
+        peephole=peephole,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        cell_norm=cell_norm,
+        float32_cell=float32_cell,
+    )
+
+
 @functools.cache
 def compiled_lstm_pointwise() -> Callable[..., LSTMState]:
     """[`lstm_pointwise`][convlstm.layers.lstm_pointwise] under torch.compile (one fused kernel per pass on CUDA),
     compiled on first call.
 
     One compiled function serves every cell: torch.compile specialises it per dtype, autocast, grad mode, memory
-    layout and first step or not (a model trained and evaluated in one precision needs about four variants) and
-    re-traces for a new one. Past torch._dynamo.config.recompile_limit (8 by default) variants, torch runs the rest
-    eagerly, with a warning: raise the limit when mixing many precisions and layouts in one process.
+    layout and ``float32_cell``, and re-traces for a new one; past torch._dynamo.config.recompile_limit (8 by
+    default) variants of one function it runs the rest eagerly, with a warning. A training run with validation
+    under bfloat16 autocast needs about that many (gates in bfloat16 and float32, grad on and off, besides the
+    probe of [`compiled_gates_work`][convlstm.accel.compiled_gates_work]), so the first step (no cell state) is
+    compiled as a function of its own, which halves the variants of each.
     """
-    return torch.compile(lstm_pointwise)
+    first_step, later_step = torch.compile(_lstm_first_step), torch.compile(lstm_pointwise)
+
+    def pointwise(gates: Tensor, c_prev: Tensor | None, **options: Any) -> LSTMState:
+        return first_step(gates, **options) if c_prev is None else later_step(gates, c_prev, **options)
+
+    return pointwise
 
 
 class ConvLSTMCell(ConvRNNCellBase):
