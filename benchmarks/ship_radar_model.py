@@ -65,7 +65,8 @@ def held_out_scores(results: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def training_loss(task_args: dict[str, Any]) -> str:
-    """The training loss as the recipe's task arguments set it, e.g. "log_mse + 1 x fractions (1 - FSS, 16 px)"."""
+    """The training loss as the recipe's task arguments set it, e.g. "log_mse + 1 x fractions loss (1 - FSS over 16
+    px at 1, 5 mm/h)"."""
     loss = str(task_args.get("loss", "mse"))
     weight = float(task_args.get("fractions_weight", 0.0))
     if weight > 0:

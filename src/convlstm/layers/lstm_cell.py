@@ -92,7 +92,7 @@ def compiled_lstm_pointwise() -> Callable[..., LSTMState]:
     """[`lstm_pointwise`][convlstm.layers.lstm_pointwise] under torch.compile (one fused kernel per pass on CUDA),
     compiled on first call.
 
-    One compiled function serves every cell: torch.compile specialises it per dtype, autocast, grad mode, memory
+    The compiled functions serve every cell: torch.compile specialises each per dtype, autocast, grad mode, memory
     layout and ``float32_cell``, and re-traces for a new one; past torch._dynamo.config.recompile_limit (8 by
     default) variants of one function it runs the rest eagerly, with a warning. A training run with validation
     under bfloat16 autocast needs about that many (gates in bfloat16 and float32, grad on and off, besides the
