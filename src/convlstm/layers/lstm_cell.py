@@ -65,26 +65,10 @@ def lstm_pointwise(
     return (h.to(dtype) if wide else h), c
 
 
-def _lstm_first_step(
-    gates: Tensor,
-    *,
-    peephole: Tensor | None,
-    activation: Activation,
-    recurrent_activation: Activation,
-    cell_norm: Callable[[Tensor], Tensor] | None = None,
-    float32_cell: bool = False,
-) -> LSTMState:
+def _lstm_first_step(gates: Tensor, **options: Any) -> LSTMState:
     """[`lstm_pointwise`][convlstm.layers.lstm_pointwise] of a first step (no cell state yet), as a function of its
     own: torch.compile counts variants per function, and the first step doubles them."""
-    return lstm_pointwise(
-        gates,
-        None,
-        peephole=peephole,
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        cell_norm=cell_norm,
-        float32_cell=float32_cell,
-    )
+    return lstm_pointwise(gates, None, **options)
 
 
 @functools.cache
