@@ -16,6 +16,7 @@ import torch
 import xarray as xr
 from xarray.backends import zarr as zarr_backend
 
+from convlstm.data.core.sampling import RainBiasedPatches
 from convlstm.data.formats.mlcast import MlcastSequences, parse_splits, rain_conversion, time_runs
 from convlstm.units import dbz_to_rain_rate, rain_rate_to_pixel
 
@@ -285,6 +286,15 @@ def test_patches_and_pixels(store: Path) -> None:
     assert item["context"].shape == (2, 1, 8, 8) and item["mask"].shape == (2, 1, 8, 8)
     assert item["weight"].ndim == 0 and item["origin"].shape == (2,)
     top, left = item["origin"].tolist()
+    # Drawn by the context frames only (favour_rain_in), the weight is that of the context's acceptance.
+    by_context = windows(store, "all", patch_size=8, rain_threshold=10.0, favour_rain_in="context")[3]
+    first = int(np.searchsorted(TIMES.values, data.window_times(3)[0]))
+    frames = rain(16)[first : first + 4, None]
+    patches = RainBiasedPatches(8, threshold=10.0)
+    accept = patches.acceptance(frames[:2], np.isfinite(frames[2:]))
+    assert not np.allclose(accept, patches.acceptance(frames, np.isfinite(frames[2:])))
+    row, column = by_context["origin"].tolist()
+    assert float(by_context["weight"]) == pytest.approx(accept.mean() / accept[row, column], rel=1e-6)
     whole = windows(store, "all", units="pixel")[3]
     np.testing.assert_allclose(item["context"].numpy(), whole["context"][:, :, top : top + 8, left : left + 8].numpy())
     assert float(whole["context"].max()) <= 1.0

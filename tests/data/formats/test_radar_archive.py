@@ -247,6 +247,25 @@ def test_patch_items_come_from_a_seeded_rain_biased_draw(root: Path) -> None:
         both(root, patch_size=(21, 8))
 
 
+def test_patches_drawn_by_the_context_do_not_look_at_the_target(root: Path) -> None:
+    # Drawn by the whole window, a patch is kept more often where rain is still there in the target; a model
+    # trained on those learns too much rain. favour_rain_in="context" decides by the frames the model reads only.
+    rain = np.asarray(both(root).events[0].rain_rate[1:5])  # window 1: context frames 1-2, target frames 3-4
+    valid = np.isfinite(rain[2:])
+    patches = RainBiasedPatches((8, 10), min_acceptance=0.05)
+    by_context, by_window = patches.acceptance(rain[:2], valid), patches.acceptance(rain, valid)
+    assert not np.allclose(by_context, by_window)  # the fixture's rain moves: the two draws differ
+    for favour, accept in (("context", by_context), ("window", by_window)):
+        for epoch in range(5):
+            data = both(root, patch_size=(8, 10), min_acceptance=0.05, favour_rain_in=favour)
+            data.set_epoch(epoch)
+            item = data[1]
+            top, left = item["origin"].tolist()
+            assert float(item["weight"]) == pytest.approx(accept.mean() / accept[top, left], rel=1e-6)
+    with pytest.raises(ValueError, match=r"favour_rain_in must be one of \['window', 'context'\], got 'target'"):
+        both(root, patch_size=8, favour_rain_in="target")
+
+
 def test_flips_and_rotations_keep_frames_and_masks_aligned(root: Path) -> None:
     events = {"fmi_a": event("fmi", T0, 6)}
     options: dict[str, Any] = {"archives": {"fmi": FMI}, "events": events, "context_frames": 2, "target_frames": 2}

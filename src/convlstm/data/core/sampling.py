@@ -7,7 +7,7 @@ import math
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -127,6 +127,10 @@ class ChunkAwareSampler(DistributedSampler[int]):
         return f"ChunkAwareSampler({', '.join(f'{k}={v}' for k, v in fields.items())})"
 
 
+#: The frames of a window whose rain decides where its patch is drawn (the sources' ``favour_rain_in``).
+FavourRainIn = Literal["window", "context"]
+
+
 @dataclass(frozen=True)
 class Patch:
     """Where a patch was cut from its window, and how much it counts.
@@ -147,13 +151,14 @@ class Patch:
 class RainBiasedPatches:
     """Patch positions drawn in favour of rain, each with the importance weight that undoes the favour.
 
-    A patch position is accepted with probability ``a = min_acceptance + (1 - min_acceptance) * f``, where f is
-    the fraction of the patch's pixels, over every frame of the window, with a rain rate of at least
-    ``threshold``. Instead of proposing uniform positions and rejecting some, the position is drawn directly from
-    the distribution that rejection would give, ``q = a / sum(a)``: the same patches, with no loop that a dry
-    window could keep spinning. The importance weight is ``uniform / q = mean(a) / a``, so the weighted mean of a
-    score over drawn patches is an unbiased estimate of its mean over uniformly placed patches (the weights of one
-    window average 1, every window counts as much as with uniform patches).
+    A patch position is accepted with probability ``a = min_acceptance + (1 - min_acceptance) * f``, where f is the
+    fraction of the patch's pixels, over every frame given (the sources give the whole window or its context frames:
+    their ``favour_rain_in``), with a rain rate of at least ``threshold``. Instead of proposing uniform positions
+    and rejecting some, the position is drawn directly from the distribution that rejection would give, ``q = a /
+    sum(a)``: the same patches, with no loop that a dry window could keep spinning. The importance weight is
+    ``uniform / q = mean(a) / a``, so the weighted mean of a score over drawn patches is an unbiased estimate of its
+    mean over uniformly placed patches (the weights of one window average 1, every window counts as much as with
+    uniform patches).
 
     Positions whose target frames have no valid pixel get acceptance 0: they hold nothing a masked loss or score
     counts, so leaving them out changes no masked sum. A window with no valid target pixel at all gets a uniform
@@ -177,7 +182,8 @@ class RainBiasedPatches:
         """The acceptance probability of every patch position of one window.
 
         Args:
-            rain_rate: (T, C, H, W) rain rates in mm/h of the window, NaN where missing (counts as dry).
+            rain_rate: (T, C, H, W) rain rates in mm/h of the frames that decide, NaN where missing (counts as
+                dry).
             target_valid: (T_out, C, H, W) bool, True where a target pixel is valid; None: all are.
 
         Returns:

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from convlstm.data.core.sampling import RainBiasedPatches, window_rng
+from convlstm.data.core.sampling import FavourRainIn, RainBiasedPatches, window_rng
 from convlstm.data.core.splits import DEFAULT_FRACTIONS, split_counts
 from convlstm.data.core.transforms import random_flip_rotate
 from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset, WindowOptions
@@ -476,6 +476,10 @@ class MlcastSequences(WindowDataset):
             ([`RainBiasedPatches`][convlstm.data.RainBiasedPatches]); None: whole frames.
         rain_threshold: rain rate (mm/h) from which a pixel counts as raining for the patch draw.
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
+        favour_rain_in: the frames whose rain decides the draw: "window" (context and target) or "context"
+            (only the frames the model reads). Drawn by the target's rain, the patches kept are those whose rain
+            grew or stayed more often than it does, so a model trained on them learns to forecast too much rain;
+            drawn by the context, the target given its context is as it comes.
         augment: rotate and flip the items of split "train" at random (odd quarter turns on square items only).
         seed: seed of the patch draws and augmentation.
         scan_empty_frames: read the split's frames once when the dataset is built to find all-NaN frames, which
@@ -508,6 +512,7 @@ class MlcastSequences(WindowDataset):
         patch_size: int | Sequence[int] | None = None,
         rain_threshold: float = 0.1,
         min_acceptance: float = 0.1,
+        favour_rain_in: FavourRainIn = "window",
         augment: bool = False,
         stride: int = 1,
         seed: int = 0,
@@ -571,6 +576,7 @@ class MlcastSequences(WindowDataset):
             pieces, self.empty_frames = _cut_empty_frames(raw, pieces, window)
         self.split, self.units, self.augment = split, units, augment
         self.seed, self.epoch = check_int("seed", seed, 0), 0
+        self.favour_rain_in = check_choice("favour_rain_in", favour_rain_in, get_args(FavourRainIn))
         self.patches = (
             None
             if patch_size is None
@@ -635,7 +641,8 @@ class MlcastSequences(WindowDataset):
             frames, first = cast(MlcastFrames, rec.frames), rec.start + start
             # One read of the window: a chunk holds a whole frame, so a patch costs the same to read.
             rain = frames.rain_rate(slice(first, first + self.window_frames))  # (T, 1, H, W) mm/h
-            patch = self.patches.draw(rain, np.isfinite(rain[self.context_frames :]), rng)
+            favoured = rain[: self.context_frames] if self.favour_rain_in == "context" else rain
+            patch = self.patches.draw(favoured, np.isfinite(rain[self.context_frames :]), rng)
             rows = slice(patch.top, patch.top + self.patches.size[0])
             cols = slice(patch.left, patch.left + self.patches.size[1])
             values = rain[:, :, rows, cols]

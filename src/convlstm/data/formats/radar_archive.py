@@ -40,7 +40,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 import torch
 
-from convlstm.data.core.sampling import RainBiasedPatches, window_rng
+from convlstm.data.core.sampling import FavourRainIn, RainBiasedPatches, window_rng
 from convlstm.data.core.splits import RecordingSplit
 from convlstm.data.core.transforms import random_flip_rotate
 from convlstm.data.core.windows import Item, Recording, Transform, WindowDataset, WindowOptions
@@ -496,6 +496,10 @@ class RadarArchiveSequences(WindowDataset):
             whole frames (events of different grids then make items of different sizes).
         rain_threshold: rain rate (mm/h) from which a pixel counts as raining for the patch draw.
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
+        favour_rain_in: the frames whose rain decides the draw: "window" (context and target) or "context"
+            (only the frames the model reads). Drawn by the target's rain, the patches kept are those whose rain
+            grew or stayed more often than it does, so a model trained on them learns to forecast too much rain;
+            drawn by the context, the target given its context is as it comes.
         augment: rotate and flip the items of split "train" (patch or frame) at random, frames and masks alike;
             odd quarter turns only on square items. Other splits are never augmented.
         seed: seed of the patch draws and augmentation.
@@ -521,6 +525,7 @@ class RadarArchiveSequences(WindowDataset):
         patch_size: int | Sequence[int] | None = None,
         rain_threshold: float = 0.1,
         min_acceptance: float = 0.1,
+        favour_rain_in: FavourRainIn = "window",
         augment: bool = False,
         stride: int = 1,
         seed: int = 0,
@@ -543,6 +548,7 @@ class RadarArchiveSequences(WindowDataset):
         chosen = _events_of_split(list(parsed), split, splits)
         self.split, self.units, self.augment = split, units, augment
         self.seed, self.epoch = check_int("seed", seed, 0), 0
+        self.favour_rain_in = check_choice("favour_rain_in", favour_rain_in, get_args(FavourRainIn))
         self.patches = (
             None
             if patch_size is None
@@ -605,7 +611,8 @@ class RadarArchiveSequences(WindowDataset):
         else:
             frames, first = cast(RainFrames, rec.frames), rec.start + start
             rain = np.asarray(frames.rain_rate[first : first + self.window_frames])  # (T, 1, H, W) mm/h
-            patch = self.patches.draw(rain, np.isfinite(rain[self.context_frames :]), rng)
+            favoured = rain[: self.context_frames] if self.favour_rain_in == "context" else rain
+            patch = self.patches.draw(favoured, np.isfinite(rain[self.context_frames :]), rng)
             cropped = replace(rec, frames=_Patch(frames, patch.top, patch.left, self.patches.size))
             item = self.read_window(cropped, start)
             item["weight"] = torch.tensor(patch.weight, dtype=torch.float32)
