@@ -497,9 +497,9 @@ class RadarArchiveSequences(WindowDataset):
         rain_threshold: rain rate (mm/h) from which a pixel counts as raining for the patch draw.
         min_acceptance: acceptance probability of a dry patch, in (0, 1]; 1 draws uniform positions.
         favour_rain_in: the frames whose rain decides the draw: "window" (context and target) or "context"
-            (only the frames the model reads). Drawn by the target's rain, the patches kept are those whose rain
-            grew or stayed more often than it does, so a model trained on them learns to forecast too much rain;
-            drawn by the context, the target given its context is as it comes.
+            (only the frames the model reads). Drawn by the whole window, a patch whose rain stayed or grew in the
+            target is kept more often than one whose rain decayed, so a model trained on the patches learns to
+            forecast too much rain; drawn by the context, the target is whatever followed it.
         augment: rotate and flip the items of split "train" (patch or frame) at random, frames and masks alike;
             odd quarter turns only on square items. Other splits are never augmented.
         seed: seed of the patch draws and augmentation.
