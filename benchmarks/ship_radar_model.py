@@ -14,6 +14,7 @@ package's 10 MB limit.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shutil
 import sys
@@ -24,6 +25,7 @@ import yaml
 
 from convlstm.models.base import CONFIG_FILE, WEIGHTS_FILE
 from convlstm.models.pretrained import MAX_SHIPPED_BYTES, DataSource, ModelCard
+from convlstm.tasks import ForecastingTask
 from convlstm.utils.atomic import atomic_write_text
 
 PACKAGE_MODELS = Path(__file__).resolve().parents[1] / "src" / "convlstm" / "models" / "pretrained"
@@ -67,12 +69,13 @@ def held_out_scores(results: dict[str, Any]) -> dict[str, dict[str, float]]:
 def training_loss(task_args: dict[str, Any]) -> str:
     """The training loss as the recipe's task arguments set it, e.g. "log_mse + 1 x fractions loss (1 - FSS over 16
     px at 1, 5 mm/h)"."""
-    loss = str(task_args.get("loss", "mse"))
-    weight = float(task_args.get("fractions_weight", 0.0))
+    defaults = {name: p.default for name, p in inspect.signature(ForecastingTask).parameters.items()}
+    args = defaults | task_args  # what the task trained with, the recipe's arguments over the task's defaults
+    loss = str(args["loss"])
+    weight = float(args["fractions_weight"])
     if weight > 0:
-        window = int(task_args.get("fractions_window", 16))
-        thresholds = ", ".join(f"{t:g}" for t in task_args.get("fractions_thresholds", (1.0, 5.0)))
-        loss += f" + {weight:g} x fractions loss (1 - FSS over {window} px at {thresholds} mm/h)"
+        thresholds = ", ".join(f"{t:g}" for t in args["fractions_thresholds"])
+        loss += f" + {weight:g} x fractions loss (1 - FSS over {args['fractions_window']} px at {thresholds} mm/h)"
     return loss
 
 
