@@ -75,7 +75,9 @@ def training_loss(task_args: dict[str, Any]) -> str:
     weight = float(args["fractions_weight"])
     if weight > 0:
         thresholds = ", ".join(f"{t:g}" for t in args["fractions_thresholds"])
-        loss += f" + {weight:g} x fractions loss (1 - FSS over {args['fractions_window']} px at {thresholds} mm/h)"
+        matched = " of probability-matched events" if args["fractions_matched"] else ""
+        window = f"{args['fractions_window']} px{matched}"
+        loss += f" + {weight:g} x fractions loss (1 - FSS over {window} at {thresholds} mm/h)"
     return loss
 
 

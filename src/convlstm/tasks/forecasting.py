@@ -25,7 +25,7 @@ from convlstm.tasks.losses import (
 )
 from convlstm.tasks.optim import OptimizationConfig
 from convlstm.tasks.scheduled_sampling import SamplingKind, ScheduledSampling
-from convlstm.utils.checks import check_choice, check_float, check_int
+from convlstm.utils.checks import check_bool, check_choice, check_float, check_int
 
 __all__ = ["ForecastScores", "ForecastingTask"]
 
@@ -97,6 +97,9 @@ class ForecastingTask(TaskBase):
             (default): none. Logged as ``train/fractions``.
         fractions_window: Side in pixels of the fractions loss's squares.
         fractions_thresholds: Rain rates (mm/h) of the fractions loss's events.
+        fractions_matched: Rank the forecast's events as probability matching would (the fractions loss's
+            ``matched``): for models whose eval-mode forecast is probability-matched, so that training judges where
+            the rain goes, which is all that matching leaves to the model.
         metrics: Scores to accumulate (names of [`FORECAST_METRICS`][convlstm.metrics.FORECAST_METRICS]); None for the
             default set (without SSIM for frames under 11x11), plus ``bce_per_sequence`` with ``loss="bce"`` and
             ``b_mse``, ``b_mae`` with ``loss="balanced"``.
@@ -141,6 +144,7 @@ class ForecastingTask(TaskBase):
         fractions_weight: float = 0.0,
         fractions_window: int = 16,
         fractions_thresholds: Sequence[float] = (1.0, 5.0),
+        fractions_matched: bool = False,
         metrics: Sequence[str] | None = None,
         ssim_data_range: float = 1.0,
         rain_thresholds: Sequence[float] | None = None,
@@ -167,6 +171,7 @@ class ForecastingTask(TaskBase):
         _check_predrnn_training(model, sampling, decouple_beta)
         check_float("divergence_alpha", divergence_alpha, 0.0, math.inf)  # a loss term's weight
         _check_fractions(fractions_weight, fractions_window, fractions_thresholds, units, loss)
+        check_bool("fractions_matched", fractions_matched)
         self.save_hyperparameters(ignore=["model", "optimization"])
         self.record_optimization(optimization)
         self.record_model()
@@ -232,6 +237,7 @@ class ForecastingTask(TaskBase):
                 thresholds=self.hparams["fractions_thresholds"],
                 window=self.hparams["fractions_window"],
                 mask=batch.get("mask"),
+                matched=self.hparams.get("fractions_matched", False),
             )
             if self.training:
                 self.log("train/fractions", fractions, batch_size=target.shape[0])

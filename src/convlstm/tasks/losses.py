@@ -128,6 +128,7 @@ def fractions_loss(
     thresholds: Sequence[float],
     window: int,
     mask: Tensor | None = None,
+    matched: bool = False,
 ) -> Tensor:
     """1 - FSS (Roberts & Lean 2008) of rain-rate fields at one neighbourhood size, averaged over ``thresholds``: a
     loss that asks for the right share of rain in every ``window`` x ``window`` square rather than at every pixel.
@@ -140,12 +141,19 @@ def fractions_loss(
     a threshold no frame reaches adds 0. Invalid pixels count as no event, and only squares centred on valid
     pixels are summed (the benchmark's FSS); outside the frame is no event.
 
+    With ``matched``, the forecast's events are those a probability-matched forecast would have: in each field its n
+    largest values, n the number of the truth's events there, so that the loss judges only where the forecast puts
+    its rain, not how much (probability matching takes the amounts from elsewhere). The soft step is then centred
+    halfway between the forecast's n-th and (n + 1)-th largest log(1 + x) in the field (where the truth has no
+    event, 0.5 above the largest).
+
     Args:
         pred: forecast rain rates (mm/h), (B, T, C, H, W).
         target: true rain rates, the same shape.
         thresholds: event thresholds in mm/h.
         window: side of the squares in pixels.
         mask: optional valid-pixel mask (bool or 0/1 float) broadcastable to target's shape.
+        matched: rank the forecast's events as probability matching does (above) instead of thresholding its values.
     """
     _check_pair(pred, target)
     if pred.ndim < 4:
@@ -165,12 +173,29 @@ def fractions_loss(
 
     ratios = []
     for threshold in thresholds:
-        soft = torch.sigmoid((forecast - math.log1p(float(threshold))) / FRACTIONS_SOFTNESS)
-        f, o = fractions(soft), fractions((truth >= threshold).float())
+        observed = (truth >= threshold).float() * valid
+        level = _matched_level(forecast, observed, valid) if matched else math.log1p(float(threshold))
+        soft = torch.sigmoid((forecast - level) / FRACTIONS_SOFTNESS)
+        f, o = fractions(soft), fractions(observed)
         error = ((f - o).square() * valid).sum()
         scale = ((f.square() + o.square()) * valid).sum()
         ratios.append(error / scale.clamp_min(1e-6))
     return torch.stack(ratios).mean()
+
+
+def _matched_level(forecast: Tensor, observed: Tensor, valid: Tensor) -> Tensor:
+    """Per field (..., H, W) -> (..., 1, 1): halfway between the n-th and (n + 1)-th largest valid ``forecast``
+    values, n the field's count of ``observed`` events; above every value where n is 0, below every one where n is
+    all the valid pixels."""
+    values = forecast.masked_fill(valid == 0, -math.inf).flatten(-2)
+    ranked = values.sort(dim=-1, descending=True).values
+    count = observed.flatten(-2).sum(-1, keepdim=True).long()
+    last = ranked.shape[-1] - 1
+    above = ranked.gather(-1, (count - 1).clamp(0, last))
+    below = ranked.gather(-1, count.clamp(0, last))
+    above = torch.where(count > 0, above, ranked[..., :1] + 10 * FRACTIONS_SOFTNESS)
+    below = torch.where(torch.isfinite(below) & (count <= last), below, above - 10 * FRACTIONS_SOFTNESS)
+    return ((above + below) / 2).unsqueeze(-1)
 
 
 def bce_loss(pred: Tensor, target: Tensor, *, mask: Tensor | None = None, eps: float = 1e-7) -> Tensor:
