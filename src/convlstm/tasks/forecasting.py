@@ -170,8 +170,7 @@ class ForecastingTask(TaskBase):
         )
         _check_predrnn_training(model, sampling, decouple_beta)
         check_float("divergence_alpha", divergence_alpha, 0.0, math.inf)  # a loss term's weight
-        _check_fractions(fractions_weight, fractions_window, fractions_thresholds, units, loss)
-        check_bool("fractions_matched", fractions_matched)
+        _check_fractions(fractions_weight, fractions_window, fractions_thresholds, fractions_matched, units, loss)
         self.save_hyperparameters(ignore=["model", "optimization"])
         self.record_optimization(optimization)
         self.record_model()
@@ -374,10 +373,13 @@ def _check_predrnn_training(model: nn.Module, sampling: str, decouple_beta: floa
         )
 
 
-def _check_fractions(weight: float, window: int, thresholds: Sequence[float], units: str, loss: str) -> None:
+def _check_fractions(
+    weight: float, window: int, thresholds: Sequence[float], matched: bool, units: str, loss: str
+) -> None:
     """The fractions loss scores one forecast of rain rates in mm/h."""
     check_float("fractions_weight", weight, 0.0, math.inf)
     check_int("fractions_window", window)
+    check_bool("fractions_matched", matched)
     if (
         isinstance(thresholds, str)
         or not isinstance(thresholds, Sequence)
