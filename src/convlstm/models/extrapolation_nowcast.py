@@ -18,6 +18,14 @@ not redraw it:
 - a log growth factor g_k (bounded to +-4 by a tanh): growth and decay, multiplying E_k's pattern;
 - an added rain rate a_k (mm/h): rain where E_k has none (entering the domain, new cells).
 
+With ``autocorrelation_prior=True`` the smoothing weights start from S-PROG's rule instead of from nothing: each
+scale's detail of the extrapolation is kept in proportion to rho_s^k, rho_s the lag-1 correlation of that scale's
+detail in the context (each frame against the one before it moved one step along the motion, in log(1 + R)), as
+the forecast of an AR(1) process decays its anomaly. The weight added is gate_s (1 - rho_s^k), one gate per scale,
+learned and starting at 0, so untrained the forecast is still E_k; a gate of 1 smooths as the context's own
+decorrelation says, and the network's weights correct that where it knows better (S-PROG applies one rule to the
+whole domain).
+
 The forecast is max(S_k(x - d_k) exp(g_k) + a_k, 0). The layer that makes the four starts at zero, so untrained
 the forecast is E_k bit for bit: weights of 0 add nothing, x - 0 samples the pixel itself with weights 1 and 0,
 exp(0) = 1 and + 0 change nothing. Non-negativity is a clamp whose gradient passes as if it were not there
@@ -69,6 +77,9 @@ _INPUTS = 4
 _OUTPUTS = 4
 #: Gaussian sigmas (pixels) of the smoothing scales, finest first; a Gaussian reaches 3 sigma on each side.
 SMOOTHING_SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)
+#: The autocorrelation prior's gates learn this many times faster than the other parameters: Adam moves a parameter
+#: by about its learning rate per step, so a gate stored on its own scale would need a thousand steps to open.
+PRIOR_GATE_RATE = 10.0
 
 
 @dataclasses.dataclass
@@ -88,6 +99,7 @@ class ExtrapolationNowcastConfig:
     members: int = 8
     probability_matching: bool = True
     match_tile: int = 0
+    autocorrelation_prior: bool = False
     default_horizon: int = 6
 
 
@@ -117,6 +129,9 @@ class ExtrapolationNowcast(ForecastingModel):
         match_tile: 0 matches each whole field; n > 0 matches within squares of n x n pixels (tiles of the frame
             from its top left corner), so that every square keeps the extrapolation's amount of rain and the
             learned part only moves rain within it.
+        autocorrelation_prior: add to the smoothing weights gate_s (1 - rho_s^k), rho_s the context's lag-1
+            correlation of scale s, with one learned gate per scale starting at 0 (module docstring); needs
+            ``smoothing_scales``.
         default_horizon: frames forecast when ``horizon`` is not given.
 
     Shape:
@@ -142,6 +157,7 @@ class ExtrapolationNowcast(ForecastingModel):
         members: int = 8,
         probability_matching: bool = True,
         match_tile: int = 0,
+        autocorrelation_prior: bool = False,
         default_horizon: int = 6,
     ) -> None:
         super().__init__()
@@ -156,6 +172,8 @@ class ExtrapolationNowcast(ForecastingModel):
         if base_channels % 4:
             raise ValueError(f"base_channels must be a multiple of 4 (GroupNorm's 4 groups), got {base_channels!r}")
         smoothing_scales = _check_scales(smoothing_scales)
+        if check_bool("autocorrelation_prior", autocorrelation_prior) and not smoothing_scales:
+            raise ValueError("autocorrelation_prior needs smoothing_scales to act on, got none")
         self.config = config_from_arguments(ExtrapolationNowcastConfig, locals())
         self.default_horizon = default_horizon
         outputs = _OUTPUTS + len(smoothing_scales)
@@ -173,6 +191,8 @@ class ExtrapolationNowcast(ForecastingModel):
             self.member_out = nn.Conv2d(member_channels, outputs, 1)
         # Zero weights and bias: untrained, the correction is nothing and the forecast is the extrapolation.
         start_at_zero_change(self.member_out if noise_channels else self.net.head)
+        if autocorrelation_prior:  # closed: untrained, the prior adds nothing
+            self.prior_gates = nn.Parameter(torch.zeros(len(smoothing_scales)))
 
     def forward(
         self,
@@ -193,10 +213,10 @@ class ExtrapolationNowcast(ForecastingModel):
             (B, horizon, 1, H, W) rain rates in mm/h, >= 0.
         """
         horizon, _ = self.check_forecast_arguments(context, horizon, targets, teacher_forcing, channels=1)
-        extrapolated, outputs, bands = self._shared_pass(context, horizon)
+        extrapolated, outputs, bands, prior = self._shared_pass(context, horizon)
         if self.config.noise_channels:
             outputs = self._member_outputs(outputs, None)
-        return self._matched(correct(extrapolated, outputs, bands), extrapolated)
+        return self._matched(correct(extrapolated, outputs, bands, prior), extrapolated)
 
     def ensemble(
         self,
@@ -230,26 +250,33 @@ class ExtrapolationNowcast(ForecastingModel):
                 "noise_channels=0, so every member would be the same forecast"
             )
         count = self.config.members if members is None else check_int("members", members)
-        extrapolated, features, bands = self._shared_pass(context, horizon)  # once for all members
+        extrapolated, features, bands, prior = self._shared_pass(context, horizon)  # once for all members
         batch, height, width = context.shape[0], context.shape[-2], context.shape[-1]
         drawn = []
         for _ in range(count):  # one member at a time: the memory of one, whatever M
             # Member m's noise is the same for every sequence of the batch, so that a sequence's members do not
             # depend on which other sequences share its batch (the same generator state, the same members).
             noise = self._noise(1, height, width, generator, like=context).expand(batch, -1, -1, -1)
-            drawn.append(correct(extrapolated, self._member_outputs(features, noise), bands))
+            drawn.append(correct(extrapolated, self._member_outputs(features, noise), bands, prior))
         out = torch.stack(drawn, dim=1)  # (B, M, K, 1, H, W)
         return self._matched(out, extrapolated.unsqueeze(1).expand_as(out))
 
     # --- pieces ------------------------------------------------------------------------------------------------
 
-    def _shared_pass(self, context: Tensor, horizon: int) -> tuple[Tensor, Tensor, list[Tensor]]:
+    def _shared_pass(self, context: Tensor, horizon: int) -> tuple[Tensor, Tensor, list[Tensor], Tensor | None]:
         """What every member shares: pysteps' extrapolation (B, K, 1, H, W), the U-Net's outputs at the forecast
-        steps and the extrapolation's detail bands, from a checked context of rain rates."""
+        steps, the extrapolation's detail bands and the autocorrelation prior's smoothing weights (B, K, scales,
+        1, 1), or None without one, from a checked context of rain rates."""
         _check_rain(context)
         extrapolated, velocity = extrapolate(context, horizon, motion_frames=self.config.motion_frames)
         outputs = self._network_outputs(context, extrapolated, velocity[:, 0])
-        return extrapolated, outputs, detail_bands(extrapolated, self.config.smoothing_scales)
+        prior = None
+        if self.config.autocorrelation_prior:
+            rho = lag1_correlations(context, velocity[:, 0], self.config.smoothing_scales)  # (B, scales)
+            leads = torch.arange(1, horizon + 1, device=context.device, dtype=rho.dtype).view(1, -1, 1)
+            decorrelated = 1 - rho.unsqueeze(1) ** leads  # (B, K, scales): the detail an AR(1) forecast drops
+            prior = (PRIOR_GATE_RATE * self.prior_gates * decorrelated)[..., None, None]
+        return extrapolated, outputs, detail_bands(extrapolated, self.config.smoothing_scales), prior
 
     def _network_outputs(self, context: Tensor, extrapolated: Tensor, velocity: Tensor) -> Tensor:
         """What the U-Net makes of the context (B, T, 1, H, W), the extrapolation (B, K, 1, H, W) and the motion
@@ -367,15 +394,50 @@ def smooth(fields: Tensor, weights: Tensor, bands: Sequence[Tensor]) -> Tensor:
     return out
 
 
-def correct(extrapolated: Tensor, outputs: Tensor, bands: Sequence[Tensor]) -> Tensor:
+def correct(extrapolated: Tensor, outputs: Tensor, bands: Sequence[Tensor], prior: Tensor | None = None) -> Tensor:
     """The extrapolation (B, K, 1, H, W) corrected by the network's ``outputs`` (B, K, 4 + scales, H, W):
     displacement, log growth, added rain and the smoothing weights (module docstring), its detail ``bands`` given
-    (they do not depend on the outputs, so an ensemble computes them once)."""
+    (they do not depend on the outputs, so an ensemble computes them once), and ``prior`` smoothing weights
+    (broadcast to (B, K, scales, H, W)) added to the network's."""
     displacement, growth, added = outputs[:, :, :2], outputs[:, :, 2:3], outputs[:, :, 3:4]
     growth = MAX_LOG_GROWTH * torch.tanh(growth / MAX_LOG_GROWTH)
-    smoothed = smooth(extrapolated, unit_interval(outputs[:, :, _OUTPUTS:]), bands)
+    weights = outputs[:, :, _OUTPUTS:] if prior is None else outputs[:, :, _OUTPUTS:] + prior
+    smoothed = smooth(extrapolated, unit_interval(weights), bands)
     moved = backtrack_exact(smoothed.flatten(0, 1), displacement.flatten(0, 1)).unflatten(0, outputs.shape[:2])
     return non_negative(moved * growth.exp() + added)
+
+
+def lag1_correlations(context: Tensor, velocity: Tensor, scales: Sequence[float]) -> Tensor:
+    """How much of each scale's detail survives one step of extrapolation: per sequence and scale, the correlation
+    of the detail bands of log(1 + R) of each context frame and of the frame before it moved one step along
+    ``velocity`` (pixels per frame), averaged over the context's pairs of frames and clamped to [0, 1]. S-PROG's
+    lag-1 autocorrelation of its cascade levels, with Gaussian bands.
+
+    Shape:
+        context (B, T, 1, H, W) rain rates, T >= 2; velocity (B, 2, H, W) -> (B, len(scales)).
+    """
+    batch, pairs = context.shape[0], context.shape[1] - 1
+    logs = context.float().log1p()
+    later = logs[:, 1:].flatten(0, 1)
+    displacement = velocity.float().repeat_interleave(pairs, dim=0)
+    moved = backtrack_exact(logs[:, :-1].flatten(0, 1), displacement)
+    # Where the move brings in pixels from beyond the frame it has no value; the later frame's own stands in, as a
+    # zero would be an edge that every band reads as detail.
+    inside = backtrack_exact(torch.ones_like(moved), displacement) > 0.999
+    moved = torch.where(inside, moved, later)
+    correlations = []
+    for earlier_band, later_band in zip(
+        detail_bands(moved.unflatten(0, (batch, pairs)), scales),
+        detail_bands(later.unflatten(0, (batch, pairs)), scales),
+        strict=True,
+    ):
+        a = earlier_band - earlier_band.mean(dim=(-2, -1), keepdim=True)
+        b = later_band - later_band.mean(dim=(-2, -1), keepdim=True)
+        product = (a * a).sum(dim=(-2, -1)) * (b * b).sum(dim=(-2, -1))
+        # No detail at a scale (a dry patch): its correlation is 0, and there is nothing for the prior to smooth.
+        correlation = (a * b).sum(dim=(-2, -1)) / product.sqrt().clamp_min(1e-12)
+        correlations.append(correlation.mean(dim=(1, 2)))
+    return torch.stack(correlations, dim=1).clamp(0.0, 1.0)
 
 
 def unit_interval(x: Tensor) -> Tensor:
