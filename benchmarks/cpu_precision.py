@@ -19,11 +19,15 @@ One run prints:
    benchmarks/quality.py trains in those studies, on a batch of the recipe's data, seconds per step in both
    precisions, and the precision `quality.py --precision auto` trains it in.
 
+Where the CPU would emulate bfloat16 ("auto" picks float32), emulation runs some 10 to 50 times slower than
+float32, so parts 2 to 4 measure float32 alone and say why, unless --bf16 always asks for the emulated numbers too.
+
 A benchmark prints ratios for people to read; it asserts nothing about speed.
 
 Usage:
     python benchmarks/cpu_precision.py [--shapes small openstl-s] [--batch N] [--repeats N] [--threads N]
-        [--quality-steps N] [--seeds S ...] [--held-out N] [--studies all|STUDY ...] [--json FILE]
+        [--quality-steps N] [--seeds S ...] [--held-out N] [--studies all|STUDY ...] [--bf16 auto|always]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -98,14 +102,15 @@ def describe_machine(found: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------- speed
-def time_shape(shape: layers.Shape, batch: int, repeats: int) -> dict[str, Any]:
-    """Sequences per second of training and inference in float32 and bfloat16, each precision on its own copy of
-    the same initial weights, timed alternately after one untimed call of each."""
+def time_shape(shape: layers.Shape, batch: int, repeats: int, bf16: bool) -> dict[str, Any]:
+    """Sequences per second of training and inference in float32 and (``bf16``) bfloat16, each precision on its own
+    copy of the same initial weights, timed alternately after one untimed call of each. Rates and ratios of a
+    precision not measured are None."""
     x, target = layers.make_batch(shape, batch, CPU)
     result: dict[str, Any] = {"shape": shape.name, "description": shape.describe(), "batch": batch}
     for kind in ("train", "inference"):
         calls = {}
-        for settings in (FLOAT32, BF16):
+        for settings in (FLOAT32, BF16) if bf16 else (FLOAT32,):
             torch.manual_seed(0)
             candidate, _ = layers.ours_candidate(shape, CPU, "auto")
             if kind == "train":
@@ -120,8 +125,10 @@ def time_shape(shape: layers.Shape, batch: int, repeats: int) -> dict[str, Any]:
                 began = time.perf_counter()
                 call()
                 seconds[dtype].append(time.perf_counter() - began)
-        float32, bfloat16 = (batch / statistics.median(seconds[dtype]) for dtype in (torch.float32, torch.bfloat16))
-        result[kind] = {"float32_per_s": float32, "bfloat16_per_s": bfloat16, "ratio": bfloat16 / float32}
+        float32 = batch / statistics.median(seconds[torch.float32])
+        bfloat16 = batch / statistics.median(seconds[torch.bfloat16]) if bf16 else None
+        ratio = None if bfloat16 is None else bfloat16 / float32
+        result[kind] = {"float32_per_s": float32, "bfloat16_per_s": bfloat16, "ratio": ratio}
     return result
 
 
@@ -132,9 +139,14 @@ def speed_table(rows: list[dict[str, Any]]) -> str:
         cells = [row["shape"], str(row["batch"])]
         for kind in ("train", "inference"):
             rates = row[kind]
-            cells += [f"{rates['float32_per_s']:.2f}", f"{rates['bfloat16_per_s']:.2f}", f"{rates['ratio']:.2f}x"]
+            cells += [f"{rates['float32_per_s']:.2f}", _number(rates["bfloat16_per_s"]), _number(rates["ratio"], "x")]
         lines.append(cells)
     return format_columns(header, lines)
+
+
+def _number(value: float | None, unit: str = "", digits: int = 2) -> str:
+    """A table cell: the value, or "-" for a precision not measured."""
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
 # ----------------------------------------------------------------------------------------------------- quality
@@ -175,9 +187,10 @@ def train_and_score(seed: int, precision: str, steps: int, held_out: int) -> flo
     return float(scores["val/loss"])
 
 
-def quality_check(seeds: Sequence[int], steps: int, held_out: int) -> dict[str, Any]:
-    """Validation losses per seed in both precisions, their means and spreads, and the verdict."""
-    losses: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []}
+def quality_check(seeds: Sequence[int], steps: int, held_out: int, bf16: bool) -> dict[str, Any]:
+    """Validation losses per seed in float32 and (``bf16``) bfloat16, their means and spreads, and the verdict (None
+    where bfloat16 was not measured)."""
+    losses: dict[str, list[float]] = {"32-true": [], "bf16-mixed": []} if bf16 else {"32-true": []}
     for seed in seeds:
         for precision in losses:
             began = time.perf_counter()
@@ -188,6 +201,9 @@ def quality_check(seeds: Sequence[int], steps: int, held_out: int) -> dict[str, 
     for precision, values in losses.items():
         spread = statistics.stdev(values) if len(values) > 1 else None
         summary[precision] = {"losses": values, "mean": statistics.fmean(values), "spread": spread}
+    if not bf16:
+        summary["gap"] = summary["two_standard_errors"] = summary["within_noise"] = None
+        return summary
     gap = summary["bf16-mixed"]["mean"] - summary["32-true"]["mean"]
     summary["gap"] = gap
     if len(seeds) > 1:
@@ -204,10 +220,14 @@ def quality_table(summary: dict[str, Any]) -> str:
     header = ["precision", "mean loss", "spread", "per seed"]
     lines = []
     for precision in ("32-true", "bf16-mixed"):
+        if precision not in summary:
+            continue
         result = summary[precision]
         spread = "-" if result["spread"] is None else f"{result['spread']:.5f}"
         lines.append([precision, f"{result['mean']:.5f}", spread, " ".join(f"{v:.5f}" for v in result["losses"])])
     text = format_columns(header, lines)
+    if summary["gap"] is None:
+        return f"{text}\nbf16-mixed not measured"
     if summary["within_noise"] is None:
         verdict = "one seed: no estimate of the noise"
     else:
@@ -243,16 +263,19 @@ def training_step(study: quality.Study, run: quality.Run, work: Path) -> Callabl
     return step
 
 
-def measure(step: Callable[[bool], float], *, repeats: int) -> dict[str, float]:
-    """Median seconds per step in float32 and bfloat16, timed alternately after one untimed step of each."""
-    step(False)
-    step(True)
-    times: dict[bool, list[float]] = {False: [], True: []}
+def measure(step: Callable[[bool], float], *, repeats: int, bf16: bool) -> dict[str, float | None]:
+    """Median seconds per step in float32 and (``bf16``) bfloat16, timed alternately after one untimed step of
+    each; None for bfloat16 not measured."""
+    kinds = (False, True) if bf16 else (False,)
+    for kind in kinds:
+        step(kind)
+    times: dict[bool, list[float]] = {kind: [] for kind in kinds}
     for _ in range(repeats):
-        for bf16 in (False, True):
-            times[bf16].append(step(bf16))
-    float32, bfloat16 = statistics.median(times[False]), statistics.median(times[True])
-    return {"float32_s": float32, "bfloat16_s": bfloat16, "speedup": float32 / bfloat16}
+        for kind in kinds:
+            times[kind].append(step(kind))
+    float32 = statistics.median(times[False])
+    bfloat16 = statistics.median(times[True]) if bf16 else None
+    return {"float32_s": float32, "bfloat16_s": bfloat16, "speedup": None if bfloat16 is None else float32 / bfloat16}
 
 
 def runs_to_time(studies: Sequence[quality.Study]) -> list[tuple[quality.Study, quality.Run]]:
@@ -266,11 +289,11 @@ def runs_to_time(studies: Sequence[quality.Study]) -> list[tuple[quality.Study, 
     ]
 
 
-def time_studies(names: Sequence[str], repeats: int) -> list[dict[str, Any]]:
+def time_studies(names: Sequence[str], repeats: int, bf16: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as work:
         for study, run in runs_to_time([s for s in quality.STUDIES if s.name in names]):
-            timing = measure(training_step(study, run, Path(work)), repeats=repeats)
+            timing = measure(training_step(study, run, Path(work)), repeats=repeats, bf16=bf16)
             auto = quality.training_precision(run, "auto")
             rows.append({"study": study.name, "run": run.label, **timing, "quality_py_trains_in": auto})
     return rows
@@ -283,12 +306,14 @@ def studies_table(rows: list[dict[str, Any]]) -> str:
             r["study"],
             r["run"],
             f"{r['float32_s']:.3f}",
-            f"{r['bfloat16_s']:.3f}",
-            f"{r['speedup']:.2f}x",
+            _number(r["bfloat16_s"], digits=3),
+            _number(r["speedup"], "x"),
             r["quality_py_trains_in"],
         ]
         for r in rows
     ]
+    if any(r["bfloat16_s"] is None for r in rows):
+        return format_columns(header, lines)
     total = sum(r["float32_s"] for r in rows) / sum(r["bfloat16_s"] for r in rows)
     return f"{format_columns(header, lines)}\nall runs, one step each: {total:.2f}x"
 
@@ -305,6 +330,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the quality runs")
     parser.add_argument("--held-out", type=int, default=128, help="held-out sequences the quality runs are scored on")
     parser.add_argument("--studies", nargs="+", choices=["all", *names], default=[], help="quality.py studies to time")
+    parser.add_argument(
+        "--bf16",
+        choices=["auto", "always"],
+        default="auto",
+        help="measure bfloat16 where this CPU computes it in hardware (auto) or emulated too (always)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
     args = parser.parse_args(argv)
     for name in ("batch", "repeats", "threads", "held_out"):
@@ -328,11 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings:
         print(f"environment: {' '.join(settings)}")
     results: dict[str, Any] = {"machine": found, "hardware_bf16": cpu_computes_bf16()}
+    bf16 = args.bf16 == "always" or results["hardware_bf16"]
+    results["bf16_measured"] = bf16
+    if not bf16:
+        print(f"bfloat16 not measured: {found['auto_reason']} (--bf16 always measures it emulated)")
 
     speed = []
     for name in args.shapes:
         shape = SHAPES[name]
-        speed.append(time_shape(shape, args.batch or shape.cpu_batches[0], args.repeats))
+        speed.append(time_shape(shape, args.batch or shape.cpu_batches[0], args.repeats, bf16))
     if speed:
         print(f"\nspeed, sequences/s (median of {args.repeats}), bf16 = bfloat16 autocast, cell state in float32:")
         for row in speed:
@@ -341,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["speed"] = speed
 
     if args.quality_steps > 0:
-        summary = quality_check(args.seeds, args.quality_steps, args.held_out)
+        summary = quality_check(args.seeds, args.quality_steps, args.held_out, bf16)
         print(
             f"\nquality: recipe {QUALITY_RECIPE}, {args.quality_steps} steps, seeds {' '.join(map(str, args.seeds))}; "
             f"validation MSE (scored in float32) on {args.held_out} held-out sequences:"
@@ -350,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["quality"] = summary
 
     if args.studies:
-        rows = time_studies(names if "all" in args.studies else args.studies, args.repeats)
+        rows = time_studies(names if "all" in args.studies else args.studies, args.repeats, bf16)
         print(f"\none training step of quality.py's models, seconds (median of {args.repeats}):")
         print(studies_table(rows))
         results["runs"] = rows
