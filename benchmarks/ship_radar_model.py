@@ -2,11 +2,14 @@
 model.safetensors, no pickle) and a model card with its data, licences, training budget and held-out scores.
 
 Usage:
-    python benchmarks/ship_radar_model.py --run-dir runs/radar --scores runs/radar-scores/results.json
+    python benchmarks/ship_radar_model.py --run-dir runs/radar --scores runs/radar-scores/results.json \
+        [--init-card radar-nowcast]
 
 ``--run-dir`` is what ``convlstm fit -c radar_nowcast --run-dir runs/radar`` wrote (its ``model/``, ``recipe.yaml``
 and ``training.json``); ``--scores`` the ``results.json`` of ``benchmarks/radar_nowcast.py`` for that model. The card
 takes the held-out events and every score it quotes from these files, so it cannot drift from the run it describes.
+A run that fine-tuned another model (its recipe's ``model.init_from``) needs ``--init-card``, that model's card (a
+shipped name or a directory): the new card states both trainings and every data set either learnt from.
 Writes into ``src/convlstm/models/pretrained/<name>/`` (``--out`` elsewhere), refusing a weights file over the
 package's 10 MB limit.
 """
@@ -24,7 +27,7 @@ from typing import Any
 import yaml
 
 from convlstm.models.base import CONFIG_FILE, WEIGHTS_FILE
-from convlstm.models.pretrained import MAX_SHIPPED_BYTES, DataSource, ModelCard
+from convlstm.models.pretrained import MAX_SHIPPED_BYTES, MODEL_CARD_FILE, DataSource, ModelCard, read_model_card
 from convlstm.tasks import ForecastingTask
 from convlstm.utils.atomic import atomic_write_text
 
@@ -81,8 +84,16 @@ def training_loss(task_args: dict[str, Any]) -> str:
     return loss
 
 
-def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], results: dict[str, Any]) -> ModelCard:
-    """The card of the run described by its recipe, training.json and the benchmark's results."""
+def model_card(
+    name: str,
+    recipe: dict[str, Any],
+    config: dict[str, Any],
+    training: dict[str, Any],
+    results: dict[str, Any],
+    started_from: ModelCard | None = None,
+) -> ModelCard:
+    """The card of the run described by its recipe, saved model config, training.json and the benchmark's results;
+    ``started_from`` is the card of the model it fine-tuned (its recipe's model.init_from), if any."""
     args, data = recipe["data"]["args"], recipe["data"]
     train_events = args["splits"]["train"] + args["splits"].get("val", [])
     sources = []
@@ -95,15 +106,37 @@ def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], resu
         sources.append(
             DataSource(f"pysteps-data {event} ({when['start']} to {when['end']})", provider, licence, PYSTEPS_DATA)
         )
-    timesteps = {args["archives"][args["events"][e]["archive"]]["timestep"] for e in train_events}
     held_out = [e for e in results["deterministic"] if e != "pooled"]
+    if started_from is not None:  # what the model it started from learnt from, once each
+        seen = [e for e in held_out for d in started_from.data if f" {e} " in f"{d.name} "]
+        if seen:
+            raise ValueError(f"the model it started from learnt from held-out events {seen}: not held out")
+        sources = [*started_from.data, *(s for s in sources if s.name not in {d.name for d in started_from.data})]
+    timesteps = {args["archives"][args["events"][e]["archive"]]["timestep"] for e in train_events}
     tile = results.get("ours_match_tile", 0)
     matching = f"in squares of {tile} x {tile} pixels" if tile else "over whole fields"
+    prior = (
+        " with S-PROG's per-scale decorrelation of the context as a learned prior"
+        if config.get("autocorrelation_prior")
+        else ""
+    )
+    this_run = (
+        f"{training['steps']} steps ({training['train_minutes']:.0f} minutes) on {training['device']}, precision "
+        f"{training['precision']}, 128 x 128 patches drawn in favour of rain, batch {data['batch_size']}, loss "
+        f"{training_loss(recipe['task']['args'])}; stopped by {training['stopped_by']}."
+    )
+    if started_from is None:
+        budget = f"`convlstm fit -c {recipe['name']}`: {this_run}"
+    else:
+        budget = (
+            f"{started_from.training} Then fine-tuned from that model (`convlstm fit -c {recipe['name']} -o "
+            f"model.init_from=...`): {this_run}"
+        )
     return ModelCard(
         name=name,
         model=recipe["model"]["name"],
         summary=(
-            "pysteps' Lucas-Kanade extrapolation nowcast corrected by a ConvLSTM U-Net (smoothing per scale, "
+            f"pysteps' Lucas-Kanade extrapolation nowcast corrected by a ConvLSTM U-Net (smoothing per scale{prior}, "
             f"displacement, growth and decay, added rain; probability-matched to the extrapolation {matching}), "
             "trained on radar composites of FMI and KNMI. Rain rate in, rain rate out, on any grid of about 1 km "
             "pixels."
@@ -113,12 +146,7 @@ def model_card(name: str, recipe: dict[str, Any], training: dict[str, Any], resu
         timestep_minutes=float(min(timesteps)),
         context_frames=int(data["context_frames"]),
         lead_times=int(data["target_frames"]),
-        training=(
-            f"`convlstm fit -c {recipe['name']}`: {training['steps']} steps ({training['train_minutes']:.0f} minutes) "
-            f"on {training['device']}, precision {training['precision']}, 128 x 128 patches drawn in favour of rain, "
-            f"batch {data['batch_size']}, loss {training_loss(recipe['task']['args'])}; stopped by "
-            f"{training['stopped_by']}."
-        ),
+        training=budget,
         held_out_scores=held_out_scores(results),
         held_out=(
             f"Events never trained, validated or tuned on: {', '.join(held_out)} (MeteoSwiss's radars never seen "
@@ -144,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scores", required=True, type=Path, help="results.json of benchmarks/radar_nowcast.py")
     parser.add_argument("--name", default="radar-nowcast", help="the name it ships under")
     parser.add_argument("--out", type=Path, help="the folder to write (default: the package's pretrained/<name>)")
+    parser.add_argument("--init-card", help="the card (shipped name or directory) of the model the run fine-tuned")
     args = parser.parse_args(argv)
     model = args.run_dir / "model"
     for needed in (
@@ -159,16 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     recipe = yaml.safe_load((args.run_dir / "recipe.yaml").read_text())
     training = json.loads((args.run_dir / "training.json").read_text())
     results = json.loads(args.scores.read_text())
+    saved = json.loads((model / CONFIG_FILE).read_text())
+    init_from = (recipe.get("model") or {}).get("init_from")
+    if init_from and not args.init_card:
+        parser.error(f"the run started from model.init_from {init_from}: give --init-card, that model's card")
+    if args.init_card and not init_from:
+        parser.error("--init-card given, but the run's recipe has no model.init_from: it trained from scratch")
     try:
-        card = model_card(args.name, recipe, training, results)
-    except (KeyError, ValueError) as err:
+        started_from = read_model_card(args.init_card) if args.init_card else None
+        if args.init_card and started_from is None:
+            raise ValueError(f"--init-card {args.init_card} has no {MODEL_CARD_FILE}")
+        card = model_card(args.name, recipe, saved["config"], training, results, started_from)
+    except (KeyError, ValueError, FileNotFoundError) as err:
         parser.error(f"cannot write the card: {err}")
     out = args.out or PACKAGE_MODELS / args.name
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copyfile(model / WEIGHTS_FILE, staging / WEIGHTS_FILE)
-    saved = json.loads((model / CONFIG_FILE).read_text())
     saved["config"]["match_tile"] = results.get("ours_match_tile", 0)  # the matching the scores were made with
     atomic_write_text(staging / CONFIG_FILE, json.dumps(saved, indent=2, sort_keys=True) + "\n")
     card.write(staging)

@@ -2,6 +2,7 @@
 benchmark's numbers, and a run trained on data of unknown terms is refused."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ def fake_results(events: list[str]) -> dict[str, Any]:
     }
 
 
-def write_run(run: Path, recipe: dict[str, Any]) -> None:
-    create_model("extrapolation_nowcast", base_channels=4, depth=1, default_horizon=12).save_pretrained(run / "model")
+def write_run(run: Path, recipe: dict[str, Any], **model_args: Any) -> None:
+    model = create_model("extrapolation_nowcast", base_channels=4, depth=1, default_horizon=12, **model_args)
+    model.save_pretrained(run / "model")
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     training = {"steps": 7, "train_minutes": 1.5, "device": "CPU", "precision": "bf16-mixed", "stopped_by": "time"}
     (run / "training.json").write_text(json.dumps(training))
@@ -74,6 +76,49 @@ def test_the_card_quotes_the_benchmark_and_the_model_loads(tmp_path: Path) -> No
     )
     assert "loss log_mse + 1 x fractions loss (1 - FSS over 16 px at 1, 5 mm/h)" in card.training
     assert "7 steps" in card.training and not (tmp_path / "shipped" / "radar-nowcast.partial").exists()
+
+
+def ship(tmp_path: Path, run: str, out: Path, *extra: str) -> Any:
+    return run_benchmark(
+        "ship_radar_model.py",
+        *("--run-dir", str(tmp_path / run), "--scores", str(tmp_path / "results.json"), "--out", str(out), *extra),
+        timeout=300,
+    )
+
+
+def test_a_fine_tuned_run_states_both_trainings(tmp_path: Path) -> None:
+    recipe = yaml.safe_load(recipe_source("radar_nowcast")[0])
+    write_run(tmp_path / "first", recipe)
+    (tmp_path / "results.json").write_text(json.dumps(fake_results(recipe["data"]["args"]["splits"]["test"])))
+    assert ship(tmp_path, "first", tmp_path / "shipped-first").returncode == 0
+    first = read_model_card(tmp_path / "shipped-first")
+    assert first is not None and "learned prior" not in first.summary
+
+    fine_tune = {**recipe, "model": {**recipe["model"], "init_from": "somewhere/first"}}
+    fine_tune["data"]["args"]["splits"]["train"] = ["fmi_2016"]  # a subset: the sources must still list all
+    write_run(tmp_path / "second", fine_tune, smoothing_scales=(1.0, 2.0), autocorrelation_prior=True)
+    out = tmp_path / "shipped-second"
+    done = ship(tmp_path, "second", out)
+    assert done.returncode == 2 and "model.init_from somewhere/first: give --init-card" in done.stderr
+    assert not out.exists()
+    done = ship(tmp_path, "first", out, "--init-card", str(tmp_path / "shipped-first"))
+    assert done.returncode == 2 and "--init-card given, but the run's recipe has no model.init_from" in done.stderr
+
+    done = ship(tmp_path, "second", out, "--init-card", str(tmp_path / "shipped-first"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = read_model_card(out)
+    assert card is not None and card.training.startswith(first.training)
+    assert "Then fine-tuned from that model" in card.training and card.training.count("7 steps") == 2
+    assert [d.name for d in card.data] == [d.name for d in first.data]
+    assert "with S-PROG's per-scale decorrelation of the context as a learned prior" in card.summary
+    assert from_pretrained(out).config.autocorrelation_prior is True
+
+    # A model that learnt from an event the scores hold out cannot be the start of a shipped one.
+    leaky = tmp_path / "leaky"
+    leaky.mkdir()
+    replace(first, data=[*first.data, replace(first.data[0], name="pysteps-data fmi_2017 (2017)")]).write(leaky)
+    done = ship(tmp_path, "second", tmp_path / "shipped-third", "--init-card", str(leaky))
+    assert done.returncode == 2 and "learnt from held-out events ['fmi_2017']" in done.stderr
 
 
 def test_a_run_trained_on_data_without_known_terms_is_refused(tmp_path: Path) -> None:
