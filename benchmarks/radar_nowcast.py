@@ -554,7 +554,6 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     reused = load_stats(args.reuse_stats or [])
     if args.reuse_stats:
         print(f"reusing {len(reused)} scored (method, event, start time) from {', '.join(map(str, args.reuse_stats))}")
-    before = set(reused)
     began = time.monotonic()
     for _, index, start in order:
         if args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes:
@@ -576,7 +575,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             record = reused.get(key)
             if record is not None and method in ENSEMBLES and record["ens"] is not None and "rank" not in record["ens"]:
                 record = None  # from a version without rank histograms: run it again
+            earlier = False  # whether this record comes from --reuse-stats rather than from this run
             if record is not None and (record["ens"] is not None or not ensemble_start or method in ENSEMBLES):
+                earlier = True
                 if record.get("member0") is not None:
                     member_zero[method] = record["member0"]
             elif method in args.reuse_only or (method in ENSEMBLES and not ensemble_start):
@@ -635,7 +636,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                 if args.save_stats is not None:
                     save_stats(args.save_stats, reused)
             seconds[method].append(record["seconds"])
-            this_window.append(f"{method} {record['seconds']:.1f} s" + (" (earlier run)" if key in before else ""))
+            this_window.append(f"{method} {record['seconds']:.1f} s" + (" (earlier run)" if earlier else ""))
             if record["one"] is not None:
                 for k, value in record["one"].items():
                     stats[method][name].setdefault(k, []).append(value)

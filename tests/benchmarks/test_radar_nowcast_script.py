@@ -114,6 +114,20 @@ def test_every_method_is_scored_with_intervals_and_an_untrained_model_equals_ext
     assert again_ensembles["steps"]["crps"]["value"] == pytest.approx(steps_crps, rel=1e-12)
     assert again_ensembles["ours"]["crps"] == ensembles["methods"]["ours"]["crps"]
 
+    # Every start time an ensemble start: the second ones' records, kept without a CRPS, are scored again, and the
+    # log says which records came from the earlier run.
+    third = run_benchmark(
+        "radar_nowcast.py",
+        *("--root", str(tmp_path / "data"), "--recipe", str(recipe), "--out", str(tmp_path / "third")),
+        *("--model", str(tmp_path / "model"), "--methods", "extrapolation", "--steps-every", "1"),
+        *("--fss-km", "1", "4", "16", "--bootstrap", "0", "--reuse-stats", str(tmp_path / "stats.pkl")),
+        timeout=600,
+    )
+    assert third.returncode == 0, third.stderr[-3000:]
+    first_start, second_start = (line for line in third.stdout.splitlines() if "fmi_a start" in line)
+    assert "(earlier run)" in first_start and "(earlier run)" not in second_start
+    assert json.loads((tmp_path / "third" / "results.json").read_text())["ensemble"]["pooled"]["start_times"] == 4
+
 
 def test_a_used_out_folder_is_refused(tmp_path: Path) -> None:
     assert_refused_keeping_out(
