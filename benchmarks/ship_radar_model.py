@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from convlstm.experiment import load_recipe
+from convlstm.experiment.recipe import recipe_from_dict
 from convlstm.models.base import CONFIG_FILE, WEIGHTS_FILE
 from convlstm.models.pretrained import MAX_SHIPPED_BYTES, MODEL_CARD_FILE, DataSource, ModelCard, read_model_card
 from convlstm.tasks import ForecastingTask
@@ -84,6 +87,37 @@ def training_loss(task_args: dict[str, Any]) -> str:
     return loss
 
 
+#: Recipe settings that say where a user keeps the data, not how the model was trained.
+LOCAL_SETTINGS = ("data.args.root", "data.args.cache_dir")
+
+
+def command_line(recipe: dict[str, Any]) -> str:
+    """The ``convlstm fit`` command of the run: the packaged recipe with the run's overrides of it (``-o key=value``),
+    its local paths left out and the model it started from (``model.init_from``) shown as ``...``."""
+    packaged, ran = _flat(load_recipe(recipe["name"]).to_dict()), _flat(recipe_from_dict(recipe).to_dict())
+    overrides = []
+    for key in sorted(set(packaged) | set(ran)):
+        if key in LOCAL_SETTINGS or packaged.get(key) == ran.get(key):
+            continue
+        if key == "model.init_from":
+            value = "..."
+        else:  # one line of YAML, as -o reads it (safe_dump ends a lone value with a "..." line)
+            value = yaml.safe_dump(ran.get(key), default_flow_style=True, width=10**6).splitlines()[0]
+        overrides.append(f" -o {shlex.quote(f'{key}={value}')}")
+    return f"convlstm fit -c {recipe['name']}{''.join(overrides)}"
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as {"a.b.c": value}; an empty mapping is a value of its own."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def model_card(
     name: str,
     recipe: dict[str, Any],
@@ -126,12 +160,9 @@ def model_card(
         f"{training_loss(recipe['task']['args'])}; stopped by {training['stopped_by']}."
     )
     if started_from is None:
-        budget = f"`convlstm fit -c {recipe['name']}`: {this_run}"
+        budget = f"`{command_line(recipe)}`: {this_run}"
     else:
-        budget = (
-            f"{started_from.training} Then fine-tuned from that model (`convlstm fit -c {recipe['name']} -o "
-            f"model.init_from=...`): {this_run}"
-        )
+        budget = f"{started_from.training} Then fine-tuned from that model (`{command_line(recipe)}`): {this_run}"
     return ModelCard(
         name=name,
         model=recipe["model"]["name"],

@@ -76,6 +76,7 @@ def test_the_card_quotes_the_benchmark_and_the_model_loads(tmp_path: Path) -> No
     )
     assert "loss log_mse + 1 x fractions loss (1 - FSS over 16 px at 1, 5 mm/h)" in card.training
     assert "7 steps" in card.training and not (tmp_path / "shipped" / "radar-nowcast.partial").exists()
+    assert card.training.startswith("`convlstm fit -c radar_nowcast`: 7 steps")  # the packaged recipe as it is
 
 
 def ship(tmp_path: Path, run: str, out: Path, *extra: str) -> Any:
@@ -109,6 +110,10 @@ def test_a_fine_tuned_run_states_both_trainings(tmp_path: Path) -> None:
     card = read_model_card(out)
     assert card is not None and card.training.startswith(first.training)
     assert "Then fine-tuned from that model" in card.training and card.training.count("7 steps") == 2
+    # The command names what the run changed in the packaged recipe (the path of the model it started from aside).
+    assert "(`convlstm fit -c radar_nowcast -o 'data.args.splits.train=[fmi_2016]' -o model.init_from=...`)" in (
+        card.training
+    )
     assert [d.name for d in card.data] == [d.name for d in first.data]
     assert "with S-PROG's per-scale decorrelation of the context as a learned prior" in card.summary
     assert from_pretrained(out).config.autocorrelation_prior is True
